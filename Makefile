@@ -1,0 +1,58 @@
+# gestor: one entry point for building and testing every part.
+# `make test` is the repo's test command (CI runs it through .ci/run): it
+# installs and starts what it needs on a Debian/Ubuntu host as root.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all build release run test setup lint test-rust test-cron test-logger \
+	test-kernel test-stack test-e2e bench clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# The one command that runs the system on this host (see README).
+run:
+	./scripts/run-stack.sh
+
+test: setup lint test-rust test-cron test-logger test-kernel test-stack test-e2e
+	@echo "make test: all suites passed"
+
+setup:
+	./scripts/setup-test-host.sh
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	shellcheck scripts/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh)
+
+test-rust:
+	$(CARGO) build --release
+	$(CARGO) test --all-targets -- --test-threads=2
+
+test-cron:
+	./cron/tests/run.sh
+
+test-logger:
+	./logger/tests/run.sh
+
+test-kernel:
+	./kernel_module/tests/run.sh
+
+test-stack:
+	./tests/stack/run.sh
+
+test-e2e:
+	./tests/e2e/run.sh
+
+bench:
+	./bench/run.sh
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -C kernel_module clean

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs and starts what `make test` needs on a Debian/Ubuntu host, as root:
+# Debian packages, a running Docker engine and the locally built images.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+readonly REPO_ROOT
+readonly PACKAGES=(
+  docker.io docker-compose debootstrap
+  prometheus shellcheck cron busybox-static qemu-system-x86 cpio
+  chromium python3 python3-venv curl jq make gcc kmod
+)
+
+err() { printf 'setup-test-host: %s\n' "$*" >&2; }
+
+missing_packages() {
+  local pkg
+  for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed' \
+      || printf '%s\n' "${pkg}"
+  done
+}
+
+main() {
+  local missing
+  missing="$(missing_packages)"
+  if [[ -n "${missing}" ]]; then
+    if [[ "$(id -u)" -ne 0 ]]; then
+      err "missing packages (run as root or install them): ${missing//$'\n'/ }"
+      return 1
+    fi
+    echo "setup-test-host: installing ${missing//$'\n'/ }"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    # shellcheck disable=SC2086 # one package per word
+    apt-get install -y -q --no-install-recommends ${missing} >/dev/null
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    err "cargo not found: install Rust (https://rustup.rs) and re-run"
+    return 1
+  fi
+  "${REPO_ROOT}/scripts/build-images.sh"
+}
+
+main "$@"

@@ -1,0 +1,1 @@
+//! Container IDs from cgroup paths (being written).

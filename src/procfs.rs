@@ -1,0 +1,1 @@
+//! The userspace collector (being written).
