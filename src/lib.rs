@@ -6,5 +6,20 @@
 //! metrics and log records.
 
 pub mod cgroup;
+pub mod config;
+pub mod container;
+pub mod cycle;
+pub mod daemon;
+pub mod docker;
+pub mod http;
+pub mod metrics;
+pub mod policy;
 pub mod procfs;
+pub mod records;
+pub mod shipper;
 pub mod snapshot;
+pub mod source;
+pub mod table;
+pub mod usage;
+
+pub use daemon::run;

@@ -1,1 +1,182 @@
-fn main() {}
+//! The `gestor` binary: parses the configuration, starts tracing and hands
+//! over to the library.
+
+use anyhow::Context;
+use clap::Parser;
+use gestor::config::{Cli, Command, Config, LogFormat};
+use gestor::{daemon, source, table};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GESTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+fn cancel_on_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        cancel.cancel();
+    });
+}
+
+async fn once(config: Config) -> anyhow::Result<bool> {
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut parts = daemon::build(&config, &cancel);
+    let report = parts.governor.run_cycle(&cancel).await;
+    print!("{}", table::render(&report));
+    drop(parts.governor);
+    if let Some(task) = parts.shipper_task.take() {
+        // Give the shipper a moment to deliver, then let it spool the rest.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        cancel.cancel();
+        let _ = task.await;
+    }
+    Ok(report.ok())
+}
+
+fn snapshot(config: &Config, summary: bool) -> anyhow::Result<()> {
+    let src = source::SnapshotSource {
+        mode: config.source,
+        sysinfo: config.sysinfo.clone(),
+        procfs: config.procfs.clone(),
+    };
+    let snap = src.read_blocking()?;
+    if summary {
+        let containers: std::collections::HashSet<_> = snap
+            .processes
+            .iter()
+            .filter_map(|p| p.container_id.as_deref())
+            .collect();
+        println!(
+            "source {}; {} processes in {} containers; {} CPUs; {} KiB RAM ({} KiB available)",
+            snap.source.as_str(),
+            snap.processes.len(),
+            containers.len(),
+            snap.system.cpu_count,
+            snap.system.mem_total_kib,
+            snap.system.mem_available_kib
+        );
+    } else {
+        println!("{}", serde_json::to_string_pretty(&snap)?);
+    }
+    Ok(())
+}
+
+async fn healthcheck(config: &Config) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(std::time::Duration::from_secs(3), work)
+        .await
+        .context("timed out")?
+        .with_context(|| format!("cannot reach {addr}"))?;
+    let head = String::from_utf8_lossy(&buf);
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{}",
+        head.lines().next().unwrap_or("no answer")
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.settings.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gestor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::CheckConfig = command {
+        match toml::to_string(&config) {
+            Ok(text) => {
+                print!("{text}");
+                println!("# configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("gestor: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Command::Snapshot { summary } = command {
+        return match snapshot(&config, summary) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gestor: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !matches!(command, Command::Healthcheck) {
+        init_tracing(config.log_format);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gestor: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Once => once(config).await,
+            Command::Healthcheck => healthcheck(&config).await.map(|()| true),
+            _ => {
+                let cancel = CancellationToken::new();
+                cancel_on_signals(cancel.clone());
+                daemon::run(config, cancel).await.map(|()| true)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("gestor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -358,7 +358,11 @@ pub(crate) mod tests {
         let cases = [
             ("\"pid\": 42", "\"pid\": 0", "processes[0].pid"),
             ("\"pid\": 42", "\"pid\": 99999999", "processes[0].pid"),
-            ("\"mem_pct_x100\": 1", "\"mem_pct_x100\": 10001", "mem_pct_x100"),
+            (
+                "\"mem_pct_x100\": 1",
+                "\"mem_pct_x100\": 10001",
+                "mem_pct_x100",
+            ),
             ("\"cpu_count\": 2", "\"cpu_count\": 0", "cpu_count"),
             ("\"rss_kib\": 1024", "\"rss_kib\": -1", "invalid value"),
             (
@@ -366,7 +370,11 @@ pub(crate) mod tests {
                 "\"rss_kib\": 18446744073709551616",
                 "line",
             ),
-            ("\"version\": 1", "\"version\": 2", "unsupported format version"),
+            (
+                "\"version\": 1",
+                "\"version\": 2",
+                "unsupported format version",
+            ),
             (
                 "\"mem_free_kib\": 8000000",
                 "\"mem_free_kib\": 17000000",

@@ -1,0 +1,455 @@
+//! Configuration: command-line flags over `GESTOR_*` environment variables
+//! over an optional TOML file over defaults, validated once at start-up.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_SYSINFO: &str = "/proc/sysinfo_202200075";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gestor",
+    version,
+    about = "Container resource governor: keeps only the stress containers that are needed"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: one cycle every interval (the default command).
+    Run,
+    /// Run one cycle and print a table of containers and decisions.
+    Once,
+    /// Read one sysinfo snapshot (the kernel module's file by default), validate and print it.
+    Snapshot {
+        /// Print a one-line summary instead of the whole document.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Validate the configuration, print it as TOML and exit.
+    CheckConfig,
+    /// Exit 0 when the daemon at --listen answers /healthz (for container healthchecks).
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// The kernel module's file when it exists, else the userspace collector.
+    Auto,
+    /// Only the kernel module's file.
+    Kernel,
+    /// Only the userspace collector.
+    Userspace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Every setting as given on the command line or in the environment; `None`
+/// means "not given here" so the file or the default applies.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML configuration file (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "GESTOR_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Seconds between cycles [default: 10].
+    #[arg(long, env = "GESTOR_INTERVAL", global = true)]
+    pub interval: Option<f64>,
+    /// The kernel module's snapshot file [default: /proc/sysinfo_202200075].
+    #[arg(long, env = "GESTOR_SYSINFO", global = true)]
+    pub sysinfo: Option<PathBuf>,
+    /// Where snapshots come from [default: auto].
+    #[arg(long, env = "GESTOR_SOURCE", global = true)]
+    pub source: Option<SourceMode>,
+    /// procfs root for the userspace collector (e.g. /host/proc in a container) [default: /proc].
+    #[arg(long, env = "GESTOR_PROCFS", global = true)]
+    pub procfs: Option<PathBuf>,
+    /// Docker endpoint [default: unix:///var/run/docker.sock].
+    #[arg(long, env = "GESTOR_DOCKER_HOST", global = true)]
+    pub docker_host: Option<String>,
+    /// HTTP address for /metrics, /healthz and /api/v1 [default: 0.0.0.0:9797].
+    #[arg(long, env = "GESTOR_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Managed containers kept per type [default: 1].
+    #[arg(long, env = "GESTOR_MIN_PER_TYPE", global = true)]
+    pub min_per_type: Option<usize>,
+    /// Most containers killed in one cycle [default: 50].
+    #[arg(long, env = "GESTOR_MAX_KILLS_PER_CYCLE", global = true)]
+    pub max_kills_per_cycle: Option<usize>,
+    /// Seconds `docker stop` waits before SIGKILL [default: 2].
+    #[arg(long, env = "GESTOR_STOP_TIMEOUT", global = true)]
+    pub stop_timeout: Option<u32>,
+    /// Decide and log, but kill nothing.
+    #[arg(long, env = "GESTOR_DRY_RUN", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dry_run: Option<bool>,
+    /// Treat stress containers without gestor labels as managed [default: false].
+    #[arg(long, env = "GESTOR_MANAGE_UNLABELED", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub manage_unlabeled: Option<bool>,
+    /// Only consider containers carrying this label (KEY=VALUE; repeatable).
+    #[arg(
+        long = "only-label",
+        env = "GESTOR_ONLY_LABEL",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub only_label: Option<Vec<String>>,
+    /// Log service URL; empty disables shipping [default: http://127.0.0.1:8000].
+    #[arg(long, env = "GESTOR_LOGGER_URL", global = true)]
+    pub logger_url: Option<String>,
+    /// Bearer token for the log service.
+    #[arg(
+        long,
+        env = "GESTOR_LOGGER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub logger_token: Option<String>,
+    /// Directory for records waiting for the log service [default: /var/lib/gestor/spool].
+    #[arg(long, env = "GESTOR_SPOOL_DIR", global = true)]
+    pub spool_dir: Option<PathBuf>,
+    /// Largest size of the on-disk spool in bytes [default: 67108864].
+    #[arg(long, env = "GESTOR_SPOOL_MAX_BYTES", global = true)]
+    pub spool_max_bytes: Option<u64>,
+    /// Create (or reuse) the log service container at start-up [default: true].
+    #[arg(long, env = "GESTOR_CREATE_LOGGER", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub create_logger: Option<bool>,
+    /// Image of the log service container [default: gestor/logger:latest].
+    #[arg(long, env = "GESTOR_LOGGER_IMAGE", global = true)]
+    pub logger_image: Option<String>,
+    /// Name of the log service container, never killed [default: gestor-logger].
+    #[arg(long, env = "GESTOR_LOGGER_CONTAINER", global = true)]
+    pub logger_container: Option<String>,
+    /// Named volume for the log service's data [default: gestor-logs].
+    #[arg(long, env = "GESTOR_LOGGER_VOLUME", global = true)]
+    pub logger_volume: Option<String>,
+    /// Format of gestor's own log lines on stdout [default: json].
+    #[arg(long, env = "GESTOR_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The validated configuration every part reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub interval: f64,
+    pub sysinfo: PathBuf,
+    pub source: SourceMode,
+    pub procfs: PathBuf,
+    pub docker_host: String,
+    pub listen: SocketAddr,
+    pub min_per_type: usize,
+    pub max_kills_per_cycle: usize,
+    pub stop_timeout: u32,
+    pub dry_run: bool,
+    pub manage_unlabeled: bool,
+    pub only_label: Vec<String>,
+    pub logger_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logger_token: Option<String>,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub create_logger: bool,
+    pub logger_image: String,
+    pub logger_container: String,
+    pub logger_volume: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Settings {
+    /// Fills every setting not given on the command line or in the
+    /// environment from `file`.
+    fn or(self, file: Settings) -> Settings {
+        Settings {
+            config: self.config,
+            interval: self.interval.or(file.interval),
+            sysinfo: self.sysinfo.or(file.sysinfo),
+            source: self.source.or(file.source),
+            procfs: self.procfs.or(file.procfs),
+            docker_host: self.docker_host.or(file.docker_host),
+            listen: self.listen.or(file.listen),
+            min_per_type: self.min_per_type.or(file.min_per_type),
+            max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
+            stop_timeout: self.stop_timeout.or(file.stop_timeout),
+            dry_run: self.dry_run.or(file.dry_run),
+            manage_unlabeled: self.manage_unlabeled.or(file.manage_unlabeled),
+            only_label: self.only_label.or(file.only_label),
+            logger_url: self.logger_url.or(file.logger_url),
+            logger_token: self.logger_token.or(file.logger_token),
+            spool_dir: self.spool_dir.or(file.spool_dir),
+            spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
+            create_logger: self.create_logger.or(file.create_logger),
+            logger_image: self.logger_image.or(file.logger_image),
+            logger_container: self.logger_container.or(file.logger_container),
+            logger_volume: self.logger_volume.or(file.logger_volume),
+            log_format: self.log_format.or(file.log_format),
+        }
+    }
+
+    /// Reads the TOML file (if any), applies defaults and validates.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let merged = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file = parse_toml(path, &text)?;
+                self.or(file)
+            }
+            None => self,
+        };
+        merged.into_config()
+    }
+
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let config = Config {
+            interval: self.interval.unwrap_or(10.0),
+            sysinfo: self.sysinfo.unwrap_or_else(|| DEFAULT_SYSINFO.into()),
+            source: self.source.unwrap_or(SourceMode::Auto),
+            procfs: self.procfs.unwrap_or_else(|| "/proc".into()),
+            docker_host: self
+                .docker_host
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9797))),
+            min_per_type: self.min_per_type.unwrap_or(1),
+            max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
+            stop_timeout: self.stop_timeout.unwrap_or(2),
+            dry_run: self.dry_run.unwrap_or(false),
+            manage_unlabeled: self.manage_unlabeled.unwrap_or(false),
+            only_label: self
+                .only_label
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+            logger_url: self
+                .logger_url
+                .unwrap_or_else(|| "http://127.0.0.1:8000".into())
+                .trim()
+                .trim_end_matches('/')
+                .to_string(),
+            logger_token: self.logger_token.filter(|t| !t.is_empty()),
+            spool_dir: self
+                .spool_dir
+                .unwrap_or_else(|| "/var/lib/gestor/spool".into()),
+            spool_max_bytes: self.spool_max_bytes.unwrap_or(64 << 20),
+            create_logger: self.create_logger.unwrap_or(true),
+            logger_image: self
+                .logger_image
+                .unwrap_or_else(|| "gestor/logger:latest".into()),
+            logger_container: self
+                .logger_container
+                .unwrap_or_else(|| "gestor-logger".into()),
+            logger_volume: self.logger_volume.unwrap_or_else(|| "gestor-logs".into()),
+            log_format: self.log_format.unwrap_or(LogFormat::Json),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    // Accept the flags' spelling (`min-per-type`) as well as `min_per_type`.
+    let value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })?;
+    let normalized: toml::Table = value
+        .into_iter()
+        .map(|(k, v)| (k.replace('-', "_"), v))
+        .collect();
+    Settings::deserialize(normalized).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if !(self.interval.is_finite() && (0.1..=86_400.0).contains(&self.interval)) {
+            return invalid(
+                "interval",
+                format!("{} is not between 0.1 and 86400 seconds", self.interval),
+            );
+        }
+        if self.min_per_type == 0 {
+            return invalid(
+                "min_per_type",
+                "must be at least 1 (the seed: always one of each type)".into(),
+            );
+        }
+        if self.stop_timeout > 300 {
+            return invalid(
+                "stop_timeout",
+                format!("{} s is above 300 s", self.stop_timeout),
+            );
+        }
+        for label in &self.only_label {
+            match label.split_once('=') {
+                Some((k, _)) if !k.is_empty() => {}
+                _ => return invalid("only_label", format!("{label:?} is not KEY=VALUE")),
+            }
+        }
+        let url = &self.logger_url;
+        if !(url.is_empty() || url.starts_with("http://")) {
+            return invalid(
+                "logger_url",
+                format!("{:?} is not an http:// URL (TLS is not built in)", self.logger_url),
+            );
+        }
+        if !(self.docker_host.starts_with("unix://")
+            || self.docker_host.starts_with("tcp://")
+            || self.docker_host.starts_with("http://"))
+        {
+            return invalid(
+                "docker_host",
+                format!(
+                    "{:?} is not unix://PATH, tcp://HOST:PORT or http://HOST:PORT",
+                    self.docker_host
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.interval)
+    }
+
+    /// The `only_label` filters as (key, value) pairs.
+    pub fn label_filters(&self) -> Vec<(String, String)> {
+        self.only_label
+            .iter()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn shipping_enabled(&self) -> bool {
+        !self.logger_url.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["gestor"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings.resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.interval, 10.0);
+        assert_eq!(c.sysinfo, PathBuf::from(DEFAULT_SYSINFO));
+        assert_eq!(c.listen.port(), 9797);
+        assert_eq!(c.min_per_type, 1);
+        assert!(!c.dry_run);
+        assert!(c.create_logger);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gestor.toml");
+        std::fs::write(
+            &file,
+            "interval = 5.0\nmin-per-type = 3\nonly_label = [\"a=b\"]\ndry_run = true\n",
+        )
+        .unwrap();
+        let c = parse(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--min-per-type",
+            "2",
+            "once",
+        ])
+        .unwrap();
+        assert_eq!(c.interval, 5.0);
+        assert_eq!(c.min_per_type, 2);
+        assert_eq!(c.only_label, vec!["a=b"]);
+        assert!(c.dry_run);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gestor.toml");
+        std::fs::write(&file, "intervall = 5\n").unwrap();
+        let err = parse(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `intervall`"), "{err}");
+        assert!(err.contains("gestor.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_key() {
+        for (args, key) in [
+            (vec!["--interval", "0"], "interval"),
+            (vec!["--min-per-type", "0"], "min_per_type"),
+            (vec!["--only-label", "nokey"], "only_label"),
+            (vec!["--logger-url", "ftp://x"], "logger_url"),
+            (vec!["--docker-host", "/var/run/docker.sock"], "docker_host"),
+        ] {
+            let err = parse(&args).unwrap_err().to_string();
+            assert!(err.contains(key), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = parse(&["--config", "/nonexistent/gestor.toml"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/gestor.toml"), "{err}");
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        assert!(parse(&["--dry-run"]).unwrap().dry_run);
+        assert!(!parse(&["--dry-run=false"]).unwrap().dry_run);
+        assert!(parse(&["--dry-run", "once"]).unwrap().dry_run);
+        assert!(!parse(&["--create-logger=false"]).unwrap().create_logger);
+        assert_eq!(
+            parse(&["--only-label", "a=1,b=2"]).unwrap().only_label,
+            vec!["a=1", "b=2"]
+        );
+        assert!(parse(&["--logger-url", ""]).unwrap().logger_url.is_empty());
+    }
+}

@@ -1,0 +1,618 @@
+//! The kill policy: a pure function of (usage, containers, config, now).
+//!
+//! For each type, keep at least `min_per_type` running managed containers —
+//! those that use least of the type's own resource (ties: the newest) — and
+//! kill the other managed ones, at most `max_kills_per_cycle` per cycle.
+//! Never a protected or unmanaged container, never the log service, and
+//! nothing at all when this cycle's inputs could not be read.
+
+use crate::container::{ContainerInfo, ContainerType};
+use crate::usage::Usage;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    pub min_per_type: usize,
+    pub max_kills_per_cycle: usize,
+    /// Treat stress containers without gestor labels as managed.
+    pub manage_unlabeled: bool,
+    /// Names or IDs that are never killed, whatever their labels (the log service).
+    pub never_kill: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            min_per_type: 1,
+            max_kills_per_cycle: 50,
+            manage_unlabeled: false,
+            never_kill: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A managed container kept to satisfy `min_per_type`.
+    Keep,
+    /// A managed container to stop and remove.
+    Kill,
+    /// A managed container that would be killed, left for a later cycle
+    /// (per-cycle bound reached).
+    Defer,
+    /// Not ours to judge: protected, unmanaged, the log service, unknown type,
+    /// not running, or no usage data this cycle.
+    Ignore,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Kill => "kill",
+            Action::Defer => "defer",
+            Action::Ignore => "ignore",
+        }
+    }
+}
+
+/// The policy's verdict on one container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub container_type: ContainerType,
+    pub action: Action,
+    pub reason: String,
+}
+
+/// What the policy decided for one cycle.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Plan {
+    /// Set when the cycle's inputs failed: then nothing is killed.
+    pub blocked: Option<String>,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Plan {
+    pub fn kills(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.action == Action::Kill)
+    }
+}
+
+/// The figure each type is judged by, and how to print it.
+fn resource(t: ContainerType, u: &Usage) -> f64 {
+    match t {
+        ContainerType::Cpu => u.cpu_cores,
+        ContainerType::Ram => u.memory_bytes as f64,
+        ContainerType::Io => u.io_chars_per_second(),
+        ContainerType::Disk => u.disk_write_bytes_per_second,
+        ContainerType::Unknown => 0.0,
+    }
+}
+
+fn describe(t: ContainerType, u: &Usage) -> String {
+    match t {
+        ContainerType::Cpu => format!("cpu {:.1}% of a core", u.cpu_cores * 100.0),
+        ContainerType::Ram => format!("rss {}", human_bytes(u.memory_bytes as f64)),
+        ContainerType::Io => format!("io {}/s", human_bytes(u.io_chars_per_second())),
+        ContainerType::Disk => format!(
+            "disk writes {}/s",
+            human_bytes(u.disk_write_bytes_per_second)
+        ),
+        ContainerType::Unknown => String::from("no resource"),
+    }
+}
+
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes.max(0.0);
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Decides, for this cycle, what happens to each container.
+///
+/// `usage` and `containers` are this cycle's inputs; an `Err` in either (the
+/// snapshot or the Docker listing failed) blocks every kill. `now` (Unix
+/// seconds) is used for ages in the reasons.
+pub fn decide(
+    usage: Result<&HashMap<String, Usage>, &str>,
+    containers: Result<&[ContainerInfo], &str>,
+    config: &PolicyConfig,
+    now: i64,
+) -> Plan {
+    let (usage, containers) = match (usage, containers) {
+        (Ok(u), Ok(c)) => (u, c),
+        (Err(e), _) => {
+            return Plan {
+                blocked: Some(format!("no kills this cycle: snapshot unavailable ({e})")),
+                verdicts: Vec::new(),
+            }
+        }
+        (_, Err(e)) => {
+            return Plan {
+                blocked: Some(format!(
+                    "no kills this cycle: Docker listing unavailable ({e})"
+                )),
+                verdicts: Vec::new(),
+            }
+        }
+    };
+
+    let never_kill: HashSet<&str> = config.never_kill.iter().map(String::as_str).collect();
+    let mut verdicts = Vec::with_capacity(containers.len());
+    // Running managed containers with usage data, by type.
+    let mut candidates: BTreeMap<ContainerType, Vec<(&ContainerInfo, &Usage)>> = BTreeMap::new();
+
+    for c in containers {
+        let t = c.container_type();
+        let ignore = |reason: String| Verdict {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            container_type: t,
+            action: Action::Ignore,
+            reason,
+        };
+        let reason = if never_kill.contains(c.name.as_str())
+            || never_kill.contains(c.id.as_str())
+            || never_kill.contains(c.short_id())
+        {
+            Some("the log service is never killed".to_string())
+        } else if c.is_protected() {
+            Some("protected (gestor.protected=true)".to_string())
+        } else if !c.is_managed(config.manage_unlabeled) {
+            Some("not managed by gestor".to_string())
+        } else if t == ContainerType::Unknown {
+            Some("managed but of unknown type".to_string())
+        } else if !c.is_running() {
+            Some(format!("not running ({})", c.state))
+        } else if !usage.contains_key(&c.id) {
+            Some("no usage data in this snapshot; judged next cycle".to_string())
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => verdicts.push(ignore(r)),
+            None => candidates.entry(t).or_default().push((c, &usage[&c.id])),
+        }
+    }
+
+    // Per type: lightest first (ties: newest first, then by id for a stable order).
+    let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
+    for (t, mut list) in candidates {
+        list.sort_by(|(a, ua), (b, ub)| {
+            resource(t, ua)
+                .partial_cmp(&resource(t, ub))
+                .unwrap_or(Ordering::Equal)
+                .then(b.created.cmp(&a.created))
+                .then(a.id.cmp(&b.id))
+        });
+        let count = list.len();
+        let keep = config.min_per_type.min(count);
+        let kept_names: Vec<String> = list[..keep]
+            .iter()
+            .map(|(c, u)| format!("{} at {}", c.name, describe(t, u)))
+            .collect();
+        for (rank, (c, u)) in list[..keep].iter().enumerate() {
+            let why = if count == keep {
+                format!(
+                    "{t}: kept {} ({}; {} of {} running, minimum {})",
+                    c.name,
+                    describe(t, u),
+                    count,
+                    count,
+                    config.min_per_type
+                )
+            } else {
+                format!(
+                    "{t}: kept {} ({}, {} lowest of {}; age {} s)",
+                    c.name,
+                    describe(t, u),
+                    ordinal(rank + 1),
+                    count,
+                    (now - c.created).max(0)
+                )
+            };
+            verdicts.push(Verdict {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                container_type: t,
+                action: Action::Keep,
+                reason: why,
+            });
+        }
+        // Heaviest first, so the per-cycle bound frees the most first.
+        let surplus: Vec<Verdict> = list[keep..]
+            .iter()
+            .rev()
+            .map(|(c, u)| Verdict {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                container_type: t,
+                action: Action::Kill,
+                reason: format!(
+                    "{t}: killed {} ({}); keeping {}",
+                    c.name,
+                    describe(t, u),
+                    kept_names.join(", ")
+                ),
+            })
+            .collect();
+        surplus_by_type.push(surplus);
+    }
+
+    // Round-robin across types so a bound does not starve one type.
+    let mut budget = config.max_kills_per_cycle;
+    let longest = surplus_by_type.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for list in &mut surplus_by_type {
+            let Some(v) = list.get_mut(i) else { continue };
+            if budget == 0 {
+                v.action = Action::Defer;
+                v.reason = format!(
+                    "{}: {} deferred: max_kills_per_cycle ({}) reached",
+                    v.container_type, v.name, config.max_kills_per_cycle
+                );
+            } else {
+                budget -= 1;
+            }
+        }
+    }
+    // Stable output: kills in the order they will be carried out, then the rest.
+    let mut ordered: Vec<Verdict> = Vec::new();
+    for i in 0..longest {
+        for list in &surplus_by_type {
+            if let Some(v) = list.get(i) {
+                ordered.push(v.clone());
+            }
+        }
+    }
+    verdicts.extend(ordered);
+    Plan {
+        blocked: None,
+        verdicts,
+    }
+}
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "the".to_string(),
+        2 => "2nd".to_string(),
+        3 => "3rd".to_string(),
+        _ => format!("{n}th"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::tests::container;
+    use crate::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
+    use crate::usage::{RateBasis, Totals};
+    use proptest::prelude::*;
+
+    fn usage(cpu: f64, mem: u64, io: f64, disk: f64) -> Usage {
+        Usage {
+            totals: Totals::default(),
+            cpu_cores: cpu,
+            cpu_ratio: cpu / 2.0,
+            memory_bytes: mem,
+            memory_ratio: 0.0,
+            disk_read_bytes_per_second: 0.0,
+            disk_write_bytes_per_second: disk,
+            io_read_chars_per_second: io,
+            io_write_chars_per_second: 0.0,
+            io_syscalls_per_second: 0.0,
+            basis: RateBasis::Interval,
+        }
+    }
+
+    fn managed(name: &str, t: &str) -> ContainerInfo {
+        container(
+            name,
+            &[(LABEL_MANAGED, "true"), (LABEL_TYPE, t)],
+            "stress --cpu 1",
+        )
+    }
+
+    fn run(
+        cs: &[ContainerInfo],
+        us: &HashMap<String, Usage>,
+        cfg: &PolicyConfig,
+    ) -> HashMap<String, Action> {
+        decide(Ok(us), Ok(cs), cfg, 2_000)
+            .verdicts
+            .into_iter()
+            .map(|v| (v.name, v.action))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_lightest_of_each_type_and_kills_the_rest() {
+        let cs = vec![
+            managed("ram-a", "ram"),
+            managed("ram-b", "ram"),
+            managed("ram-c", "ram"),
+            managed("cpu-a", "cpu"),
+            managed("cpu-b", "cpu"),
+        ];
+        let mut us = HashMap::new();
+        us.insert(cs[0].id.clone(), usage(0.0, 300 << 20, 0.0, 0.0));
+        us.insert(cs[1].id.clone(), usage(0.0, 12 << 20, 0.0, 0.0));
+        us.insert(cs[2].id.clone(), usage(0.0, 256 << 20, 0.0, 0.0));
+        us.insert(cs[3].id.clone(), usage(0.9, 0, 0.0, 0.0));
+        us.insert(cs[4].id.clone(), usage(0.1, 0, 0.0, 0.0));
+        let plan = decide(Ok(&us), Ok(&cs), &PolicyConfig::default(), 2_000);
+        let got: HashMap<_, _> = plan
+            .verdicts
+            .iter()
+            .map(|v| (v.name.as_str(), v.action))
+            .collect();
+        assert_eq!(got["ram-b"], Action::Keep);
+        assert_eq!(got["ram-a"], Action::Kill);
+        assert_eq!(got["ram-c"], Action::Kill);
+        assert_eq!(got["cpu-b"], Action::Keep);
+        assert_eq!(got["cpu-a"], Action::Kill);
+        let keep = plan.verdicts.iter().find(|v| v.name == "ram-b").unwrap();
+        assert_eq!(
+            keep.reason,
+            "ram: kept ram-b (rss 12.0 MiB, the lowest of 3; age 1000 s)"
+        );
+        let kill = plan.verdicts.iter().find(|v| v.name == "ram-a").unwrap();
+        assert_eq!(
+            kill.reason,
+            "ram: killed ram-a (rss 300.0 MiB); keeping ram-b at rss 12.0 MiB"
+        );
+    }
+
+    #[test]
+    fn each_type_is_judged_by_its_own_resource() {
+        for (t, light, heavy) in [
+            (
+                "cpu",
+                usage(0.1, 9 << 30, 9e9, 9e9),
+                usage(0.9, 0, 0.0, 0.0),
+            ),
+            (
+                "ram",
+                usage(9.0, 1 << 20, 9e9, 9e9),
+                usage(0.0, 2 << 20, 0.0, 0.0),
+            ),
+            (
+                "io",
+                usage(9.0, 9 << 30, 10.0, 9e9),
+                usage(0.0, 0, 20.0, 0.0),
+            ),
+            (
+                "disk",
+                usage(9.0, 9 << 30, 9e9, 10.0),
+                usage(0.0, 0, 0.0, 20.0),
+            ),
+        ] {
+            let cs = vec![managed("light", t), managed("heavy", t)];
+            let us = HashMap::from([(cs[0].id.clone(), light), (cs[1].id.clone(), heavy)]);
+            let got = run(&cs, &us, &PolicyConfig::default());
+            assert_eq!(got["light"], Action::Keep, "{t}");
+            assert_eq!(got["heavy"], Action::Kill, "{t}");
+        }
+    }
+
+    #[test]
+    fn ties_keep_the_newest() {
+        let mut old = managed("old", "io");
+        old.created = 100;
+        let mut new = managed("new", "io");
+        new.created = 200;
+        let cs = vec![old, new];
+        let us: HashMap<_, _> = cs
+            .iter()
+            .map(|c| (c.id.clone(), usage(0.0, 0, 0.0, 0.0)))
+            .collect();
+        let got = run(&cs, &us, &PolicyConfig::default());
+        assert_eq!(got["new"], Action::Keep);
+        assert_eq!(got["old"], Action::Kill);
+    }
+
+    #[test]
+    fn protected_unmanaged_and_the_log_service_are_never_killed() {
+        let cs = vec![
+            managed("keep-me", "cpu"),
+            container(
+                "prot",
+                &[
+                    (LABEL_MANAGED, "true"),
+                    (LABEL_TYPE, "cpu"),
+                    (LABEL_PROTECTED, "true"),
+                ],
+                "stress --cpu 1",
+            ),
+            container("unlabeled", &[], "stress --cpu 1"),
+            managed("gestor-logger", "cpu"),
+        ];
+        let us: HashMap<_, _> = cs
+            .iter()
+            .map(|c| (c.id.clone(), usage(1.0, 0, 0.0, 0.0)))
+            .collect();
+        let cfg = PolicyConfig {
+            never_kill: vec!["gestor-logger".into()],
+            ..Default::default()
+        };
+        let got = run(&cs, &us, &cfg);
+        assert_eq!(got["keep-me"], Action::Keep);
+        assert_eq!(got["prot"], Action::Ignore);
+        assert_eq!(got["unlabeled"], Action::Ignore);
+        assert_eq!(got["gestor-logger"], Action::Ignore);
+    }
+
+    #[test]
+    fn failed_inputs_block_every_kill() {
+        let cs = vec![managed("a", "cpu"), managed("b", "cpu")];
+        let us: HashMap<_, _> = cs
+            .iter()
+            .map(|c| (c.id.clone(), usage(1.0, 0, 0.0, 0.0)))
+            .collect();
+        let cfg = PolicyConfig::default();
+        let p = decide(Err("cannot read /proc/sysinfo"), Ok(&cs), &cfg, 0);
+        assert_eq!(p.kills().count(), 0);
+        assert!(p.blocked.unwrap().contains("snapshot unavailable"));
+        let p = decide(Ok(&us), Err("docker down"), &cfg, 0);
+        assert_eq!(p.kills().count(), 0);
+        assert!(p.blocked.unwrap().contains("Docker listing unavailable"));
+    }
+
+    #[test]
+    fn the_per_cycle_bound_defers_round_robin() {
+        let mut cs = Vec::new();
+        for t in ["cpu", "ram"] {
+            for i in 0..4 {
+                cs.push(managed(&format!("{t}-{i}"), t));
+            }
+        }
+        let us: HashMap<_, _> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), usage(i as f64, i as u64, 0.0, 0.0)))
+            .collect();
+        let cfg = PolicyConfig {
+            max_kills_per_cycle: 3,
+            ..Default::default()
+        };
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, 0);
+        let kills: Vec<_> = plan.kills().map(|v| v.name.clone()).collect();
+        // Heaviest of each type first, alternating types.
+        assert_eq!(kills, vec!["cpu-3", "ram-3", "cpu-2"]);
+        let deferred = plan
+            .verdicts
+            .iter()
+            .filter(|v| v.action == Action::Defer)
+            .count();
+        assert_eq!(deferred, 3);
+    }
+
+    #[test]
+    fn min_per_type_above_one_and_missing_usage() {
+        let cs: Vec<_> = (0..4).map(|i| managed(&format!("d{i}"), "disk")).collect();
+        let mut us: HashMap<_, _> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), usage(0.0, 0, 0.0, i as f64)))
+            .collect();
+        us.remove(&cs[3].id);
+        let cfg = PolicyConfig {
+            min_per_type: 2,
+            ..Default::default()
+        };
+        let got = run(&cs, &us, &cfg);
+        assert_eq!(got["d0"], Action::Keep);
+        assert_eq!(got["d1"], Action::Keep);
+        assert_eq!(got["d2"], Action::Kill);
+        assert_eq!(got["d3"], Action::Ignore, "no data: never killed on it");
+    }
+
+    #[test]
+    fn stopped_managed_containers_are_left_alone() {
+        let mut c = managed("exited", "cpu");
+        c.state = "exited".into();
+        let cs = vec![c, managed("live", "cpu")];
+        let us: HashMap<_, _> = cs
+            .iter()
+            .map(|c| (c.id.clone(), usage(0.5, 0, 0.0, 0.0)))
+            .collect();
+        let got = run(&cs, &us, &PolicyConfig::default());
+        assert_eq!(got["exited"], Action::Ignore);
+        assert_eq!(got["live"], Action::Keep);
+    }
+
+    fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>)> {
+        (
+            0usize..5,
+            0usize..4,
+            any::<bool>(),
+            any::<bool>(),
+            0i64..1000,
+            0.0f64..4.0,
+            0u64..(1 << 32),
+            any::<bool>(),
+        )
+            .prop_map(|(t, label, running, has_usage, created, cpu, mem, cmd)| {
+                let types = ["cpu", "ram", "io", "disk", "weird"];
+                let labels: &[(&str, &str)] = match label {
+                    0 => &[(LABEL_MANAGED, "true")],
+                    1 => &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+                    2 => &[],
+                    _ => &[(LABEL_MANAGED, "false")],
+                };
+                let mut l: Vec<(&str, &str)> = labels.to_vec();
+                l.push((LABEL_TYPE, types[t]));
+                let command = if cmd { "stress --io 1" } else { "sleep 9" };
+                let mut c = container(&format!("c{created}-{t}-{mem}"), &l, command);
+                c.created = created;
+                if !running {
+                    c.state = "exited".into();
+                }
+                let u = has_usage.then(|| usage(cpu, mem, cpu * 1e3, cpu * 1e6));
+                (c, u)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn policy_invariants(
+            input in proptest::collection::vec(arb_container(), 0..40),
+            min_per_type in 1usize..3,
+            max_kills in 0usize..10,
+            manage_unlabeled in any::<bool>(),
+        ) {
+            let mut cs = Vec::new();
+            let mut us = HashMap::new();
+            let mut seen = HashSet::new();
+            for (c, u) in input {
+                if !seen.insert(c.id.clone()) { continue; }
+                if let Some(u) = u { us.insert(c.id.clone(), u); }
+                cs.push(c);
+            }
+            let cfg = PolicyConfig {
+                min_per_type,
+                max_kills_per_cycle: max_kills,
+                manage_unlabeled,
+                never_kill: vec![],
+            };
+            let plan = decide(Ok(&us), Ok(&cs), &cfg, 1_000);
+            prop_assert_eq!(plan.verdicts.len(), cs.len());
+            let by_id: HashMap<_, _> = cs.iter().map(|c| (c.id.as_str(), c)).collect();
+            let kills: Vec<_> = plan.kills().collect();
+            prop_assert!(kills.len() <= max_kills);
+            for k in &kills {
+                let c = by_id[k.id.as_str()];
+                prop_assert!(!c.is_protected());
+                prop_assert!(c.is_managed(manage_unlabeled));
+                prop_assert!(us.contains_key(&c.id));
+            }
+            for t in ContainerType::KNOWN {
+                let eligible = cs.iter().filter(|c| {
+                    c.container_type() == t && c.is_running() && c.is_managed(manage_unlabeled)
+                }).count();
+                let killed = kills.iter().filter(|v| v.container_type == t).count();
+                prop_assert!(eligible - killed >= min_per_type.min(eligible));
+            }
+            // Failed inputs: nothing at all.
+            let blocked = decide(Err("x"), Ok(&cs), &cfg, 1_000);
+            prop_assert_eq!(blocked.kills().count(), 0);
+            let blocked = decide(Ok(&us), Err("y"), &cfg, 1_000);
+            prop_assert_eq!(blocked.kills().count(), 0);
+        }
+    }
+}

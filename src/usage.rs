@@ -1,0 +1,356 @@
+//! Per-container usage: processes grouped by container ID, and rates computed
+//! from two consecutive snapshots. Pure.
+
+use crate::snapshot::{Process, Snapshot};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Cumulative counters of one container's processes, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub processes: u32,
+    pub cpu_time_ns: u64,
+    pub rss_bytes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub rchar: u64,
+    pub wchar: u64,
+    pub syscr: u64,
+    pub syscw: u64,
+}
+
+impl Totals {
+    fn add(&mut self, c: &Counters) {
+        self.cpu_time_ns = self.cpu_time_ns.saturating_add(c.cpu_time_ns);
+        self.read_bytes = self.read_bytes.saturating_add(c.read_bytes);
+        self.write_bytes = self.write_bytes.saturating_add(c.write_bytes);
+        self.rchar = self.rchar.saturating_add(c.rchar);
+        self.wchar = self.wchar.saturating_add(c.wchar);
+        self.syscr = self.syscr.saturating_add(c.syscr);
+        self.syscw = self.syscw.saturating_add(c.syscw);
+    }
+}
+
+/// How a rate was obtained: over the last interval, or (for a container seen
+/// for the first time) averaged over its processes' lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateBasis {
+    Interval,
+    Lifetime,
+}
+
+/// What one container used, as the policy, the metrics and the logs see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Usage {
+    pub totals: Totals,
+    /// Share of one core (2.0 = two cores busy).
+    pub cpu_cores: f64,
+    /// Share of all the host's CPUs, 0..1.
+    pub cpu_ratio: f64,
+    pub memory_bytes: u64,
+    /// Share of the host's RAM, 0..1.
+    pub memory_ratio: f64,
+    pub disk_read_bytes_per_second: f64,
+    pub disk_write_bytes_per_second: f64,
+    pub io_read_chars_per_second: f64,
+    pub io_write_chars_per_second: f64,
+    pub io_syscalls_per_second: f64,
+    pub basis: RateBasis,
+}
+
+impl Usage {
+    /// Characters moved through read/write calls per second: the io type's resource.
+    pub fn io_chars_per_second(&self) -> f64 {
+        self.io_read_chars_per_second + self.io_write_chars_per_second
+    }
+}
+
+/// Host-wide figures of one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HostUsage {
+    pub cpus: u32,
+    /// Busy share of all CPUs since the previous snapshot (since boot on the first).
+    pub cpu_ratio: f64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    cpu_time_ns: u64,
+    read_bytes: u64,
+    write_bytes: u64,
+    rchar: u64,
+    wchar: u64,
+    syscr: u64,
+    syscw: u64,
+}
+
+impl Counters {
+    fn of(p: &Process) -> Counters {
+        Counters {
+            cpu_time_ns: p.cpu_time_ns,
+            read_bytes: p.read_bytes,
+            write_bytes: p.write_bytes,
+            rchar: p.rchar,
+            wchar: p.wchar,
+            syscr: p.syscr,
+            syscw: p.syscw,
+        }
+    }
+
+    /// Growth since `before`; a counter that went backwards counts as 0.
+    fn since(&self, before: &Counters) -> Counters {
+        Counters {
+            cpu_time_ns: self.cpu_time_ns.saturating_sub(before.cpu_time_ns),
+            read_bytes: self.read_bytes.saturating_sub(before.read_bytes),
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
+            rchar: self.rchar.saturating_sub(before.rchar),
+            wchar: self.wchar.saturating_sub(before.wchar),
+            syscr: self.syscr.saturating_sub(before.syscr),
+            syscw: self.syscw.saturating_sub(before.syscw),
+        }
+    }
+}
+
+/// A process is the same process across snapshots when pid and start time match
+/// (pids are reused).
+type ProcessKey = (u32, u64);
+
+/// Computes each container's usage in `current`, with rates over the interval
+/// since `previous` when the container was already there, else over its
+/// processes' lifetime. Processes without a container ID are ignored.
+pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashMap<String, Usage> {
+    let elapsed_ns = previous
+        .map(|p| current.uptime_ns.saturating_sub(p.uptime_ns))
+        .filter(|&ns| ns > 0);
+    let before: HashMap<ProcessKey, Counters> = match (previous, elapsed_ns) {
+        (Some(prev), Some(_)) => prev
+            .processes
+            .iter()
+            .filter(|p| p.container_id.is_some())
+            .map(|p| ((p.pid, p.start_time_ns), Counters::of(p)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let seen_before: std::collections::HashSet<&str> = match (previous, elapsed_ns) {
+        (Some(prev), Some(_)) => prev
+            .processes
+            .iter()
+            .filter_map(|p| p.container_id.as_deref())
+            .collect(),
+        _ => Default::default(),
+    };
+
+    struct Acc {
+        totals: Totals,
+        interval: Totals,
+        earliest_start_ns: u64,
+    }
+    let mut by_container: HashMap<&str, Acc> = HashMap::new();
+    let prev_uptime = previous.map_or(0, |p| p.uptime_ns);
+    for p in &current.processes {
+        let Some(id) = p.container_id.as_deref() else {
+            continue;
+        };
+        let acc = by_container.entry(id).or_insert(Acc {
+            totals: Totals::default(),
+            interval: Totals::default(),
+            earliest_start_ns: u64::MAX,
+        });
+        let now = Counters::of(p);
+        acc.totals.processes += 1;
+        acc.totals.rss_bytes = acc.totals.rss_bytes.saturating_add(p.rss_kib * 1024);
+        acc.totals.add(&now);
+        acc.earliest_start_ns = acc.earliest_start_ns.min(p.start_time_ns);
+        let grown = match before.get(&(p.pid, p.start_time_ns)) {
+            Some(then) => now.since(then),
+            // Born during the interval: everything it did, it did in it.
+            None if p.start_time_ns >= prev_uptime => now,
+            // Existed but was not seen (moved into the container): unknown share.
+            None => Counters::default(),
+        };
+        acc.interval.add(&grown);
+    }
+
+    let mem_total_bytes = current.system.mem_total_kib.saturating_mul(1024).max(1);
+    let cpus = f64::from(current.system.cpu_count.max(1));
+    by_container
+        .into_iter()
+        .map(|(id, acc)| {
+            let (counted, seconds, basis) = match elapsed_ns {
+                Some(ns) if seen_before.contains(id) => {
+                    (acc.interval, ns as f64 / 1e9, RateBasis::Interval)
+                }
+                _ => {
+                    let lived = current.uptime_ns.saturating_sub(acc.earliest_start_ns);
+                    (acc.totals, lived.max(1) as f64 / 1e9, RateBasis::Lifetime)
+                }
+            };
+            let per_second = |v: u64| v as f64 / seconds;
+            let cpu_cores = counted.cpu_time_ns as f64 / 1e9 / seconds;
+            let memory_bytes = acc.totals.rss_bytes;
+            let usage = Usage {
+                totals: acc.totals,
+                cpu_cores,
+                cpu_ratio: (cpu_cores / cpus).clamp(0.0, 1.0),
+                memory_bytes,
+                memory_ratio: (memory_bytes as f64 / mem_total_bytes as f64).clamp(0.0, 1.0),
+                disk_read_bytes_per_second: per_second(counted.read_bytes),
+                disk_write_bytes_per_second: per_second(counted.write_bytes),
+                io_read_chars_per_second: per_second(counted.rchar),
+                io_write_chars_per_second: per_second(counted.wchar),
+                io_syscalls_per_second: per_second(counted.syscr.saturating_add(counted.syscw)),
+                basis,
+            };
+            (id.to_string(), usage)
+        })
+        .collect()
+}
+
+/// Host CPU and memory from one snapshot (and the previous one, for CPU).
+pub fn host_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HostUsage {
+    let now = current.system.cpu_time_ns;
+    let (busy, total) = match previous {
+        Some(prev) if now.total() > prev.system.cpu_time_ns.total() => {
+            let then = prev.system.cpu_time_ns;
+            (
+                now.busy().saturating_sub(then.busy()),
+                now.total() - then.total(),
+            )
+        }
+        _ => (now.busy(), now.total()),
+    };
+    HostUsage {
+        cpus: current.system.cpu_count,
+        cpu_ratio: if total == 0 {
+            0.0
+        } else {
+            (busy as f64 / total as f64).clamp(0.0, 1.0)
+        },
+        memory_total_bytes: current.system.mem_total_kib.saturating_mul(1024),
+        memory_available_bytes: current.system.mem_available_kib.saturating_mul(1024),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{CpuTimes, SourceKind, System};
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn proc_in(id: Option<&str>, pid: u32, cpu_s: f64, rss_mib: u64, wbytes: u64) -> Process {
+        Process {
+            pid,
+            ppid: 1,
+            comm: "stress".into(),
+            cmdline: "stress".into(),
+            container_id: id.map(String::from),
+            cgroup: String::new(),
+            state: "R".into(),
+            rss_kib: rss_mib * 1024,
+            vsz_kib: 0,
+            mem_pct_x100: 0,
+            cpu_time_ns: (cpu_s * 1e9) as u64,
+            start_time_ns: 1_000_000_000,
+            read_bytes: 0,
+            write_bytes: wbytes,
+            rchar: 0,
+            wchar: wbytes,
+            syscr: 0,
+            syscw: 0,
+        }
+    }
+
+    fn snap(uptime_s: u64, busy_s: u64, idle_s: u64, processes: Vec<Process>) -> Snapshot {
+        Snapshot {
+            version: 1,
+            source: SourceKind::Userspace,
+            timestamp_ns: 0,
+            uptime_ns: uptime_s * 1_000_000_000,
+            system: System {
+                cpu_count: 2,
+                cpu_time_ns: CpuTimes {
+                    user: busy_s * 1_000_000_000,
+                    idle: idle_s * 1_000_000_000,
+                    ..Default::default()
+                },
+                mem_total_kib: 1024 * 1024,
+                mem_available_kib: 512 * 1024,
+                ..Default::default()
+            },
+            processes,
+        }
+    }
+
+    #[test]
+    fn groups_processes_by_container_and_skips_the_rest() {
+        let s = snap(
+            11,
+            0,
+            0,
+            vec![
+                proc_in(Some(A), 10, 1.0, 10, 0),
+                proc_in(Some(A), 11, 2.0, 20, 0),
+                proc_in(Some(B), 12, 0.0, 5, 0),
+                proc_in(None, 13, 50.0, 500, 0),
+            ],
+        );
+        let u = container_usage(None, &s);
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[A].totals.processes, 2);
+        assert_eq!(u[A].memory_bytes, 30 * 1024 * 1024);
+        assert_eq!(u[A].totals.cpu_time_ns, 3_000_000_000);
+        assert!((u[A].memory_ratio - 30.0 / 1024.0).abs() < 1e-9);
+        // First sight: averaged over the 10 s the processes have lived.
+        assert_eq!(u[A].basis, RateBasis::Lifetime);
+        assert!((u[A].cpu_cores - 0.3).abs() < 1e-9, "{}", u[A].cpu_cores);
+        assert!((u[A].cpu_ratio - 0.15).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rates_over_the_interval_between_two_snapshots() {
+        let before = snap(10, 0, 0, vec![proc_in(Some(A), 10, 5.0, 10, 1000)]);
+        let after = snap(20, 0, 0, vec![proc_in(Some(A), 10, 15.0, 10, 51_000)]);
+        let u = container_usage(Some(&before), &after);
+        assert_eq!(u[A].basis, RateBasis::Interval);
+        assert!((u[A].cpu_cores - 1.0).abs() < 1e-9);
+        assert!((u[A].cpu_ratio - 0.5).abs() < 1e-9);
+        assert!((u[A].disk_write_bytes_per_second - 5000.0).abs() < 1e-9);
+        assert!((u[A].io_write_chars_per_second - 5000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_process_and_exits_do_not_go_negative() {
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![
+                proc_in(Some(A), 10, 100.0, 10, 0),
+                proc_in(Some(A), 11, 100.0, 10, 0),
+            ],
+        );
+        let mut reborn = proc_in(Some(A), 10, 1.0, 10, 0);
+        reborn.start_time_ns = 15_000_000_000;
+        let after = snap(20, 0, 0, vec![reborn]);
+        let u = container_usage(Some(&before), &after);
+        // pid 11 exited, pid 10 was reused: only the new process's 1 s counts.
+        assert!((u[A].cpu_cores - 0.1).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    #[test]
+    fn host_cpu_ratio_uses_the_interval() {
+        let before = snap(10, 10, 10, vec![]);
+        let after = snap(20, 25, 15, vec![]);
+        let h = host_usage(Some(&before), &after);
+        assert!((h.cpu_ratio - 0.75).abs() < 1e-9);
+        assert_eq!(h.memory_total_bytes, 1024 * 1024 * 1024);
+        assert_eq!(h.memory_available_bytes, 512 * 1024 * 1024);
+        let first = host_usage(None, &before);
+        assert!((first.cpu_ratio - 0.5).abs() < 1e-9);
+    }
+}
