@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Largest document we accept. 10,000 processes take about 3 MB; anything
 /// far beyond that is not a sysinfo document.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
 
 /// The format version this build understands.
 pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,273 @@
+//! Helpers for integration tests that drive real Docker containers and the
+//! real `gestor` binary. Every container a test creates carries a label
+//! unique to that test (`gestor.scope=<scope>`), and gestor is run with
+//! `--only-label` on it, so tests never see or touch anything else.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const DOCKER: &str = "/usr/bin/docker";
+pub const STRESS_IMAGE: &str = "gestor/stress:latest";
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new(DOCKER)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e} (make test installs docker.io)"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn unique(prefix: &str) -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
+    format!("{prefix}-{}", &uuid.trim()[..8])
+}
+
+/// Containers of one test; removed when dropped, even if the test failed.
+pub struct Scope {
+    pub label: String,
+}
+
+impl Scope {
+    pub fn new(test: &str) -> Scope {
+        docker(&["image", "inspect", "-f", "{{.Id}}", STRESS_IMAGE]);
+        Scope {
+            label: format!("gestor.scope={}", unique(test)),
+        }
+    }
+
+    /// Starts a container of the stress image with the scope label plus `labels`.
+    pub fn run(&self, name: &str, labels: &[&str], command: &str) -> String {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--cpus",
+            "0.1",
+            "--name",
+            name,
+            "--label",
+            &self.label,
+        ];
+        for l in labels {
+            args.push("--label");
+            args.push(l);
+        }
+        args.push(STRESS_IMAGE);
+        args.extend(command.split_whitespace());
+        docker(&args)
+    }
+
+    /// A managed container of `kind` as the generator makes it.
+    pub fn managed(&self, kind: &str, command: &str) -> (String, String) {
+        let name = unique(kind);
+        let t = format!("gestor.type={kind}");
+        let id = self.run(&name, &["gestor.managed=true", &t], command);
+        (name, id)
+    }
+
+    /// Names of the scope's containers, running or not.
+    pub fn names(&self, all: bool) -> Vec<String> {
+        let filter = format!("label={}", self.label);
+        let mut args = vec!["ps", "--filter", &filter, "--format", "{{.Names}}"];
+        if all {
+            args.push("-a");
+        }
+        let out = docker(&args);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(String::from)
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn value(&self) -> &str {
+        self.label.split_once('=').unwrap().1
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let filter = format!("label={}", self.label);
+        if let Ok(out) = Command::new(DOCKER)
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm".to_string(), "-f".to_string()];
+                args.extend(ids);
+                let _ = Command::new(DOCKER).args(&args).output();
+            }
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn gestor_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gestor")
+}
+
+/// A running `gestor run`; its stderr lines are collected; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(gestor_bin());
+        cmd.arg("run")
+            .args(["--listen", &listen, "--create-logger=false"])
+            .args(args)
+            .env_remove("GESTOR_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start gestor");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let d = Daemon { child, port, lines };
+        d.wait_for("healthz", Duration::from_secs(20), || {
+            d.get("/healthz").is_some()
+        });
+        d
+    }
+
+    pub fn get(&self, path: &str) -> Option<String> {
+        http_get(self.port, path)
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").expect("/metrics answers")
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        self.get("/api/v1/state")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn cycle(&self) -> u64 {
+        self.state()["cycle"].as_u64().unwrap_or(0)
+    }
+
+    /// Waits until `n` more cycles have completed.
+    pub fn wait_cycles(&self, n: u64, timeout: Duration) {
+        let start = self.cycle();
+        self.wait_for(&format!("{n} more cycles"), timeout, || {
+            self.cycle() >= start + n
+        });
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; gestor said:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id() as i32;
+        let started = Instant::now();
+        unsafe_kill(pid, 15);
+        let status = self.child.wait().unwrap();
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status();
+}
+
+/// A minimal HTTP/1.0 GET on loopback (no client crate needed).
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return None;
+    }
+    Some(body.to_string())
+}
+
+/// `promtool check metrics` on an exposition; returns its complaints.
+pub fn promtool_check(exposition: &str) -> Result<(), String> {
+    use std::io::Write;
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("promtool (Debian's prometheus package) is installed by make test");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

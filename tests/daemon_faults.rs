@@ -1,0 +1,138 @@
+//! Bad input reaches the real daemon: a dead Docker endpoint, a garbage or
+//! truncated sysinfo document. Each cycle fails with a clear error naming
+//! the cause, nothing is killed, and the daemon recovers when the input is
+//! good again. Also: SIGTERM stops it within 2 s.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn metric(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_dead_docker_endpoint_is_an_error_each_cycle_not_a_crash() {
+    let d = Daemon::start(&[
+        "--interval",
+        "0.5",
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+        "--logger-url",
+        "",
+    ]);
+    d.wait_cycles(3, Duration::from_secs(20));
+    let m = d.metrics();
+    assert_eq!(
+        metric(&m, "gestor_cycle_stage_success{stage=\"docker\"}"),
+        Some(0.0)
+    );
+    assert!(metric(&m, "gestor_errors_total{stage=\"docker\"}").unwrap() >= 3.0);
+    assert_eq!(
+        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
+        Some(1.0)
+    );
+    let state = d.state();
+    let err = state["stages"]["docker"]["error"].as_str().unwrap();
+    assert!(err.contains("/nonexistent/docker.sock"), "{err}");
+    assert!(state["blocked"]
+        .as_str()
+        .unwrap()
+        .contains("Docker listing unavailable"));
+    assert!(d.log().contains("cannot list containers"));
+}
+
+#[test]
+fn garbage_sysinfo_blocks_kills_until_it_is_good_again() {
+    let scope = Scope::new("garbage");
+    let (a, _) = scope.managed("cpu", "stress --cpu 1");
+    let (b, _) = scope.managed("cpu", "stress --cpu 1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sysinfo_202200075");
+    std::fs::write(&file, "{\"version\": 1, \"source\": \"kernel\", \"timest").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let mut d = Daemon::start(&[
+        "--interval",
+        "0.5",
+        "--source",
+        "kernel",
+        "--sysinfo",
+        file_arg,
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        "",
+    ]);
+    d.wait_cycles(3, Duration::from_secs(20));
+    let state = d.state();
+    let err = state["stages"]["read"]["error"].as_str().unwrap();
+    assert!(
+        err.contains(file_arg) && err.contains("line 1 column"),
+        "{err}"
+    );
+    std::fs::write(&file, "not json at all").unwrap();
+    d.wait_cycles(2, Duration::from_secs(20));
+    assert_eq!(
+        scope.names(false),
+        {
+            let mut v = vec![a.clone(), b.clone()];
+            v.sort();
+            v
+        },
+        "killed on data it could not read"
+    );
+    let m = d.metrics();
+    assert_eq!(
+        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "gestor_kills_total{reason=\"surplus\",type=\"cpu\"}"),
+        Some(0.0)
+    );
+
+    // A good document again (the userspace collector's, which follows the
+    // same schema): the next cycles read it and the surplus goes.
+    let good = std::process::Command::new(gestor_bin())
+        .args(["snapshot", "--source", "userspace"])
+        .output()
+        .unwrap();
+    assert!(good.status.success());
+    let tmp = dir.path().join("next");
+    std::fs::write(&tmp, &good.stdout).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    d.wait_for("a kill after recovery", Duration::from_secs(20), || {
+        scope.names(true).len() == 1
+    });
+    let m = d.metrics();
+    assert_eq!(
+        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
+        Some(1.0)
+    );
+    let (status, took) = d.terminate();
+    assert!(status.success());
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_within_two_seconds() {
+    let mut d = Daemon::start(&[
+        "--interval",
+        "10",
+        "--logger-url",
+        "",
+        "--only-label",
+        "gestor.scope=none",
+    ]);
+    d.wait_cycles(1, Duration::from_secs(20));
+    let started = Instant::now();
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(d.log().contains("SIGTERM received"));
+}
