@@ -325,7 +325,10 @@ impl Config {
         if !(url.is_empty() || url.starts_with("http://")) {
             return invalid(
                 "logger_url",
-                format!("{:?} is not an http:// URL (TLS is not built in)", self.logger_url),
+                format!(
+                    "{:?} is not an http:// URL (TLS is not built in)",
+                    self.logger_url
+                ),
             );
         }
         if !(self.docker_host.starts_with("unix://")
