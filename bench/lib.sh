@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Shared helpers for the bench scripts: scoped stress containers and a
+# release build of gestor. Sourced, not run.
+
+export DOCKER="${DOCKER:-/usr/bin/docker}"
+readonly STRESS_IMAGE="${STRESS_IMAGE:-gestor/stress:latest}"
+BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly BENCH_ROOT
+export GESTOR="${BENCH_ROOT}/target/release/gestor"
+
+err() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+
+build_gestor() {
+  (cd "${BENCH_ROOT}" && cargo build --release -q)
+}
+
+# start_containers SCOPE COUNT: COUNT small stress containers of mixed types,
+# each capped at 1 % of a core so 500 of them fit on a small host.
+start_containers() {
+  local scope="$1" count="$2" i kind cmd
+  local -a kinds=(cpu ram io disk)
+  for ((i = 0; i < count; i++)); do
+    kind="${kinds[i % 4]}"
+    case "${kind}" in
+      cpu) cmd=(stress --cpu 1) ;;
+      ram) cmd=(stress --vm 1 --vm-bytes 4M --vm-hang 0) ;;
+      io) cmd=(stress --io 1) ;;
+      disk) cmd=(stress --hdd 1 --hdd-bytes 1M) ;;
+    esac
+    "${DOCKER}" run -d --cpus 0.01 --memory 64m \
+      --label "gestor.scope=${scope}" --label gestor.managed=true \
+      --label "gestor.type=${kind}" --name "${kind}-bench-${scope}-${i}" \
+      "${STRESS_IMAGE}" "${cmd[@]}" >/dev/null
+  done
+}
+
+remove_containers() {
+  local scope="$1"
+  local -a ids
+  mapfile -t ids < <("${DOCKER}" ps -aq --filter "label=gestor.scope=${scope}")
+  if ((${#ids[@]} > 0)); then
+    "${DOCKER}" rm -f "${ids[@]}" >/dev/null
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+median() {
+  sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
