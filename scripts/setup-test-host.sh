@@ -9,7 +9,7 @@ readonly REPO_ROOT
 readonly PACKAGES=(
   docker.io docker-compose debootstrap
   prometheus shellcheck cron busybox-static qemu-system-x86 cpio
-  chromium python3 python3-venv curl jq make gcc kmod
+  chromium python3 python3-venv python3-jsonschema curl jq bc make gcc kmod
 )
 
 err() { printf 'setup-test-host: %s\n' "$*" >&2; }

@@ -125,6 +125,9 @@ pub struct Settings {
     /// Largest size of the on-disk spool in bytes [default: 67108864].
     #[arg(long, env = "GESTOR_SPOOL_MAX_BYTES", global = true)]
     pub spool_max_bytes: Option<u64>,
+    /// Log records kept in memory before the oldest go to the spool [default: 5000].
+    #[arg(long, env = "GESTOR_LOG_MEMORY_RECORDS", global = true)]
+    pub log_memory_records: Option<usize>,
     /// Create (or reuse) the log service container at start-up [default: true].
     #[arg(long, env = "GESTOR_CREATE_LOGGER", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub create_logger: Option<bool>,
@@ -162,6 +165,7 @@ pub struct Config {
     pub logger_token: Option<String>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    pub log_memory_records: usize,
     pub create_logger: bool,
     pub logger_image: String,
     pub logger_container: String,
@@ -204,6 +208,7 @@ impl Settings {
             logger_token: self.logger_token.or(file.logger_token),
             spool_dir: self.spool_dir.or(file.spool_dir),
             spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
+            log_memory_records: self.log_memory_records.or(file.log_memory_records),
             create_logger: self.create_logger.or(file.create_logger),
             logger_image: self.logger_image.or(file.logger_image),
             logger_container: self.logger_container.or(file.logger_container),
@@ -263,6 +268,7 @@ impl Settings {
                 .spool_dir
                 .unwrap_or_else(|| "/var/lib/gestor/spool".into()),
             spool_max_bytes: self.spool_max_bytes.unwrap_or(64 << 20),
+            log_memory_records: self.log_memory_records.unwrap_or(5_000),
             create_logger: self.create_logger.unwrap_or(true),
             logger_image: self
                 .logger_image
@@ -314,6 +320,9 @@ impl Config {
                 "stop_timeout",
                 format!("{} s is above 300 s", self.stop_timeout),
             );
+        }
+        if self.log_memory_records == 0 {
+            return invalid("log_memory_records", "must be at least 1".into());
         }
         for label in &self.only_label {
             match label.split_once('=') {

@@ -230,7 +230,7 @@ impl Governor {
                         if cancel.is_cancelled() {
                             return (v, None);
                         }
-                        let r = docker.stop_and_remove(&v.id, timeout).await;
+                        let r = docker.stop_and_remove(&v.id, timeout, &cancel).await;
                         (v, Some(r))
                     }
                 })

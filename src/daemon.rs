@@ -28,16 +28,14 @@ pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
     let docker = Arc::new(DockerClient::new(&config.docker_host));
     let (shipper, shipper_task): (Option<ShipperHandle>, _) = if config.shipping_enabled() {
-        let (h, t) = shipper::spawn(
-            ShipperConfig::new(
-                &config.logger_url,
-                config.logger_token.clone(),
-                config.spool_dir.clone(),
-                config.spool_max_bytes,
-            ),
-            metrics.clone(),
-            cancel.clone(),
+        let mut shipper_config = ShipperConfig::new(
+            &config.logger_url,
+            config.logger_token.clone(),
+            config.spool_dir.clone(),
+            config.spool_max_bytes,
         );
+        shipper_config.memory_max_records = config.log_memory_records;
+        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), cancel.clone());
         (Some(h), Some(t))
     } else {
         (None, None)

@@ -12,6 +12,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 /// Seconds any one Docker request may take before we give up on it.
 const REQUEST_TIMEOUT_SECS: u64 = 10;
@@ -178,30 +179,37 @@ impl DockerClient {
 
     /// Stops (SIGTERM, then SIGKILL after `timeout_secs`) and removes one
     /// container. A container that is already gone is `Vanished`, not an error.
+    ///
+    /// When `cancel` fires during the stop (gestor is shutting down), the
+    /// grace period is cut short: the container is killed and removed at
+    /// once, so no kill is ever left half done (stopped but not removed).
     pub async fn stop_and_remove(
         &self,
         id: &str,
         timeout_secs: u32,
+        cancel: &CancellationToken,
     ) -> Result<KillOutcome, KillError> {
         let docker = self.connect().await.map_err(|e| {
             KillError::Stop(bollard::errors::Error::IOError {
                 err: std::io::Error::other(e.to_string()),
             })
         })?;
-        match docker
-            .stop_container(
-                id,
-                Some(StopContainerOptions {
-                    t: timeout_secs.into(),
-                }),
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_status(&e, 404) => return Ok(KillOutcome::Vanished),
+        let stop = docker.stop_container(
+            id,
+            Some(StopContainerOptions {
+                t: timeout_secs.into(),
+            }),
+        );
+        let stopped = tokio::select! {
+            r = stop => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        match stopped {
+            Some(Ok(())) | None => {}
+            Some(Err(e)) if is_status(&e, 404) => return Ok(KillOutcome::Vanished),
             // 304: already stopped; go on and remove it.
-            Err(e) if is_status(&e, 304) => {}
-            Err(e) => return Err(KillError::Stop(e)),
+            Some(Err(e)) if is_status(&e, 304) => {}
+            Some(Err(e)) => return Err(KillError::Stop(e)),
         }
         let options = RemoveContainerOptions {
             force: true,

@@ -136,3 +136,60 @@ fn sigterm_stops_the_daemon_within_two_seconds() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(d.log().contains("SIGTERM received"));
 }
+
+#[test]
+fn sigterm_during_kills_leaves_none_half_done_and_a_restart_resumes() {
+    let scope = Scope::new("sigterm");
+    for _ in 0..4 {
+        scope.managed("cpu", "stress --cpu 1");
+    }
+    // stress as PID 1 ignores SIGTERM: each `docker stop` waits the whole
+    // 30 s grace, so the first cycle is still in its act stage when we stop.
+    let args = [
+        "--interval",
+        "1",
+        "--stop-timeout",
+        "30",
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        "",
+    ];
+    let mut d = Daemon::start(&args);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        d.cycle(),
+        0,
+        "the first cycle should still be stopping containers"
+    );
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    // Every kill that had started is complete: removed, not left exited.
+    let running = scope.names(false);
+    assert_eq!(
+        scope.names(true),
+        running,
+        "a container was stopped but not removed"
+    );
+    assert_eq!(running.len(), 1, "{running:?}\n{}", d.log());
+
+    // A restart picks up where it left: new surplus goes, one remains.
+    scope.managed("cpu", "stress --cpu 1");
+    scope.managed("cpu", "stress --cpu 1");
+    let args2 = [
+        "--interval",
+        "1",
+        "--stop-timeout",
+        "1",
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        "",
+    ];
+    let d = Daemon::start(&args2);
+    d.wait_for("one cpu container left", Duration::from_secs(30), || {
+        scope.names(true).len() == 1
+    });
+    assert_eq!(scope.names(false).len(), 1);
+}

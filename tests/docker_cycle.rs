@@ -97,7 +97,7 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
             continue;
         }
         assert!(
-            metrics.contains(&format!("gestor_container_memory_bytes{{id="))
+            metrics.contains("gestor_container_memory_bytes{id=")
                 && metrics.contains(&format!("name=\"{name}\"")),
             "no series for {name}"
         );
