@@ -37,7 +37,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![100, 1000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    };
     for n in sizes {
         let metrics = Metrics::new("bench");
         let ids: Vec<String> = (0..n).map(|i| format!("{i:012x}")).collect();

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// How many stop+remove calls run at once.
-const KILL_CONCURRENCY: usize = 8;
+const KILL_CONCURRENCY: usize = 16;
 
 /// The outcome of one stage.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -50,6 +50,7 @@ pub struct Metrics {
     errors: IntCounterVec,
     pub log_queue: IntGauge,
     pub log_spool_bytes: IntGauge,
+    pub log_records: IntCounter,
     pub log_sent: IntCounter,
     pub log_retried: IntCounter,
     pub log_dropped: IntCounterVec,
@@ -264,6 +265,14 @@ impl Metrics {
                 &r,
                 IntGauge::with_opts(opts("log_spool_bytes", "Size of the on-disk log spool, in bytes."))
                     .unwrap(),
+            ),
+            log_records: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_records_total",
+                    "Log records the cycles produced and handed to the shipper.",
+                ))
+                .unwrap(),
             ),
             log_sent: reg(
                 &r,

@@ -317,6 +317,7 @@ impl Shipper {
     }
 
     fn accept(&mut self, batch: Vec<Record>) {
+        self.metrics.log_records.inc_by(batch.len() as u64);
         self.memory.extend(batch);
         while self.memory.len() > self.config.memory_max_records {
             let n = self.config.batch_max_records.min(self.memory.len());
@@ -492,6 +493,7 @@ impl Shipper {
         }
         // Shutdown: take what the last cycle sent, try once, spool the rest.
         while let Ok(batch) = rx.try_recv() {
+            self.metrics.log_records.inc_by(batch.len() as u64);
             self.memory.extend(batch);
         }
         if !self.memory.is_empty() && self.spool.segments.is_empty() {

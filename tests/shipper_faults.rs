@@ -1,0 +1,133 @@
+//! Log shipping when the log service cannot be reached and the spool cannot
+//! take everything: drops are bounded and counted, gestor keeps running.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+/// A loopback URL nothing listens on.
+fn dead_logger_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+fn spool_bytes_on_disk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn a_full_spool_drops_counted_records_and_gestor_keeps_running() {
+    let scope = Scope::new("spoolfull");
+    scope.managed("cpu", "stress --cpu 1");
+    let dir = tempfile::tempdir().unwrap();
+    let url = dead_logger_url();
+    let d = Daemon::start(&[
+        "--interval",
+        "0.2",
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        &url,
+        "--spool-dir",
+        dir.path().to_str().unwrap(),
+        "--spool-max-bytes",
+        "4096",
+        "--log-memory-records",
+        "4",
+    ]);
+    d.wait_for("drops", Duration::from_secs(30), || {
+        metric(
+            &d.metrics(),
+            "gestor_log_records_dropped_total{reason=\"spool_full\"}",
+        ) > 0.0
+    });
+    d.wait_cycles(5, Duration::from_secs(20));
+    let m = d.metrics();
+    assert!(metric(&m, "gestor_log_spool_bytes") <= 4096.0);
+    assert!(spool_bytes_on_disk(dir.path()) <= 4096);
+    assert_eq!(metric(&m, "gestor_log_records_sent_total"), 0.0);
+    let produced = metric(&m, "gestor_log_records_total");
+    let queued = metric(&m, "gestor_log_queue_records");
+    let dropped = metric(
+        &m,
+        "gestor_log_records_dropped_total{reason=\"spool_full\"}",
+    );
+    // Every record is accounted for: waiting, or dropped and counted. (A
+    // scrape can fall between a cycle's hand-over and the shipper's count.)
+    assert!(
+        (produced - queued - dropped).abs() <= 20.0,
+        "produced {produced}, queued {queued}, dropped {dropped}"
+    );
+    assert!(d.log().contains("log records dropped"));
+    assert!(d.get("/healthz").is_some());
+}
+
+#[test]
+fn a_spool_on_a_full_disk_is_counted_and_gestor_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64k",
+            "gestor-test",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .expect("mount (the tests run as root)");
+    assert!(ok.success(), "cannot mount a tmpfs (the tests run as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+
+    let scope = Scope::new("diskfull");
+    scope.managed("cpu", "stress --cpu 1");
+    let url = dead_logger_url();
+    let d = Daemon::start(&[
+        "--interval",
+        "0.2",
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        &url,
+        "--spool-dir",
+        mnt.to_str().unwrap(),
+        "--log-memory-records",
+        "4",
+    ]);
+    d.wait_for("I/O drops", Duration::from_secs(60), || {
+        metric(
+            &d.metrics(),
+            "gestor_log_records_dropped_total{reason=\"spool_io\"}",
+        ) > 0.0
+    });
+    d.wait_cycles(5, Duration::from_secs(20));
+    let m = d.metrics();
+    assert_eq!(
+        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
+        1.0
+    );
+    assert!(d.log().contains("No space left on device"), "{}", d.log());
+    assert!(metric(&m, "gestor_log_spool_bytes") <= 64.0 * 1024.0);
+    assert!(d.get("/healthz").is_some());
+}
