@@ -170,7 +170,7 @@ impl Governor {
             }
             Err(e) => {
                 let msg = e.to_string();
-                tracing::error!(stage = "read", error = %msg, "cannot read the snapshot; no kills this cycle");
+                tracing::error!(event = "error", cycle = self.cycle, stage = "read", error = %msg, "cannot read the snapshot; no kills this cycle");
                 records.push(ctx.record("error", format!("read: {msg}")));
                 stages.insert("read", StageReport::failed(msg.clone()));
                 (Err(msg), None, None)
@@ -186,7 +186,7 @@ impl Governor {
             }
             Err(e) => {
                 let msg = e.to_string();
-                tracing::error!(stage = "docker", error = %msg, "cannot list containers; no kills this cycle");
+                tracing::error!(event = "error", cycle = self.cycle, stage = "docker", error = %msg, "cannot list containers; no kills this cycle");
                 records.push(ctx.record("error", format!("docker: {msg}")));
                 stages.insert("docker", StageReport::failed(msg.clone()));
                 Err(msg)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# End-to-end suite: the generator, gestor, its log container and a real
+# Prometheus on a real Docker engine, then the fault drills. Needs root.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+readonly HERE
+readonly REPO="${HERE}/../.."
+readonly VENV="${HERE}/.venv"
+
+main() {
+  "${REPO}/scripts/build-images.sh"
+  if ! /usr/bin/docker image inspect gestor/logger:latest >/dev/null 2>&1; then
+    /usr/bin/docker build -q -t gestor/logger:latest "${REPO}/logger" >/dev/null
+  fi
+  (cd "${REPO}" && cargo build --release -q)
+  if [[ ! -x "${VENV}/bin/pytest" ]]; then
+    python3 -m venv "${VENV}"
+    "${VENV}/bin/pip" install -q pytest==8.3.4
+  fi
+  cd "${HERE}"
+  "${VENV}/bin/pytest" -p no:cacheprovider -v -s "$@" test_loop.py test_faults.py
+}
+
+main "$@"
