@@ -117,7 +117,7 @@ class Gestor:
     def __init__(self, scope: Scope, workdir: Path, *extra: str, logger_port: int | None = None):
         self.port = free_port()
         self.workdir = workdir
-        self.stderr_path = workdir / "gestor.stderr"
+        self.stderr_path = workdir / f"gestor-{self.port}.stderr"
         self.logger_name = f"gestor-logger-{scope.value}"
         self.logger_volume = f"gestor-logs-{scope.value}"
         self.logger_port = logger_port or free_port()
@@ -144,7 +144,7 @@ class Gestor:
         ]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Gestor":
+    def start(self) -> Gestor:
         self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr)
         wait_until("gestor /healthz", 30, lambda: http_get(self.url("/healthz")))

@@ -71,11 +71,11 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     )
 
 
-@pytest.mark.skipif(
-    not Path("/usr/sbin/dockerd").exists(), reason="needs a dockerd this test may restart"
-)
+@pytest.mark.skipif(not Path("/usr/sbin/dockerd").exists(), reason="needs a dockerd this test may restart")
 def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
-    g = make_gestor("--interval", str(INTERVAL), "--stop-timeout", "1", "--create-logger=false", "--logger-url", "")
+    g = make_gestor(
+        "--interval", str(INTERVAL), "--stop-timeout", "1", "--create-logger=false", "--logger-url", ""
+    )
     scope.generate(10, workdir)
     wait_until("first kills", 30, lambda: settled(scope))
     kills_before = g.metric('gestor_kills_total{reason="surplus",type="cpu"}')
@@ -88,7 +88,7 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
     assert pids, "no dockerd to restart"
     subprocess.run(["kill", "-TERM", *pids], check=True)
-    wait_until("dockerd gone", 60, lambda: not subprocess.run(["pgrep", "-x", "dockerd"]).returncode == 0)
+    wait_until("dockerd gone", 60, lambda: subprocess.run(["pgrep", "-x", "dockerd"]).returncode != 0)
     g.wait_cycles(2, 4 * INTERVAL)
     assert g.alive(), "gestor died with dockerd"
     assert g.metric('gestor_cycle_stage_success{stage="docker"}') == 0
@@ -97,7 +97,8 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     subprocess.run([str(REPO / "scripts" / "ensure-docker.sh")], check=True, timeout=120)
     restarted = time.monotonic()
     wait_until(
-        "gestor sees Docker again", 2 * INTERVAL + 5,
+        "gestor sees Docker again",
+        2 * INTERVAL + 5,
         lambda: g.metric('gestor_cycle_stage_success{stage="docker"}') == 1,
     )
     recovered_in = time.monotonic() - restarted
