@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+#
+# Brings gestor's stack up on this Docker host: builds the images we build
+# (gestor/gestor, gestor/logger) when they are missing, then starts
+# docker-compose.yml with `docker compose up -d` (Compose v2) or
+# `docker-compose up -d` (1.x), waits for gestor to be healthy and prints the
+# URLs. Optionally installs the cron generator and loads the kernel module.
+# See docs/stack.md.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+readonly PROG="run-stack.sh"
+readonly DOCKER="${DOCKER:-/usr/bin/docker}"
+readonly GESTOR_IMAGE="${GESTOR_IMAGE:-gestor/gestor:latest}"
+readonly LOGGER_IMAGE="${LOGGER_IMAGE:-gestor/logger:latest}"
+readonly MONITORING_IMAGES=(prom/prometheus:v2.53.2 grafana/grafana:11.2.2)
+readonly SYSINFO=/proc/sysinfo_202200075
+
+COMPOSE=()
+REBUILD=false
+WITH_CRON=false
+WITH_MODULE=false
+DOWN=false
+MONITORING=true
+CRON_ARGS=()
+
+err() { printf '%s: %s\n' "${PROG}" "$*" >&2; }
+log() { printf '%s: %s\n' "${PROG}" "$*"; }
+
+usage() {
+  cat <<EOF
+Usage: ${PROG} [OPTIONS] [-- CRON INSTALL ARGS]
+
+Builds gestor/gestor and gestor/logger when missing, starts gestor, the log
+service, Prometheus and Grafana (docker-compose.yml) and prints their URLs.
+
+Options:
+  --rebuild       rebuild gestor's and the logger's images even when present
+  --with-module   also build and load the kernel module (needs the headers of
+                  the running kernel; skipped with a note when absent)
+  --with-cron     also install the container generator (cron/install.sh); the
+                  arguments after -- go to it, e.g. -- --image gestor/stress:latest
+  --down          stop the stack (keeps its volumes; add -v by hand to drop them)
+  -h, --help      show this help
+
+Environment: STACK_BIND (default 127.0.0.1), GESTOR_PORT (9797), LOGGER_PORT
+(8000), PROMETHEUS_PORT (9090), GRAFANA_PORT (3000), GRAFANA_ADMIN_PASSWORD
+(admin), GESTOR_INTERVAL (10), GESTOR_ONLY_LABEL, GESTOR_DRY_RUN (false).
+EOF
+}
+
+parse_args() {
+  while (($# > 0)); do
+    case "$1" in
+      --rebuild) REBUILD=true ;;
+      --with-module) WITH_MODULE=true ;;
+      --with-cron) WITH_CRON=true ;;
+      --down) DOWN=true ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      --)
+        shift
+        CRON_ARGS=("$@")
+        return 0
+        ;;
+      *)
+        err "unknown option: $1 (see --help)"
+        exit 2
+        ;;
+    esac
+    shift
+  done
+}
+
+pick_compose() {
+  if "${DOCKER}" compose version >/dev/null 2>&1; then
+    COMPOSE=("${DOCKER}" compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  else
+    err "neither 'docker compose' (v2) nor 'docker-compose' is installed:"
+    err "  sudo apt-get install docker-compose   (or the docker-compose-plugin package)"
+    exit 1
+  fi
+}
+
+compose() {
+  "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" "$@"
+}
+
+image_present() {
+  "${DOCKER}" image inspect "$1" >/dev/null 2>&1
+}
+
+# gestor's image: the Dockerfile's default target compiles in the official
+# Rust image. Where that image cannot be pulled, the binary is built here with
+# cargo and the Dockerfile's `prebuilt` target packages it.
+build_gestor() {
+  log "building ${GESTOR_IMAGE}"
+  if "${DOCKER}" build -t "${GESTOR_IMAGE}" "${REPO_ROOT}"; then
+    return 0
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    err "building ${GESTOR_IMAGE} failed and cargo is not installed for the offline build"
+    return 1
+  fi
+  log "the Rust image is not available: building the binary with cargo and packaging it"
+  (cd "${REPO_ROOT}" && cargo build --release --locked)
+  "${DOCKER}" build --target prebuilt -t "${GESTOR_IMAGE}" "${REPO_ROOT}"
+}
+
+build_images() {
+  if [[ -x "${REPO_ROOT}/scripts/build-base-image.sh" ]] && ! image_present debian:bookworm-slim; then
+    "${REPO_ROOT}/scripts/build-base-image.sh"
+  fi
+  if [[ "${REBUILD}" == true ]] || ! image_present "${GESTOR_IMAGE}"; then
+    build_gestor
+  fi
+  if [[ "${REBUILD}" == true ]] || ! image_present "${LOGGER_IMAGE}"; then
+    log "building ${LOGGER_IMAGE}"
+    "${DOCKER}" build -t "${LOGGER_IMAGE}" "${REPO_ROOT}/logger"
+  fi
+}
+
+load_module() {
+  if [[ -e "${SYSINFO}" ]]; then
+    log "kernel module already loaded (${SYSINFO} exists)"
+    return 0
+  fi
+  local build_dir
+  build_dir="/lib/modules/$(uname -r)/build"
+  if [[ ! -d "${build_dir}" || ! -d "${REPO_ROOT}/kernel_module" ]]; then
+    log "no kernel headers for $(uname -r) (${build_dir}): skipping the module;"
+    log "gestor uses its userspace /proc collector instead"
+    return 0
+  fi
+  if make -C "${REPO_ROOT}/kernel_module" >/dev/null \
+    && insmod "${REPO_ROOT}/kernel_module/gestor_containers.ko"; then
+    log "kernel module loaded: ${SYSINFO}"
+  else
+    err "could not build or load the kernel module; gestor falls back to userspace"
+  fi
+}
+
+install_cron() {
+  if [[ ! -x "${REPO_ROOT}/cron/install.sh" ]]; then
+    err "cron/install.sh not found"
+    return 1
+  fi
+  "${REPO_ROOT}/cron/install.sh" "${CRON_ARGS[@]}"
+}
+
+# Starts the whole stack; where the monitoring images can be neither found
+# nor pulled (no registry), starts gestor and the logger alone.
+start_stack() {
+  local missing=() image
+  for image in "${MONITORING_IMAGES[@]}"; do
+    image_present "${image}" || missing+=("${image}")
+  done
+  if ((${#missing[@]} > 0)) && ! compose pull prometheus grafana; then
+    err "cannot pull ${missing[*]}: starting gestor and the logger without Prometheus and Grafana"
+    MONITORING=false
+    compose up -d gestor logger
+    return 0
+  fi
+  compose up -d
+}
+
+wait_healthy() {
+  local id status=""
+  id="$(compose ps -q gestor)"
+  for _ in $(seq 1 60); do
+    status="$("${DOCKER}" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "${id}" 2>/dev/null || true)"
+    [[ "${status}" == healthy ]] && return 0
+    sleep 1
+  done
+  err "gestor is not healthy after 60 s (status: ${status:-unknown}); see: ${COMPOSE[*]} logs gestor"
+  return 1
+}
+
+print_urls() {
+  local host="${STACK_BIND:-127.0.0.1}"
+  [[ "${host}" == 0.0.0.0 ]] && host="$(hostname -f 2>/dev/null || hostname)"
+  printf '\ngestor'"'"'s stack is up:\n'
+  printf '  gestor       http://%s:%s/metrics  (also /healthz, /api/v1/state)\n' \
+    "${host}" "${GESTOR_PORT:-9797}"
+  printf '  log service  http://%s:%s/\n' "${host}" "${LOGGER_PORT:-8000}"
+  if [[ "${MONITORING}" == true ]]; then
+    printf '  Prometheus   http://%s:%s/  (alerts: /alerts)\n' "${host}" "${PROMETHEUS_PORT:-9090}"
+    printf '  Grafana      http://%s:%s/  (user %s, password GRAFANA_ADMIN_PASSWORD or admin)\n' \
+      "${host}" "${GRAFANA_PORT:-3000}" "${GRAFANA_ADMIN_USER:-admin}"
+  else
+    printf '  Prometheus and Grafana: not started (their images could not be pulled)\n'
+  fi
+  printf 'Stop it with: scripts/%s --down\n' "${PROG}"
+}
+
+main() {
+  parse_args "$@"
+  if [[ -x "${REPO_ROOT}/scripts/ensure-docker.sh" ]]; then
+    "${REPO_ROOT}/scripts/ensure-docker.sh"
+  fi
+  pick_compose
+  if [[ "${DOWN}" == true ]]; then
+    compose down
+    return 0
+  fi
+  build_images
+  if [[ "${WITH_MODULE}" == true ]]; then
+    load_module
+  fi
+  start_stack
+  wait_healthy
+  if [[ "${WITH_CRON}" == true ]]; then
+    install_cron
+  fi
+  compose ps
+  print_urls
+}
+
+main "$@"
