@@ -73,7 +73,10 @@ fn metrics_exposition_matches_the_golden_file() {
     m.log_sent.inc_by(42);
 
     let got = m.render();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.golden.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/metrics.golden.txt"
+    );
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &got).unwrap();
     }
