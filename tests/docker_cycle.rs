@@ -50,9 +50,12 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
         "--stop-timeout",
         "1",
     ]);
+    d.wait_for("the surplus to go", Duration::from_secs(40), || {
+        scope.names(true).len() == 6
+    });
+    // One more cycle: it must kill nothing more, and drop the killed series.
     d.wait_cycles(1, Duration::from_secs(30));
-    let first = d.state();
-    d.wait_cycles(2, Duration::from_secs(30));
+    let last = d.state();
 
     let running = scope.names(false);
     let all = scope.names(true);
@@ -82,13 +85,16 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
     }
     assert_eq!(running.len(), 4 + 2);
 
-    // The first cycle's decisions name a reason for every managed container.
-    let decided = first["containers"].as_array().unwrap();
+    // The last cycle's decisions name a reason for every container, and the
+    // six survivors are four keeps (one per type) and two left alone.
+    let decided = last["containers"].as_array().unwrap();
+    assert_eq!(decided.len(), 6, "{last}");
     for c in decided {
         assert!(!c["reason"].as_str().unwrap().is_empty(), "{c}");
     }
-    let kills = first["kills"].as_u64().unwrap();
-    assert_eq!(kills, 2 + 2 + 1 + 1, "state: {first}");
+    let keeps = decided.iter().filter(|c| c["action"] == "keep").count();
+    assert_eq!(keeps, 4, "{last}");
+    assert_eq!(last["kills"].as_u64(), Some(0), "{last}");
 
     let metrics = d.metrics();
     promtool_check(&metrics).expect("promtool check metrics");
@@ -113,6 +119,8 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
         "{metrics}"
     );
     assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"cpu\"} 2"));
+    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"io\"} 1"));
+    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"disk\"} 1"));
     assert!(metrics.contains("gestor_snapshot_source{source=\"userspace\"} 1"));
     assert!(metrics.contains("gestor_cycle_stage_success{stage=\"act\"} 1"));
 }
