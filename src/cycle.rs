@@ -157,8 +157,11 @@ impl Governor {
             time: &time,
         };
 
-        // 1. read
-        let snapshot = self.source.read().await;
+        // 1. read and 2. list, at the same time: the snapshot is read on a
+        // blocking thread while dockerd answers.
+        let label_filters = self.config.label_filters();
+        let (snapshot, listing) =
+            tokio::join!(self.source.read(), self.docker.list(&label_filters));
         let (usage_map, host, source_kind) = match &snapshot {
             Ok(s) => {
                 let u = usage::container_usage(self.previous.as_ref(), s);
@@ -177,8 +180,6 @@ impl Governor {
             }
         };
 
-        // 2. docker
-        let listing = self.docker.list(&self.config.label_filters()).await;
         let containers: Result<Vec<ContainerInfo>, String> = match listing {
             Ok(c) => {
                 stages.insert("docker", StageReport::ok());
