@@ -29,7 +29,7 @@ setup:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck scripts/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh)
+	shellcheck scripts/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh)
 
 test-rust:
 	$(CARGO) build --release

@@ -1,0 +1,146 @@
+"""Pydantic models: what clients send (``*In``) and what the service returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+Event = Literal["cycle", "keep", "kill", "would_kill", "kill_failed", "error"]
+ContainerType = Literal["cpu", "ram", "io", "disk", "unknown"]
+
+# `would_kill`: a kill gestor decided in --dry-run mode and did not carry out.
+EVENTS: tuple[str, ...] = ("cycle", "keep", "kill", "would_kill", "kill_failed", "error")
+CONTAINER_TYPES: tuple[str, ...] = ("cpu", "ram", "io", "disk", "unknown")
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Times the service accepts, as epoch milliseconds: 1970-01-01T00:00:00Z up to
+# (not including) 9000-01-01T00:00:00Z. Anything else is a clock gone wrong,
+# and it keeps every date far from the limits of datetime and matplotlib.
+MIN_MS = 0
+MAX_MS = 221_845_392_000_000 - 1
+TIME_RANGE_TEXT = "years 1970 to 8999 (UTC)"
+
+# SQLite integers are signed 64-bit: larger values could not be stored.
+MAX_INT = 2**63 - 1
+
+Ratio = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+Rate = Field(default=None, ge=0.0, allow_inf_nan=False)
+
+
+class LogRecordIn(BaseModel):
+    """One decision or cycle record as gestor ships it (see notes/records.md).
+
+    Validation is strict (no "12" for 12) so the JSON kept on disk is exactly
+    what the indexed columns say; unknown extra fields are accepted and kept.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")
+    time: AwareDatetime = Field(strict=False)
+    host: str = Field(max_length=255)
+    cycle: int = Field(ge=0, le=MAX_INT)
+    event: Event
+    container_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    container_name: str | None = Field(default=None, max_length=255)
+    container_type: ContainerType | None = None
+    cpu_ratio: float | None = Ratio
+    cpu_cores: float | None = Rate
+    memory_bytes: int | None = Field(default=None, ge=0, le=MAX_INT)
+    memory_ratio: float | None = Ratio
+    disk_read_bytes_per_second: float | None = Rate
+    disk_write_bytes_per_second: float | None = Rate
+    io_read_chars_per_second: float | None = Rate
+    io_write_chars_per_second: float | None = Rate
+    reason: str | None = Field(default=None, max_length=8192)
+    details: dict[str, Any] | None = None
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_is_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 string such as 2026-11-29T01:23:45.678Z")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time_in_range(cls, value: datetime) -> datetime:
+        if not MIN_MS <= (value - EPOCH) // timedelta(milliseconds=1) <= MAX_MS:
+            raise ValueError(f"must be within {TIME_RANGE_TEXT}")
+        return value
+
+    @property
+    def time_ms(self) -> int:
+        """Milliseconds since the Unix epoch (UTC), the indexed sort key."""
+        return (self.time - EPOCH) // timedelta(milliseconds=1)
+
+
+class LogRecordOut(BaseModel):
+    """A stored record, returned exactly as it was received (extra fields too)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    time: str
+    host: str | None = None
+    cycle: int | None = None
+    event: str
+    container_id: str | None = None
+    container_name: str | None = None
+    container_type: str | None = None
+    cpu_ratio: float | None = None
+    cpu_cores: float | None = None
+    memory_bytes: int | None = None
+    memory_ratio: float | None = None
+    disk_read_bytes_per_second: float | None = None
+    disk_write_bytes_per_second: float | None = None
+    io_read_chars_per_second: float | None = None
+    io_write_chars_per_second: float | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class IngestResult(BaseModel):
+    """What POST /logs did with a body."""
+
+    received: int = Field(description="Records in the body.")
+    stored: int = Field(description="Records newly written (and durable) by this request.")
+    duplicates: int = Field(description="Records whose id was already stored (or repeated).")
+
+
+class LogPage(BaseModel):
+    """One page of GET /logs, newest first."""
+
+    items: list[LogRecordOut]
+    count: int
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` to get the next (older) page."
+    )
+
+
+class Stats(BaseModel):
+    """Running counters, as the live page shows them."""
+
+    total: int
+    by_event: dict[str, int]
+    kills_by_type: dict[str, int]
+    last_time: str | None = None
+    last_cycle: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    records: int
+    token_required: bool
+
+
+def utc_text(ms: int) -> str:
+    """RFC 3339 UTC text with milliseconds for an epoch-milliseconds value."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

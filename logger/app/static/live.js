@@ -1,0 +1,152 @@
+// gestor live page: counters, graphs and the latest decisions, kept current
+// by the Server-Sent Events stream at /events. No external resources.
+"use strict";
+
+const MAX_ROWS = 300;
+const GRAPH_REFRESH_MS = 15000;
+const GRAPH_DEBOUNCE_MS = 2000;
+const seen = new Set();
+const rowsEl = document.getElementById("rows");
+const rangeEl = document.getElementById("range");
+let graphTimer = null;
+
+function text(id, value) {
+  const el = document.getElementById(id);
+  if (el) el.textContent = value;
+}
+
+function fmt(n, digits) {
+  return n === null || n === undefined ? "" : Number(n).toFixed(digits);
+}
+
+function setLive(state, label) {
+  document.body.dataset.live = state;
+  text("status", label);
+}
+
+function showCounters(c) {
+  if (!c) return;
+  const ev = c.by_event || {};
+  text("c-total", c.total);
+  for (const name of ["cycle", "kill", "kill_failed", "error"]) text("c-" + name, ev[name] || 0);
+  const kt = c.kills_by_type || {};
+  text("c-kill-types", Object.keys(kt).sort().map((k) => k + " " + kt[k]).join(" · "));
+  const last = c.last_cycle;
+  if (last) {
+    text("c-last", "#" + last.cycle + " " + String(last.time).replace("T", " ").replace("Z", ""));
+    const d = last.details || {};
+    const parts = [];
+    if (d.containers !== undefined) parts.push(d.containers + " containers");
+    if (typeof d.host_cpu_ratio === "number") parts.push("CPU " + fmt(d.host_cpu_ratio * 100, 0) + "%");
+    if (typeof d.host_memory_ratio === "number") parts.push("mem " + fmt(d.host_memory_ratio * 100, 0) + "%");
+    text("c-last-details", parts.join(" · "));
+  }
+}
+
+function enabledEvents() {
+  const on = new Set();
+  for (const box of document.querySelectorAll("#filters input")) if (box.checked) on.add(box.value);
+  return on;
+}
+
+function makeRow(r, fresh) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = r.id;
+  tr.dataset.event = r.event;
+  tr.className = "ev-" + r.event + (fresh ? " fresh" : "");
+  if (!enabledEvents().has(r.event)) tr.classList.add("hidden");
+  const cells = [
+    [String(r.time || "").replace("T", " ").replace("Z", ""), ""],
+    [r.event, "event"],
+    [r.container_type || "", ""],
+    [r.container_name || (r.container_id ? r.container_id.slice(0, 12) : ""), ""],
+    [r.cpu_ratio === null || r.cpu_ratio === undefined ? "" : fmt(r.cpu_ratio * 100, 1), "num"],
+    [r.memory_bytes === null || r.memory_bytes === undefined ? "" : fmt(r.memory_bytes / 1048576, 1), "num"],
+    [r.reason || "", "reason"],
+  ];
+  for (const [value, cls] of cells) {
+    const td = document.createElement("td");
+    td.textContent = value;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+// records: newest first.
+function addRecords(records, fresh) {
+  const frag = document.createDocumentFragment();
+  for (const r of records) {
+    if (!r || seen.has(r.id)) continue;
+    seen.add(r.id);
+    frag.appendChild(makeRow(r, fresh));
+  }
+  rowsEl.insertBefore(frag, rowsEl.firstChild);
+  while (rowsEl.rows.length > MAX_ROWS) {
+    const last = rowsEl.rows[rowsEl.rows.length - 1];
+    seen.delete(last.dataset.id);
+    last.remove();
+  }
+}
+
+async function loadRecent() {
+  const response = await fetch("/logs?limit=" + MAX_ROWS);
+  if (!response.ok) return;
+  const page = await response.json();
+  rowsEl.textContent = "";
+  seen.clear();
+  addRecords(page.items, false);
+}
+
+async function loadStats() {
+  const response = await fetch("/stats");
+  if (response.ok) showCounters(await response.json());
+}
+
+function refreshGraphs() {
+  for (const img of document.querySelectorAll(".graphs img")) {
+    // The server takes widths 320..2400 and heights 200..1600 pixels.
+    const width = Math.max(320, Math.min(1600, Math.round(img.clientWidth || 800)));
+    const height = Math.max(200, Math.round(width * 0.5));
+    const url = "/graphs/" + img.dataset.kind + ".png?range=" + encodeURIComponent(rangeEl.value) +
+      "&width=" + width + "&height=" + height + "&t=" + Date.now();
+    const next = new Image();
+    next.onload = () => { img.src = next.src; img.dataset.loaded = String(Date.now()); };
+    next.onerror = () => { img.dataset.failed = String(Date.now()); scheduleGraphs(); };
+    next.src = url;
+  }
+}
+
+function scheduleGraphs() {
+  if (graphTimer !== null) return;
+  graphTimer = setTimeout(() => { graphTimer = null; refreshGraphs(); }, GRAPH_DEBOUNCE_MS);
+}
+
+function connect() {
+  const source = new EventSource("/events");
+  source.onopen = () => setLive("connected", "live");
+  source.onerror = () => setLive("disconnected", "reconnecting…");
+  source.addEventListener("hello", (e) => {
+    showCounters(JSON.parse(e.data).counters);
+    loadRecent();
+  });
+  source.addEventListener("records", (e) => {
+    const msg = JSON.parse(e.data);
+    addRecords(msg.records, true);
+    showCounters(msg.counters);
+    scheduleGraphs();
+  });
+  source.addEventListener("resync", () => { loadRecent(); loadStats(); });
+}
+
+document.getElementById("filters").addEventListener("change", () => {
+  const on = enabledEvents();
+  for (const tr of rowsEl.rows) tr.classList.toggle("hidden", !on.has(tr.dataset.event));
+});
+rangeEl.addEventListener("change", refreshGraphs);
+window.addEventListener("resize", scheduleGraphs);
+
+loadStats();
+refreshGraphs();
+setInterval(refreshGraphs, GRAPH_REFRESH_MS);
+connect();

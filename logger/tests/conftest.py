@@ -1,0 +1,30 @@
+"""Shared fixtures: an app on a temporary database, driven by TestClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+TOKEN = "s3cret-token"
+
+
+def make_client(data_dir: Path, **settings) -> TestClient:
+    return TestClient(create_app(Settings(data_dir=data_dir, **settings)))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path) as c:
+        yield c
+
+
+@pytest.fixture
+def token_client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path, token=TOKEN) as c:
+        yield c

@@ -1,0 +1,119 @@
+"""Log records shaped like gestor's (see notes/records.md), for tests and benches."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+TYPES = ("cpu", "ram", "io", "disk")
+
+
+def rfc3339(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def now_ms() -> int:
+    return int(datetime.now(tz=UTC).timestamp() * 1000)
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    """A valid `keep` record; keyword arguments replace or add fields."""
+    base: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "time": rfc3339(now_ms()),
+        "host": "testhost",
+        "cycle": 1,
+        "event": "keep",
+        "container_id": uuid.uuid4().hex + uuid.uuid4().hex,
+        "container_name": "cpu-" + uuid.uuid4().hex[:8],
+        "container_type": "cpu",
+        "cpu_ratio": 0.25,
+        "cpu_cores": 0.5,
+        "memory_bytes": 64 * 1024 * 1024,
+        "memory_ratio": 0.01,
+        "disk_read_bytes_per_second": 0.0,
+        "disk_write_bytes_per_second": 1024.0,
+        "io_read_chars_per_second": 10.0,
+        "io_write_chars_per_second": 20.0,
+        "reason": "within limits",
+        "details": {"rank": 1},
+    }
+    base.update(fields)
+    return base
+
+
+def simulate(
+    start_ms: int,
+    cycles: int,
+    per_type: int = 3,
+    interval_ms: int = 10_000,
+    seed: int = 1,
+    host: str = "testhost",
+) -> list[dict[str, Any]]:
+    """Records of ``cycles`` gestor cycles: per cycle one `cycle` record, a `keep`
+    for every container and now and then a `kill` (the killed one is replaced)."""
+    rng = random.Random(seed)
+    containers: list[tuple[str, str, str]] = []
+
+    def spawn(kind: str) -> tuple[str, str, str]:
+        cid = f"{rng.getrandbits(256):064x}"
+        return cid, f"{kind}-{cid[:8]}", kind
+
+    for kind in TYPES:
+        containers += [spawn(kind) for _ in range(per_type)]
+    out: list[dict[str, Any]] = []
+    for cycle in range(1, cycles + 1):
+        ms = start_ms + (cycle - 1) * interval_ms
+        kills = 0
+        for index, (cid, name, kind) in enumerate(list(containers)):
+            mem = {"ram": 256, "disk": 48, "io": 8, "cpu": 4}[kind] * 1024 * 1024
+            mem = int(mem * rng.uniform(0.8, 1.2))
+            cpu = {"cpu": 0.45, "io": 0.1, "disk": 0.08, "ram": 0.05}[kind] * rng.uniform(0.7, 1.1)
+            event = "kill" if rng.random() < 0.02 else "keep"
+            out.append(
+                {
+                    "id": f"{rng.getrandbits(128):032x}",
+                    "time": rfc3339(ms + 1 + index),
+                    "host": host,
+                    "cycle": cycle,
+                    "event": event,
+                    "container_id": cid,
+                    "container_name": name,
+                    "container_type": kind,
+                    "cpu_ratio": round(cpu, 4),
+                    "cpu_cores": round(cpu * 2, 4),
+                    "memory_bytes": mem,
+                    "memory_ratio": round(mem / (24 * 1024**3), 6),
+                    "disk_read_bytes_per_second": 0.0,
+                    "disk_write_bytes_per_second": 1e6 if kind == "disk" else 0.0,
+                    "io_read_chars_per_second": 5e5 if kind == "io" else 0.0,
+                    "io_write_chars_per_second": 5e5 if kind == "io" else 0.0,
+                    "reason": "surplus container of its type" if event == "kill" else "kept",
+                    "details": {},
+                }
+            )
+            if event == "kill":
+                kills += 1
+                containers[index] = spawn(kind)
+        out.append(
+            {
+                "id": f"{rng.getrandbits(128):032x}",
+                "time": rfc3339(ms),
+                "host": host,
+                "cycle": cycle,
+                "event": "cycle",
+                "reason": f"cycle {cycle}: {len(containers)} containers, {kills} killed",
+                "details": {
+                    "containers": len(containers),
+                    "kills": kills,
+                    "duration_seconds": 0.012,
+                    "source": "userspace",
+                    "host_memory_ratio": 0.4,
+                    "host_cpu_ratio": round(0.6 + 0.2 * rng.random(), 3),
+                },
+            }
+        )
+    return out

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The logger's test suite (`make test-logger`): makes logger/.venv from the
+# pinned requirements when missing or stale (scripts/ensure-venv.sh), then
+# runs ruff (lint and format) and pytest: TestClient tests, real uvicorn
+# processes (SIGKILL durability, live stream), a headless Chromium on the live
+# page, and the Docker image on the real engine. Extra arguments go to pytest
+# (e.g. -m "not docker", -k sse).
+set -euo pipefail
+
+LOGGER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly LOGGER_DIR
+readonly REPO_ROOT="${LOGGER_DIR}/.."
+readonly VENV="${LOGGER_DIR}/.venv"
+readonly DEBIAN_PACKAGES=(python3 python3-venv chromium)
+
+err() { printf 'logger/tests/run.sh: %s\n' "$*" >&2; }
+
+ensure_packages() {
+  local pkg
+  local -a missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("${pkg}")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  if [[ "$(id -u)" -ne 0 ]]; then
+    err "missing Debian packages: ${missing[*]} (install them or run as root)"
+    return 1
+  fi
+  echo "logger/tests: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_docker() {
+  # The image test needs an engine and the local base image; both scripts
+  # are idempotent and return at once when all is there.
+  if [[ -x "${REPO_ROOT}/scripts/ensure-docker.sh" ]]; then
+    "${REPO_ROOT}/scripts/ensure-docker.sh"
+  fi
+  if [[ -x "${REPO_ROOT}/scripts/build-base-image.sh" ]]; then
+    "${REPO_ROOT}/scripts/build-base-image.sh"
+  fi
+}
+
+main() {
+  local started=${SECONDS}
+  ensure_packages
+  "${LOGGER_DIR}/scripts/ensure-venv.sh"
+  ensure_docker
+  cd "${LOGGER_DIR}"
+  "${VENV}/bin/ruff" check .
+  "${VENV}/bin/ruff" format --check .
+  "${VENV}/bin/python" -m pytest "$@"
+  echo "logger/tests: done in $((SECONDS - started)) s"
+}
+
+main "$@"

@@ -1,0 +1,96 @@
+"""The live page: served from the app alone, and live in a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cdp import Browser
+from tests.factory import now_ms, record, rfc3339, simulate
+from tests.server import Server
+
+STATIC_FILES = ["/static/live.js", "/static/style.css"]
+
+
+def test_page_and_its_assets_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for path in STATIC_FILES:
+        assert path in page.text
+        asset = client.get(path)
+        assert asset.status_code == 200, path
+        assert len(asset.content) > 100
+
+
+def test_page_loads_nothing_from_outside(client):
+    for path in ["/", *STATIC_FILES]:
+        text = client.get(path).text
+        assert not re.search(r"https?://|//cdn|@import", text), path
+    # Every src/href is local.
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', client.get("/").text):
+        assert ref.startswith(("/", "data:")), ref
+
+
+def test_missing_static_file_is_404(client):
+    assert client.get("/static/nope.js").status_code == 404
+    assert client.get("/static/../app/main.py").status_code == 404
+
+
+@pytest.mark.slow
+def test_a_record_posted_after_the_page_opened_shows_within_two_seconds(tmp_path: Path):
+    with Server(tmp_path / "data") as server, Browser() as browser:
+        start = now_ms() - 30 * 60_000
+        history = simulate(start, 120, per_type=2, seed=3)
+        assert httpx.post(server.url + "/logs", json=history, timeout=30).status_code == 200
+
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.live === 'connected'", timeout=20)
+        browser.wait_for("document.querySelectorAll('#rows tr').length >= 100", timeout=10)
+        took = browser.wait_for(
+            "[...document.querySelectorAll('.graphs img')].every(i => i.naturalWidth >= 320)",
+            timeout=30,
+        )
+        print(f"graphs shown {took:.2f} s after the page went live")
+        assert browser.evaluate("document.getElementById('c-last').textContent").startswith("#120")
+        kills_before = int(browser.evaluate("document.getElementById('c-kill').textContent"))
+
+        rec = record(
+            event="kill",
+            container_type="disk",
+            container_name="disk-live-check",
+            time=rfc3339(now_ms()),
+            reason="posted after the page opened",
+        )
+        posted = time.monotonic()
+        r = httpx.post(server.url + "/logs", json=rec)
+        assert r.status_code == 200
+        browser.wait_for(f"!!document.querySelector('tr[data-id=\"{rec['id']}\"]')", timeout=2)
+        elapsed = time.monotonic() - posted
+        assert elapsed < 2, f"record appeared after {elapsed:.2f} s"
+
+        row = browser.evaluate(f"document.querySelector('tr[data-id=\"{rec['id']}\"]').innerText")
+        assert "disk-live-check" in row
+        assert "posted after the page opened" in row
+        first = browser.evaluate("document.querySelector('#rows tr').dataset.id")
+        assert first == rec["id"], "the newest record is not on top"
+        browser.wait_for(
+            f"document.getElementById('c-kill').textContent === '{kills_before + 1}'", timeout=2
+        )
+        # The graphs are fetched again after new records (debounced).
+        loaded = browser.evaluate("document.getElementById('g-kills').dataset.loaded")
+        browser.wait_for(
+            f"document.getElementById('g-kills').dataset.loaded !== '{loaded}'", timeout=10
+        )
+        shot = os.environ.get("LOGGER_SCREENSHOT")
+        if shot:
+            browser.screenshot(Path(shot))
+        assert not browser.evaluate(
+            "[...document.querySelectorAll('.graphs img')].some(i => i.dataset.failed)"
+        ), "a graph failed to load"
+        assert browser.exceptions() == []
