@@ -10,9 +10,6 @@ readonly VENV="${HERE}/.venv"
 
 main() {
   "${REPO}/scripts/build-images.sh"
-  if ! /usr/bin/docker image inspect gestor/logger:latest >/dev/null 2>&1; then
-    /usr/bin/docker build -q -t gestor/logger:latest "${REPO}/logger" >/dev/null
-  fi
   (cd "${REPO}" && cargo build --release -q)
   if [[ ! -x "${VENV}/bin/pytest" ]]; then
     python3 -m venv "${VENV}"
