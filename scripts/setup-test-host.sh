@@ -9,7 +9,8 @@ readonly REPO_ROOT
 readonly PACKAGES=(
   docker.io docker-compose debootstrap
   prometheus shellcheck cron busybox-static qemu-system-x86 cpio
-  chromium python3 python3-venv python3-jsonschema curl jq bc make gcc kmod
+  chromium python3 python3-venv python3-jsonschema curl jq bc make gcc libc6-dev kmod
+  dkms xz-utils
 )
 
 err() { printf 'setup-test-host: %s\n' "$*" >&2; }

@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Check what the qemu guest of kernel_module/tests/run.sh left behind.
+
+The guest (tests/vm/init.sh) reads /proc/sysinfo_202200075 while a known set
+of processes runs in container-like cgroups, and dumps /proc/<pid>/{cgroup,
+stat,statm,io} of every process just before and just after the read. This
+script validates the documents against the repo's JSON Schema and compares
+every listed figure with that ground truth, then checks the other phases
+(parameters, leaks, rmmod with the file open, stress, dmesg).
+
+Prints "ok - NAME" or "not ok - NAME: DETAIL" per check and a closing
+"checks: N passed, M failed" line; exits 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+# The hostile process (tests/vm/gvm.c holds the same bytes).
+HOSTILE_COMM = b'q"\\\n%s%n\xff\x01\xc3'
+HOSTILE_ARGV = [
+    b'/bin/h"ost\\ile',
+    b"line1\nline2",
+    b"%s%n%x",
+    b"tab\there",
+    b"",
+    b"\xff\xfe",
+    b"caf\xc3\xa9",
+    b"\xe2\x82",
+    b"A",
+    b"\x01\x1f\x7f",
+    b"emoji\xf0\x9f\x98\x80",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"end",
+]
+# gvm longargs: the first 1,024 bytes of its joined argv end inside "\xc3\xa9".
+LONGARGS = (b"gvm longargs " + b"a" * 1010 + b"\xc3\xa9 " + b"b" * 400)[:1024]
+
+USER_HZ_NS = 10_000_000  # /proc/<pid>/stat counts CPU time in 1/100 s
+MIB = 1024 * 1024
+ID_RE = re.compile(
+    r"^(?:(?:docker|cri-containerd|libpod|crio)-)?([0-9a-f]{64})(?:\.scope)?$"
+)
+BAD_DMESG = re.compile(
+    r"BUG:|WARNING:|Oops|Call Trace|general protection|soft lockup|hard LOCKUP"
+    r"|rcu_.*stall|detected stall|RCU stall|blocked for more than|Kernel panic"
+    r"|UBSAN|KASAN|list_add corruption|refcount_t:"
+)
+IO_FIELDS = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes")
+ROLE_CONTAINER = {
+    "burner": "sd",
+    "zleader": "sd",
+    "holder": "fs",
+    "longargs": "fs",
+    "zombie": "fs",
+    "zombiechild": "fs",
+    "hostile": "cri",
+    "v1sleeper": "v1",
+    "writer": "pod",
+}
+OUTSIDE_ROLES = ("user", "conmon", "rootcg")
+
+
+def decode_per_byte(raw: bytes) -> str:
+    """Decode like the module: each byte outside well-formed UTF-8 -> U+FFFD.
+
+    Independent of the module's own table: a sequence is well formed when
+    Python's strict decoder accepts it as exactly one character.
+    """
+    out = []
+    i = 0
+    while i < len(raw):
+        for n in (1, 2, 3, 4):
+            try:
+                ch = raw[i : i + n].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if len(ch) == 1:
+                out.append(ch)
+                i += n
+                break
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+def container_of(cgroup_lines: list[str]) -> tuple[str | None, str]:
+    """The (ID, path) the module should report for /proc/<pid>/cgroup lines."""
+    v2 = next((ln[3:] for ln in cgroup_lines if ln.startswith("0::")), "/")
+    paths = [v2] + [
+        ln.split(":", 2)[2] for ln in cgroup_lines if not ln.startswith("0::")
+    ]
+    for path in paths:
+        for comp in path.split("/"):
+            m = ID_RE.match(comp)
+            if m:
+                return m.group(1), path
+    return None, v2
+
+
+@dataclass
+class Proc:
+    pid: int
+    cgroup: list[str] = field(default_factory=list)
+    stat: list[bytes] = field(default_factory=list)
+    comm: bytes = b""
+    statm: list[int] = field(default_factory=list)
+    io: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.cgroup and self.stat and self.statm)
+
+    def stat_field(self, n: int) -> int:
+        """Field n (1-based, as in proc(5)) of /proc/<pid>/stat, n >= 3."""
+        return int(self.stat[n - 3])
+
+
+def parse_dump(path: Path) -> dict[int, Proc]:
+    procs: dict[int, Proc] = {}
+    for block in path.read_bytes().split(b"== ")[1:]:
+        head, _, rest = block.partition(b"\n")
+        proc = Proc(int(head))
+        cg, _, rest = rest.partition(b"-- stat\n")
+        proc.cgroup = [ln for ln in cg.decode().splitlines() if ln]
+        stat, _, rest = rest.partition(b"\n-- statm\n")
+        stat = stat.strip(b"\n")
+        if stat:
+            proc.comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")]
+            proc.stat = stat[stat.rindex(b")") + 2 :].split()
+        statm, _, io = rest.partition(b"-- io\n")
+        proc.statm = [int(x) for x in statm.split()]
+        for line in io.decode().splitlines():
+            key, _, value = line.partition(": ")
+            if key in IO_FIELDS:
+                proc.io[key] = int(value)
+        procs[proc.pid] = proc
+    return procs
+
+
+def parse_kv(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        out[key] = value
+    return out
+
+
+def meminfo(path: Path) -> dict[str, int]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, rest = line.partition(":")
+        out[key] = int(rest.split()[0])
+    return out
+
+
+class Checker:
+    def __init__(self, results: Path, schema: Path, cpus: int, gestor: str | None):
+        self.results = results
+        self.validator = jsonschema.Draft202012Validator(json.loads(schema.read_text()))
+        self.cpus = cpus
+        self.gestor = gestor
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, ok: bool, detail: object = "") -> bool:
+        if ok:
+            self.passed += 1
+            print(f"ok - {name}")
+        else:
+            self.failed += 1
+            print(f"not ok - {name}: {detail}")
+        return ok
+
+    def load(self, name: str) -> dict | None:
+        path = self.results / name
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            self.check(f"{name} is JSON", False, exc)
+            return None
+        errors = sorted(self.validator.iter_errors(doc), key=lambda e: list(e.path))
+        detail = "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:3])
+        self.check(f"{name} validates against the schema", not errors, detail)
+        return doc
+
+    # --- the read in the quiet phase --------------------------------------
+
+    def run(self) -> None:
+        before = parse_dump(self.results / "before/procs.txt")
+        after = parse_dump(self.results / "after/procs.txt")
+        manifest = {
+            role: int(pid)
+            for role, pid in (
+                ln.split()
+                for ln in (self.results / "manifest.txt").read_text().splitlines()
+            )
+        }
+        containers = {}
+        for line in (self.results / "containers.txt").read_text().splitlines():
+            key, cid, path = line.split()
+            containers[key] = (cid, path)
+
+        default = self.load("default.json")
+        if default:
+            self.check_default(default, before, after, manifest, containers)
+            self.check_system(default["system"], default)
+        everything = self.load("all.json")
+        if everything:
+            self.check_all(everything, after, manifest, containers)
+        named = self.load("named.json")
+        if named:
+            self.check(
+                "named file lists every process",
+                any(p["pid"] == 1 for p in named["processes"]),
+            )
+        self.check_phases()
+        self.check_stress()
+        self.check_dmesg()
+        if self.gestor:
+            self.check_daemon_parser()
+
+    def check_default(self, doc, before, after, manifest, containers) -> None:
+        self.check(
+            "version and source", doc["version"] == 1 and doc["source"] == "kernel"
+        )
+        listed = {p["pid"]: p for p in doc["processes"]}
+        self.check("no pid listed twice", len(listed) == len(doc["processes"]))
+
+        # Exactly the container processes are listed, with the right IDs.
+        stable = {
+            pid: p
+            for pid, p in after.items()
+            if pid in before and p.complete and before[pid].cgroup == p.cgroup
+        }
+        missing, wrong = [], []
+        for pid, proc in stable.items():
+            cid, path = container_of(proc.cgroup)
+            if cid is None:
+                continue
+            entry = listed.get(pid)
+            if entry is None:
+                missing.append(pid)
+            elif (entry["container_id"], entry["cgroup"]) != (cid, path):
+                wrong.append((pid, entry["container_id"], entry["cgroup"], cid, path))
+        self.check("every container process is listed", not missing, missing)
+        self.check(
+            "container IDs and cgroup paths match /proc/<pid>/cgroup",
+            not wrong,
+            wrong[:3],
+        )
+        extra = [
+            pid
+            for pid in listed
+            if container_of((after.get(pid) or before.get(pid) or Proc(pid)).cgroup)[0]
+            is None
+        ]
+        self.check("no process outside a container is listed", not extra, extra)
+        self.check(
+            "container_id is never null by default",
+            all(p["container_id"] for p in doc["processes"]),
+        )
+
+        for role, key in ROLE_CONTAINER.items():
+            entry = listed.get(manifest.get(role, -1))
+            cid, path = containers[key]
+            self.check(
+                f"{role} listed in its {key} container",
+                entry is not None
+                and entry["container_id"] == cid
+                and entry["cgroup"] == path,
+                entry and (entry["container_id"], entry["cgroup"]),
+            )
+        for role in OUTSIDE_ROLES:
+            self.check(
+                f"{role} (outside containers) not listed", manifest[role] not in listed
+            )
+        self.check("init not listed", 1 not in listed)
+
+        self.check_hostile(listed.get(manifest["hostile"]))
+        self.check_figures(doc, listed, before, after, manifest, stable)
+
+    def check_hostile(self, entry) -> None:
+        if not self.check("hostile process listed", entry is not None):
+            return
+        self.check(
+            "hostile comm round-trips",
+            entry["comm"] == decode_per_byte(HOSTILE_COMM),
+            repr(entry["comm"]),
+        )
+        self.check(
+            "hostile cmdline round-trips",
+            entry["cmdline"] == decode_per_byte(b" ".join(HOSTILE_ARGV)),
+            repr(entry["cmdline"]),
+        )
+
+    def check_figures(self, doc, listed, before, after, manifest, stable) -> None:
+        uptime = doc["uptime_ns"]
+        mem_total = doc["system"]["mem_total_kib"]
+        burner = listed.get(manifest["burner"])
+        if burner:
+            wall = uptime - burner["start_time_ns"]
+            self.check(
+                "burner CPU time plausible (>= 0.5 s, <= wall time since start)",
+                500_000_000 <= burner["cpu_time_ns"] <= wall + 50_000_000,
+                (burner["cpu_time_ns"], wall),
+            )
+        holder = listed.get(manifest["holder"])
+        if holder:
+            self.check(
+                "holder RSS covers its 64 MiB",
+                64 * 1024 <= holder["rss_kib"] <= 68 * 1024,
+                holder["rss_kib"],
+            )
+            self.check(
+                "holder mem_pct_x100 = RSS / MemTotal",
+                holder["mem_pct_x100"] == holder["rss_kib"] * 10000 // mem_total,
+                (holder["mem_pct_x100"], holder["rss_kib"], mem_total),
+            )
+        writer = listed.get(manifest["writer"])
+        if writer:
+            self.check(
+                "dd writer's write_bytes = the 24 MiB it wrote",
+                24 * MIB <= writer["write_bytes"] <= 25 * MIB
+                and writer["wchar"] >= 24 * MIB,
+                (writer["write_bytes"], writer["wchar"]),
+            )
+        zleader = listed.get(manifest["zleader"])
+        if zleader:
+            self.check(
+                "exited leader: memory and cmdline found through a live thread",
+                zleader["cmdline"] == "gvm zleader" and zleader["rss_kib"] >= 8 * 1024,
+                (zleader["cmdline"], zleader["rss_kib"], zleader["state"]),
+            )
+        zombie = listed.get(manifest["zombiechild"])
+        if zombie:
+            self.check(
+                "zombie: state Z, empty cmdline, no memory",
+                zombie["state"] == "Z"
+                and zombie["cmdline"] == ""
+                and zombie["rss_kib"] == 0,
+                zombie,
+            )
+        longargs = listed.get(manifest["longargs"])
+        if longargs:
+            self.check(
+                "cmdline cut at 1,024 bytes, the split character replaced",
+                longargs["cmdline"] == decode_per_byte(LONGARGS),
+                longargs["cmdline"][-8:],
+            )
+
+        # Every listed process against /proc/<pid>/... just before and after.
+        problems = []
+        for pid, entry in listed.items():
+            b, a = before.get(pid), after.get(pid)
+            if pid not in stable or not b.stat or not a.stat:
+                continue
+
+            def within(name, value, lo, hi, slack=0, pid=pid):
+                if not min(lo, hi) - slack <= value <= max(lo, hi) + slack:
+                    problems.append((pid, name, value, lo, hi))
+
+            if entry["ppid"] != a.stat_field(4):
+                problems.append((pid, "ppid", entry["ppid"], a.stat_field(4)))
+            if entry["comm"] != decode_per_byte(a.comm):
+                problems.append((pid, "comm", entry["comm"], a.comm))
+            if entry["state"] not in (b.stat[0].decode(), a.stat[0].decode()):
+                problems.append((pid, "state", entry["state"], b.stat[0], a.stat[0]))
+            start_ticks = a.stat_field(22)
+            within(
+                "start_time_ns",
+                entry["start_time_ns"] // USER_HZ_NS,
+                start_ticks,
+                start_ticks,
+                1,
+            )
+            # /proc/<pid>/stat{,m} show no memory once the leader exited, even
+            # while other threads run; the module finds the mm through them.
+            if not (a.stat[0] == b"Z" and a.stat_field(23) == 0):
+                within(
+                    "vsz_kib",
+                    entry["vsz_kib"],
+                    b.stat_field(23) // 1024,
+                    a.stat_field(23) // 1024,
+                )
+                within("rss_kib", entry["rss_kib"], b.statm[1] * 4, a.statm[1] * 4)
+            cpu_b = (b.stat_field(14) + b.stat_field(15)) * USER_HZ_NS
+            cpu_a = (a.stat_field(14) + a.stat_field(15)) * USER_HZ_NS
+            within("cpu_time_ns", entry["cpu_time_ns"], cpu_b, cpu_a, 2 * USER_HZ_NS)
+            if b.io and a.io:
+                for key in IO_FIELDS:
+                    within(key, entry[key], b.io[key], a.io[key])
+        self.check(
+            "every figure agrees with /proc/<pid>/{stat,statm,io} around the read",
+            not problems,
+            problems[:5],
+        )
+
+    def check_system(self, system, doc) -> None:
+        mi_b = meminfo(self.results / "before/meminfo")
+        mi_a = meminfo(self.results / "after/meminfo")
+        self.check("cpu_count", system["cpu_count"] == self.cpus, system["cpu_count"])
+        self.check(
+            "mem_total_kib = MemTotal",
+            system["mem_total_kib"] == mi_a["MemTotal"],
+            (system["mem_total_kib"], mi_a["MemTotal"]),
+        )
+        self.check(
+            "mem_used_kib = total - available",
+            system["mem_used_kib"]
+            == system["mem_total_kib"] - system["mem_available_kib"],
+        )
+        near = []
+        for key, name in (
+            ("mem_free_kib", "MemFree"),
+            ("mem_available_kib", "MemAvailable"),
+            ("mem_cached_kib", "Cached"),
+        ):
+            lo, hi = sorted((mi_b[name], mi_a[name]))
+            if not lo - 32 * 1024 <= system[key] <= hi + 32 * 1024:
+                near.append((key, system[key], lo, hi))
+        self.check("memory figures agree with /proc/meminfo", not near, near)
+        self.check(
+            "swap figures (no swap in the guest)",
+            system["swap_total_kib"] == mi_a["SwapTotal"]
+            and system["swap_free_kib"] == mi_a["SwapFree"],
+        )
+        names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        stat_b = [
+            int(x) * USER_HZ_NS
+            for x in (self.results / "before/stat").read_text().split()[1:9]
+        ]
+        stat_a = [
+            int(x) * USER_HZ_NS
+            for x in (self.results / "after/stat").read_text().split()[1:9]
+        ]
+        off = []
+        for i, name in enumerate(names):
+            value = system["cpu_time_ns"][name]
+            if (
+                not stat_b[i] - 2 * USER_HZ_NS * self.cpus
+                <= value
+                <= stat_a[i] + 2 * USER_HZ_NS * self.cpus
+            ):
+                off.append((name, value, stat_b[i], stat_a[i]))
+        self.check("cpu_time_ns per state agrees with /proc/stat", not off, off)
+        up_b = float((self.results / "before/uptime").read_text().split()[0])
+        up_a = float((self.results / "after/uptime").read_text().split()[0])
+        self.check(
+            "uptime_ns between the two /proc/uptime readings",
+            up_b - 0.01 <= doc["uptime_ns"] / 1e9 <= up_a + 0.01,
+            (doc["uptime_ns"], up_b, up_a),
+        )
+        date = int((self.results / "before/date").read_text())
+        self.check(
+            "timestamp_ns is the wall clock",
+            abs(doc["timestamp_ns"] / 1e9 - date) <= 3,
+            (doc["timestamp_ns"], date),
+        )
+
+    def check_all(self, doc, after, manifest, containers) -> None:
+        listed = {p["pid"]: p for p in doc["processes"]}
+        init = listed.get(1)
+        self.check(
+            "all_processes: init listed with a null container_id",
+            init is not None and init["container_id"] is None and init["cgroup"] == "/",
+            init,
+        )
+        kthreadd = listed.get(2)
+        self.check(
+            "all_processes: kernel thread listed with an empty cmdline",
+            kthreadd is not None
+            and kthreadd["cmdline"] == ""
+            and kthreadd["ppid"] == 0,
+            kthreadd,
+        )
+        user = listed.get(manifest["user"])
+        self.check(
+            "all_processes: non-container process has its cgroup v2 path",
+            user is not None
+            and user["container_id"] is None
+            and user["cgroup"] == "/user.slice",
+            user,
+        )
+        conmon = listed.get(manifest["conmon"])
+        self.check(
+            "libpod-conmon-<id>.scope is not a container",
+            conmon is not None and conmon["container_id"] is None,
+            conmon,
+        )
+        holder = listed.get(manifest["holder"])
+        self.check(
+            "all_processes: container processes keep their ID",
+            holder is not None and holder["container_id"] == containers["fs"][0],
+        )
+        missing = [pid for pid in after if pid not in listed and after[pid].complete]
+        self.check("all_processes lists every process", len(missing) <= 2, missing)
+
+    # --- the other phases ---------------------------------------------------
+
+    def check_phases(self) -> None:
+        checks = parse_kv(self.results / "checks.txt")
+        expected = {
+            "default_mode": "400",
+            "default_gone_after_rmmod": "yes",
+            "named_exists": "yes",
+            "named_mode": "444",
+            "named_default_absent": "yes",
+            "reject_proc_name_a/b": "refused",
+            "reject_proc_name_": "refused",
+            "reject_proc_mode_0666": "refused",
+            "rmmod_while_open": "ok",
+            "file_gone_while_open": "yes",
+            "reload_after_open": "valid",
+            "rmmod_under_readers": "ok",
+            "reload_after_stress": "valid",
+            "lockdown_refuses_unsigned": "refused",
+        }
+        for key, want in expected.items():
+            self.check(f"guest: {key}", checks.get(key) == want, checks.get(key))
+
+        holdopen = (self.results / "holdopen.txt").read_text()
+        self.check(
+            "read after rmmod on a file held open fails with EIO",
+            "first read 100" in holdopen and "second read -1 errno EIO" in holdopen,
+            holdopen,
+        )
+        leaks = {
+            name: (int(a), int(b))
+            for name, a, b in (
+                ln.split()
+                for ln in (self.results / "leaks.txt").read_text().splitlines()
+            )
+        }
+        for name, limit in (
+            ("task_struct", 100),
+            ("mm_struct", 100),
+            ("vmalloc_kib", 1024),
+        ):
+            a, b = leaks[name]
+            self.check(f"no {name} leak over 200 reads", b - a < limit, (a, b))
+
+    def check_stress(self) -> None:
+        stress = self.results / "stress"
+        readers = sorted(stress.glob("reader-*.txt"))
+        self.check("8 readers reported", len(readers) == 8, len(readers))
+        total = 0
+        for path in readers:
+            kv = dict(item.split("=") for item in path.read_text().split())
+            total += int(kv["reads"])
+            self.check(
+                f"stress {path.stem}: every read valid JSON, stopped by rmmod",
+                int(kv["invalid"]) == 0
+                and int(kv["reads"]) > 0
+                and kv["stop"] == "gone",
+                kv,
+            )
+        self.check("stress: at least 40 reads in all", total >= 40, total)
+        self.check(
+            "stress: no invalid document kept", not list(stress.glob("invalid-*"))
+        )
+        samples = sorted(stress.glob("sample-*.json"))
+        self.check("stress: samples kept", bool(samples))
+        for path in samples:
+            doc = self.load(f"stress/{path.name}")
+            if doc:
+                self.check(
+                    f"stress {path.stem} lists the 2,000 extra processes",
+                    len(doc["processes"]) >= 2000,
+                    len(doc["processes"]),
+                )
+        for name in ("churn.txt", "churn-outside.txt", "tchurn.txt"):
+            text = (stress / name).read_text()
+            self.check(
+                f"stress {name}: churned",
+                re.search(r": [1-9]\d* ", text) is not None,
+                text,
+            )
+
+    def check_dmesg(self) -> None:
+        lines = (self.results / "dmesg.txt").read_text(errors="replace").splitlines()
+        bad = [ln for ln in lines if BAD_DMESG.search(ln)]
+        self.check("dmesg: no BUG, WARNING, Oops or RCU stall", not bad, bad[:5])
+        self.check(
+            "dmesg: the module loaded",
+            any(
+                "gestor_containers: created /proc/sysinfo_202200075" in ln
+                for ln in lines
+            ),
+        )
+
+    def check_daemon_parser(self) -> None:
+        for name in ("default.json", "all.json", "stress/sample-0.json"):
+            path = self.results / name
+            run = subprocess.run(
+                [self.gestor, "snapshot", "--sysinfo", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            self.check(
+                f"gestor snapshot parses {name}",
+                run.returncode == 0,
+                (run.returncode, run.stderr[-300:]),
+            )
+        broken = self.results / "truncated.json"
+        data = (self.results / "default.json").read_bytes()
+        broken.write_bytes(data[: len(data) // 2])
+        run = subprocess.run(
+            [self.gestor, "snapshot", "--sysinfo", str(broken)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.check(
+            "gestor snapshot rejects a truncated document, naming the file",
+            run.returncode != 0 and "truncated.json" in run.stderr + run.stdout,
+            (run.returncode, run.stderr[-300:]),
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True, help="the guest's /out")
+    parser.add_argument("--schema", type=Path, required=True)
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs given to the guest")
+    parser.add_argument(
+        "--gestor", help="gestor binary, to run `gestor snapshot` on the output"
+    )
+    args = parser.parse_args()
+
+    checker = Checker(args.results, args.schema, args.cpus, args.gestor)
+    try:
+        checker.run()
+    except (OSError, KeyError, ValueError) as exc:
+        checker.check("guest results complete", False, repr(exc))
+    print(f"checks: {checker.passed} passed, {checker.failed} failed")
+    return 1 if checker.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+#!/bin/sh
+# /init of the qemu guest that kernel_module/tests/run.sh (gestor.mode=test)
+# and bench/kernel_module.sh (gestor.mode=bench) boot. Runs the workloads in
+# container-like cgroups, reads the module's file and leaves everything the
+# host checks in /out, then sends /out as a tar stream on /dev/ttyS1 and
+# powers off. Progress goes to the console (ttyS0).
+# shellcheck shell=sh
+
+export PATH=/bin
+readonly CG=/sys/fs/cgroup
+readonly V1=/cgv1/pids
+readonly FILE=/proc/sysinfo_202200075
+readonly KO=/lib/modules/gestor_containers.ko
+readonly OUT=/out
+
+log() {
+  read -r up _ </proc/uptime
+  echo "gestor-vm: [${up}] $*"
+}
+
+# Record a check result; the host turns failures into test failures.
+check() {
+  echo "$1=$2" >>"${OUT}/checks.txt"
+  log "check $1=$2"
+}
+
+finish() {
+  log "sending results"
+  dmesg >"${OUT}/dmesg.txt"
+  stty -F /dev/ttyS1 raw -echo
+  tar -cz -C "${OUT}" . >/dev/ttyS1
+  sync
+  log "done"
+  poweroff -f
+}
+
+newid() {
+  head -c 32 /dev/urandom | hexdump -v -e '/1 "%02x"'
+}
+
+wait_for() {
+  # wait_for TRIES CMD...: poll every 0.1 s.
+  n="$1"
+  shift
+  while ! "$@"; do
+    n=$((n - 1))
+    [ "${n}" -gt 0 ] || return 1
+    usleep 100000
+  done
+}
+
+# start ROLE CGROUP_DIR CMD...: run CMD in the cgroup, wait until it is
+# set up, record "ROLE PID" in the manifest.
+start() {
+  role="$1"
+  dir="$2"
+  shift 2
+  GVM_READY="/tmp/ready.${role}" gvm incg "${dir}" "$@" &
+  pid=$!
+  wait_for 300 test -e "/tmp/ready.${role}" || log "${role} not ready"
+  echo "${role} ${pid}" >>"${OUT}/manifest.txt"
+}
+
+write_bytes() {
+  sed -n 's/^write_bytes: //p' "/proc/$1/io"
+}
+
+boot() {
+  /bin/busybox mount -t proc proc /proc
+  /bin/busybox --install -s /bin
+  mount -t sysfs sysfs /sys
+  mount -t devtmpfs devtmpfs /dev
+  mount -t tmpfs tmpfs /tmp
+  mount -t tmpfs tmpfs "${OUT}"
+  mount -t cgroup2 cgroup2 "${CG}"
+  mount -t securityfs securityfs /sys/kernel/security
+  mode="$(sed -n 's/.*gestor\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)"
+  log "booted, mode ${mode}"
+}
+
+setup_containers() {
+  ID_SD="$(newid)"
+  ID_FS="$(newid)"
+  ID_POD="$(newid)"
+  ID_CRI="$(newid)"
+  ID_V1="$(newid)"
+  SD="${CG}/system.slice/docker-${ID_SD}.scope"
+  FS="${CG}/docker/${ID_FS}"
+  POD="${CG}/machine.slice/libpod-${ID_POD}.scope"
+  CONMON="${CG}/machine.slice/libpod-conmon-${ID_POD}.scope"
+  CRI="${CG}/kubepods.slice/kubepods-besteffort.slice"
+  CRI="${CRI}/kubepods-besteffort-pod0f1e2d3c.slice/cri-containerd-${ID_CRI}.scope"
+  USER="${CG}/user.slice"
+  mkdir -p "${SD}" "${FS}" "${POD}" "${CONMON}" "${CRI}" "${USER}"
+  # A cgroup v1 hierarchy (the pids controller, unused on v2 here), with a
+  # cgroupfs-driver container in it.
+  mkdir -p "${V1}"
+  mount -t cgroup -o pids cgroup "${V1}"
+  mkdir -p "${V1}/docker/${ID_V1}"
+  {
+    echo "sd ${ID_SD} /system.slice/docker-${ID_SD}.scope"
+    echo "fs ${ID_FS} /docker/${ID_FS}"
+    echo "pod ${ID_POD} /machine.slice/libpod-${ID_POD}.scope"
+    echo "cri ${ID_CRI} ${CRI#"${CG}"}"
+    echo "v1 ${ID_V1} /docker/${ID_V1}"
+  } >"${OUT}/containers.txt"
+}
+
+start_workloads() {
+  insmod /lib/modules/brd.ko rd_nr=1 rd_size=65536
+  start burner "${SD}" gvm burn
+  start zleader "${SD}" gvm zleader
+  start holder "${FS}" gvm hold 64
+  start longargs "${FS}" gvm longargs
+  start zombie "${FS}" gvm zombie
+  echo "zombiechild $(cat /tmp/ready.zombie)" >>"${OUT}/manifest.txt"
+  start hostile "${CRI}" gvm hostile
+  start v1sleeper "${V1}/docker/${ID_V1}" gvm sleep
+  start user "${USER}" gvm sleep
+  start conmon "${CONMON}" gvm sleep
+  start rootcg "${CG}" gvm sleep
+  # The dd writer: 24 MiB to a block device (write_bytes counts only
+  # block-backed I/O), then it waits on its pipe.
+  gvm incg "${POD}" sh -c \
+    '(dd if=/dev/zero bs=1M count=24 2>/dev/null; sleep 100000) | exec dd of=/dev/ram0 bs=1M 2>/dev/null' &
+  for try in $(seq 100); do
+    for p in $(pidof dd); do
+      if tr '\0' ' ' <"/proc/${p}/cmdline" 2>/dev/null | grep -q 'of=/dev/ram0' &&
+        [ "$(write_bytes "${p}")" -ge 25165824 ] 2>/dev/null; then
+        writer="${p}"
+      fi
+    done
+    [ -n "${writer:-}" ] && break
+    usleep 100000
+  done
+  log "dd writer ${writer:-missing} after ${try} polls"
+  echo "writer ${writer:-0}" >>"${OUT}/manifest.txt"
+  # Let the burner accumulate CPU time.
+  sleep 2
+}
+
+phase_functional() {
+  insmod "${KO}" || check insmod fail
+  check default_mode "$(stat -c %a "${FILE}")"
+  mkdir -p "${OUT}/before" "${OUT}/after"
+  gvm dump "${OUT}/before"
+  cat "${FILE}" >"${OUT}/default.json"
+  gvm dump "${OUT}/after" sysfirst
+  echo 1 >/sys/module/gestor_containers/parameters/all_processes
+  cat "${FILE}" >"${OUT}/all.json"
+  echo 0 >/sys/module/gestor_containers/parameters/all_processes
+  rmmod gestor_containers
+  check default_gone_after_rmmod "$([ -e "${FILE}" ] && echo no || echo yes)"
+
+  insmod "${KO}" proc_name=gestor_test all_processes=1 proc_mode=0444
+  check named_exists "$([ -e /proc/gestor_test ] && echo yes || echo no)"
+  check named_mode "$(stat -c %a /proc/gestor_test)"
+  check named_default_absent "$([ -e "${FILE}" ] && echo no || echo yes)"
+  cat /proc/gestor_test >"${OUT}/named.json"
+  rmmod gestor_containers
+  for bad in proc_name=a/b proc_name= proc_mode=0666; do
+    if insmod "${KO}" "${bad}" 2>/dev/null; then
+      check "reject_${bad%%=*}_${bad#*=}" loaded
+      rmmod gestor_containers
+    else
+      check "reject_${bad%%=*}_${bad#*=}" refused
+    fi
+  done
+}
+
+slab_active() {
+  echo 1 >"/sys/kernel/slab/$1/shrink" 2>/dev/null
+  awk -v n="$1" '$1 == n { print $2 }' /proc/slabinfo
+}
+
+vmalloc_kib() {
+  awk '$1 == "VmallocUsed:" { print $2 }' /proc/meminfo
+}
+
+# A leak per open or read would keep task_structs, mm_structs or seq_file
+# buffers: read 200 times (whole and partial) with 300 extra processes,
+# let them exit and compare with a warm-up round that did no reads.
+phase_leaks() {
+  insmod "${KO}"
+  GVM_READY=/tmp/ready.leak0 gvm incg "${FS}" gvm spawn 300 &
+  spawner=$!
+  wait_for 600 test -e /tmp/ready.leak0
+  gvm readn "${FILE}" 5
+  kill "${spawner}"
+  wait "${spawner}"
+  sleep 1
+  t0="$(slab_active task_struct)"
+  m0="$(slab_active mm_struct)"
+  v0="$(vmalloc_kib)"
+
+  GVM_READY=/tmp/ready.leak1 gvm incg "${FS}" gvm spawn 300 &
+  spawner=$!
+  wait_for 600 test -e /tmp/ready.leak1
+  gvm readn "${FILE}" 100
+  gvm readn "${FILE}" 100 10
+  kill "${spawner}"
+  wait "${spawner}"
+  sleep 1
+  t1="$(slab_active task_struct)"
+  m1="$(slab_active mm_struct)"
+  v1="$(vmalloc_kib)"
+  echo "task_struct ${t0} ${t1}" >"${OUT}/leaks.txt"
+  echo "mm_struct ${m0} ${m1}" >>"${OUT}/leaks.txt"
+  echo "vmalloc_kib ${v0} ${v1}" >>"${OUT}/leaks.txt"
+  rmmod gestor_containers
+}
+
+# rmmod while a reader holds the file open (mid-document): the file goes,
+# the reader's next read fails, nothing oopses.
+phase_rmmod_open() {
+  insmod "${KO}"
+  rm -f /tmp/ho.ready /tmp/ho.go
+  gvm holdopen "${FILE}" /tmp/ho.ready /tmp/ho.go >"${OUT}/holdopen.txt" 2>&1 &
+  holder=$!
+  wait_for 300 test -e /tmp/ho.ready
+  if rmmod gestor_containers; then
+    check rmmod_while_open ok
+  else
+    check rmmod_while_open fail
+  fi
+  check file_gone_while_open "$([ -e "${FILE}" ] && echo no || echo yes)"
+  touch /tmp/ho.go
+  wait "${holder}"
+  insmod "${KO}"
+  if gvm json "${FILE}"; then
+    check reload_after_open valid
+  else
+    check reload_after_open invalid
+  fi
+  rmmod gestor_containers
+}
+
+# 2,000 extra processes, 8 readers checking every document, processes and
+# threads forking and exiting, a process moving between cgroups and the
+# all_processes switch flipping, for 30 s; then rmmod while the readers run.
+phase_stress() {
+  insmod "${KO}"
+  mkdir -p "${OUT}/stress"
+  GVM_READY=/tmp/ready.stress gvm incg "${FS}" gvm spawn 2000 &
+  spawner=$!
+  wait_for 1200 test -e /tmp/ready.stress || log "spawn 2000 not ready"
+  log "2000 processes spawned"
+  gvm incg "${SD}" gvm churn 30 >"${OUT}/stress/churn.txt" &
+  churn1=$!
+  gvm incg "${USER}" gvm churn 30 >"${OUT}/stress/churn-outside.txt" &
+  churn2=$!
+  gvm incg "${POD}" gvm tchurn 30 >"${OUT}/stress/tchurn.txt" &
+  churn3=$!
+  gvm incg "${CRI}" gvm sleep &
+  mover=$!
+  (
+    end=$(($(date +%s) + 30))
+    while [ "$(date +%s)" -lt "${end}" ]; do
+      echo "${mover}" >"${USER}/cgroup.procs"
+      echo "${mover}" >"${CRI}/cgroup.procs"
+      echo 1 >/sys/module/gestor_containers/parameters/all_processes
+      usleep 200000
+      echo 0 >/sys/module/gestor_containers/parameters/all_processes
+      usleep 200000
+    done
+  ) &
+  flipper=$!
+  gvm readers 8 120 "${FILE}" "${OUT}/stress" &
+  readers=$!
+  wait "${churn1}" "${churn2}" "${churn3}" "${flipper}"
+  log "churn done, rmmod with the readers running"
+  if rmmod gestor_containers; then
+    check rmmod_under_readers ok
+  else
+    check rmmod_under_readers fail
+  fi
+  wait "${readers}"
+  kill "${spawner}" "${mover}"
+  wait "${spawner}" "${mover}"
+  insmod "${KO}"
+  if gvm json "${FILE}"; then
+    check reload_after_stress valid
+  else
+    check reload_after_stress invalid
+  fi
+  rmmod gestor_containers
+}
+
+# With lockdown=integrity (as under Secure Boot) an unsigned module must be
+# refused: the README's reason to sign with a MOK.
+phase_lockdown() {
+  if echo integrity >/sys/kernel/security/lockdown 2>/dev/null; then
+    if insmod "${KO}" 2>/dev/null; then
+      check lockdown_refuses_unsigned loaded
+      rmmod gestor_containers
+    else
+      check lockdown_refuses_unsigned refused
+    fi
+  else
+    check lockdown_refuses_unsigned unavailable
+  fi
+}
+
+mode_test() {
+  setup_containers
+  start_workloads
+  phase_functional
+  phase_leaks
+  phase_rmmod_open
+  phase_stress
+  phase_lockdown
+}
+
+# Read time of the module against a userspace scan of /proc, at each process
+# count in gestor.counts (processes in containers).
+mode_bench() {
+  counts="$(sed -n 's/.*gestor\.counts=\([0-9,]*\).*/\1/p' /proc/cmdline)"
+  rounds="$(sed -n 's/.*gestor\.rounds=\([0-9]*\).*/\1/p' /proc/cmdline)"
+  setup_containers
+  insmod "${KO}"
+  have=0
+  for target in $(echo "${counts}" | tr ',' ' '); do
+    add=$((target - have))
+    if [ "${add}" -gt 0 ]; then
+      rm -f /tmp/ready.bench
+      GVM_READY=/tmp/ready.bench gvm incg "${FS}" gvm spawn "${add}" &
+      wait_for 6000 test -e /tmp/ready.bench || log "spawn ${add} not ready"
+      have="${target}"
+    fi
+    sleep 1
+    log "bench at ${target} processes"
+    {
+      echo "target=${target}"
+      gvm compare "${FILE}" "${rounds:-5}"
+    } >>"${OUT}/bench.txt" 2>&1
+    if [ "${target}" = 2000 ]; then
+      cat "${FILE}" >"${OUT}/bench-2000.json"
+    fi
+  done
+  rmmod gestor_containers
+}
+
+main() {
+  boot
+  case "${mode}" in
+    test) mode_test ;;
+    bench) mode_bench ;;
+    *) log "unknown mode '${mode}'" ;;
+  esac
+  finish
+}
+
+main "$@"
