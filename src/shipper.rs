@@ -281,6 +281,8 @@ struct Shipper {
     client: reqwest::Client,
     memory: VecDeque<Record>,
     spool: Spool,
+    /// Records of the front spool segment already delivered.
+    spool_offset: usize,
     backoff: Duration,
     next_attempt: Instant,
     batch_limit: usize,
@@ -302,6 +304,7 @@ impl Shipper {
             client,
             memory: VecDeque::new(),
             spool,
+            spool_offset: 0,
             next_attempt: Instant::now(),
         }
     }
@@ -311,7 +314,7 @@ impl Shipper {
     }
 
     fn update_gauges(&self) {
-        let queued = self.memory.len() + self.spool.records();
+        let queued = self.memory.len() + self.spool.records() - self.spool_offset;
         self.metrics.log_queue.set(queued as i64);
         self.metrics.log_spool_bytes.set(self.spool.bytes as i64);
     }
@@ -369,48 +372,46 @@ impl Shipper {
         }
     }
 
-    /// Sends the oldest batch. Returns whether the queue moved.
+    /// Sends the oldest batch: the front spool segment (in chunks of
+    /// `batch_limit`, from `spool_offset`) before what is in memory.
+    /// Returns whether the queue moved.
     async fn attempt(&mut self) -> bool {
         let from_spool = !self.spool.segments.is_empty();
         let batch: Vec<Record> = if from_spool {
             match self.spool.front() {
-                Some(b) => b,
+                Some(segment) => segment
+                    .into_iter()
+                    .skip(self.spool_offset)
+                    .take(self.batch_limit)
+                    .collect(),
                 None => return true,
             }
         } else {
-            let n = self.batch_limit.min(self.memory.len());
-            self.memory.iter().take(n).cloned().collect()
+            self.memory.iter().take(self.batch_limit).cloned().collect()
         };
         if batch.is_empty() {
+            if from_spool {
+                self.spool.pop_front();
+                self.spool_offset = 0;
+            }
             return true;
         }
+        let n = batch.len();
         match self.post(&batch).await {
             Delivery::Delivered => {
-                self.metrics.log_sent.inc_by(batch.len() as u64);
-                if from_spool {
-                    self.spool.pop_front();
-                } else {
-                    self.memory.drain(..batch.len());
-                }
+                self.metrics.log_sent.inc_by(n as u64);
+                self.consume(from_spool, n);
                 self.backoff = self.config.backoff_min;
                 self.batch_limit = self.config.batch_max_records;
                 true
             }
             Delivery::Rejected(msg) => {
-                tracing::error!(records = batch.len(), error = %msg, "the log service rejected records; dropped");
-                self.metrics
-                    .log_dropped
-                    .with_label_values(&["rejected"])
-                    .inc_by(batch.len() as u64);
-                if from_spool {
-                    self.spool.pop_front();
-                } else {
-                    self.memory.drain(..batch.len());
-                }
+                tracing::error!(records = n, error = %msg, "the log service rejected records; dropped");
+                self.drop_records(from_spool, n, "rejected");
                 true
             }
-            Delivery::TooLarge if batch.len() > 1 && !from_spool => {
-                self.batch_limit = (batch.len() / 2).max(1);
+            Delivery::TooLarge if n > 1 => {
+                self.batch_limit = (n / 2).max(1);
                 tracing::warn!(
                     limit = self.batch_limit,
                     "log batch too large; sending smaller batches"
@@ -418,25 +419,8 @@ impl Shipper {
                 true
             }
             Delivery::TooLarge => {
-                if from_spool && batch.len() > 1 {
-                    // Re-queue the segment's records in memory, at the front, in order.
-                    self.spool.pop_front();
-                    for r in batch.into_iter().rev() {
-                        self.memory.push_front(r);
-                    }
-                    self.batch_limit = self.batch_limit.min(self.memory.len() / 2).max(1);
-                    return true;
-                }
                 tracing::error!("one log record is above the service's body limit; dropped");
-                self.metrics
-                    .log_dropped
-                    .with_label_values(&["rejected"])
-                    .inc_by(batch.len() as u64);
-                if from_spool {
-                    self.spool.pop_front();
-                } else {
-                    self.memory.drain(..batch.len());
-                }
+                self.drop_records(from_spool, n, "rejected");
                 true
             }
             Delivery::Retry(msg) => {
@@ -452,6 +436,28 @@ impl Shipper {
                 false
             }
         }
+    }
+
+    /// Takes the `n` oldest records off the queue once they are dealt with.
+    fn consume(&mut self, from_spool: bool, n: usize) {
+        if from_spool {
+            self.spool_offset += n;
+            let segment_len = self.spool.segments.front().map_or(0, |s| s.records);
+            if self.spool_offset >= segment_len {
+                self.spool.pop_front();
+                self.spool_offset = 0;
+            }
+        } else {
+            self.memory.drain(..n);
+        }
+    }
+
+    fn drop_records(&mut self, from_spool: bool, n: usize, reason: &str) {
+        self.metrics
+            .log_dropped
+            .with_label_values(&[reason])
+            .inc_by(n as u64);
+        self.consume(from_spool, n);
     }
 
     async fn run(
@@ -517,7 +523,7 @@ mod tests {
     use crate::records::{RecordContext, RecordIds};
 
     fn records(n: usize) -> Vec<Record> {
-        let ids = RecordIds::new("t".into());
+        let ids = RecordIds::random();
         let ctx = RecordContext {
             ids: &ids,
             host: "h",
@@ -578,5 +584,170 @@ mod tests {
     fn unusable_spool_directory_is_an_io_error() {
         let mut s = Spool::open(Path::new("/proc/gestor-cannot-create"), 1 << 20);
         assert!(matches!(s.push(&records(1)), Err(SpoolError::Io { .. })));
+    }
+
+    /// A stand-in log service on loopback: answers each POST with the next
+    /// status from `script` (then 200), stores what it accepts with a 200,
+    /// and answers 413 to bodies of more than `max_records`.
+    struct FakeService {
+        url: String,
+        stored: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    async fn fake_service(script: Vec<u16>, max_records: usize) -> FakeService {
+        use axum::http::StatusCode;
+        let stored = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let script = Arc::new(std::sync::Mutex::new(VecDeque::from(script)));
+        let state = (stored.clone(), script);
+        let app = axum::Router::new()
+            .route(
+                "/logs",
+                axum::routing::post(
+                    move |axum::extract::State((stored, script)): axum::extract::State<(
+                        Arc<std::sync::Mutex<Vec<String>>>,
+                        Arc<std::sync::Mutex<VecDeque<u16>>>,
+                    )>,
+                          axum::Json(batch): axum::Json<Vec<Record>>| async move {
+                        if batch.len() > max_records {
+                            return StatusCode::PAYLOAD_TOO_LARGE;
+                        }
+                        let code = script.lock().unwrap().pop_front().unwrap_or(200);
+                        if code == 200 {
+                            let mut s = stored.lock().unwrap();
+                            for r in batch {
+                                if !s.contains(&r.id) {
+                                    s.push(r.id);
+                                }
+                            }
+                        }
+                        StatusCode::from_u16(code).unwrap()
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeService { url, stored }
+    }
+
+    fn config(url: &str, spool: &Path) -> ShipperConfig {
+        let mut c = ShipperConfig::new(url, None, spool.to_path_buf(), 1 << 20);
+        c.backoff_min = Duration::from_millis(10);
+        c.backoff_max = Duration::from_millis(40);
+        c.memory_max_records = 8;
+        c.batch_max_records = 4;
+        c
+    }
+
+    async fn wait_stored(svc: &FakeService, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            if svc.stored.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        svc.stored.lock().unwrap().clone()
+    }
+
+    fn ids(rs: &[Record]) -> Vec<String> {
+        rs.iter().map(|r| r.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn retries_until_delivered_in_order_once() {
+        let svc = fake_service(vec![503, 500, 503], 100).await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new("t"));
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(
+            config(&svc.url, dir.path()),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        let rs = records(10);
+        h.send(rs[..3].to_vec());
+        h.send(rs[3..].to_vec());
+        assert_eq!(wait_stored(&svc, 10).await, ids(&rs));
+        assert!(metrics.log_retried.get() >= 3);
+        assert_eq!(metrics.log_sent.get(), 10);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_large_is_split_and_a_rejected_one_is_counted() {
+        let svc = fake_service(vec![], 1).await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new("t"));
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(
+            config(&svc.url, dir.path()),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        let rs = records(5);
+        h.send(rs.clone());
+        assert_eq!(wait_stored(&svc, 5).await, ids(&rs));
+        cancel.cancel();
+        task.await.unwrap();
+
+        let svc = fake_service(vec![422], 100).await;
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(
+            config(&svc.url, dir.path()),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        h.send(records(2));
+        for _ in 0..300 {
+            if metrics.log_dropped.with_label_values(&["rejected"]).get() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["rejected"]).get(),
+            2
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn undelivered_records_survive_a_restart_through_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = format!("http://127.0.0.1:{}", {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        });
+        let metrics = Arc::new(Metrics::new("t"));
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(config(&dead, dir.path()), metrics.clone(), cancel.clone());
+        let rs = records(20);
+        for chunk in rs.chunks(3) {
+            h.send(chunk.to_vec());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(Spool::open(dir.path(), 1 << 20).records(), 20);
+
+        // Next start, the service is back: everything, oldest first, once.
+        let svc = fake_service(vec![], 100).await;
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(
+            config(&svc.url, dir.path()),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        let more = records(2);
+        h.send(more.clone());
+        let mut want = ids(&rs);
+        want.extend(ids(&more));
+        assert_eq!(wait_stored(&svc, 22).await, want);
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(Spool::open(dir.path(), 1 << 20).records(), 0);
     }
 }
