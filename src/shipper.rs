@@ -594,6 +594,11 @@ mod tests {
         stored: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
+    type FakeState = (
+        Arc<std::sync::Mutex<Vec<String>>>,
+        Arc<std::sync::Mutex<VecDeque<u16>>>,
+    );
+
     async fn fake_service(script: Vec<u16>, max_records: usize) -> FakeService {
         use axum::http::StatusCode;
         let stored = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -603,10 +608,9 @@ mod tests {
             .route(
                 "/logs",
                 axum::routing::post(
-                    move |axum::extract::State((stored, script)): axum::extract::State<(
-                        Arc<std::sync::Mutex<Vec<String>>>,
-                        Arc<std::sync::Mutex<VecDeque<u16>>>,
-                    )>,
+                    move |axum::extract::State((stored, script)): axum::extract::State<
+                        FakeState,
+                    >,
                           axum::Json(batch): axum::Json<Vec<Record>>| async move {
                         if batch.len() > max_records {
                             return StatusCode::PAYLOAD_TOO_LARGE;
