@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from harness import REPO, docker, http_get, wait_until
 
 INTERVAL = 5
