@@ -121,27 +121,23 @@ class Gestor:
         self.logger_name = f"gestor-logger-{scope.value}"
         self.logger_volume = f"gestor-logs-{scope.value}"
         self.logger_port = logger_port or free_port()
-        self.args = [
-            str(GESTOR),
-            "run",
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--only-label",
-            scope.label,
-            "--source",
-            "userspace",
-            "--logger-url",
-            f"http://127.0.0.1:{self.logger_port}",
-            "--logger-container",
-            self.logger_name,
-            "--logger-volume",
-            self.logger_volume,
-            "--logger-image",
-            LOGGER_IMAGE,
-            "--spool-dir",
-            str(workdir / "spool"),
-            *extra,
-        ]
+        defaults = {
+            "--listen": f"127.0.0.1:{self.port}",
+            "--only-label": scope.label,
+            "--source": "userspace",
+            "--logger-url": f"http://127.0.0.1:{self.logger_port}",
+            "--logger-container": self.logger_name,
+            "--logger-volume": self.logger_volume,
+            "--logger-image": LOGGER_IMAGE,
+            "--spool-dir": str(workdir / "spool"),
+        }
+        # A flag in `extra` replaces the default (clap refuses a flag twice).
+        given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
+        self.args = [str(GESTOR), "run"]
+        for flag, value in defaults.items():
+            if flag not in given:
+                self.args += [flag, value]
+        self.args += list(extra)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Gestor:

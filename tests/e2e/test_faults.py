@@ -20,8 +20,13 @@ INTERVAL = 5
 
 
 def settled(scope):
+    """At most one running container per type, and every kill complete."""
     by_type = scope.running_by_type()
-    return by_type if all(len(v) <= 1 for v in by_type.values()) else None
+    if not all(len(v) <= 1 for v in by_type.values()):
+        return None
+    if len(scope.containers(all_states=True)) != len(scope.containers()):
+        return None
+    return by_type
 
 
 def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_gestor, workdir):
@@ -79,12 +84,13 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     )
     scope.generate(10, workdir)
     wait_until("first kills", 30, lambda: settled(scope))
-    kills_before = g.metric('gestor_kills_total{reason="surplus",type="cpu"}')
-    all_kills = lambda: sum(  # noqa: E731
-        g.metric(f'gestor_kills_total{{reason="surplus",type="{t}"}}') for t in ("cpu", "ram", "io", "disk")
-    )
+
+    def all_kills() -> float:
+        kinds = ("cpu", "ram", "io", "disk")
+        return sum(g.metric(f'gestor_kills_total{{reason="surplus",type="{t}"}}') for t in kinds)
+
     total_before = all_kills()
-    assert kills_before >= 0
+    assert total_before > 0
 
     pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
     assert pids, "no dockerd to restart"
@@ -107,8 +113,17 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     # Without live-restore, dockerd's restart stopped the containers: none is
     # running, so none is killed; the exited ones are left as they are.
     assert all_kills() == total_before, "a wrong kill after the restart"
+    stopped_by_restart = {c["Names"] for c in scope.containers(all_states=True)}
+    assert not scope.containers(), "containers still running after dockerd's restart"
     # And governing resumes: a new generator run is cut back to one per type.
     scope.generate(10, workdir)
-    wait_until("kills after the restart", 30, lambda: settled(scope))
+
+    def resumed():
+        running = {c["Names"] for c in scope.containers()}
+        everything = {c["Names"] for c in scope.containers(all_states=True)}
+        one_each = all(len(v) <= 1 for v in scope.running_by_type().values())
+        return one_each and everything - running == stopped_by_restart
+
+    wait_until("kills after the restart", 30, resumed)
     assert all_kills() > total_before
     print(f"dockerd restart: gestor recovered in {recovered_in:.1f} s, no crash, no wrong kill")
