@@ -11,7 +11,7 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 const NAMESPACE: &str = "gestor";
 const CONTAINER_LABELS: [&str; 3] = ["id", "name", "type"];
@@ -25,7 +25,13 @@ pub const KILL_FAILURE_REASONS: [&str; 3] = ["vanished", "stop_failed", "remove_
 pub const STAGES: [&str; 4] = ["read", "docker", "policy", "act"];
 
 pub struct Metrics {
+    /// gestor's own and the host's metrics, encoded at each scrape.
     registry: Registry,
+    /// The per-container families. They change once per cycle, so they are
+    /// encoded once per cycle (in `set_containers`) into `container_text`,
+    /// not at every scrape: a scrape of 1,000 containers then costs a copy.
+    per_container: Registry,
+    container_text: RwLock<String>,
     container_cpu_seconds: CounterVec,
     container_cpu_ratio: GaugeVec,
     container_memory_bytes: GaugeVec,
@@ -91,15 +97,16 @@ fn set_counter(c: &Counter, value: f64) {
 impl Metrics {
     pub fn new(version: &str) -> Metrics {
         let r = Registry::new();
+        let per_container = Registry::new();
         let cvec = |name: &str, help: &str| {
             reg(
-                &r,
+                &per_container,
                 CounterVec::new(opts(name, help), &CONTAINER_LABELS).unwrap(),
             )
         };
         let gvec = |name: &str, help: &str| {
             reg(
-                &r,
+                &per_container,
                 GaugeVec::new(opts(name, help), &CONTAINER_LABELS).unwrap(),
             )
         };
@@ -137,7 +144,7 @@ impl Metrics {
                 "Bytes the container's processes wrote through write(2)-like calls.",
             ),
             container_io_syscalls: reg(
-                &r,
+                &per_container,
                 CounterVec::new(
                     opts(
                         "container_io_syscalls_total",
@@ -303,6 +310,8 @@ impl Metrics {
             ),
             exported_containers: Mutex::new(HashSet::new()),
             exported_states: Mutex::new(HashSet::new()),
+            container_text: RwLock::new(String::new()),
+            per_container,
             registry: r,
         };
         let build = reg(
@@ -411,6 +420,8 @@ impl Metrics {
             }
         }
         *exported = now;
+        drop(exported);
+        *self.container_text.write().unwrap() = encode(&self.per_container);
     }
 
     /// Container counts by (type, state); combinations that disappeared are removed.
@@ -474,12 +485,20 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::with_capacity(64 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding into a Vec cannot fail");
-        String::from_utf8(buf).unwrap_or_default()
+        let containers = self.container_text.read().unwrap();
+        let mut text = String::with_capacity(16 * 1024 + containers.len());
+        text.push_str(&encode(&self.registry));
+        text.push_str(&containers);
+        text
     }
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 #[cfg(test)]
