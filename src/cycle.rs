@@ -212,85 +212,39 @@ impl Governor {
         }
 
         // 4. act
-        let kills: Vec<_> = plan.kills().cloned().collect();
-        let mut outcomes: HashMap<String, String> = HashMap::new();
+        let outcomes = self.carry_out(plan.kills(), cancel).await;
         let (mut killed, mut failed) = (0usize, 0usize);
         let mut act_errors = Vec::new();
-        if self.config.dry_run {
-            for v in &kills {
-                outcomes.insert(v.id.clone(), "dry_run".into());
-            }
-        } else if !kills.is_empty() {
-            let docker = self.docker.clone();
-            let timeout = self.config.stop_timeout;
-            let results: Vec<_> = stream::iter(kills.iter().cloned())
-                .map(|v| {
-                    let docker = docker.clone();
-                    let cancel = cancel.clone();
-                    async move {
-                        if cancel.is_cancelled() {
-                            return (v, None);
-                        }
-                        let r = docker.stop_and_remove(&v.id, timeout, &cancel).await;
-                        (v, Some(r))
-                    }
-                })
-                .buffer_unordered(KILL_CONCURRENCY)
-                .collect()
-                .await;
-            for (v, result) in results {
-                let t = v.container_type;
-                let u = usage_ref.get(&v.id);
-                match result {
-                    None => {
-                        outcomes.insert(v.id.clone(), "skipped: shutting down".into());
-                    }
-                    Some(Ok(KillOutcome::Removed)) => {
-                        killed += 1;
-                        self.metrics.kill(t, KILL_REASON_SURPLUS);
-                        outcomes.insert(v.id.clone(), "removed".into());
-                        tracing::info!(event = "kill", cycle = self.cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "killed");
-                        records.push(ctx.container_record(
-                            "kill",
-                            &v.id,
-                            &v.name,
-                            t,
-                            u,
-                            v.reason.clone(),
-                        ));
-                    }
-                    Some(Ok(KillOutcome::Vanished)) => {
-                        failed += 1;
-                        self.metrics.kill_failed(t, "vanished");
-                        outcomes.insert(v.id.clone(), "vanished".into());
-                        tracing::warn!(event = "kill_failed", cycle = self.cycle, container = %v.name, r#type = %t, "container vanished before it could be stopped");
-                        records.push(ctx.container_record(
-                            "kill_failed",
-                            &v.id,
-                            &v.name,
-                            t,
-                            u,
-                            format!("{}: {} vanished before it could be stopped", t, v.name),
-                        ));
-                    }
-                    Some(Err(e)) => {
-                        failed += 1;
-                        self.metrics.kill_failed(t, e.reason());
-                        let msg = format!("{}: cannot kill {}: {e}", t, v.name);
-                        outcomes.insert(v.id.clone(), format!("failed: {e}"));
-                        tracing::error!(event = "kill_failed", cycle = self.cycle, container = %v.name, r#type = %t, error = %e, "kill failed");
-                        act_errors.push(msg.clone());
-                        records.push(ctx.container_record(
-                            "kill_failed",
-                            &v.id,
-                            &v.name,
-                            t,
-                            u,
-                            msg,
-                        ));
-                    }
+        for (v, outcome) in plan.kills().filter_map(|v| Some((v, outcomes.get(&v.id)?))) {
+            let t = v.container_type;
+            let u = usage_ref.get(&v.id);
+            let (event, reason) = match outcome {
+                KillOutcomeReport::DryRun | KillOutcomeReport::Skipped => continue,
+                KillOutcomeReport::Removed => {
+                    killed += 1;
+                    self.metrics.kill(t, KILL_REASON_SURPLUS);
+                    tracing::info!(event = "kill", cycle = self.cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "killed");
+                    ("kill", v.reason.clone())
                 }
-            }
+                KillOutcomeReport::Vanished => {
+                    failed += 1;
+                    self.metrics.kill_failed(t, "vanished");
+                    tracing::warn!(event = "kill_failed", cycle = self.cycle, container = %v.name, r#type = %t, "container vanished before it could be stopped");
+                    (
+                        "kill_failed",
+                        format!("{t}: {} vanished before it could be stopped", v.name),
+                    )
+                }
+                KillOutcomeReport::Failed { reason, error } => {
+                    failed += 1;
+                    self.metrics.kill_failed(t, reason);
+                    let msg = format!("{t}: cannot kill {}: {error}", v.name);
+                    tracing::error!(event = "kill_failed", cycle = self.cycle, container = %v.name, r#type = %t, error = %error, "kill failed");
+                    act_errors.push(msg.clone());
+                    ("kill_failed", msg)
+                }
+            };
+            records.push(ctx.container_record(event, &v.id, &v.name, t, u, reason));
         }
         stages.insert(
             "act",
@@ -335,9 +289,7 @@ impl Governor {
                 }
                 _ => {}
             }
-            let removed = outcomes
-                .get(&v.id)
-                .is_some_and(|o| o == "removed" || o == "vanished");
+            let removed = outcomes.get(&v.id).is_some_and(KillOutcomeReport::gone);
             if let (Some(u), false) = (u, removed) {
                 samples_src.push((v.id.clone(), v.name.clone(), v.container_type, u));
             }
@@ -353,7 +305,7 @@ impl Governor {
                 usage: u.cloned(),
                 action: v.action,
                 reason: v.reason.clone(),
-                outcome: outcomes.get(&v.id).cloned(),
+                outcome: outcomes.get(&v.id).map(|o| o.describe()),
             });
         }
         // Per-container series: only when this cycle could read both inputs;
@@ -371,7 +323,10 @@ impl Governor {
             self.metrics.set_containers(&samples);
             let mut counts: BTreeMap<(ContainerType, String), i64> = BTreeMap::new();
             for c in listed {
-                if outcomes.get(&c.id).is_some_and(|o| o == "removed") {
+                if outcomes
+                    .get(&c.id)
+                    .is_some_and(|o| *o == KillOutcomeReport::Removed)
+                {
                     continue;
                 }
                 *counts
@@ -445,6 +400,77 @@ impl Governor {
             kills: killed,
             kill_failures: failed,
         }
+    }
+}
+
+/// What became of one kill the policy decided.
+#[derive(Debug, Clone, PartialEq)]
+enum KillOutcomeReport {
+    Removed,
+    Vanished,
+    Failed {
+        reason: &'static str,
+        error: String,
+    },
+    /// Not started: gestor was shutting down.
+    Skipped,
+    DryRun,
+}
+
+impl KillOutcomeReport {
+    /// The container is no longer there.
+    fn gone(&self) -> bool {
+        matches!(
+            self,
+            KillOutcomeReport::Removed | KillOutcomeReport::Vanished
+        )
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KillOutcomeReport::Removed => "removed".into(),
+            KillOutcomeReport::Vanished => "vanished".into(),
+            KillOutcomeReport::Failed { error, .. } => format!("failed: {error}"),
+            KillOutcomeReport::Skipped => "skipped: shutting down".into(),
+            KillOutcomeReport::DryRun => "dry_run".into(),
+        }
+    }
+}
+
+impl Governor {
+    /// Stops and removes the containers the policy chose, `KILL_CONCURRENCY`
+    /// at a time; in a dry run, nothing. No kill starts once `cancel` fired.
+    async fn carry_out<'a>(
+        &self,
+        kills: impl Iterator<Item = &'a policy::Verdict>,
+        cancel: &CancellationToken,
+    ) -> HashMap<String, KillOutcomeReport> {
+        let ids: Vec<String> = kills.map(|v| v.id.clone()).collect();
+        if self.config.dry_run {
+            return ids
+                .into_iter()
+                .map(|id| (id, KillOutcomeReport::DryRun))
+                .collect();
+        }
+        let timeout = self.config.stop_timeout;
+        stream::iter(ids)
+            .map(|id| async move {
+                if cancel.is_cancelled() {
+                    return (id, KillOutcomeReport::Skipped);
+                }
+                let outcome = match self.docker.stop_and_remove(&id, timeout, cancel).await {
+                    Ok(KillOutcome::Removed) => KillOutcomeReport::Removed,
+                    Ok(KillOutcome::Vanished) => KillOutcomeReport::Vanished,
+                    Err(e) => KillOutcomeReport::Failed {
+                        reason: e.reason(),
+                        error: e.to_string(),
+                    },
+                };
+                (id, outcome)
+            })
+            .buffer_unordered(KILL_CONCURRENCY)
+            .collect()
+            .await
     }
 }
 
