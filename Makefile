@@ -16,9 +16,11 @@ build:
 release:
 	$(CARGO) build --release
 
-# The one command that runs the system on this host (see README).
+# The one command that runs the whole system on this host (see README):
+# the stack (gestor, log service, Prometheus, Grafana), the kernel module
+# when this kernel's headers are installed, and the generator's cron job.
 run:
-	./scripts/run-stack.sh
+	./scripts/run-stack.sh --with-module --with-cron
 
 test: setup lint test-rust test-cron test-logger test-kernel test-stack test-e2e
 	@echo "make test: all suites passed"

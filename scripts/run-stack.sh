@@ -16,6 +16,7 @@ readonly GESTOR_IMAGE="${GESTOR_IMAGE:-gestor/gestor:latest}"
 readonly LOGGER_IMAGE="${LOGGER_IMAGE:-gestor/logger:latest}"
 readonly MONITORING_IMAGES=(prom/prometheus:v2.53.2 grafana/grafana:11.2.2)
 readonly SYSINFO=/proc/sysinfo_202200075
+readonly STRESS_IMAGE_DEFAULT=containerstack/alpine-stress
 
 COMPOSE=()
 REBUILD=false
@@ -79,6 +80,12 @@ pick_compose() {
   if "${DOCKER}" compose version >/dev/null 2>&1; then
     COMPOSE=("${DOCKER}" compose)
   elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    # A fresh Debian/Ubuntu host: Debian's docker-compose (1.29) reads our file.
+    echo "run-stack: installing docker-compose"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
     COMPOSE=(docker-compose)
   else
     err "neither 'docker compose' (v2) nor 'docker-compose' is installed:"
@@ -146,11 +153,34 @@ load_module() {
 }
 
 install_cron() {
+  local args=("${CRON_ARGS[@]}")
   if [[ ! -x "${REPO_ROOT}/cron/install.sh" ]]; then
     err "cron/install.sh not found"
     return 1
   fi
-  "${REPO_ROOT}/cron/install.sh" "${CRON_ARGS[@]}"
+  # The generator's image: the real one when it is here or can be pulled,
+  # else the local stand-in built from Debian's `stress` (hosts without a
+  # registry). An --image given after `--` wins.
+  if [[ " ${args[*]} " != *" --image "* ]]; then
+    if ! image_present "${STRESS_IMAGE_DEFAULT}" \
+      && ! "${DOCKER}" pull "${STRESS_IMAGE_DEFAULT}" >/dev/null 2>&1; then
+      log "cannot pull ${STRESS_IMAGE_DEFAULT}: the generator uses gestor/stress:latest (Debian's stress)"
+      "${REPO_ROOT}/scripts/build-images.sh" >/dev/null
+      args+=(--image gestor/stress:latest)
+    fi
+  fi
+  # cron.d entries need a running cron daemon.
+  if ! command -v cron >/dev/null 2>&1 && [[ "$(id -u)" -eq 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron >/dev/null
+  fi
+  if ! pgrep -x cron >/dev/null 2>&1; then
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+      systemctl enable --now cron
+    else
+      cron
+    fi
+  fi
+  "${REPO_ROOT}/cron/install.sh" "${args[@]}"
 }
 
 # Starts the whole stack; where the monitoring images can be neither found
