@@ -160,8 +160,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let now_kind = governor.source().current_kind();
-        if now_kind != last_kind {
+        let report = governor.run_cycle(&cancel).await;
+        // The snapshot says where it came from: no second look at the file.
+        if let Some(now_kind) = report.source.filter(|k| *k != last_kind) {
             tracing::warn!(
                 from = last_kind.as_str(),
                 to = now_kind.as_str(),
@@ -169,7 +170,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             );
             last_kind = now_kind;
         }
-        let report = governor.run_cycle(&cancel).await;
         state.record_cycle(report);
     }
     tracing::info!("shutting down");
