@@ -24,24 +24,6 @@ cleanup() {
   remove_containers "${SCOPE}"
 }
 
-# cycle_durations N: runs gestor (dry run, so the set stays the same) and
-# prints the duration in ms of N cycles.
-cycle_durations() {
-  local n="$1" port log
-  port="$(free_port)"
-  log="$(mktemp)"
-  "${GESTOR}" run --dry-run --interval 0.5 --listen "127.0.0.1:${port}" \
-    --only-label "gestor.scope=${SCOPE}" --logger-url '' --create-logger=false 2>"${log}" &
-  DAEMON_PID=$!
-  # The first cycle has no previous snapshot; skip it.
-  until [[ "$(grep -c '"cycle done"' "${log}")" -gt "${n}" ]]; do sleep 0.5; done
-  kill "${DAEMON_PID}"
-  wait "${DAEMON_PID}" || true
-  DAEMON_PID=""
-  grep '"cycle done"' "${log}" | tail -n "${n}" | jq -r '.duration_ms'
-  rm -f "${log}"
-}
-
 docker_stats_ms() {
   local -a names
   mapfile -t names < <("${DOCKER}" ps --filter "label=gestor.scope=${SCOPE}" --format '{{.Names}}')
@@ -92,7 +74,7 @@ main() {
   start_containers "${SCOPE}" "${COUNT}"
   sleep 3
   local gestor_ms stats_ms
-  gestor_ms="$(cycle_durations "${CYCLES}" | median)"
+  read -r gestor_ms _ < <(dry_run_cycles "${SCOPE}" "${CYCLES}")
   stats_ms="$(docker_stats_ms | median)"
   printf 'containers: %d\n' "${COUNT}"
   printf 'gestor cycle (median of %d): %.2f ms\n' "${CYCLES}" "${gestor_ms}"

@@ -47,6 +47,33 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# dry_run_cycles SCOPE N: runs gestor in dry run (so the set of containers
+# stays the same) on the scope's containers at a 0.5 s interval until N
+# cycles after the first (which has no previous snapshot) are done; prints
+# "median_ms max_rss_kib". The daemon is stopped on return or interruption.
+dry_run_cycles() {
+  local scope="$1" n="$2" port log pid rss rss_max=0
+  port="$(free_port)"
+  log="$(mktemp)"
+  "${GESTOR}" run --dry-run --interval 0.5 --listen "127.0.0.1:${port}" \
+    --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false 2>"${log}" &
+  pid=$!
+  # shellcheck disable=SC2064 # expand now: the trap must stop this daemon
+  trap "kill ${pid} 2>/dev/null || true; rm -f '${log}'" EXIT
+  until [[ "$(grep -c '"cycle done"' "${log}")" -gt "${n}" ]]; do
+    rss="$(awk '/VmRSS/ {print $2}' "/proc/${pid}/status")"
+    ((rss > rss_max)) && rss_max="${rss}"
+    sleep 0.2
+  done
+  kill "${pid}"
+  wait "${pid}" || true
+  printf '%s %s\n' \
+    "$(grep '"cycle done"' "${log}" | tail -n "${n}" | jq -r '.duration_ms' | median)" \
+    "${rss_max}"
+  rm -f "${log}"
+  trap - EXIT
+}
+
 median() {
   sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }

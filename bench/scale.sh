@@ -13,10 +13,8 @@ source "$(dirname "$0")/lib.sh"
 readonly CYCLES="${CYCLES:-15}"
 SCOPE="bench-scale-$$"
 readonly SCOPE
-DAEMON_PID=""
 
 cleanup() {
-  if [[ -n "${DAEMON_PID}" ]]; then kill "${DAEMON_PID}" 2>/dev/null || true; fi
   remove_containers "${SCOPE}"
 }
 
@@ -31,28 +29,6 @@ grow_to() {
     stress --vm 1 --vm-bytes 1M --vm-hang 0 >/dev/null
 }
 
-# measure N: prints "N median_ms rss_kib"
-measure() {
-  local n="$1" port log rss_max=0 rss
-  port="$(free_port)"
-  log="$(mktemp)"
-  "${GESTOR}" run --dry-run --interval 0.5 --listen "127.0.0.1:${port}" \
-    --only-label "gestor.scope=${SCOPE}" --logger-url '' --create-logger=false 2>"${log}" &
-  DAEMON_PID=$!
-  until [[ "$(grep -c '"cycle done"' "${log}")" -gt "${CYCLES}" ]]; do
-    rss="$(awk '/VmRSS/ {print $2}' "/proc/${DAEMON_PID}/status")"
-    ((rss > rss_max)) && rss_max="${rss}"
-    sleep 0.2
-  done
-  kill "${DAEMON_PID}"
-  wait "${DAEMON_PID}" || true
-  DAEMON_PID=""
-  printf '%s %s %s\n' "${n}" \
-    "$(grep '"cycle done"' "${log}" | tail -n "${CYCLES}" | jq -r '.duration_ms' | median)" \
-    "${rss_max}"
-  rm -f "${log}"
-}
-
 main() {
   local -a sizes=("$@")
   local n ms rss per first_n="" first_ms=""
@@ -63,7 +39,7 @@ main() {
   for n in "${sizes[@]}"; do
     grow_to "${n}"
     sleep 2
-    read -r n ms rss < <(measure "${n}")
+    read -r ms rss < <(dry_run_cycles "${SCOPE}" "${CYCLES}")
     if [[ -z "${first_n}" ]]; then
       first_n="${n}"
       first_ms="${ms}"
