@@ -644,6 +644,21 @@ mod tests {
         c
     }
 
+    /// Starts a shipper towards `url`, spooling in `spool`.
+    fn start(
+        url: &str,
+        spool: &Path,
+        metrics: &Arc<Metrics>,
+    ) -> (
+        ShipperHandle,
+        tokio::task::JoinHandle<()>,
+        CancellationToken,
+    ) {
+        let cancel = CancellationToken::new();
+        let (h, task) = spawn(config(url, spool), metrics.clone(), cancel.clone());
+        (h, task, cancel)
+    }
+
     async fn wait_stored(svc: &FakeService, n: usize) -> Vec<String> {
         for _ in 0..300 {
             if svc.stored.lock().unwrap().len() >= n {
@@ -663,12 +678,7 @@ mod tests {
         let svc = fake_service(vec![503, 500, 503], 100).await;
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new("t"));
-        let cancel = CancellationToken::new();
-        let (h, task) = spawn(
-            config(&svc.url, dir.path()),
-            metrics.clone(),
-            cancel.clone(),
-        );
+        let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let rs = records(10);
         h.send(rs[..3].to_vec());
         h.send(rs[3..].to_vec());
@@ -684,12 +694,7 @@ mod tests {
         let svc = fake_service(vec![], 1).await;
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new("t"));
-        let cancel = CancellationToken::new();
-        let (h, task) = spawn(
-            config(&svc.url, dir.path()),
-            metrics.clone(),
-            cancel.clone(),
-        );
+        let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let rs = records(5);
         h.send(rs.clone());
         assert_eq!(wait_stored(&svc, 5).await, ids(&rs));
@@ -697,12 +702,7 @@ mod tests {
         task.await.unwrap();
 
         let svc = fake_service(vec![422], 100).await;
-        let cancel = CancellationToken::new();
-        let (h, task) = spawn(
-            config(&svc.url, dir.path()),
-            metrics.clone(),
-            cancel.clone(),
-        );
+        let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         h.send(records(2));
         for _ in 0..300 {
             if metrics.log_dropped.with_label_values(&["rejected"]).get() == 2 {
@@ -726,8 +726,7 @@ mod tests {
             l.local_addr().unwrap().port()
         });
         let metrics = Arc::new(Metrics::new("t"));
-        let cancel = CancellationToken::new();
-        let (h, task) = spawn(config(&dead, dir.path()), metrics.clone(), cancel.clone());
+        let (h, task, cancel) = start(&dead, dir.path(), &metrics);
         let rs = records(20);
         for chunk in rs.chunks(3) {
             h.send(chunk.to_vec());
@@ -739,12 +738,7 @@ mod tests {
 
         // Next start, the service is back: everything, oldest first, once.
         let svc = fake_service(vec![], 100).await;
-        let cancel = CancellationToken::new();
-        let (h, task) = spawn(
-            config(&svc.url, dir.path()),
-            metrics.clone(),
-            cancel.clone(),
-        );
+        let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let more = records(2);
         h.send(more.clone());
         let mut want = ids(&rs);
