@@ -11,6 +11,11 @@ pub struct Record {
     /// Unique: `<boot-unique prefix>-<cycle>-<sequence>`; the log service
     /// ignores a record whose id it already holds, so retries are safe.
     pub id: String,
+    /// The gestor process run that made the record (32 hex, random per
+    /// start): cycle numbers restart at 1 on every start, `(run_id, cycle)`
+    /// never repeats. Empty in records spooled by an older gestor.
+    #[serde(default)]
+    pub run_id: String,
     /// RFC 3339, UTC, milliseconds.
     pub time: String,
     pub host: String,
@@ -63,6 +68,11 @@ impl RecordIds {
         RecordIds::new(uuid)
     }
 
+    /// The random part shared by every id of this run: the run's id.
+    pub fn run_id(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn next(&self, cycle: u64) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{}-{cycle}-{n}", self.prefix)
@@ -81,6 +91,7 @@ impl RecordContext<'_> {
     pub fn record(&self, event: &str, reason: String) -> Record {
         Record {
             id: self.ids.next(self.cycle),
+            run_id: self.ids.run_id().to_string(),
             time: self.time.to_string(),
             host: self.host.to_string(),
             cycle: self.cycle,
@@ -178,6 +189,7 @@ mod tests {
         assert_eq!(v["event"], "kill");
         assert_eq!(v["container_type"], "ram");
         assert_eq!(v["cycle"], 3);
+        assert_eq!(v["run_id"], "x");
         assert!(v["memory_bytes"].is_null());
         assert!(v.get("details").is_none());
     }
