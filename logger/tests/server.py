@@ -1,4 +1,9 @@
-"""A real uvicorn process running the logger on a free loopback port."""
+"""A real uvicorn process running the logger on a loopback port.
+
+The test binds and listens on port 0 itself and hands the listening socket to
+uvicorn (``--fd``): the port is known before the server starts and cannot be
+taken by anyone in between, and a restart of the same ``Server`` serves on the
+same port (connections queue in the backlog meanwhile)."""
 
 from __future__ import annotations
 
@@ -15,18 +20,15 @@ import httpx
 LOGGER_DIR = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """``uvicorn --factory app.main:create_app`` as a child process."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
+    def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port: int = self.sock.getsockname()[1]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"uvicorn-{self.port}.log"
@@ -38,10 +40,17 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         env = {**os.environ, "LOGGER_DATA_DIR": str(self.data_dir), **self.env}
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        cmd += ["--fd", str(self.sock.fileno()), "--log-level", "warning"]
         cmd += ["--timeout-graceful-shutdown", "3"]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=LOGGER_DIR, env=env, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=LOGGER_DIR,
+                env=env,
+                stdout=log,
+                stderr=log,
+                pass_fds=(self.sock.fileno(),),
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -80,3 +89,8 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Releases the port (after the last stop)."""
+        self.sock.close()
