@@ -5,8 +5,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build release run test setup lint test-rust test-cron test-logger \
-	test-kernel test-stack test-e2e bench clean
+.PHONY: all build release run test setup lint test-scripts test-rust test-cron \
+	test-logger test-kernel test-stack test-e2e bench clean
 
 all: build
 
@@ -22,7 +22,7 @@ release:
 run:
 	./scripts/run-stack.sh --with-module --with-cron
 
-test: setup lint test-rust test-cron test-logger test-kernel test-stack test-e2e
+test: setup lint test-scripts test-rust test-cron test-logger test-kernel test-stack test-e2e
 	@echo "make test: all suites passed"
 
 setup:
@@ -31,7 +31,10 @@ setup:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck scripts/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh)
+	shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh)
+
+test-scripts:
+	./scripts/tests/test_apt_mirror.sh
 
 test-rust:
 	$(CARGO) build --release

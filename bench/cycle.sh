@@ -37,9 +37,8 @@ docker_stats_ms() {
 }
 
 soak() {
-  local port pid start_ticks end_ticks hz rss_max=0 rss t
-  port="$(free_port)"
-  "${GESTOR}" run --dry-run --interval 10 --listen "127.0.0.1:${port}" \
+  local pid start_ticks end_ticks hz rss_max=0 rss t
+  "${GESTOR}" run --dry-run --interval 10 --listen 127.0.0.1:0 \
     --only-label "gestor.scope=${SCOPE}" --logger-url '' --create-logger=false 2>/dev/null &
   DAEMON_PID=$!
   pid="${DAEMON_PID}"

@@ -43,19 +43,14 @@ remove_containers() {
   fi
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # dry_run_cycles SCOPE N: runs gestor in dry run (so the set of containers
 # stays the same) on the scope's containers at a 0.5 s interval until N
 # cycles after the first (which has no previous snapshot) are done; prints
 # "median_ms max_rss_kib". The daemon is stopped on return or interruption.
 dry_run_cycles() {
-  local scope="$1" n="$2" port log pid rss rss_max=0
-  port="$(free_port)"
+  local scope="$1" n="$2" log pid rss rss_max=0
   log="$(mktemp)"
-  "${GESTOR}" run --dry-run --interval 0.5 --listen "127.0.0.1:${port}" \
+  "${GESTOR}" run --dry-run --interval 0.5 --listen 127.0.0.1:0 \
     --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false 2>"${log}" &
   pid=$!
   # shellcheck disable=SC2064 # expand now: the trap must stop this daemon

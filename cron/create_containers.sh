@@ -45,6 +45,7 @@ LOCK_FILE="${GESTOR_LOCK_FILE:-}"
 DRY_RUN=false
 CHECK_ONLY=false
 QUIET=false
+PRINT_NAMES=false
 EXTRA_LABELS=()
 
 # Run state.
@@ -99,6 +100,9 @@ Options (environment variable in brackets):
       --dry-run        print the docker commands; create nothing, touch no docker
       --check          only check docker and the image, then exit
   -q, --quiet          print nothing on stdout
+      --print-names    print only the names of the containers this run
+                       created, one per line (for programs; errors still go
+                       to stderr and the summary to the log)
   -h, --help           show this help
 The docker client is GESTOR_DOCKER (default /usr/bin/docker); it honours
 DOCKER_HOST.
@@ -204,6 +208,7 @@ parse_args() {
       --dry-run) DRY_RUN=true; shift ;;
       --check) CHECK_ONLY=true; shift ;;
       -q | --quiet) QUIET=true; shift ;;
+      --print-names) PRINT_NAMES=true; shift ;;
       -h | --help) usage; exit 0 ;;
       *) usage_error "unknown argument '$1'" ;;
     esac
@@ -421,7 +426,11 @@ create_all() {
   for ((i = 0; i < COUNT; i++)); do
     if [[ -e "${RUN_DIR}/${i}.ok" ]]; then
       CREATED=$((CREATED + 1))
-      [[ "${QUIET}" == "true" ]] || printf 'created %s\n' "${NAME_OF[i]}"
+      if [[ "${PRINT_NAMES}" == "true" ]]; then
+        printf '%s\n' "${NAME_OF[i]}"
+      elif [[ "${QUIET}" != "true" ]]; then
+        printf 'created %s\n' "${NAME_OF[i]}"
+      fi
     elif [[ -e "${RUN_DIR}/${i}.fail" ]]; then
       FAILED=$((FAILED + 1))
     elif [[ -s "${RUN_DIR}/${i}.cid" ]]; then
@@ -462,7 +471,7 @@ main() {
     "${CREATED}" "${FAILED}" "${COUNT}" $((ms / 1000)) $((ms % 1000)) "${IMAGE}")"
   [[ -z "${ABORTED}" ]] || summary+=" aborted=signal"
   log_line "${summary}"
-  [[ "${QUIET}" == "true" ]] || echo "${TAG}: ${summary}"
+  [[ "${QUIET}" == "true" || "${PRINT_NAMES}" == "true" ]] || echo "${TAG}: ${summary}"
   if [[ -n "${ABORTED}" ]]; then
     exit "${ABORTED}"
   fi

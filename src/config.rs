@@ -85,6 +85,9 @@ pub struct Settings {
     /// HTTP address for /metrics, /healthz and /api/v1 [default: 0.0.0.0:9797].
     #[arg(long, env = "GESTOR_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
+    /// Once the HTTP server listens, write its address (e.g. 127.0.0.1:40123) to this file.
+    #[arg(long, env = "GESTOR_READY_FILE", global = true)]
+    pub ready_file: Option<PathBuf>,
     /// Managed containers kept per type [default: 1].
     #[arg(long, env = "GESTOR_MIN_PER_TYPE", global = true)]
     pub min_per_type: Option<usize>,
@@ -154,6 +157,8 @@ pub struct Config {
     pub procfs: PathBuf,
     pub docker_host: String,
     pub listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_file: Option<PathBuf>,
     pub min_per_type: usize,
     pub max_kills_per_cycle: usize,
     pub stop_timeout: u32,
@@ -198,6 +203,7 @@ impl Settings {
             procfs: self.procfs.or(file.procfs),
             docker_host: self.docker_host.or(file.docker_host),
             listen: self.listen.or(file.listen),
+            ready_file: self.ready_file.or(file.ready_file),
             min_per_type: self.min_per_type.or(file.min_per_type),
             max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
             stop_timeout: self.stop_timeout.or(file.stop_timeout),
@@ -245,6 +251,7 @@ impl Settings {
             listen: self
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9797))),
+            ready_file: self.ready_file,
             min_per_type: self.min_per_type.unwrap_or(1),
             max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
             stop_timeout: self.stop_timeout.unwrap_or(2),
@@ -330,15 +337,8 @@ impl Config {
                 _ => return invalid("only_label", format!("{label:?} is not KEY=VALUE")),
             }
         }
-        let url = &self.logger_url;
-        if !(url.is_empty() || url.starts_with("http://")) {
-            return invalid(
-                "logger_url",
-                format!(
-                    "{:?} is not an http:// URL (TLS is not built in)",
-                    self.logger_url
-                ),
-            );
+        if let Err(message) = self.logger_endpoint() {
+            return invalid("logger_url", message);
         }
         if !(self.docker_host.starts_with("unix://")
             || self.docker_host.starts_with("tcp://")
@@ -370,6 +370,33 @@ impl Config {
 
     pub fn shipping_enabled(&self) -> bool {
         !self.logger_url.is_empty()
+    }
+
+    /// The log service's URL, parsed; `None` when shipping is off. Port 0
+    /// means "the port Docker picks when gestor creates the log service
+    /// container", so it needs `create_logger`.
+    pub fn logger_endpoint(&self) -> Result<Option<url::Url>, String> {
+        if self.logger_url.is_empty() {
+            return Ok(None);
+        }
+        let url = url::Url::parse(&self.logger_url)
+            .map_err(|e| format!("{:?} is not a URL: {e}", self.logger_url))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "{:?} is not an http:// URL (TLS is not built in)",
+                self.logger_url
+            ));
+        }
+        if url.host().is_none() {
+            return Err(format!("{:?} has no host", self.logger_url));
+        }
+        if url.port() == Some(0) && !self.create_logger {
+            return Err(format!(
+                "{:?}: port 0 (Docker picks the port) only works with create_logger",
+                self.logger_url
+            ));
+        }
+        Ok(Some(url))
     }
 }
 
@@ -437,6 +464,15 @@ mod tests {
             (vec!["--min-per-type", "0"], "min_per_type"),
             (vec!["--only-label", "nokey"], "only_label"),
             (vec!["--logger-url", "ftp://x"], "logger_url"),
+            (vec!["--logger-url", "http://"], "logger_url"),
+            (
+                vec![
+                    "--logger-url",
+                    "http://127.0.0.1:0",
+                    "--create-logger=false",
+                ],
+                "logger_url",
+            ),
             (vec!["--docker-host", "/var/run/docker.sock"], "docker_host"),
         ] {
             let err = parse(&args).unwrap_err().to_string();
@@ -463,5 +499,27 @@ mod tests {
             vec!["a=1", "b=2"]
         );
         assert!(parse(&["--logger-url", ""]).unwrap().logger_url.is_empty());
+    }
+
+    #[test]
+    fn logger_urls_are_parsed_as_urls() {
+        for (given, host, port) in [
+            ("http://127.0.0.1:8000", "127.0.0.1", 8000),
+            ("http://[::1]:8000/", "[::1]", 8000),
+            ("http://logger", "logger", 80),
+            ("http://127.0.0.1:0", "127.0.0.1", 0),
+        ] {
+            let c = parse(&["--logger-url", given]).unwrap();
+            let url = c.logger_endpoint().unwrap().unwrap();
+            assert_eq!(url.host_str(), Some(host), "{given}");
+            assert_eq!(url.port_or_known_default(), Some(port), "{given}");
+        }
+    }
+
+    #[test]
+    fn listen_on_port_zero_and_a_ready_file() {
+        let c = parse(&["--listen", "127.0.0.1:0", "--ready-file", "/tmp/x"]).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.ready_file, Some(PathBuf::from("/tmp/x")));
     }
 }

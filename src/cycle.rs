@@ -445,19 +445,21 @@ impl Governor {
         kills: impl Iterator<Item = &'a policy::Verdict>,
         cancel: &CancellationToken,
     ) -> HashMap<String, KillOutcomeReport> {
-        let ids: Vec<String> = kills.map(|v| v.id.clone()).collect();
+        let kills: Vec<(String, String)> = kills.map(|v| (v.id.clone(), v.name.clone())).collect();
         if self.config.dry_run {
-            return ids
+            return kills
                 .into_iter()
-                .map(|id| (id, KillOutcomeReport::DryRun))
+                .map(|(id, _)| (id, KillOutcomeReport::DryRun))
                 .collect();
         }
         let timeout = self.config.stop_timeout;
-        stream::iter(ids)
-            .map(|id| async move {
+        let cycle = self.cycle;
+        stream::iter(kills)
+            .map(|(id, name)| async move {
                 if cancel.is_cancelled() {
                     return (id, KillOutcomeReport::Skipped);
                 }
+                tracing::info!(event = "stopping", cycle, container = %name, id = %short(&id), grace_s = timeout, "stopping");
                 let outcome = match self.docker.stop_and_remove(&id, timeout, cancel).await {
                     Ok(KillOutcome::Removed) => KillOutcomeReport::Removed,
                     Ok(KillOutcome::Vanished) => KillOutcomeReport::Vanished,

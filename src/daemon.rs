@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::cycle::Governor;
 use crate::docker::{DockerClient, LoggerSpec};
+use crate::endpoint::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
 use crate::metrics::Metrics;
 use crate::shipper::{self, ShipperConfig, ShipperHandle};
@@ -21,12 +22,15 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub docker: Arc<DockerClient>,
     pub shipper_task: Option<tokio::task::JoinHandle<()>>,
+    /// Set when the log service's port is learnt from its container (port 0).
+    pub endpoint_updater: Option<EndpointUpdater>,
 }
 
 /// Builds the governor and, when shipping is on, starts the shipper.
 pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
     let docker = Arc::new(DockerClient::new(&config.docker_host));
+    let mut endpoint_updater = None;
     let (shipper, shipper_task): (Option<ShipperHandle>, _) = if config.shipping_enabled() {
         let mut shipper_config = ShipperConfig::new(
             &config.logger_url,
@@ -34,6 +38,11 @@ pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
             config.spool_dir.clone(),
             config.spool_max_bytes,
         );
+        if logger_spec(config).is_some_and(|s| s.host_port == 0) {
+            let (updater, endpoint) = LoggerEndpoint::learnt();
+            shipper_config.endpoint = endpoint;
+            endpoint_updater = Some(updater);
+        }
         shipper_config.memory_max_records = config.log_memory_records;
         let (h, t) = shipper::spawn(shipper_config, metrics.clone(), cancel.clone());
         (Some(h), Some(t))
@@ -46,34 +55,97 @@ pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
         metrics,
         docker,
         shipper_task,
+        endpoint_updater,
     }
 }
 
 /// The log service container spec derived from the configuration: published
-/// on the host and port of `logger_url`.
+/// on the host and port of `logger_url` (port 0: a port Docker picks).
 pub fn logger_spec(config: &Config) -> Option<LoggerSpec> {
-    let rest = config
-        .logger_url
-        .strip_prefix("http://")
-        .or_else(|| config.logger_url.strip_prefix("https://"))?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (authority, 80),
-    };
-    let host_ip = match host {
-        "localhost" => "127.0.0.1".to_string(),
-        h => h.trim_matches(|c| c == '[' || c == ']').to_string(),
+    let url = config.logger_endpoint().ok()??;
+    let host_ip = match url.host()? {
+        url::Host::Domain("localhost") => "127.0.0.1".to_string(),
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
     };
     Some(LoggerSpec {
         name: config.logger_container.clone(),
         image: config.logger_image.clone(),
         volume: config.logger_volume.clone(),
         host_ip,
-        host_port: port,
+        host_port: url.port_or_known_default()?,
         token: config.logger_token.clone(),
         healthy_timeout: Duration::from_secs(60),
     })
+}
+
+/// `logger_url` with its port replaced by the one Docker published.
+fn url_with_port(config: &Config, port: u16) -> Option<String> {
+    let mut url = config.logger_endpoint().ok()??;
+    url.set_port(Some(port)).ok()?;
+    Some(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Creates (or reuses) the log service container, retrying with backoff;
+/// then, when its port was left to Docker, learns that port, and learns it
+/// again each time the shipper cannot connect.
+async fn supervise_logger(
+    config: Config,
+    spec: LoggerSpec,
+    docker: Arc<DockerClient>,
+    updater: Option<EndpointUpdater>,
+    cancel: CancellationToken,
+) {
+    let mut delay = Duration::from_secs(2);
+    let port = loop {
+        match docker.ensure_logger(&spec).await {
+            Ok(c) => {
+                tracing::info!(container = %spec.name, id = %&c.id[..c.id.len().min(12)], port = c.host_port, "log service container is healthy");
+                break c.host_port;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_s = delay.as_secs(), "cannot set up the log service container")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    };
+    let Some(updater) = updater else { return };
+    let learn = |port| {
+        if let Some(url) = url_with_port(&config, port) {
+            updater.set(&url);
+        }
+    };
+    learn(port);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = updater.unreachable() => {}
+        }
+        match docker.logger_port(&spec).await {
+            Ok(Some(port)) => learn(port),
+            Ok(None) => {} // not running: nothing to learn until it is again
+            Err(e) => tracing::warn!(error = %e, "cannot look up the log service's port"),
+        }
+        // At most one lookup every 2 s, however often deliveries fail.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Writes `addr` to `path` whole (temporary file, then rename), so a reader
+/// never sees a partial address.
+fn write_ready_file(path: &std::path::Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Runs the daemon until `cancel` fires.
@@ -83,12 +155,22 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         metrics,
         docker,
         shipper_task,
+        endpoint_updater,
     } = build(&config, &cancel);
     let state = Arc::new(AppState::new(metrics, config.interval()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // With port 0 the kernel picks: say where, for whoever started us.
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
+    if let Some(path) = &config.ready_file {
+        write_ready_file(path, bound)
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
+    tracing::info!(listen = %bound, "listening on {bound}");
     let server_cancel = cancel.clone();
     let server = tokio::spawn(
         axum::serve(listener, app(state.clone()))
@@ -112,7 +194,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         ),
     }
     tracing::info!(
-        listen = %config.listen,
+        listen = %bound,
         interval_s = config.interval,
         dry_run = config.dry_run,
         docker = %config.docker_host,
@@ -126,27 +208,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     // shipping into the spool) start at once.
     if config.create_logger {
         if let Some(spec) = logger_spec(&config) {
-            let docker = docker.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let mut delay = Duration::from_secs(2);
-                loop {
-                    match docker.ensure_logger(&spec).await {
-                        Ok(id) => {
-                            tracing::info!(container = %spec.name, id = %&id[..id.len().min(12)], "log service container is healthy");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, retry_in_s = delay.as_secs(), "cannot set up the log service container")
-                        }
-                    }
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                }
-            });
+            tokio::spawn(supervise_logger(
+                config.clone(),
+                spec,
+                docker.clone(),
+                endpoint_updater,
+                cancel.clone(),
+            ));
         } else {
             tracing::error!(url = %config.logger_url, "cannot derive a host port from logger_url; not creating the log service container");
         }

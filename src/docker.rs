@@ -226,9 +226,29 @@ impl DockerClient {
         }
     }
 
+    /// The host port the log service container publishes now, or `None` when
+    /// it is not running (Docker picks a new port at each start when it was
+    /// published on port 0).
+    pub async fn logger_port(&self, spec: &LoggerSpec) -> Result<Option<u16>, DockerError> {
+        let docker = self.connect().await?;
+        let c = match docker.inspect_container(&spec.name, None).await {
+            Ok(c) => c,
+            Err(e) if is_status(&e, 404) => return Ok(None),
+            Err(e) => {
+                self.reset().await;
+                return Err(self.request_err("inspecting the log service container")(e));
+            }
+        };
+        if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(published_port(&c, &spec.host_ip))
+    }
+
     /// Creates the log service container (or reuses the existing one), starts
-    /// it and waits until Docker reports it healthy. Returns its full ID.
-    pub async fn ensure_logger(&self, spec: &LoggerSpec) -> Result<String, DockerError> {
+    /// it and waits until Docker reports it healthy. Returns its full ID and
+    /// the host port its service is published on.
+    pub async fn ensure_logger(&self, spec: &LoggerSpec) -> Result<LoggerContainer, DockerError> {
         let docker = self.connect().await?;
         let logger_err = |message: String| DockerError::Logger {
             name: spec.name.clone(),
@@ -260,7 +280,11 @@ impl DockerClient {
                         "8000/tcp".to_string(),
                         Some(vec![PortBinding {
                             host_ip: Some(spec.host_ip.clone()),
-                            host_port: Some(spec.host_port.to_string()),
+                            // Empty: Docker picks a free port (read back below).
+                            host_port: Some(match spec.host_port {
+                                0 => String::new(),
+                                p => p.to_string(),
+                            }),
                         }]),
                     )])),
                     restart_policy: Some(RestartPolicy {
@@ -317,13 +341,19 @@ impl DockerClient {
                 .inspect_container(&id, None)
                 .await
                 .map_err(self.request_err("inspecting the log service container"))?;
-            let state = c.state.unwrap_or_default();
+            let state = c.state.clone().unwrap_or_default();
             let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
             let running = state.running.unwrap_or(false);
-            match health.as_deref() {
-                Some("healthy") => return Ok(id),
-                None | Some("none") | Some("") if running => return Ok(id),
-                _ => {}
+            let ready = match health.as_deref() {
+                Some("healthy") => true,
+                None | Some("none") | Some("") => running,
+                _ => false,
+            };
+            if ready {
+                let host_port = published_port(&c, &spec.host_ip).ok_or_else(|| {
+                    logger_err("its port 8000 is not published on the host".into())
+                })?;
+                return Ok(LoggerContainer { id, host_port });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(logger_err(format!(
@@ -337,6 +367,30 @@ impl DockerClient {
     }
 }
 
+/// The host port on which `c` publishes the log service's port 8000 for
+/// `host_ip` (or its only binding).
+fn published_port(c: &bollard::models::ContainerInspectResponse, host_ip: &str) -> Option<u16> {
+    let bindings = c
+        .network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get("8000/tcp")?
+        .as_ref()?;
+    let binding = bindings
+        .iter()
+        .find(|b| b.host_ip.as_deref() == Some(host_ip))
+        .or_else(|| bindings.first())?;
+    binding.host_port.as_deref()?.parse().ok()
+}
+
+/// The log service container gestor made sure of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggerContainer {
+    pub id: String,
+    pub host_port: u16,
+}
+
 /// How to create the log service container.
 #[derive(Debug, Clone)]
 pub struct LoggerSpec {
@@ -344,6 +398,7 @@ pub struct LoggerSpec {
     pub image: String,
     pub volume: String,
     pub host_ip: String,
+    /// 0: Docker picks.
     pub host_port: u16,
     pub token: Option<String>,
     pub healthy_timeout: Duration,

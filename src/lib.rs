@@ -11,6 +11,7 @@ pub mod container;
 pub mod cycle;
 pub mod daemon;
 pub mod docker;
+pub mod endpoint;
 pub mod http;
 pub mod metrics;
 pub mod policy;

@@ -9,6 +9,7 @@
 //! The log service is idempotent on record ids, so a retried batch that had
 //! in fact arrived adds nothing twice.
 
+use crate::endpoint::LoggerEndpoint;
 use crate::metrics::Metrics;
 use crate::records::Record;
 use std::collections::VecDeque;
@@ -22,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
-    /// Base URL of the log service; records go to `<url>/logs`.
-    pub url: String,
+    /// Where the log service is; records go to `<url>/logs`.
+    pub endpoint: LoggerEndpoint,
     pub token: Option<String>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
@@ -39,7 +40,7 @@ pub struct ShipperConfig {
 impl ShipperConfig {
     pub fn new(url: &str, token: Option<String>, spool_dir: PathBuf, spool_max_bytes: u64) -> Self {
         ShipperConfig {
-            url: url.trim_end_matches('/').to_string(),
+            endpoint: LoggerEndpoint::fixed(url),
             token,
             spool_dir,
             spool_max_bytes,
@@ -345,10 +346,12 @@ impl Shipper {
     }
 
     async fn post(&self, records: &[Record]) -> Delivery {
-        let mut req = self
-            .client
-            .post(format!("{}/logs", self.config.url))
-            .json(records);
+        let Some(base) = self.config.endpoint.current() else {
+            return Delivery::Retry(
+                "the log service's address is not known yet (its container is being set up)".into(),
+            );
+        };
+        let mut req = self.client.post(format!("{base}/logs")).json(records);
         if let Some(token) = &self.config.token {
             req = req.bearer_auth(token);
         }
@@ -360,7 +363,7 @@ impl Shipper {
                 }
                 let body = resp.text().await.unwrap_or_default();
                 let body: String = body.chars().take(300).collect();
-                let msg = format!("{}/logs answered {status}: {body}", self.config.url);
+                let msg = format!("{base}/logs answered {status}: {body}");
                 match status.as_u16() {
                     413 => Delivery::TooLarge,
                     401 | 403 | 408 | 429 => Delivery::Retry(msg),
@@ -368,7 +371,12 @@ impl Shipper {
                     _ => Delivery::Retry(msg),
                 }
             }
-            Err(e) => Delivery::Retry(format!("{}/logs: {e}", self.config.url)),
+            Err(e) => {
+                if e.is_connect() {
+                    self.config.endpoint.report_unreachable();
+                }
+                Delivery::Retry(format!("{base}/logs: {e}"))
+            }
         }
     }
 

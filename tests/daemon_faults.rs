@@ -156,7 +156,9 @@ fn sigterm_during_kills_leaves_none_half_done_and_a_restart_resumes() {
         "",
     ];
     let mut d = Daemon::start(&args);
-    std::thread::sleep(Duration::from_secs(2));
+    d.wait_for("three stops under way", Duration::from_secs(20), || {
+        d.log().matches("\"event\":\"stopping\"").count() == 3
+    });
     assert_eq!(
         d.cycle(),
         0,

@@ -10,9 +10,9 @@ use std::time::Duration;
 fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
     let scope = Scope::new("cycle");
     // ram: three sizes; the policy must keep the smallest.
-    let (ram_small, _) = scope.managed("ram", "stress --vm 1 --vm-bytes 8M --vm-keep");
-    let (ram_mid, _) = scope.managed("ram", "stress --vm 1 --vm-bytes 48M --vm-keep");
-    let (ram_big, _) = scope.managed("ram", "stress --vm 1 --vm-bytes 96M --vm-keep");
+    let (ram_small, small_id) = scope.managed("ram", "stress --vm 1 --vm-bytes 8M --vm-keep");
+    let (ram_mid, mid_id) = scope.managed("ram", "stress --vm 1 --vm-bytes 48M --vm-keep");
+    let (ram_big, big_id) = scope.managed("ram", "stress --vm 1 --vm-bytes 96M --vm-keep");
     let mut cpus = Vec::new();
     for _ in 0..3 {
         cpus.push(scope.managed("cpu", "stress --cpu 1").0);
@@ -37,8 +37,10 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
     );
     let unlabeled = unique("unlabeled");
     scope.run(&unlabeled, &[], "stress --cpu 1");
-    // Let the vm workers touch their memory so RSS tells the sizes apart.
-    std::thread::sleep(Duration::from_secs(3));
+    // The vm workers have touched their memory: RSS tells the sizes apart.
+    for (id, mib) in [(&small_id, 8), (&mid_id, 48), (&big_id, 96)] {
+        scope.wait_rss(id, mib * 1024, Duration::from_secs(30));
+    }
 
     let d = Daemon::start(&[
         "--interval",

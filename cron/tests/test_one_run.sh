@@ -72,6 +72,18 @@ main() {
     || fail "summary line not as expected: ${line}"
   assert_eq 1 "$(grep -c . "${WORK}/gen.log")" "lines in the log after one run"
   ok "one summary line: ${line#* }"
+
+  # --print-names: stdout is the created names and nothing else, so a
+  # program counts what this run made without listing containers (a listing
+  # races with gestor removing them).
+  remove_scoped
+  local names
+  names="$(gen -n 3 "${SMALL[@]}" --print-names 2>"${WORK}/names.err")" \
+    || fail "--print-names run failed: $(cat "${WORK}/names.err")"
+  assert_eq "$("${DOCKER}" ps -a --filter "label=gestor.scope=${SCOPE}" --format '{{.Names}}' | sort)" \
+    "$(sort <<<"${names}")" "names printed by --print-names vs names in docker"
+  assert_eq 3 "$(grep -cE '^(cpu|ram|io|disk)-[0-9a-f]{12}$' <<<"${names}")" "lines of --print-names"
+  ok "--print-names prints exactly the 3 names made, one per line"
 }
 
 main "$@"

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,31 @@ impl Scope {
         v
     }
 
+    /// Resident memory of a container's processes (KiB), as `ps` sees it.
+    pub fn rss_kib(&self, id: &str) -> u64 {
+        docker(&["top", id, "-o", "pid,rss"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Waits until a container's processes hold at least `kib` KiB resident.
+    pub fn wait_rss(&self, id: &str, kib: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let rss = self.rss_kib(id);
+            if rss >= kib {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} holds {rss} KiB after {timeout:?}, not {kib}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn value(&self) -> &str {
         self.label.split_once('=').unwrap().1
     }
@@ -116,32 +141,63 @@ impl Drop for Scope {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback address where nothing listens, for as long as the value lives:
+/// the socket is bound (so the kernel gives the port to no one else, not even
+/// as the source port of an outgoing connection) but never listens, so every
+/// connection to it is refused.
+pub struct DeadPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        DeadPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> Self {
+        DeadPort::new()
+    }
 }
 
 pub fn gestor_bin() -> &'static str {
     env!("CARGO_BIN_EXE_gestor")
 }
 
-/// A running `gestor run`; its stderr lines are collected; killed on drop.
+/// A running `gestor run` listening on a port the kernel picked (port 0,
+/// read back from `--ready-file`); its stderr lines are collected; killed on
+/// drop.
 pub struct Daemon {
     pub child: Child,
     pub port: u16,
     pub lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
         let mut cmd = Command::new(gestor_bin());
         cmd.arg("run")
-            .args(["--listen", &listen, "--create-logger=false"])
+            .args(["--listen", "127.0.0.1:0", "--create-logger=false"])
+            .arg("--ready-file")
+            .arg(&ready)
             .args(args)
             .env_remove("GESTOR_LOG")
             .stdout(Stdio::null())
@@ -155,7 +211,13 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
-        let d = Daemon { child, port, lines };
+        let port = wait_ready_file(&mut child, &ready, &lines);
+        let d = Daemon {
+            child,
+            port,
+            lines,
+            _dir: dir,
+        };
         d.wait_for("healthz", Duration::from_secs(20), || {
             d.get("/healthz").is_some()
         });
@@ -216,6 +278,34 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until gestor writes where it listens; fails at once if it exits.
+pub fn wait_ready_file(child: &mut Child, ready: &Path, lines: &Arc<Mutex<Vec<String>>>) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let addr: SocketAddr = text
+                .trim()
+                .parse()
+                .expect("the ready file holds an address");
+            assert_ne!(addr.port(), 0);
+            return addr.port();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "gestor exited ({status}) before listening:\n{}",
+                lines.lock().unwrap().join("\n")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gestor did not write {} within 20 s:\n{}",
+            ready.display(),
+            lines.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

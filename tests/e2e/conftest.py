@@ -29,8 +29,8 @@ def workdir(tmp_path):
 def make_gestor(scope, workdir):
     started: list[Gestor] = []
 
-    def make(*extra: str, logger_port: int | None = None) -> Gestor:
-        g = Gestor(scope, workdir, *extra, logger_port=logger_port)
+    def make(*extra: str) -> Gestor:
+        g = Gestor(scope, workdir, *extra)
         started.append(g)
         return g.start()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,12 +23,6 @@ DOCKER = "/usr/bin/docker"
 STRESS_IMAGE = os.environ.get("GESTOR_STRESS_IMAGE", "gestor/stress:latest")
 LOGGER_IMAGE = os.environ.get("GESTOR_LOGGER_IMAGE", "gestor/logger:latest")
 TYPES = ("cpu", "ram", "io", "disk")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -80,9 +74,9 @@ class Scope:
         return by_type
 
     def generate(self, count: int = 10, workdir: Path | None = None) -> list[str]:
-        """Runs the real generator script once; returns the names it created."""
+        """Runs the real generator script once; returns the names it reports
+        it created (a listing would race with gestor's kills)."""
         workdir = workdir or Path(tempfile.mkdtemp(prefix="gestor-gen-"))
-        before = {c["Names"] for c in self.containers(all_states=True)}
         out = subprocess.run(
             [
                 str(GENERATOR),
@@ -96,14 +90,14 @@ class Scope:
                 str(workdir / "generator.log"),
                 "--lock-file",
                 str(workdir / "generator.lock"),
+                "--print-names",
             ],
             capture_output=True,
             text=True,
             timeout=180,
         )
         assert out.returncode == 0, f"generator failed: {out.stdout}\n{out.stderr}"
-        after = {c["Names"] for c in self.containers(all_states=True)}
-        return sorted(after - before)
+        return sorted(out.stdout.split())
 
     def cleanup(self) -> None:
         ids = docker("ps", "-aq", "--filter", f"label={self.label}", check=False).split()
@@ -112,20 +106,25 @@ class Scope:
 
 
 class Gestor:
-    """The real daemon, run as a user would (release build)."""
+    """The real daemon, run as a user would (release build). It listens on a
+    port the kernel picks and writes it to its ready file; the log service
+    container it creates is published on a port Docker picks (read back with
+    `docker port`, again after each restart of the container)."""
 
-    def __init__(self, scope: Scope, workdir: Path, *extra: str, logger_port: int | None = None):
-        self.port = free_port()
+    def __init__(self, scope: Scope, workdir: Path, *extra: str):
+        self.port = 0
         self.workdir = workdir
-        self.stderr_path = workdir / f"gestor-{self.port}.stderr"
+        run = uuid.uuid4().hex[:8]
+        self.stderr_path = workdir / f"gestor-{run}.stderr"
+        self.ready_path = workdir / f"gestor-{run}.ready"
         self.logger_name = f"gestor-logger-{scope.value}"
         self.logger_volume = f"gestor-logs-{scope.value}"
-        self.logger_port = logger_port or free_port()
         defaults = {
-            "--listen": f"127.0.0.1:{self.port}",
+            "--listen": "127.0.0.1:0",
+            "--ready-file": str(self.ready_path),
             "--only-label": scope.label,
             "--source": "userspace",
-            "--logger-url": f"http://127.0.0.1:{self.logger_port}",
+            "--logger-url": "http://127.0.0.1:0",
             "--logger-container": self.logger_name,
             "--logger-volume": self.logger_volume,
             "--logger-image": LOGGER_IMAGE,
@@ -143,11 +142,26 @@ class Gestor:
     def start(self) -> Gestor:
         self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        self.port = wait_until("gestor's ready file", 30, self._bound_port, 0.05)
         wait_until("gestor /healthz", 30, lambda: http_get(self.url("/healthz")))
         return self
 
+    def _bound_port(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"gestor exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
+        try:
+            return int(self.ready_path.read_text().strip().rsplit(":", 1)[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def logger_port(self) -> int:
+        """Where the log service container is published now."""
+        mapping = docker("port", self.logger_name, "8000/tcp").splitlines()[0]
+        return int(mapping.rsplit(":", 1)[1])
 
     def logger_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.logger_port}{path}"
@@ -212,10 +226,11 @@ class Gestor:
 
 
 class Prometheus:
-    """Debian's Prometheus on a loopback port, scraping one target."""
+    """Debian's Prometheus on a loopback port it picks (port 0, read back
+    from its log), scraping one target."""
 
     def __init__(self, target_port: int, workdir: Path, interval: str = "2s"):
-        self.port = free_port()
+        self.port = 0
         self.dir = workdir / "prometheus"
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "prometheus.yml"
@@ -233,12 +248,24 @@ class Prometheus:
                 binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.listen-address=127.0.0.1:0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "stderr", "wb"),  # noqa: SIM115 - lives with the process
         )
-        wait_until("prometheus ready", 60, lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready"))
+        try:
+            self.port = wait_until("prometheus listening", 60, self._bound_port, 0.1)
+            wait_until("prometheus ready", 60, lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _bound_port(self) -> int | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited: {(self.dir / 'stderr').read_text()[-2000:]}")
+        # Whole lines only: the log is read while Prometheus writes it.
+        found = re.search(r'msg="Listening on" address=\S*:(\d+)\n', (self.dir / "stderr").read_text())
+        return int(found.group(1)) if found else None
 
     def query(self, promql: str) -> list[dict]:
         q = urllib.parse.urlencode({"query": promql})

@@ -43,8 +43,13 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))
     assert g.metric("gestor_log_queue_records") > 0
     docker("start", g.logger_name)
+    # Docker publishes the restarted container on a port it picks again:
+    # gestor learns where and ships there.
+    new_url = f"http://127.0.0.1:{g.logger_port}"
 
     wait_until("the queue to drain", 90, lambda: g.metric("gestor_log_queue_records") == 0)
+    learnt = [line.get("url") for line in g.log_lines() if line.get("message") == "log service address"]
+    assert learnt and learnt[-1] == new_url, (learnt, new_url)
     g.stop()  # no more records: compare the full account
     records = g.logger_records()
     # What the last cycles produced at shutdown and could not deliver at once

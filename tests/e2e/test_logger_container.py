@@ -27,8 +27,12 @@ def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
         m["Type"] == "volume" and m["Name"] == g.logger_volume and m["Destination"] == "/data"
         for m in c["Mounts"]
     )
+    # Published on loopback, on a port Docker picked (gestor ran with
+    # --logger-url http://127.0.0.1:0) and gestor learnt: it ships there.
     binding = c["HostConfig"]["PortBindings"]["8000/tcp"][0]
-    assert binding == {"HostIp": "127.0.0.1", "HostPort": str(g.logger_port)}
+    assert binding == {"HostIp": "127.0.0.1", "HostPort": ""}
+    published = c["NetworkSettings"]["Ports"]["8000/tcp"][0]
+    assert published["HostIp"] == "127.0.0.1" and int(published["HostPort"]) == g.logger_port
     assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     first_id = c["Id"]
     wait_until("records stored", 30, lambda: len(g.logger_records()) > 0)
@@ -36,7 +40,7 @@ def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
     assert g.stop() == 0
 
     # A second start reuses the running container.
-    g2 = make_gestor("--interval", "2", logger_port=g.logger_port)
+    g2 = make_gestor("--interval", "2")
     wait_until(
         "reuse logged", 30, lambda: any("reusing" in line.get("message", "") for line in g2.log_lines())
     )
@@ -45,7 +49,7 @@ def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
 
     # A stopped log container is started again, with its data.
     docker("stop", g.logger_name)
-    g3 = make_gestor("--interval", "2", logger_port=g.logger_port)
+    g3 = make_gestor("--interval", "2")
     wait_until("gestor sees it healthy again", 120, lambda: healthy_logged(g3))
     assert inspect(g.logger_name)["State"]["Health"]["Status"] == "healthy"
     assert inspect(g.logger_name)["Id"] == first_id

@@ -72,11 +72,13 @@ def test_generator_gestor_logger_prometheus(scope, make_gestor, workdir):
             png = http_get(g.logger_url(f"/graphs/{kind}.png?range=1h"), timeout=30)
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, kind
 
-        # Prometheus holds the containers' series and the kill counters match.
-        wait_until("a scrape after the last cycle", 30, lambda: prom.query("gestor_cycles_total"))
-        time.sleep(4)
-        total = prom.query("sum(gestor_kills_total)")
-        assert int(float(total[0]["value"][1])) == len(kills), (total, len(kills))
+        # Prometheus holds the containers' series and the kill counters match
+        # (once it has scraped gestor after the last kill).
+        def prometheus_kills() -> int | None:
+            total = prom.query("sum(gestor_kills_total)")
+            return int(float(total[0]["value"][1])) if total else None
+
+        wait_until(f"Prometheus to count {len(kills)} kills", 30, lambda: prometheus_kills() == len(kills))
         names = {r["metric"]["name"] for r in prom.query("gestor_container_memory_bytes")}
         for t, survivors_of_t in scope.running_by_type().items():
             for n in survivors_of_t:

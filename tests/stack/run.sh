@@ -40,6 +40,7 @@ readonly PROJECT="gestorstack${RUN_ID}"
 readonly TEST_TAG="stack-${RUN_ID}"
 
 WORK=""
+PROM_PORT=""
 COMPOSE=()
 PIDS=()
 PASSED=0
@@ -85,8 +86,26 @@ check_shown() {
   fi
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# A loopback URL whose connections are refused: the discard port, which the
+# kernel never hands out as an ephemeral port and nothing here serves.
+dead_url() {
+  if (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; then
+    err "something listens on 127.0.0.1:9; the dead-logger check needs it unused"
+    return 1
+  fi
+  printf 'http://127.0.0.1:9\n'
+}
+
+# Prints the port of the address in file $1 (host:port), once it exists.
+ready_port() {
+  [[ -s "$1" ]] && sed -n 's/.*:\([0-9][0-9]*\)$/\1/p' "$1"
+}
+
+# Prints the port Prometheus reports it listens on in log $1 (it was started
+# on port 0); whole lines only, as the log is still being written.
+prometheus_port() {
+  grep -a 'msg="Listening on"' "$1" 2>/dev/null | grep -o 'address=[^ ]*:[0-9]*$' \
+    | sed 's/.*://' | head -n 1 | grep .
 }
 
 # Waits up to $1 seconds for the command after it to succeed.
@@ -162,8 +181,8 @@ compose_env() {
   GESTOR_IMAGE="gestor/gestor:${TEST_TAG}" \
     LOGGER_IMAGE="gestor/logger:${TEST_TAG}" \
     STACK_BIND=127.0.0.1 \
-    GESTOR_PORT="${COMPOSE_GESTOR_PORT:-0}" \
-    LOGGER_PORT="${COMPOSE_LOGGER_PORT:-0}" \
+    GESTOR_PORT=0 \
+    LOGGER_PORT=0 \
     GESTOR_ONLY_LABEL="gestor.scope=${SCOPE}-compose" \
     GESTOR_DRY_RUN=true \
     GESTOR_INTERVAL="${INTERVAL}" \
@@ -208,8 +227,10 @@ start_stress() {
   printf '%s\n' "${name}"
 }
 
+# Starts Prometheus on a port of its choosing scraping $1; sets PROM_PORT.
 start_prometheus() {
-  local port="$1" target="$2" dir="$3"
+  local target="$1" dir="$2"
+  PROM_PORT=""
   mkdir -p "${dir}/tsdb"
   cat >"${dir}/prometheus.yml" <<EOF
 global:
@@ -223,9 +244,18 @@ scrape_configs:
       - targets: ["${target}"]
 EOF
   prometheus --config.file="${dir}/prometheus.yml" --storage.tsdb.path="${dir}/tsdb" \
-    --web.listen-address="127.0.0.1:${port}" --log.level=warn >"${dir}/prometheus.log" 2>&1 &
+    --web.listen-address=127.0.0.1:0 >"${dir}/prometheus.log" 2>&1 &
   PIDS+=("$!")
-  wait_for 30 curl -fsS "http://127.0.0.1:${port}/-/ready"
+  wait_for 30 prometheus_port "${dir}/prometheus.log" || return 1
+  PROM_PORT="$(prometheus_port "${dir}/prometheus.log")"
+  wait_for 30 curl -fsS "http://127.0.0.1:${PROM_PORT}/-/ready"
+}
+
+# True once Prometheus ($1) has scraped gestor at least $3 times since
+# SECONDS was $2.
+scraped_since() {
+  local window=$((SECONDS - $2))
+  prom_at_least "$1" "count_over_time(up{job=\"gestor\"}[${window}s])" "$3"
 }
 
 # Prints the value of a one-sample instant query ("" when there is none).
@@ -270,35 +300,41 @@ live_loop() {
     fail "gestor binary ${GESTOR_BIN} is missing (cargo build --release)"
     return 0
   fi
-  local type i gestor_port prom_port dead_port prom started
+  local type i gestor_port dead prom started
   for type in "${TYPES[@]}"; do
     for ((i = 0; i < PER_TYPE; i++)); do
       start_stress "${type}" "${SCOPE}" >/dev/null
     done
   done
-  gestor_port="$(free_port)"
-  prom_port="$(free_port)"
-  dead_port="$(free_port)" # nothing listens: records queue up, retries count
+  # Nothing listens at the log service's URL: records queue up, retries count.
+  dead="$(dead_url)" || { fail "a loopback URL that refuses connections"; return 0; }
   started="${SECONDS}"
-  "${GESTOR_BIN}" run --listen "127.0.0.1:${gestor_port}" --only-label "gestor.scope=${SCOPE}" \
+  "${GESTOR_BIN}" run --listen 127.0.0.1:0 --ready-file "${WORK}/gestor.ready" \
+    --only-label "gestor.scope=${SCOPE}" \
     --interval "${INTERVAL}" --min-per-type 1 --dry-run=false --stop-timeout 1 \
     --sysinfo "${WORK}/no-module" --procfs /proc \
-    --logger-url "http://127.0.0.1:${dead_port}" --create-logger=false \
+    --logger-url "${dead}" --create-logger=false \
     --spool-dir "${WORK}/spool" >"${WORK}/gestor.log" 2>&1 &
   PIDS+=("$!")
+  if ! wait_for 20 ready_port "${WORK}/gestor.ready"; then
+    fail "gestor listens and writes its ready file"
+    tail -n 20 "${WORK}/gestor.log" | sed 's/^/    /'
+    return 0
+  fi
+  gestor_port="$(ready_port "${WORK}/gestor.ready")"
   if ! wait_for 20 curl -fsS "http://127.0.0.1:${gestor_port}/metrics"; then
     fail "gestor answers /metrics on 127.0.0.1:${gestor_port}"
     tail -n 20 "${WORK}/gestor.log" | sed 's/^/    /'
     return 0
   fi
   pass "gestor answers /metrics on 127.0.0.1:${gestor_port}"
-  if ! start_prometheus "${prom_port}" "127.0.0.1:${gestor_port}" "${WORK}/prom-live"; then
-    fail "prometheus ready on 127.0.0.1:${prom_port}"
+  if ! start_prometheus "127.0.0.1:${gestor_port}" "${WORK}/prom-live"; then
+    fail "prometheus ready on 127.0.0.1:${PROM_PORT:-?}"
     tail -n 20 "${WORK}/prom-live/prometheus.log" | sed 's/^/    /'
     return 0
   fi
-  prom="http://127.0.0.1:${prom_port}"
-  local kills=$((${#TYPES[@]} * (PER_TYPE - 1)))
+  prom="http://127.0.0.1:${PROM_PORT}"
+  local kills=$((${#TYPES[@]} * (PER_TYPE - 1))) killed_at
   if wait_for 90 prom_at_least "${prom}" 'sum(gestor_kills_total)' "${kills}"; then
     pass "gestor killed the ${kills} surplus containers (Prometheus: sum(gestor_kills_total))"
   else
@@ -306,7 +342,9 @@ live_loop() {
     tail -n 20 "${WORK}/gestor.log" | sed 's/^/    /'
   fi
   # A full rate() window ($__rate_interval = 4 scrapes) after the last kill.
-  sleep $((5 * INTERVAL))
+  killed_at="${SECONDS}"
+  wait_for 60 scraped_since "${prom}" "${killed_at}" 5 \
+    || fail "Prometheus scrapes gestor 5 times after the last kill"
   check "the kill counter equals the containers Docker no longer has (${kills})" \
     kills_match_docker "${prom}" "${SCOPE}" "${kills}"
   check "one container per type runs (docker), and the dashboards' count agrees" \
@@ -347,9 +385,7 @@ compose_stack() {
     fail "compose: gestor binary missing"
     return 0
   fi
-  COMPOSE_GESTOR_PORT="$(free_port)"
-  COMPOSE_LOGGER_PORT="$(free_port)"
-  local file="${REPO_ROOT}/docker-compose.yml" gestor_id logger_id prom_port prom watched
+  local file="${REPO_ROOT}/docker-compose.yml" gestor_id logger_id gestor_addr prom watched
   watched="$(start_stress cpu "${SCOPE}-compose")"
   # No registry here: run-stack.sh must fall back to the Dockerfile's prebuilt
   # target for gestor, build the logger from ./logger, find Prometheus and
@@ -374,12 +410,13 @@ compose_stack() {
     "${DOCKER}" logs --tail 20 "${logger_id}" 2>&1 | sed 's/^/    logger: /'
     return 0
   fi
-  prom_port="$(free_port)"
-  if ! start_prometheus "${prom_port}" "127.0.0.1:${COMPOSE_GESTOR_PORT}" "${WORK}/prom-compose"; then
+  # Published on ports Docker picked (GESTOR_PORT=0): ask where.
+  gestor_addr="$(compose_env "${COMPOSE[@]}" -f "${file}" -p "${PROJECT}" port gestor 9797)"
+  if ! start_prometheus "${gestor_addr}" "${WORK}/prom-compose"; then
     fail "prometheus ready for the compose check"
     return 0
   fi
-  prom="http://127.0.0.1:${prom_port}"
+  prom="http://127.0.0.1:${PROM_PORT}"
   check "compose: Prometheus scrapes gestor's published port (up == 1, gestor_build_info)" \
     wait_for 30 prom_at_least "${prom}" 'up{job="gestor"} * on(instance) group_left() gestor_build_info' 1
   check "compose: gestor reads the host's /proc at /host/proc (userspace source, host CPUs)" \
