@@ -16,6 +16,7 @@ main() {
   run "${HERE}/cycle.sh"
   run env COUNT=100 CYCLES=20 SOAK_SECONDS="${SOAK_SECONDS:-600}" "${HERE}/cycle.sh"
   run "${HERE}/scale.sh"
+  run "${HERE}/accuracy.sh"
   run "${HERE}/metrics.sh"
   run "${HERE}/cron.sh"
   run "${HERE}/logger.sh"

@@ -7,18 +7,20 @@ use gestor::usage::{RateBasis, Totals, Usage};
 use std::time::Instant;
 
 fn usage(i: u64) -> Usage {
+    let totals = Totals {
+        processes: 2,
+        cpu_time_ns: i * 1_000_003,
+        rss_bytes: i * 4096,
+        read_bytes: i,
+        write_bytes: i * 7,
+        rchar: i * 11,
+        wchar: i * 13,
+        syscr: i,
+        syscw: i,
+    };
     Usage {
-        totals: Totals {
-            processes: 2,
-            cpu_time_ns: i * 1_000_003,
-            rss_bytes: i * 4096,
-            read_bytes: i,
-            write_bytes: i * 7,
-            rchar: i * 11,
-            wchar: i * 13,
-            syscr: i,
-            syscw: i,
-        },
+        totals,
+        counted: totals,
         cpu_cores: 0.01,
         cpu_ratio: 0.005,
         memory_bytes: i * 4096,

@@ -11,6 +11,12 @@
 //!   `/kubepods.slice/kubepods-burstable.slice/.../cri-containerd-<id>.scope`;
 //! - Podman: `libpod-<id>.scope`, as in `/machine.slice/libpod-<id>.scope`.
 //!
+//! When the reader sits in a cgroup namespace of its own (gestor in a
+//! container on a cgroup v2 host, with the cgroupfs driver), another
+//! container's path is shown relative to that namespace's root: `/../<id>`,
+//! the reader's sibling under `/docker`. A bare `<id>` right under `..` is
+//! matched too.
+//!
 //! `<id>` is exactly 64 lowercase hex digits. Podman's `libpod-conmon-<id>.scope`
 //! holds the container monitor, which runs outside the container, so it does
 //! not count (it falls out naturally: `conmon-<id>` is not an ID).
@@ -27,12 +33,13 @@ use crate::snapshot::is_container_id;
 /// Prefixes of the `<prefix><id>.scope` systemd units that hold a container.
 const SCOPE_PREFIXES: [&str; 3] = ["docker-", "cri-containerd-", "libpod-"];
 
-/// The parent directory of a bare `<id>` component (cgroupfs driver).
-const CGROUPFS_PARENT: &str = "docker";
+/// The parent directory of a bare `<id>` component (cgroupfs driver), and
+/// how it looks from inside a container's own cgroup namespace.
+const CGROUPFS_PARENTS: [&str; 2] = ["docker", ".."];
 
 /// The container ID a single path component names, if any.
 fn id_from_component<'a>(component: &'a str, parent: Option<&str>) -> Option<&'a str> {
-    if parent == Some(CGROUPFS_PARENT) && is_container_id(component) {
+    if parent.is_some_and(|p| CGROUPFS_PARENTS.contains(&p)) && is_container_id(component) {
         return Some(component);
     }
     let unit = component.strip_suffix(".scope")?;
@@ -117,6 +124,21 @@ mod tests {
             id(&format!("/docker/{ID}/system.slice/cron.service")).as_deref(),
             Some(ID)
         );
+    }
+
+    #[test]
+    fn cgroupfs_seen_from_a_private_cgroup_namespace() {
+        // gestor in a container of its own on a cgroup v2 host: a sibling
+        // container's cgroup is one level above its namespace's root.
+        assert_eq!(id(&format!("/../{ID}")).as_deref(), Some(ID));
+        assert_eq!(id(&format!("/../{ID}/init.scope")).as_deref(), Some(ID));
+        assert_eq!(
+            container_from_proc_cgroup(&format!("0::/../{ID}\n")),
+            Some((ID.to_string(), format!("/../{ID}")))
+        );
+        // Its own processes are at the namespace's root: not a container ID.
+        assert_eq!(id("/"), None);
+        assert_eq!(id("/.."), None);
     }
 
     #[test]

@@ -97,6 +97,12 @@ pub struct Settings {
     /// Seconds `docker stop` waits before SIGKILL [default: 2].
     #[arg(long, env = "GESTOR_STOP_TIMEOUT", global = true)]
     pub stop_timeout: Option<u32>,
+    /// Seconds a managed container may stay stopped (exited, dead, never started) before it is removed [default: the interval].
+    #[arg(long, env = "GESTOR_STOPPED_GRACE", global = true)]
+    pub stopped_grace: Option<f64>,
+    /// The host name in records (e.g. a Swarm node's, `{{.Node.Hostname}}`) [default: the kernel's hostname].
+    #[arg(long, env = "GESTOR_HOSTNAME", global = true)]
+    pub hostname: Option<String>,
     /// Decide and log, but kill nothing.
     #[arg(long, env = "GESTOR_DRY_RUN", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub dry_run: Option<bool>,
@@ -162,6 +168,9 @@ pub struct Config {
     pub min_per_type: usize,
     pub max_kills_per_cycle: usize,
     pub stop_timeout: u32,
+    pub stopped_grace: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     pub dry_run: bool,
     pub manage_unlabeled: bool,
     pub only_label: Vec<String>,
@@ -207,6 +216,8 @@ impl Settings {
             min_per_type: self.min_per_type.or(file.min_per_type),
             max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
             stop_timeout: self.stop_timeout.or(file.stop_timeout),
+            stopped_grace: self.stopped_grace.or(file.stopped_grace),
+            hostname: self.hostname.or(file.hostname),
             dry_run: self.dry_run.or(file.dry_run),
             manage_unlabeled: self.manage_unlabeled.or(file.manage_unlabeled),
             only_label: self.only_label.or(file.only_label),
@@ -240,8 +251,9 @@ impl Settings {
     }
 
     fn into_config(self) -> Result<Config, ConfigError> {
+        let interval = self.interval.unwrap_or(10.0);
         let config = Config {
-            interval: self.interval.unwrap_or(10.0),
+            interval,
             sysinfo: self.sysinfo.unwrap_or_else(|| DEFAULT_SYSINFO.into()),
             source: self.source.unwrap_or(SourceMode::Auto),
             procfs: self.procfs.unwrap_or_else(|| "/proc".into()),
@@ -255,6 +267,11 @@ impl Settings {
             min_per_type: self.min_per_type.unwrap_or(1),
             max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
             stop_timeout: self.stop_timeout.unwrap_or(2),
+            stopped_grace: self.stopped_grace.unwrap_or(interval),
+            hostname: self
+                .hostname
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty()),
             dry_run: self.dry_run.unwrap_or(false),
             manage_unlabeled: self.manage_unlabeled.unwrap_or(false),
             only_label: self
@@ -328,6 +345,27 @@ impl Config {
                 format!("{} s is above 300 s", self.stop_timeout),
             );
         }
+        if !(self.stopped_grace.is_finite()
+            && (0.0..=30.0 * 86_400.0).contains(&self.stopped_grace))
+        {
+            return invalid(
+                "stopped_grace",
+                format!(
+                    "{} is not between 0 and 2592000 seconds",
+                    self.stopped_grace
+                ),
+            );
+        }
+        if let Some(h) = &self.hostname {
+            if h.len() > 255 || h.chars().any(|c| c.is_control()) {
+                return invalid(
+                    "hostname",
+                    format!(
+                        "{h:?} is not a host name (at most 255 characters, no control characters)"
+                    ),
+                );
+            }
+        }
         if self.log_memory_records == 0 {
             return invalid("log_memory_records", "must be at least 1".into());
         }
@@ -357,6 +395,24 @@ impl Config {
 
     pub fn interval(&self) -> Duration {
         Duration::from_secs_f64(self.interval)
+    }
+
+    pub fn stopped_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.stopped_grace)
+    }
+
+    /// How long a cycle may wait for its snapshot.
+    pub fn read_timeout(&self) -> Duration {
+        crate::cycle::read_timeout(self.interval())
+    }
+
+    /// The host name records carry: the configured one, else the kernel's.
+    pub fn hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        })
     }
 
     /// The `only_label` filters as (key, value) pairs.
@@ -420,6 +476,19 @@ mod tests {
         assert_eq!(c.min_per_type, 1);
         assert!(!c.dry_run);
         assert!(c.create_logger);
+        assert_eq!(c.stopped_grace, c.interval, "one interval by default");
+        assert_eq!(c.hostname, None);
+        assert!(!c.hostname().is_empty());
+    }
+
+    #[test]
+    fn the_stopped_grace_follows_the_interval_unless_given() {
+        assert_eq!(parse(&["--interval", "5"]).unwrap().stopped_grace, 5.0);
+        let c = parse(&["--interval", "5", "--stopped-grace", "60"]).unwrap();
+        assert_eq!(c.stopped_grace, 60.0);
+        assert!(parse(&["--stopped-grace=-1"]).is_err());
+        let c = parse(&["--hostname", "node-7"]).unwrap();
+        assert_eq!(c.hostname(), "node-7");
     }
 
     #[test]

@@ -99,6 +99,19 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
     /// Entrypoint + command, as Docker reports it.
     pub command: Vec<String>,
+    /// How a container that is not running ended, from `docker inspect`
+    /// (`None` for running containers, or when inspect has not answered).
+    pub exit: Option<ExitFacts>,
+}
+
+/// How a stopped container ended, as `docker inspect` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExitFacts {
+    pub exit_code: i64,
+    /// The kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+    /// When it stopped (Unix seconds); `None` when it never ran.
+    pub finished_at: Option<i64>,
 }
 
 impl ContainerInfo {
@@ -140,6 +153,12 @@ impl ContainerInfo {
     pub fn is_running(&self) -> bool {
         self.state == "running"
     }
+
+    /// Stopped for good: Docker will not run it again by itself. (`paused`
+    /// and `restarting` are not: they run again.)
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state.as_str(), "exited" | "dead" | "created")
+    }
 }
 
 pub fn short_id(id: &str) -> &str {
@@ -163,6 +182,7 @@ pub(crate) mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             command: command.split_whitespace().map(String::from).collect(),
+            exit: None,
         }
     }
 

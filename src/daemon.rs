@@ -22,15 +22,18 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub docker: Arc<DockerClient>,
     pub shipper_task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the sender to finish: fired after the last cycle committed.
+    pub shipper_stop: CancellationToken,
     /// Set when the log service's port is learnt from its container (port 0).
     pub endpoint_updater: Option<EndpointUpdater>,
 }
 
 /// Builds the governor and, when shipping is on, starts the shipper.
-pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
+pub fn build(config: &Config) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
     let docker = Arc::new(DockerClient::new(&config.docker_host));
     let mut endpoint_updater = None;
+    let shipper_stop = CancellationToken::new();
     let (shipper, shipper_task): (Option<ShipperHandle>, _) = if config.shipping_enabled() {
         let mut shipper_config = ShipperConfig::new(
             &config.logger_url,
@@ -44,7 +47,7 @@ pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
             endpoint_updater = Some(updater);
         }
         shipper_config.memory_max_records = config.log_memory_records;
-        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), cancel.clone());
+        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), shipper_stop.clone());
         (Some(h), Some(t))
     } else {
         (None, None)
@@ -55,6 +58,7 @@ pub fn build(config: &Config, cancel: &CancellationToken) -> Parts {
         metrics,
         docker,
         shipper_task,
+        shipper_stop,
         endpoint_updater,
     }
 }
@@ -155,8 +159,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         metrics,
         docker,
         shipper_task,
+        shipper_stop,
         endpoint_updater,
-    } = build(&config, &cancel);
+    } = build(&config);
     let state = Arc::new(AppState::new(metrics, config.interval()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -200,6 +205,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         docker = %config.docker_host,
         logger = %config.logger_url,
         only_label = ?config.only_label,
+        run_id = governor.run_id(),
+        host = %config.hostname(),
         version = VERSION,
         "gestor started"
     );
@@ -222,29 +229,22 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_kind = kind;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
         let report = governor.run_cycle(&cancel).await;
-        // The snapshot says where it came from: no second look at the file.
-        if let Some(now_kind) = report.source.filter(|k| *k != last_kind) {
-            tracing::warn!(
-                from = last_kind.as_str(),
-                to = now_kind.as_str(),
-                "SNAPSHOT SOURCE changed"
-            );
-            last_kind = now_kind;
-        }
         state.record_cycle(report);
     }
     tracing::info!("shutting down");
-    drop(governor); // closes the shipper's channel after its last batch
+    // The last cycle has committed its records: the sender gets its final
+    // second to deliver, and the rest waits in the spool.
+    drop(governor);
+    shipper_stop.cancel();
     if let Some(task) = shipper_task {
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        let _ = tokio::time::timeout(Duration::from_millis(1500), task).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_millis(300), server).await;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The Docker side, through bollard: list containers, stop and remove them,
 //! and create the log service container. The only module that talks to Docker.
 
-use crate::container::{ContainerInfo, LABEL_PROTECTED};
+use crate::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
 use bollard::container::{
     Config as CreateConfig, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
@@ -14,8 +14,29 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// Seconds any one Docker request may take before we give up on it.
-const REQUEST_TIMEOUT_SECS: u64 = 10;
+/// How long each kind of Docker call may take. Every call has one: a call
+/// that runs out is a failed call (and a failed stage), never a stall.
+/// bollard's own timeout ends at the response headers, so these bound the
+/// whole call, body included.
+pub mod deadline {
+    use std::time::Duration;
+    /// Connecting and negotiating the API version.
+    pub const CONNECT: Duration = Duration::from_secs(5);
+    /// Listing every container (body included).
+    pub const LIST: Duration = Duration::from_secs(15);
+    /// Inspecting one container.
+    pub const INSPECT: Duration = Duration::from_secs(5);
+    /// Beyond the stop's grace period: Docker's SIGKILL, then its wait.
+    pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+    /// A forced removal (SIGKILL if still running, then the filesystem).
+    pub const REMOVE: Duration = Duration::from_secs(30);
+    /// Creating, starting a container or a volume.
+    pub const CREATE: Duration = Duration::from_secs(30);
+}
+
+/// bollard's client-wide timeout: above every deadline of ours (a stop may
+/// wait up to 300 s), so ours always fire first.
+const CLIENT_TIMEOUT_SECS: u64 = 3_600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -30,15 +51,29 @@ pub enum DockerError {
         what: String,
         source: bollard::errors::Error,
     },
+    #[error("Docker at {endpoint}: {what} took more than {after:?}")]
+    Timeout {
+        endpoint: String,
+        what: String,
+        after: Duration,
+    },
     #[error("log service container {name}: {message}")]
     Logger { name: String, message: String },
+}
+
+impl DockerError {
+    /// Docker answered this status (e.g. 404: no such container).
+    pub fn is_status(&self, code: u16) -> bool {
+        matches!(self, DockerError::Request { source, .. } if is_status(source, code))
+    }
 }
 
 /// How one kill went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillOutcome {
-    /// Stopped and removed.
-    Removed,
+    /// Stopped and removed; `forced` when the stop failed or ran out of time
+    /// and the removal had to kill it.
+    Removed { forced: bool },
     /// Gone before we got to it (someone else removed it).
     Vanished,
 }
@@ -46,10 +81,10 @@ pub enum KillOutcome {
 /// A kill that failed, and at which step.
 #[derive(Debug, thiserror::Error)]
 pub enum KillError {
-    #[error("stop failed: {0}")]
-    Stop(bollard::errors::Error),
+    #[error("cannot reach Docker to stop it: {0}")]
+    Stop(DockerError),
     #[error("remove failed: {0}")]
-    Remove(bollard::errors::Error),
+    Remove(DockerError),
 }
 
 impl KillError {
@@ -94,13 +129,22 @@ impl DockerClient {
             source,
         };
         let raw = if let Some(path) = self.endpoint.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+            Docker::connect_with_unix(path, CLIENT_TIMEOUT_SECS, API_DEFAULT_VERSION)
         } else {
-            Docker::connect_with_http(&self.endpoint, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+            Docker::connect_with_http(&self.endpoint, CLIENT_TIMEOUT_SECS, API_DEFAULT_VERSION)
         }
         .map_err(connect_err)?;
         // Speak the server's API version (Debian's docker.io 20.10 is 1.41).
-        let docker = raw.negotiate_version().await.map_err(connect_err)?;
+        let docker = match tokio::time::timeout(deadline::CONNECT, raw.negotiate_version()).await {
+            Ok(negotiated) => negotiated.map_err(connect_err)?,
+            Err(_) => {
+                return Err(DockerError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    what: "connecting".into(),
+                    after: deadline::CONNECT,
+                })
+            }
+        };
         *guard = Some(docker.clone());
         Ok(docker)
     }
@@ -120,6 +164,34 @@ impl DockerClient {
             endpoint: self.endpoint.clone(),
             what,
             source,
+        }
+    }
+
+    /// Runs one Docker call within `limit`. A failure other than an answer
+    /// from dockerd (or running out of time) drops the connection, so the
+    /// next call reconnects.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, DockerError> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if !matches!(e, bollard::errors::Error::DockerResponseServerError { .. }) {
+                    self.reset().await;
+                }
+                Err(self.request_err(what)(e))
+            }
+            Err(_) => {
+                self.reset().await;
+                Err(DockerError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    what: what.to_string(),
+                    after: limit,
+                })
+            }
         }
     }
 
@@ -144,13 +216,13 @@ impl DockerClient {
             filters,
             ..Default::default()
         };
-        let listed = match docker.list_containers(Some(options)).await {
-            Ok(l) => l,
-            Err(e) => {
-                self.reset().await;
-                return Err(self.request_err("listing containers")(e));
-            }
-        };
+        let listed = self
+            .bounded(
+                "listing containers",
+                deadline::LIST,
+                docker.list_containers(Some(options)),
+            )
+            .await?;
         Ok(listed
             .into_iter()
             .filter_map(|c| {
@@ -172,57 +244,98 @@ impl DockerClient {
                         .split_whitespace()
                         .map(String::from)
                         .collect(),
+                    exit: None,
                 })
             })
             .collect())
     }
 
-    /// Stops (SIGTERM, then SIGKILL after `timeout_secs`) and removes one
-    /// container. A container that is already gone is `Vanished`, not an error.
+    /// How a stopped container ended (exit code, OOM kill, when).
+    pub async fn exit_facts(&self, id: &str) -> Result<ExitFacts, DockerError> {
+        let docker = self.connect().await?;
+        let c = self
+            .bounded(
+                "inspecting a stopped container",
+                deadline::INSPECT,
+                docker.inspect_container(id, None),
+            )
+            .await?;
+        let state = c.state.unwrap_or_default();
+        Ok(ExitFacts {
+            exit_code: state.exit_code.unwrap_or_default(),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            finished_at: state.finished_at.as_deref().and_then(unix_seconds),
+        })
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after `grace_secs`) and removes one
+    /// container. A container that is already gone is `Vanished`, not an
+    /// error.
     ///
-    /// When `cancel` fires during the stop (gestor is shutting down), the
-    /// grace period is cut short: the container is killed and removed at
-    /// once, so no kill is ever left half done (stopped but not removed).
+    /// The stop may take its grace period plus a margin; when it fails or
+    /// runs out of time the container is removed by force anyway (SIGKILL),
+    /// so a kill never leaves it stopped but not removed. When `cancel` fires
+    /// during the stop (gestor is shutting down), the grace period is cut
+    /// short the same way.
     pub async fn stop_and_remove(
         &self,
         id: &str,
-        timeout_secs: u32,
+        grace_secs: u32,
         cancel: &CancellationToken,
     ) -> Result<KillOutcome, KillError> {
-        let docker = self.connect().await.map_err(|e| {
-            KillError::Stop(bollard::errors::Error::IOError {
-                err: std::io::Error::other(e.to_string()),
-            })
-        })?;
-        let stop = docker.stop_container(
-            id,
-            Some(StopContainerOptions {
-                t: timeout_secs.into(),
-            }),
+        let docker = self.connect().await.map_err(KillError::Stop)?;
+        let limit = Duration::from_secs(grace_secs.into()) + deadline::STOP_MARGIN;
+        let stop = self.bounded(
+            "stopping a container",
+            limit,
+            docker.stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: grace_secs.into(),
+                }),
+            ),
         );
         let stopped = tokio::select! {
             r = stop => Some(r),
             _ = cancel.cancelled() => None,
         };
-        match stopped {
-            Some(Ok(())) | None => {}
-            Some(Err(e)) if is_status(&e, 404) => return Ok(KillOutcome::Vanished),
+        let forced = match stopped {
+            Some(Ok(())) => false,
+            Some(Err(e)) if e.is_status(404) => return Ok(KillOutcome::Vanished),
             // 304: already stopped; go on and remove it.
-            Some(Err(e)) if is_status(&e, 304) => {}
-            Some(Err(e)) => return Err(KillError::Stop(e)),
-        }
+            Some(Err(e)) if e.is_status(304) => false,
+            Some(Err(e)) => {
+                tracing::warn!(id = %crate::container::short_id(id), error = %e, "stop failed; removing by force");
+                true
+            }
+            None => true,
+        };
+        self.remove(id).await.map_err(KillError::Remove)?;
+        Ok(KillOutcome::Removed { forced })
+    }
+
+    /// Removes a container by force (SIGKILL if it runs), with its anonymous
+    /// volumes. Gone already, or being removed, counts as done.
+    pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
+        let docker = self.connect().await?;
         let options = RemoveContainerOptions {
             force: true,
             v: true,
             ..Default::default()
         };
-        match docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(KillOutcome::Removed),
-            // Removed meanwhile (e.g. started with --rm): the goal is reached.
-            Err(e) if is_status(&e, 404) => Ok(KillOutcome::Removed),
-            // 409 "removal already in progress": same.
-            Err(e) if is_status(&e, 409) => Ok(KillOutcome::Removed),
-            Err(e) => Err(KillError::Remove(e)),
+        match self
+            .bounded(
+                "removing a container",
+                deadline::REMOVE,
+                docker.remove_container(id, Some(options)),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Removed meanwhile (e.g. started with --rm), or 409 "removal
+            // already in progress": the goal is reached.
+            Err(e) if e.is_status(404) || e.is_status(409) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -231,13 +344,17 @@ impl DockerClient {
     /// published on port 0).
     pub async fn logger_port(&self, spec: &LoggerSpec) -> Result<Option<u16>, DockerError> {
         let docker = self.connect().await?;
-        let c = match docker.inspect_container(&spec.name, None).await {
+        let inspected = self
+            .bounded(
+                "inspecting the log service container",
+                deadline::INSPECT,
+                docker.inspect_container(&spec.name, None),
+            )
+            .await;
+        let c = match inspected {
             Ok(c) => c,
-            Err(e) if is_status(&e, 404) => return Ok(None),
-            Err(e) => {
-                self.reset().await;
-                return Err(self.request_err("inspecting the log service container")(e));
-            }
+            Err(e) if e.is_status(404) => return Ok(None),
+            Err(e) => return Err(e),
         };
         if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             return Ok(None);
@@ -254,22 +371,30 @@ impl DockerClient {
             name: spec.name.clone(),
             message,
         };
-        let existing = docker.inspect_container(&spec.name, None).await;
+        let existing = self
+            .bounded(
+                "inspecting the log service container",
+                deadline::INSPECT,
+                docker.inspect_container(&spec.name, None),
+            )
+            .await;
         let id = match existing {
             Ok(c) => {
                 tracing::info!(container = %spec.name, "reusing the existing log service container");
                 c.id.unwrap_or_else(|| spec.name.clone())
             }
-            Err(e) if is_status(&e, 404) => {
-                docker
-                    .create_volume(CreateVolumeOptions {
+            Err(e) if e.is_status(404) => {
+                self.bounded(
+                    &format!("creating volume {}", spec.volume),
+                    deadline::CREATE,
+                    docker.create_volume(CreateVolumeOptions {
                         name: spec.volume.clone(),
                         driver: "local".to_string(),
                         labels: HashMap::from([(LABEL_PROTECTED.to_string(), "true".to_string())]),
                         ..Default::default()
-                    })
-                    .await
-                    .map_err(self.request_err(format!("creating volume {}", spec.volume)))?;
+                    }),
+                )
+                .await?;
                 let mut env = Vec::new();
                 if let Some(token) = &spec.token {
                     env.push(format!("LOGGER_TOKEN={token}"));
@@ -303,17 +428,21 @@ impl DockerClient {
                     host_config: Some(host_config),
                     ..Default::default()
                 };
-                let created = docker
-                    .create_container(
-                        Some(CreateContainerOptions {
-                            name: spec.name.clone(),
-                            platform: None,
-                        }),
-                        config,
+                let created = self
+                    .bounded(
+                        "creating the log service container",
+                        deadline::CREATE,
+                        docker.create_container(
+                            Some(CreateContainerOptions {
+                                name: spec.name.clone(),
+                                platform: None,
+                            }),
+                            config,
+                        ),
                     )
                     .await
                     .map_err(|e| {
-                        if is_status(&e, 404) {
+                        if e.is_status(404) {
                             logger_err(format!(
                                 "image {} not found: build it with `docker build -t {} logger/`",
                                 spec.image, spec.image
@@ -325,22 +454,29 @@ impl DockerClient {
                 tracing::info!(container = %spec.name, image = %spec.image, "created the log service container");
                 created.id
             }
-            Err(e) => return Err(self.request_err("inspecting the log service container")(e)),
+            Err(e) => return Err(e),
         };
-        match docker
-            .start_container(&id, None::<StartContainerOptions<String>>)
+        match self
+            .bounded(
+                "starting the log service container",
+                deadline::CREATE,
+                docker.start_container(&id, None::<StartContainerOptions<String>>),
+            )
             .await
         {
             Ok(()) => {}
-            Err(e) if is_status(&e, 304) => {} // already running
+            Err(e) if e.is_status(304) => {} // already running
             Err(e) => return Err(logger_err(format!("start failed: {e}"))),
         }
-        let deadline = tokio::time::Instant::now() + spec.healthy_timeout;
+        let healthy_by = tokio::time::Instant::now() + spec.healthy_timeout;
         loop {
-            let c = docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(self.request_err("inspecting the log service container"))?;
+            let c = self
+                .bounded(
+                    "inspecting the log service container",
+                    deadline::INSPECT,
+                    docker.inspect_container(&id, None),
+                )
+                .await?;
             let state = c.state.clone().unwrap_or_default();
             let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
             let running = state.running.unwrap_or(false);
@@ -355,7 +491,7 @@ impl DockerClient {
                 })?;
                 return Ok(LoggerContainer { id, host_port });
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= healthy_by {
                 return Err(logger_err(format!(
                     "not healthy after {:?} (running: {running}, health: {})",
                     spec.healthy_timeout,
@@ -365,6 +501,14 @@ impl DockerClient {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// An RFC 3339 time from Docker as Unix seconds; `None` for Docker's zero
+/// time (`0001-01-01T00:00:00Z`: never happened).
+fn unix_seconds(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    (t.year() > 1970).then(|| t.unix_timestamp())
 }
 
 /// The host port on which `c` publishes the log service's port 8000 for

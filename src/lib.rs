@@ -20,6 +20,7 @@ pub mod records;
 pub mod shipper;
 pub mod snapshot;
 pub mod source;
+pub mod spool;
 pub mod table;
 pub mod usage;
 

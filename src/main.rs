@@ -46,14 +46,14 @@ fn cancel_on_signals(cancel: CancellationToken) {
 async fn once(config: Config) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let mut parts = daemon::build(&config, &cancel);
+    let mut parts = daemon::build(&config);
     let report = parts.governor.run_cycle(&cancel).await;
     print!("{}", table::render(&report));
     drop(parts.governor);
+    // The records are in the spool: the sender delivers what it can within
+    // its final second, the next run the rest.
+    parts.shipper_stop.cancel();
     if let Some(task) = parts.shipper_task.take() {
-        // Give the shipper a moment to deliver, then let it spool the rest.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        cancel.cancel();
         let _ = task.await;
     }
     Ok(report.ok())

@@ -5,7 +5,7 @@
 
 use crate::container::ContainerType;
 use crate::snapshot::SourceKind;
-use crate::usage::{HostUsage, Usage};
+use crate::usage::{HostUsage, RateBasis, Totals, Usage};
 use prometheus::{
     Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -20,6 +20,9 @@ const CONTAINER_LABELS: [&str; 3] = ["id", "name", "type"];
 pub const KILL_REASON_SURPLUS: &str = "surplus";
 /// Why a kill did not complete.
 pub const KILL_FAILURE_REASONS: [&str; 3] = ["vanished", "stop_failed", "remove_failed"];
+
+/// Why a stopped managed container was removed.
+pub const REMOVAL_CAUSES: [&str; 4] = ["oom_killed", "exited", "dead", "never_started"];
 
 /// The stages of one cycle, as exported in `gestor_cycle_stage_success`.
 pub const STAGES: [&str; 4] = ["read", "docker", "policy", "act"];
@@ -48,6 +51,8 @@ pub struct Metrics {
     containers: IntGaugeVec,
     kills: IntCounterVec,
     kill_failures: IntCounterVec,
+    removals: IntCounterVec,
+    unmeasured: IntGauge,
     cycle_duration: Histogram,
     cycles: IntCounterVec,
     stage_success: IntGaugeVec,
@@ -84,13 +89,25 @@ fn reg<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> 
     m
 }
 
-/// Brings a counter up to a cumulative value read from the kernel. A value
-/// below the counter (a process of the container exited) leaves it as is:
-/// counters never go down.
-fn set_counter(c: &Counter, value: f64) {
-    let current = c.get();
-    if value > current {
-        c.inc_by(value - current);
+/// What a container's counters grow by this cycle. A new series starts at
+/// the container's totals (what its processes used since they started); an
+/// existing one grows by the interval's growth. Growth is not a difference of
+/// totals: when a process exits, the totals drop by its share while the
+/// container went on working, and a high-water mark would stop counting
+/// until the old peak was passed. When the rates had to start over (basis
+/// `lifetime` on a series that exists: the snapshot source changed) there is
+/// no interval to add.
+fn counter_growth(u: &Usage, new_series: bool) -> Option<Totals> {
+    match (new_series, u.basis) {
+        (true, _) => Some(u.totals),
+        (false, RateBasis::Interval) => Some(u.counted),
+        (false, RateBasis::Lifetime) => None,
+    }
+}
+
+fn add(c: &Counter, value: u64, scale: f64) {
+    if value > 0 {
+        c.inc_by(value as f64 * scale);
     }
 }
 
@@ -205,6 +222,25 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            removals: reg(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "removals_total",
+                        "Managed containers that stopped by themselves and were removed, by type and cause (oom_killed, exited, dead, never_started).",
+                    ),
+                    &["type", "cause"],
+                )
+                .unwrap(),
+            ),
+            unmeasured: reg(
+                &r,
+                IntGauge::with_opts(opts(
+                    "containers_unmeasured",
+                    "Running containers in scope with no process in the last snapshot (none is ever judged: is the procfs the host's?).",
+                ))
+                .unwrap(),
+            ),
             cycle_duration: reg(
                 &r,
                 Histogram::with_opts(
@@ -302,7 +338,7 @@ impl Metrics {
                 IntCounterVec::new(
                     opts(
                         "log_records_dropped_total",
-                        "Log records given up on, by reason (spool_full, rejected, spool_io).",
+                        "Log records given up on, by reason (spool_full, spool_io, rejected, corrupt).",
                     ),
                     &["reason"],
                 )
@@ -330,7 +366,7 @@ impl Metrics {
         for result in ["ok", "failed"] {
             m.cycles.with_label_values(&[result]);
         }
-        for reason in ["spool_full", "rejected", "spool_io"] {
+        for reason in ["spool_full", "rejected", "spool_io", "corrupt"] {
             m.log_dropped.with_label_values(&[reason]);
         }
         // Initialised at 0 so rate() and dashboards work before the first kill.
@@ -340,6 +376,9 @@ impl Metrics {
             for reason in KILL_FAILURE_REASONS {
                 m.kill_failures.with_label_values(&[t.as_str(), reason]);
             }
+            for cause in REMOVAL_CAUSES {
+                m.removals.with_label_values(&[t.as_str(), cause]);
+            }
         }
         m
     }
@@ -347,13 +386,53 @@ impl Metrics {
     /// Sets the per-container series and removes those of containers that are gone.
     pub fn set_containers(&self, samples: &[ContainerSample<'_>]) {
         let mut now = HashSet::with_capacity(samples.len());
+        let known = self.exported_containers.lock().unwrap().clone();
         for s in samples {
             let l = [s.short_id, s.name, s.container_type.as_str()];
+            let key = l.map(String::from);
             let u = s.usage;
-            set_counter(
-                &self.container_cpu_seconds.with_label_values(&l),
-                u.totals.cpu_time_ns as f64 / 1e9,
-            );
+            if let Some(g) = counter_growth(u, !known.contains(&key)) {
+                add(
+                    &self.container_cpu_seconds.with_label_values(&l),
+                    g.cpu_time_ns,
+                    1e-9,
+                );
+                add(
+                    &self.container_disk_read_bytes.with_label_values(&l),
+                    g.read_bytes,
+                    1.0,
+                );
+                add(
+                    &self.container_disk_write_bytes.with_label_values(&l),
+                    g.write_bytes,
+                    1.0,
+                );
+                add(
+                    &self.container_io_read_chars.with_label_values(&l),
+                    g.rchar,
+                    1.0,
+                );
+                add(
+                    &self.container_io_write_chars.with_label_values(&l),
+                    g.wchar,
+                    1.0,
+                );
+                let [a, b, c] = l;
+                add(
+                    &self
+                        .container_io_syscalls
+                        .with_label_values(&[a, b, c, "read"]),
+                    g.syscr,
+                    1.0,
+                );
+                add(
+                    &self
+                        .container_io_syscalls
+                        .with_label_values(&[a, b, c, "write"]),
+                    g.syscw,
+                    1.0,
+                );
+            }
             self.container_cpu_ratio
                 .with_label_values(&l)
                 .set(u.cpu_ratio);
@@ -363,36 +442,7 @@ impl Metrics {
             self.container_memory_ratio
                 .with_label_values(&l)
                 .set(u.memory_ratio);
-            set_counter(
-                &self.container_disk_read_bytes.with_label_values(&l),
-                u.totals.read_bytes as f64,
-            );
-            set_counter(
-                &self.container_disk_write_bytes.with_label_values(&l),
-                u.totals.write_bytes as f64,
-            );
-            set_counter(
-                &self.container_io_read_chars.with_label_values(&l),
-                u.totals.rchar as f64,
-            );
-            set_counter(
-                &self.container_io_write_chars.with_label_values(&l),
-                u.totals.wchar as f64,
-            );
-            let [a, b, c] = l;
-            set_counter(
-                &self
-                    .container_io_syscalls
-                    .with_label_values(&[a, b, c, "read"]),
-                u.totals.syscr as f64,
-            );
-            set_counter(
-                &self
-                    .container_io_syscalls
-                    .with_label_values(&[a, b, c, "write"]),
-                u.totals.syscw as f64,
-            );
-            now.insert(l.map(String::from));
+            now.insert(key);
         }
         let mut exported = self.exported_containers.lock().unwrap();
         for gone in exported.difference(&now) {
@@ -460,6 +510,14 @@ impl Metrics {
         self.kills.with_label_values(&[t.as_str(), reason]).inc();
     }
 
+    pub fn set_unmeasured(&self, n: usize) {
+        self.unmeasured.set(n as i64);
+    }
+
+    pub fn removed(&self, t: ContainerType, cause: &str) {
+        self.removals.with_label_values(&[t.as_str(), cause]).inc();
+    }
+
     pub fn kill_failed(&self, t: ContainerType, reason: &str) {
         self.kill_failures
             .with_label_values(&[t.as_str(), reason])
@@ -506,14 +564,24 @@ mod tests {
     use super::*;
     use crate::usage::{RateBasis, Totals};
 
+    /// Usage whose totals are `cpu_ns` and whose interval grew by `grown_ns`.
+    fn grown(cpu_ns: u64, grown_ns: u64, basis: RateBasis) -> Usage {
+        let mut u = usage(cpu_ns, 0);
+        u.counted.cpu_time_ns = grown_ns;
+        u.basis = basis;
+        u
+    }
+
     fn usage(cpu_ns: u64, mem: u64) -> Usage {
+        let totals = Totals {
+            processes: 1,
+            cpu_time_ns: cpu_ns,
+            rss_bytes: mem,
+            ..Default::default()
+        };
         Usage {
-            totals: Totals {
-                processes: 1,
-                cpu_time_ns: cpu_ns,
-                rss_bytes: mem,
-                ..Default::default()
-            },
+            totals,
+            counted: totals,
             cpu_cores: 0.5,
             cpu_ratio: 0.25,
             memory_bytes: mem,
@@ -562,14 +630,20 @@ mod tests {
     }
 
     #[test]
-    fn counters_follow_cumulative_values_and_never_go_down() {
+    fn counters_add_each_interval_and_never_stop_at_a_high_water_mark() {
         let m = Metrics::new("test");
-        for (ns, want) in [
-            (1_000_000_000, "1"),
-            (3_000_000_000, "3"),
-            (2_000_000_000, "3"),
+        // (totals, growth over the interval, basis, counter after)
+        for (total, grown_ns, basis, want) in [
+            // First sight: the container's lifetime so far.
+            (3_000_000_000, 3_000_000_000, RateBasis::Lifetime, "3"),
+            (5_000_000_000, 2_000_000_000, RateBasis::Interval, "5"),
+            // A worker exited: the totals drop, the container worked 1 s more.
+            (2_000_000_000, 1_000_000_000, RateBasis::Interval, "6"),
+            // Rates started over (source switched): nothing to add.
+            (9_000_000_000, 9_000_000_000, RateBasis::Lifetime, "6"),
+            (9_500_000_000, 500_000_000, RateBasis::Interval, "6.5"),
         ] {
-            let u = usage(ns, 0);
+            let u = grown(total, grown_ns, basis);
             m.set_containers(&[ContainerSample {
                 short_id: "aaaaaaaaaaaa",
                 name: "cpu-a",
@@ -579,7 +653,7 @@ mod tests {
             let line = format!(
                 "gestor_container_cpu_seconds_total{{id=\"aaaaaaaaaaaa\",name=\"cpu-a\",type=\"cpu\"}} {want}\n"
             );
-            assert!(m.render().contains(&line), "{ns}: {}", m.render());
+            assert!(m.render().contains(&line), "{total}: {}", m.render());
         }
     }
 

@@ -3,14 +3,19 @@
 //! For each type, keep at least `min_per_type` running managed containers —
 //! those that use least of the type's own resource (ties: the newest) — and
 //! kill the other managed ones, at most `max_kills_per_cycle` per cycle.
-//! Never a protected or unmanaged container, never the log service, and
-//! nothing at all when this cycle's inputs could not be read.
+//! Managed containers that stopped (exited, dead, or created and never
+//! started) and stayed so for `stopped_grace` seconds are removed: they are
+//! never a type's keeper. Never a protected or unmanaged container, never the
+//! log service, and nothing at all when this cycle's inputs could not be read.
+//!
+//! Every decision carries its reason as data ([`Reason`]); `Display` makes
+//! the sentence the logs and records show.
 
-use crate::container::{ContainerInfo, ContainerType};
+use crate::container::{ContainerInfo, ContainerType, ExitFacts};
 use crate::usage::Usage;
-use serde::Serialize;
-use std::cmp::Ordering;
+use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
@@ -20,6 +25,8 @@ pub struct PolicyConfig {
     pub manage_unlabeled: bool,
     /// Names or IDs that are never killed, whatever their labels (the log service).
     pub never_kill: Vec<String>,
+    /// Seconds a managed container may stay stopped before it is removed.
+    pub stopped_grace_secs: i64,
 }
 
 impl Default for PolicyConfig {
@@ -29,6 +36,7 @@ impl Default for PolicyConfig {
             max_kills_per_cycle: 50,
             manage_unlabeled: false,
             never_kill: Vec::new(),
+            stopped_grace_secs: 10,
         }
     }
 }
@@ -40,6 +48,8 @@ pub enum Action {
     Keep,
     /// A managed container to stop and remove.
     Kill,
+    /// A managed container that stopped by itself, to remove.
+    Remove,
     /// A managed container that would be killed, left for a later cycle
     /// (per-cycle bound reached).
     Defer,
@@ -53,9 +63,218 @@ impl Action {
         match self {
             Action::Keep => "keep",
             Action::Kill => "kill",
+            Action::Remove => "remove",
             Action::Defer => "defer",
             Action::Ignore => "ignore",
         }
+    }
+}
+
+/// The figure a type is judged by, with its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub container_type: ContainerType,
+    pub value: f64,
+}
+
+impl Figure {
+    pub fn of(t: ContainerType, u: &Usage) -> Figure {
+        let value = match t {
+            ContainerType::Cpu => u.cpu_cores,
+            ContainerType::Ram => u.memory_bytes as f64,
+            ContainerType::Io => u.io_chars_per_second(),
+            ContainerType::Disk => u.disk_write_bytes_per_second,
+            ContainerType::Unknown => 0.0,
+        };
+        Figure {
+            container_type: t,
+            value,
+        }
+    }
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.value;
+        match self.container_type {
+            ContainerType::Cpu => write!(f, "cpu {:.1}% of a core", v * 100.0),
+            ContainerType::Ram => write!(f, "rss {}", human_bytes(v)),
+            ContainerType::Io => write!(f, "io {}/s", human_bytes(v)),
+            ContainerType::Disk => write!(f, "disk writes {}/s", human_bytes(v)),
+            ContainerType::Unknown => f.write_str("no resource"),
+        }
+    }
+}
+
+/// Why the policy decided what it did, with the figures it used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Kept: the `rank`-th lightest of `of` running containers of its type.
+    Kept {
+        name: String,
+        figure: Figure,
+        rank: usize,
+        of: usize,
+        min_per_type: usize,
+        age_secs: i64,
+    },
+    /// Killed: more running containers of its type than needed.
+    Surplus {
+        name: String,
+        figure: Figure,
+        keeping: Vec<(String, Figure)>,
+    },
+    /// Would be killed, but the per-cycle bound was reached.
+    Deferred {
+        name: String,
+        container_type: ContainerType,
+        max_kills_per_cycle: usize,
+    },
+    /// Stopped by itself longer than the grace: removed.
+    Stopped {
+        name: String,
+        container_type: ContainerType,
+        state: String,
+        exit: Option<ExitFacts>,
+        stopped_secs: i64,
+    },
+    /// Stopped, within the grace: removed later if it stays stopped.
+    StoppedWithinGrace {
+        state: String,
+        stopped_secs: i64,
+        grace_secs: i64,
+    },
+    /// Stopped, but how and when it ended is not known yet (inspect).
+    StoppedUnknown {
+        state: String,
+    },
+    LogService,
+    Protected,
+    NotManaged,
+    UnknownType,
+    /// Paused or restarting: it will run again.
+    NotRunning {
+        state: String,
+    },
+    NoUsage,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Kept {
+                name,
+                figure,
+                rank,
+                of,
+                min_per_type,
+                age_secs,
+            } => {
+                let t = figure.container_type;
+                if of <= min_per_type {
+                    write!(
+                        f,
+                        "{t}: kept {name} ({figure}; {of} of {of} running, minimum {min_per_type})"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{t}: kept {name} ({figure}, {} lowest of {of}; age {age_secs} s)",
+                        ordinal(*rank)
+                    )
+                }
+            }
+            Reason::Surplus {
+                name,
+                figure,
+                keeping,
+            } => {
+                let kept: Vec<String> = keeping.iter().map(|(n, fig)| format!("{n} at {fig}")).collect();
+                write!(
+                    f,
+                    "{}: killed {name} ({figure}); keeping {}",
+                    figure.container_type,
+                    kept.join(", ")
+                )
+            }
+            Reason::Deferred {
+                name,
+                container_type,
+                max_kills_per_cycle,
+            } => write!(
+                f,
+                "{container_type}: {name} deferred: max_kills_per_cycle ({max_kills_per_cycle}) reached"
+            ),
+            Reason::Stopped {
+                name,
+                container_type,
+                state,
+                exit,
+                stopped_secs,
+            } => {
+                write!(f, "{container_type}: removed {name}: ")?;
+                match exit {
+                    Some(e) if e.oom_killed => write!(
+                        f,
+                        "killed by the OOM killer (exit code {}), {state} for {stopped_secs} s",
+                        e.exit_code
+                    ),
+                    Some(e) if e.finished_at.is_some() => {
+                        write!(f, "exited with code {}, {state} for {stopped_secs} s", e.exit_code)
+                    }
+                    _ => write!(f, "{state}, never ran, for {stopped_secs} s"),
+                }
+            }
+            Reason::StoppedWithinGrace {
+                state,
+                stopped_secs,
+                grace_secs,
+            } => write!(
+                f,
+                "{state} for {stopped_secs} s: removed if still so after {grace_secs} s"
+            ),
+            Reason::StoppedUnknown { state } => {
+                write!(f, "{state}: how it ended is not known yet; judged next cycle")
+            }
+            Reason::LogService => f.write_str("the log service is never killed"),
+            Reason::Protected => f.write_str("protected (gestor.protected=true)"),
+            Reason::NotManaged => f.write_str("not managed by gestor"),
+            Reason::UnknownType => f.write_str("managed but of unknown type"),
+            Reason::NotRunning { state } => write!(f, "not running ({state})"),
+            Reason::NoUsage => f.write_str("no usage data in this snapshot; judged next cycle"),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a whole cycle kills nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Blocked {
+    /// The snapshot could not be read, or could not be trusted.
+    Snapshot(String),
+    /// The container listing failed.
+    Docker(String),
+}
+
+impl fmt::Display for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocked::Snapshot(e) => write!(f, "no kills this cycle: snapshot unavailable ({e})"),
+            Blocked::Docker(e) => {
+                write!(f, "no kills this cycle: Docker listing unavailable ({e})")
+            }
+        }
+    }
+}
+
+impl Serialize for Blocked {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -67,44 +286,26 @@ pub struct Verdict {
     #[serde(rename = "type")]
     pub container_type: ContainerType,
     pub action: Action,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// What the policy decided for one cycle.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Plan {
     /// Set when the cycle's inputs failed: then nothing is killed.
-    pub blocked: Option<String>,
+    pub blocked: Option<Blocked>,
     pub verdicts: Vec<Verdict>,
 }
 
 impl Plan {
+    /// Running containers to stop and remove.
     pub fn kills(&self) -> impl Iterator<Item = &Verdict> {
         self.verdicts.iter().filter(|v| v.action == Action::Kill)
     }
-}
 
-/// The figure each type is judged by, and how to print it.
-fn resource(t: ContainerType, u: &Usage) -> f64 {
-    match t {
-        ContainerType::Cpu => u.cpu_cores,
-        ContainerType::Ram => u.memory_bytes as f64,
-        ContainerType::Io => u.io_chars_per_second(),
-        ContainerType::Disk => u.disk_write_bytes_per_second,
-        ContainerType::Unknown => 0.0,
-    }
-}
-
-fn describe(t: ContainerType, u: &Usage) -> String {
-    match t {
-        ContainerType::Cpu => format!("cpu {:.1}% of a core", u.cpu_cores * 100.0),
-        ContainerType::Ram => format!("rss {}", human_bytes(u.memory_bytes as f64)),
-        ContainerType::Io => format!("io {}/s", human_bytes(u.io_chars_per_second())),
-        ContainerType::Disk => format!(
-            "disk writes {}/s",
-            human_bytes(u.disk_write_bytes_per_second)
-        ),
-        ContainerType::Unknown => String::from("no resource"),
+    /// Stopped containers to remove.
+    pub fn removals(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.action == Action::Remove)
     }
 }
 
@@ -123,11 +324,28 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// How long a stopped container has been stopped, if known: since it
+/// finished, or since it was created when it never ran.
+fn stopped_for(c: &ContainerInfo, now: i64) -> Option<i64> {
+    let since = match (&c.exit, c.state.as_str()) {
+        (
+            Some(ExitFacts {
+                finished_at: Some(t),
+                ..
+            }),
+            _,
+        ) => *t,
+        (Some(_), _) | (None, "created") => c.created,
+        (None, _) => return None,
+    };
+    Some((now - since).max(0))
+}
+
 /// Decides, for this cycle, what happens to each container.
 ///
 /// `usage` and `containers` are this cycle's inputs; an `Err` in either (the
-/// snapshot or the Docker listing failed) blocks every kill. `now` (Unix
-/// seconds) is used for ages in the reasons.
+/// snapshot or the Docker listing failed) blocks every kill and removal.
+/// `now` (Unix seconds) is used for ages.
 pub fn decide(
     usage: Result<&HashMap<String, Usage>, &str>,
     containers: Result<&[ContainerInfo], &str>,
@@ -138,15 +356,13 @@ pub fn decide(
         (Ok(u), Ok(c)) => (u, c),
         (Err(e), _) => {
             return Plan {
-                blocked: Some(format!("no kills this cycle: snapshot unavailable ({e})")),
+                blocked: Some(Blocked::Snapshot(e.to_string())),
                 verdicts: Vec::new(),
             }
         }
         (_, Err(e)) => {
             return Plan {
-                blocked: Some(format!(
-                    "no kills this cycle: Docker listing unavailable ({e})"
-                )),
+                blocked: Some(Blocked::Docker(e.to_string())),
                 verdicts: Vec::new(),
             }
         }
@@ -159,34 +375,55 @@ pub fn decide(
 
     for c in containers {
         let t = c.container_type();
-        let ignore = |reason: String| Verdict {
+        let verdict = |action, reason| Verdict {
             id: c.id.clone(),
             name: c.name.clone(),
             container_type: t,
-            action: Action::Ignore,
+            action,
             reason,
         };
-        let reason = if never_kill.contains(c.name.as_str())
+        let ignore = |reason| verdict(Action::Ignore, reason);
+        if never_kill.contains(c.name.as_str())
             || never_kill.contains(c.id.as_str())
             || never_kill.contains(c.short_id())
         {
-            Some("the log service is never killed".to_string())
+            verdicts.push(ignore(Reason::LogService));
         } else if c.is_protected() {
-            Some("protected (gestor.protected=true)".to_string())
+            verdicts.push(ignore(Reason::Protected));
         } else if !c.is_managed(config.manage_unlabeled) {
-            Some("not managed by gestor".to_string())
+            verdicts.push(ignore(Reason::NotManaged));
+        } else if c.is_stopped() {
+            let state = c.state.clone();
+            verdicts.push(match stopped_for(c, now) {
+                None => ignore(Reason::StoppedUnknown { state }),
+                Some(secs) if secs < config.stopped_grace_secs => {
+                    ignore(Reason::StoppedWithinGrace {
+                        state,
+                        stopped_secs: secs,
+                        grace_secs: config.stopped_grace_secs,
+                    })
+                }
+                Some(secs) => verdict(
+                    Action::Remove,
+                    Reason::Stopped {
+                        name: c.name.clone(),
+                        container_type: t,
+                        state,
+                        exit: c.exit,
+                        stopped_secs: secs,
+                    },
+                ),
+            });
         } else if t == ContainerType::Unknown {
-            Some("managed but of unknown type".to_string())
+            verdicts.push(ignore(Reason::UnknownType));
         } else if !c.is_running() {
-            Some(format!("not running ({})", c.state))
-        } else if !usage.contains_key(&c.id) {
-            Some("no usage data in this snapshot; judged next cycle".to_string())
+            verdicts.push(ignore(Reason::NotRunning {
+                state: c.state.clone(),
+            }));
+        } else if let Some(u) = usage.get(&c.id) {
+            candidates.entry(t).or_default().push((c, u));
         } else {
-            None
-        };
-        match reason {
-            Some(r) => verdicts.push(ignore(r)),
-            None => candidates.entry(t).or_default().push((c, &usage[&c.id])),
+            verdicts.push(ignore(Reason::NoUsage));
         }
     }
 
@@ -194,44 +431,32 @@ pub fn decide(
     let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
     for (t, mut list) in candidates {
         list.sort_by(|(a, ua), (b, ub)| {
-            resource(t, ua)
-                .partial_cmp(&resource(t, ub))
-                .unwrap_or(Ordering::Equal)
+            Figure::of(t, ua)
+                .value
+                .total_cmp(&Figure::of(t, ub).value)
                 .then(b.created.cmp(&a.created))
                 .then(a.id.cmp(&b.id))
         });
         let count = list.len();
         let keep = config.min_per_type.min(count);
-        let kept_names: Vec<String> = list[..keep]
+        let keeping: Vec<(String, Figure)> = list[..keep]
             .iter()
-            .map(|(c, u)| format!("{} at {}", c.name, describe(t, u)))
+            .map(|(c, u)| (c.name.clone(), Figure::of(t, u)))
             .collect();
         for (rank, (c, u)) in list[..keep].iter().enumerate() {
-            let why = if count == keep {
-                format!(
-                    "{t}: kept {} ({}; {} of {} running, minimum {})",
-                    c.name,
-                    describe(t, u),
-                    count,
-                    count,
-                    config.min_per_type
-                )
-            } else {
-                format!(
-                    "{t}: kept {} ({}, {} lowest of {}; age {} s)",
-                    c.name,
-                    describe(t, u),
-                    ordinal(rank + 1),
-                    count,
-                    (now - c.created).max(0)
-                )
-            };
             verdicts.push(Verdict {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 container_type: t,
                 action: Action::Keep,
-                reason: why,
+                reason: Reason::Kept {
+                    name: c.name.clone(),
+                    figure: Figure::of(t, u),
+                    rank: rank + 1,
+                    of: count,
+                    min_per_type: config.min_per_type,
+                    age_secs: (now - c.created).max(0),
+                },
             });
         }
         // Heaviest first, so the per-cycle bound frees the most first.
@@ -243,12 +468,11 @@ pub fn decide(
                 name: c.name.clone(),
                 container_type: t,
                 action: Action::Kill,
-                reason: format!(
-                    "{t}: killed {} ({}); keeping {}",
-                    c.name,
-                    describe(t, u),
-                    kept_names.join(", ")
-                ),
+                reason: Reason::Surplus {
+                    name: c.name.clone(),
+                    figure: Figure::of(t, u),
+                    keeping: keeping.clone(),
+                },
             })
             .collect();
         surplus_by_type.push(surplus);
@@ -262,10 +486,11 @@ pub fn decide(
             let Some(v) = list.get_mut(i) else { continue };
             if budget == 0 {
                 v.action = Action::Defer;
-                v.reason = format!(
-                    "{}: {} deferred: max_kills_per_cycle ({}) reached",
-                    v.container_type, v.name, config.max_kills_per_cycle
-                );
+                v.reason = Reason::Deferred {
+                    name: v.name.clone(),
+                    container_type: v.container_type,
+                    max_kills_per_cycle: config.max_kills_per_cycle,
+                };
             } else {
                 budget -= 1;
             }
@@ -300,6 +525,7 @@ fn ordinal(n: usize) -> String {
 mod tests {
     use super::*;
     use crate::container::tests::container;
+    use crate::container::ContainerType;
     use crate::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
     use crate::usage::{RateBasis, Totals};
     use proptest::prelude::*;
@@ -307,6 +533,7 @@ mod tests {
     fn usage(cpu: f64, mem: u64, io: f64, disk: f64) -> Usage {
         Usage {
             totals: Totals::default(),
+            counted: Totals::default(),
             cpu_cores: cpu,
             cpu_ratio: cpu / 2.0,
             memory_bytes: mem,
@@ -367,13 +594,32 @@ mod tests {
         assert_eq!(got["cpu-b"], Action::Keep);
         assert_eq!(got["cpu-a"], Action::Kill);
         let keep = plan.verdicts.iter().find(|v| v.name == "ram-b").unwrap();
-        assert_eq!(
+        assert!(matches!(
             keep.reason,
+            Reason::Kept {
+                rank: 1,
+                of: 3,
+                age_secs: 1000,
+                ..
+            }
+        ));
+        assert_eq!(
+            keep.reason.to_string(),
             "ram: kept ram-b (rss 12.0 MiB, the lowest of 3; age 1000 s)"
         );
         let kill = plan.verdicts.iter().find(|v| v.name == "ram-a").unwrap();
+        match &kill.reason {
+            Reason::Surplus {
+                figure, keeping, ..
+            } => {
+                assert_eq!(figure.value, (300u64 << 20) as f64);
+                assert_eq!(keeping.len(), 1);
+                assert_eq!(keeping[0].0, "ram-b");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            kill.reason,
+            kill.reason.to_string(),
             "ram: killed ram-a (rss 300.0 MiB); keeping ram-b at rss 12.0 MiB"
         );
     }
@@ -467,10 +713,18 @@ mod tests {
         let cfg = PolicyConfig::default();
         let p = decide(Err("cannot read /proc/sysinfo"), Ok(&cs), &cfg, 0);
         assert_eq!(p.kills().count(), 0);
-        assert!(p.blocked.unwrap().contains("snapshot unavailable"));
+        assert_eq!(
+            p.blocked,
+            Some(Blocked::Snapshot("cannot read /proc/sysinfo".into()))
+        );
         let p = decide(Ok(&us), Err("docker down"), &cfg, 0);
         assert_eq!(p.kills().count(), 0);
-        assert!(p.blocked.unwrap().contains("Docker listing unavailable"));
+        assert_eq!(p.blocked, Some(Blocked::Docker("docker down".into())));
+        assert!(p
+            .blocked
+            .unwrap()
+            .to_string()
+            .contains("Docker listing unavailable"));
     }
 
     #[test]
@@ -522,18 +776,97 @@ mod tests {
         assert_eq!(got["d3"], Action::Ignore, "no data: never killed on it");
     }
 
+    fn stopped(name: &str, state: &str, exit: Option<ExitFacts>) -> ContainerInfo {
+        let mut c = managed(name, "ram");
+        c.state = state.into();
+        c.exit = exit;
+        c
+    }
+
     #[test]
-    fn stopped_managed_containers_are_left_alone() {
-        let mut c = managed("exited", "cpu");
-        c.state = "exited".into();
-        let cs = vec![c, managed("live", "cpu")];
-        let us: HashMap<_, _> = cs
-            .iter()
-            .map(|c| (c.id.clone(), usage(0.5, 0, 0.0, 0.0)))
-            .collect();
-        let got = run(&cs, &us, &PolicyConfig::default());
-        assert_eq!(got["exited"], Action::Ignore);
-        assert_eq!(got["live"], Action::Keep);
+    fn stopped_managed_containers_are_removed_after_the_grace_and_never_kept() {
+        let oom = ExitFacts {
+            exit_code: 1,
+            oom_killed: true,
+            finished_at: Some(1_950),
+        };
+        let crashed = ExitFacts {
+            exit_code: 2,
+            oom_killed: false,
+            finished_at: Some(1_995),
+        };
+        let mut never_started = stopped("never", "created", None);
+        never_started.created = 1_900;
+        let cs = vec![
+            stopped("oom", "exited", Some(oom)),
+            stopped("crashed", "exited", Some(crashed)),
+            stopped("dead-unknown", "dead", None),
+            never_started,
+            managed("live", "ram"),
+        ];
+        let us = HashMap::from([(cs[4].id.clone(), usage(0.0, 1 << 30, 0.0, 0.0))]);
+        let cfg = PolicyConfig {
+            stopped_grace_secs: 10,
+            ..Default::default()
+        };
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, 2_000);
+        let by_name: HashMap<_, _> = plan.verdicts.iter().map(|v| (v.name.as_str(), v)).collect();
+        // The live one is the type's keeper, however heavy: stopped ones never are.
+        assert_eq!(by_name["live"].action, Action::Keep);
+        assert_eq!(by_name["oom"].action, Action::Remove);
+        assert_eq!(
+            by_name["oom"].reason,
+            Reason::Stopped {
+                name: "oom".into(),
+                container_type: ContainerType::Ram,
+                state: "exited".into(),
+                exit: Some(oom),
+                stopped_secs: 50,
+            }
+        );
+        assert!(by_name["oom"].reason.to_string().contains("OOM killer"));
+        assert_eq!(by_name["crashed"].action, Action::Ignore, "5 s < grace");
+        assert_eq!(
+            by_name["crashed"].reason,
+            Reason::StoppedWithinGrace {
+                state: "exited".into(),
+                stopped_secs: 5,
+                grace_secs: 10
+            }
+        );
+        assert_eq!(by_name["dead-unknown"].action, Action::Ignore);
+        assert!(matches!(
+            by_name["dead-unknown"].reason,
+            Reason::StoppedUnknown { .. }
+        ));
+        assert_eq!(by_name["never"].action, Action::Remove);
+        assert_eq!(plan.removals().count(), 2);
+        assert_eq!(plan.kills().count(), 0);
+        // A failed input blocks removals too.
+        let blocked = decide(Err("x"), Ok(&cs), &cfg, 2_000);
+        assert_eq!(blocked.removals().count(), 0);
+    }
+
+    #[test]
+    fn stopped_protected_or_unmanaged_containers_are_left_alone() {
+        let mut prot = stopped("prot", "exited", None);
+        prot.labels.insert(LABEL_PROTECTED.into(), "true".into());
+        prot.created = 0;
+        let mut other = container("other", &[], "sleep 1");
+        other.state = "exited".into();
+        other.created = 0;
+        let got = run(&[prot, other], &HashMap::new(), &PolicyConfig::default());
+        assert_eq!(got["prot"], Action::Ignore);
+        assert_eq!(got["other"], Action::Ignore);
+    }
+
+    #[test]
+    fn paused_containers_are_not_judged() {
+        let mut c = managed("paused", "cpu");
+        c.state = "paused".into();
+        let us = HashMap::from([(c.id.clone(), usage(0.5, 0, 0.0, 0.0))]);
+        let got = run(&[c], &us, &PolicyConfig::default());
+        assert_eq!(got["paused"], Action::Ignore);
     }
 
     fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>)> {
@@ -546,26 +879,34 @@ mod tests {
             0.0f64..4.0,
             0u64..(1 << 32),
             any::<bool>(),
+            proptest::option::of((0i64..3, any::<bool>(), proptest::option::of(0i64..1000))),
         )
-            .prop_map(|(t, label, running, has_usage, created, cpu, mem, cmd)| {
-                let types = ["cpu", "ram", "io", "disk", "weird"];
-                let labels: &[(&str, &str)] = match label {
-                    0 => &[(LABEL_MANAGED, "true")],
-                    1 => &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
-                    2 => &[],
-                    _ => &[(LABEL_MANAGED, "false")],
-                };
-                let mut l: Vec<(&str, &str)> = labels.to_vec();
-                l.push((LABEL_TYPE, types[t]));
-                let command = if cmd { "stress --io 1" } else { "sleep 9" };
-                let mut c = container(&format!("c{created}-{t}-{mem}"), &l, command);
-                c.created = created;
-                if !running {
-                    c.state = "exited".into();
-                }
-                let u = has_usage.then(|| usage(cpu, mem, cpu * 1e3, cpu * 1e6));
-                (c, u)
-            })
+            .prop_map(
+                |(t, label, running, has_usage, created, cpu, mem, cmd, exit)| {
+                    let types = ["cpu", "ram", "io", "disk", "weird"];
+                    let labels: &[(&str, &str)] = match label {
+                        0 => &[(LABEL_MANAGED, "true")],
+                        1 => &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+                        2 => &[],
+                        _ => &[(LABEL_MANAGED, "false")],
+                    };
+                    let mut l: Vec<(&str, &str)> = labels.to_vec();
+                    l.push((LABEL_TYPE, types[t]));
+                    let command = if cmd { "stress --io 1" } else { "sleep 9" };
+                    let mut c = container(&format!("c{created}-{t}-{mem}"), &l, command);
+                    c.created = created;
+                    if !running {
+                        c.state = "exited".into();
+                        c.exit = exit.map(|(code, oom, finished)| ExitFacts {
+                            exit_code: code,
+                            oom_killed: oom,
+                            finished_at: finished,
+                        });
+                    }
+                    let u = has_usage.then(|| usage(cpu, mem, cpu * 1e3, cpu * 1e6));
+                    (c, u)
+                },
+            )
     }
 
     proptest! {
@@ -589,6 +930,7 @@ mod tests {
                 max_kills_per_cycle: max_kills,
                 manage_unlabeled,
                 never_kill: vec![],
+                stopped_grace_secs: 100,
             };
             let plan = decide(Ok(&us), Ok(&cs), &cfg, 1_000);
             prop_assert_eq!(plan.verdicts.len(), cs.len());
@@ -600,6 +942,13 @@ mod tests {
                 prop_assert!(!c.is_protected());
                 prop_assert!(c.is_managed(manage_unlabeled));
                 prop_assert!(us.contains_key(&c.id));
+                prop_assert!(c.is_running());
+            }
+            for r in plan.removals() {
+                let c = by_id[r.id.as_str()];
+                prop_assert!(!c.is_protected());
+                prop_assert!(c.is_managed(manage_unlabeled));
+                prop_assert!(c.is_stopped());
             }
             for t in ContainerType::KNOWN {
                 let eligible = cs.iter().filter(|c| {
@@ -610,9 +959,9 @@ mod tests {
             }
             // Failed inputs: nothing at all.
             let blocked = decide(Err("x"), Ok(&cs), &cfg, 1_000);
-            prop_assert_eq!(blocked.kills().count(), 0);
+            prop_assert_eq!(blocked.kills().count() + blocked.removals().count(), 0);
             let blocked = decide(Ok(&us), Err("y"), &cfg, 1_000);
-            prop_assert_eq!(blocked.kills().count(), 0);
+            prop_assert_eq!(blocked.kills().count() + blocked.removals().count(), 0);
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct Stat {
     /// User and system CPU time of the whole thread group, in clock ticks.
     pub utime: u64,
     pub stime: u64,
+    /// User and system CPU time of the children it has waited for, in ticks.
+    pub cutime: u64,
+    pub cstime: u64,
     /// Start time after boot, in clock ticks.
     pub starttime: u64,
     /// Virtual size in bytes.
@@ -146,6 +149,8 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, FormatError> {
         ppid: u32::try_from(ppid).map_err(|_| format_error(format!("ppid {ppid} too large")))?,
         utime: number(11, "utime")?,
         stime: number(12, "stime")?,
+        cutime: number(13, "cutime")?,
+        cstime: number(14, "cstime")?,
         starttime: number(19, "starttime")?,
         vsize: number(20, "vsize")?,
         rss_pages: number(21, "rss")?,
@@ -165,6 +170,7 @@ pub struct Io {
     pub syscw: u64,
     pub read_bytes: u64,
     pub write_bytes: u64,
+    pub cancelled_write_bytes: u64,
 }
 
 /// Parses `/proc/<pid>/io` (`key: value` lines). Every counter is required.
@@ -179,6 +185,7 @@ pub fn parse_io(text: &str) -> Result<Io, FormatError> {
             "syscw" => (&mut io.syscw, 8),
             "read_bytes" => (&mut io.read_bytes, 16),
             "write_bytes" => (&mut io.write_bytes, 32),
+            "cancelled_write_bytes" => (&mut io.cancelled_write_bytes, 64),
             _ => continue,
         };
         *slot = value
@@ -186,9 +193,9 @@ pub fn parse_io(text: &str) -> Result<Io, FormatError> {
             .map_err(|_| format_error(format!("`{key}` is not a number: {value:?}")))?;
         seen |= bit;
     }
-    if seen != 63 {
+    if seen != 127 {
         return Err(format_error(
-            "missing counters (want rchar, wchar, syscr, syscw, read_bytes, write_bytes)",
+            "missing counters (want rchar, wchar, syscr, syscw, read_bytes, write_bytes, cancelled_write_bytes)",
         ));
     }
     Ok(io)
@@ -577,13 +584,19 @@ impl Scan<'_> {
                 .utime
                 .saturating_add(stat.stime)
                 .saturating_mul(self.ns_per_tick),
+            children_cpu_time_ns: stat
+                .cutime
+                .saturating_add(stat.cstime)
+                .saturating_mul(self.ns_per_tick),
             start_time_ns: stat.starttime.saturating_mul(self.ns_per_tick),
             read_bytes: io.read_bytes,
             write_bytes: io.write_bytes,
+            cancelled_write_bytes: io.cancelled_write_bytes,
             rchar: io.rchar,
             wchar: io.wchar,
             syscr: io.syscr,
             syscw: io.syscw,
+            cmdline_unavailable: false,
         })
     }
 }
@@ -687,7 +700,7 @@ mod tests {
     const ID: &str = "a5965c2060b9d063b96b7b09d23fa0eef7e01be99223c7940294c5d648881461";
 
     const STRESS_STAT: &str = "17896 (stress) R 17869 17869 17869 0 -1 4194368 12 0 0 0 \
-        44 3 0 0 20 0 1 0 39396 3465216 37 18446744073709551615 94390596108288 \
+        44 3 5 2 20 0 1 0 39396 3465216 37 18446744073709551615 94390596108288 \
         94390596120085 140724344950400 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 \
         94390596132016 94390596132896 94391519141888 140724344958745 \
         140724344958760 140724344958760 140724344958952 0\n";
@@ -718,6 +731,8 @@ mod tests {
                 ppid: 17869,
                 utime: 44,
                 stime: 3,
+                cutime: 5,
+                cstime: 2,
                 starttime: 39396,
                 vsize: 3465216,
                 rss_pages: 37,
@@ -806,6 +821,7 @@ mod tests {
                 syscw: 8,
                 read_bytes: 4096,
                 write_bytes: 8192,
+                cancelled_write_bytes: 0,
             }
         );
         let err = parse_io("rchar: 1\n").unwrap_err().to_string();
@@ -1101,7 +1117,7 @@ mod tests {
     fn collect_from_a_fake_tree_reports_container_processes() {
         let fake = fake_tree();
         let s = collect(fake.root(), false).unwrap();
-        assert_eq!(s.version, 1);
+        assert_eq!(s.version, 2);
         assert_eq!(s.source, SourceKind::Userspace);
         assert_eq!(s.uptime_ns, 391_860_000_000);
         assert!(s.timestamp_ns > 1_700_000_000_000_000_000);
@@ -1130,13 +1146,16 @@ mod tests {
                 vsz_kib: 3465216 / 1024,
                 mem_pct_x100: (rss_kib * 10_000 / 24570000) as u32,
                 cpu_time_ns: 47 * ns_per_tick(),
+                children_cpu_time_ns: 7 * ns_per_tick(),
                 start_time_ns: 39396 * ns_per_tick(),
                 read_bytes: 4096,
                 write_bytes: 8192,
+                cancelled_write_bytes: 0,
                 rchar: 53468,
                 wchar: 7815,
                 syscr: 51,
                 syscw: 8,
+                cmdline_unavailable: false,
             }
         );
         assert_eq!(s.processes[1].ppid, 300);

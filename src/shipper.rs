@@ -1,23 +1,24 @@
-//! Ships log records to the log service without ever delaying a cycle.
+//! Ships log records to the log service without ever delaying a cycle on
+//! the network, and without losing what a cycle finished.
 //!
-//! Cycles hand their records over a channel. A background task sends them in
-//! batches (POST /logs) with retries and exponential backoff. While the
-//! service is down, records wait in memory and, past a bound, in an on-disk
-//! spool of whole segments; they are delivered oldest first when it is back.
-//! At shutdown what is still in memory goes to the spool, so a restart loses
-//! nothing. The spool is bounded: past it records are dropped and counted.
-//! The log service is idempotent on record ids, so a retried batch that had
-//! in fact arrived adds nothing twice.
+//! A cycle commits its records to the write-ahead spool (`spool.rs`) before
+//! it ends; a sender task delivers segments oldest first (POST /logs, in
+//! batches) with retries and exponential backoff, and deletes each once the
+//! service has acknowledged it. When the spool cannot be written (a full
+//! disk), records wait in memory instead, up to a bound; past the spool's or
+//! the memory's bound they are dropped and counted. The log service is
+//! idempotent on record ids, so a batch sent again after a crash or a lost
+//! answer adds nothing twice.
 
 use crate::endpoint::LoggerEndpoint;
 use crate::metrics::Metrics;
 use crate::records::Record;
+use crate::spool::{Spool, SpoolError};
 use std::collections::VecDeque;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,13 +29,15 @@ pub struct ShipperConfig {
     pub token: Option<String>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
-    /// Records kept in memory before the oldest go to the spool.
+    /// Records kept in memory when the spool cannot be written.
     pub memory_max_records: usize,
     /// Records per POST.
     pub batch_max_records: usize,
     pub request_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// After the stop signal: how long the sender may still deliver.
+    pub final_flush: Duration,
 }
 
 impl ShipperConfig {
@@ -49,220 +52,114 @@ impl ShipperConfig {
             request_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            final_flush: Duration::from_secs(1),
         }
     }
 }
 
-/// The cycle's side: hands records over, never blocks.
+/// What the cycles and the sender share.
+struct Shared {
+    spool: Mutex<Spool>,
+    /// Batches the spool could not take (I/O errors), oldest first.
+    memory: Mutex<VecDeque<Vec<Record>>>,
+    /// New records to send.
+    wake: Notify,
+    metrics: Arc<Metrics>,
+    memory_max_records: usize,
+}
+
+impl Shared {
+    fn memory_records(&self) -> usize {
+        self.memory.lock().unwrap().iter().map(Vec::len).sum()
+    }
+
+    fn update_gauges(&self, in_flight_done: usize) {
+        let spool = self.spool.lock().unwrap();
+        let queued = (spool.lines() + self.memory_records()).saturating_sub(in_flight_done);
+        self.metrics.log_queue.set(queued as i64);
+        self.metrics.log_spool_bytes.set(spool.bytes() as i64);
+    }
+
+    fn drop_counted(&self, reason: &str, n: usize) {
+        self.metrics
+            .log_dropped
+            .with_label_values(&[reason])
+            .inc_by(n as u64);
+    }
+}
+
+/// The cycles' side: commits records, never waits on the network.
 #[derive(Clone)]
 pub struct ShipperHandle {
-    tx: mpsc::UnboundedSender<Vec<Record>>,
+    shared: Arc<Shared>,
 }
 
 impl ShipperHandle {
-    pub fn send(&self, records: Vec<Record>) {
-        if !records.is_empty() && self.tx.send(records).is_err() {
-            tracing::error!("log shipper is gone; records of this cycle are lost");
+    /// Makes a cycle's records durable in the spool (on a blocking thread:
+    /// it fsyncs) and wakes the sender. When the spool cannot take them they
+    /// wait in memory, or are dropped and counted past its bound.
+    pub async fn commit(&self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
         }
+        let shared = self.shared.clone();
+        let done = tokio::task::spawn_blocking(move || commit_blocking(&shared, records)).await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "the spool writer failed");
+        }
+        self.shared.wake.notify_one();
     }
 }
 
-/// Starts the shipper task. It stops when `cancel` fires, after spooling what
-/// it could not deliver.
+fn commit_blocking(shared: &Shared, records: Vec<Record>) {
+    let n = records.len();
+    shared.metrics.log_records.inc_by(n as u64);
+    let written = shared.spool.lock().unwrap().append(&records);
+    match written {
+        Ok(()) => {}
+        Err(SpoolError::Full { used, max }) => {
+            shared.drop_counted("spool_full", n);
+            tracing::error!(records = n, used, max, "log spool full; records dropped");
+        }
+        Err(e @ SpoolError::Io { .. }) => {
+            let mut memory = shared.memory.lock().unwrap();
+            let held: usize = memory.iter().map(Vec::len).sum();
+            if held + n <= shared.memory_max_records {
+                tracing::warn!(records = n, error = %e, "cannot write the log spool; records kept in memory");
+                memory.push_back(records);
+            } else {
+                drop(memory);
+                shared.drop_counted("spool_io", n);
+                tracing::error!(records = n, error = %e, "cannot write the log spool and memory is full; log records dropped");
+            }
+        }
+    }
+    shared.update_gauges(0);
+}
+
+/// Starts the sender. It delivers until `stop` fires, then for at most
+/// `final_flush` more; what is left stays in the spool for the next start.
 pub fn spawn(
     config: ShipperConfig,
     metrics: Arc<Metrics>,
-    cancel: CancellationToken,
+    stop: CancellationToken,
 ) -> (ShipperHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let mut shipper = Shipper::new(config, metrics);
-        shipper.run(rx, cancel).await;
+    let shared = Arc::new(Shared {
+        spool: Mutex::new(Spool::open(&config.spool_dir, config.spool_max_bytes)),
+        memory: Mutex::new(VecDeque::new()),
+        wake: Notify::new(),
+        metrics,
+        memory_max_records: config.memory_max_records,
     });
-    (ShipperHandle { tx }, task)
-}
-
-/// One spool segment on disk: `<seq>-<count>.jsonl`, written whole.
-#[derive(Debug, Clone)]
-struct Segment {
-    path: PathBuf,
-    records: usize,
-    bytes: u64,
-}
-
-struct Spool {
-    dir: PathBuf,
-    max_bytes: u64,
-    segments: VecDeque<Segment>,
-    bytes: u64,
-    next_seq: u64,
-    usable: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SpoolError {
-    #[error("spool is full ({used} of {max} bytes)")]
-    Full { used: u64, max: u64 },
-    #[error("cannot write the spool in {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-impl Spool {
-    /// Opens the spool directory and finds the segments a previous run left.
-    fn open(dir: &Path, max_bytes: u64) -> Spool {
-        let mut spool = Spool {
-            dir: dir.to_path_buf(),
-            max_bytes,
-            segments: VecDeque::new(),
-            bytes: 0,
-            next_seq: 0,
-            usable: true,
-        };
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::error!(spool = %dir.display(), error = %e, "cannot create the log spool; undelivered records will only be kept in memory");
-            spool.usable = false;
-            return spool;
-        }
-        let mut found: Vec<(u64, Segment)> = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if name.ends_with(".tmp") {
-                    // A segment whose write never completed: it was never counted as kept.
-                    let _ = std::fs::remove_file(&path);
-                    continue;
-                }
-                let Some(stem) = name.strip_suffix(".jsonl") else {
-                    continue;
-                };
-                let Some((seq, count)) = stem.split_once('-') else {
-                    continue;
-                };
-                let (Ok(seq), Ok(records)) = (seq.parse::<u64>(), count.parse::<usize>()) else {
-                    continue;
-                };
-                let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                found.push((
-                    seq,
-                    Segment {
-                        path,
-                        records,
-                        bytes,
-                    },
-                ));
-            }
-        }
-        found.sort_by_key(|(seq, _)| *seq);
-        for (seq, seg) in found {
-            spool.bytes += seg.bytes;
-            spool.next_seq = spool.next_seq.max(seq + 1);
-            spool.segments.push_back(seg);
-        }
-        if !spool.segments.is_empty() {
-            tracing::info!(
-                segments = spool.segments.len(),
-                records = spool.records(),
-                "found undelivered log records in the spool"
-            );
-        }
-        spool
-    }
-
-    fn records(&self) -> usize {
-        self.segments.iter().map(|s| s.records).sum()
-    }
-
-    /// Writes records as one new segment (temp file, fsync, rename).
-    fn push(&mut self, records: &[Record]) -> Result<(), SpoolError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SpoolError::Io { path, source }
-        };
-        if !self.usable {
-            return Err(SpoolError::Io {
-                path: self.dir.clone(),
-                source: std::io::Error::other("spool directory unavailable"),
-            });
-        }
-        let mut body = Vec::with_capacity(records.len() * 512);
-        for r in records {
-            serde_json::to_writer(&mut body, r).expect("records serialise");
-            body.push(b'\n');
-        }
-        let size = body.len() as u64;
-        if self.bytes + size > self.max_bytes {
-            return Err(SpoolError::Full {
-                used: self.bytes,
-                max: self.max_bytes,
-            });
-        }
-        let seq = self.next_seq;
-        let path = self.dir.join(format!("{seq:020}-{}.jsonl", records.len()));
-        let tmp = path.with_extension("tmp");
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
-        }
-        self.next_seq += 1;
-        self.bytes += size;
-        self.segments.push_back(Segment {
-            path,
-            records: records.len(),
-            bytes: size,
-        });
-        Ok(())
-    }
-
-    /// Reads the oldest segment. A segment that cannot be read or parsed is
-    /// set aside (renamed `.bad`) so it does not block the queue forever.
-    fn front(&mut self) -> Option<Vec<Record>> {
-        while let Some(seg) = self.segments.front().cloned() {
-            let parsed = std::fs::read(&seg.path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    b.split(|&c| c == b'\n')
-                        .filter(|l| !l.is_empty())
-                        .map(|l| serde_json::from_slice::<Record>(l).map_err(|e| e.to_string()))
-                        .collect::<Result<Vec<_>, _>>()
-                });
-            match parsed {
-                Ok(records) => return Some(records),
-                Err(e) => {
-                    tracing::error!(segment = %seg.path.display(), error = %e, "unreadable spool segment set aside");
-                    let _ = std::fs::rename(&seg.path, seg.path.with_extension("bad"));
-                    self.pop_front_accounting();
-                }
-            }
-        }
-        None
-    }
-
-    fn pop_front_accounting(&mut self) -> Option<Segment> {
-        let seg = self.segments.pop_front()?;
-        self.bytes = self.bytes.saturating_sub(seg.bytes);
-        Some(seg)
-    }
-
-    /// Deletes the oldest segment after it was delivered.
-    fn pop_front(&mut self) {
-        if let Some(seg) = self.pop_front_accounting() {
-            if let Err(e) = std::fs::remove_file(&seg.path) {
-                tracing::warn!(segment = %seg.path.display(), error = %e, "cannot delete a delivered spool segment");
-            }
-        }
-    }
+    shared.update_gauges(0);
+    let handle = ShipperHandle {
+        shared: shared.clone(),
+    };
+    let task = tokio::spawn(async move {
+        let mut sender = Sender::new(config, shared);
+        sender.run(stop).await;
+    });
+    (handle, task)
 }
 
 /// The result of one POST.
@@ -276,72 +173,111 @@ enum Delivery {
     TooLarge,
 }
 
-struct Shipper {
+/// Where the next batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Spool,
+    Memory,
+}
+
+struct Sender {
     config: ShipperConfig,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
     client: reqwest::Client,
-    memory: VecDeque<Record>,
-    spool: Spool,
-    /// Records of the front spool segment already delivered.
-    spool_offset: usize,
+    /// The front spool segment, parsed once (its corrupt lines counted once),
+    /// and how many of its records are dealt with.
+    front: Option<(PathBuf, Vec<Record>)>,
+    offset: usize,
     backoff: Duration,
     next_attempt: Instant,
     batch_limit: usize,
 }
 
-impl Shipper {
-    fn new(config: ShipperConfig, metrics: Arc<Metrics>) -> Shipper {
+impl Sender {
+    fn new(config: ShipperConfig, shared: Arc<Shared>) -> Sender {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client without TLS builds");
-        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes);
-        Shipper {
+        Sender {
             backoff: config.backoff_min,
             batch_limit: config.batch_max_records,
             config,
-            metrics,
+            shared,
             client,
-            memory: VecDeque::new(),
-            spool,
-            spool_offset: 0,
+            front: None,
+            offset: 0,
             next_attempt: Instant::now(),
         }
     }
 
     fn pending(&self) -> bool {
-        !self.memory.is_empty() || !self.spool.segments.is_empty()
+        !self.shared.spool.lock().unwrap().is_empty() || self.shared.memory_records() > 0
     }
 
     fn update_gauges(&self) {
-        let queued = self.memory.len() + self.spool.records() - self.spool_offset;
-        self.metrics.log_queue.set(queued as i64);
-        self.metrics.log_spool_bytes.set(self.spool.bytes as i64);
+        self.shared.update_gauges(self.offset);
     }
 
-    fn accept(&mut self, batch: Vec<Record>) {
-        self.metrics.log_records.inc_by(batch.len() as u64);
-        self.memory.extend(batch);
-        while self.memory.len() > self.config.memory_max_records {
-            let n = self.config.batch_max_records.min(self.memory.len());
-            let oldest: Vec<Record> = self.memory.drain(..n).collect();
-            self.spool_or_drop(&oldest);
+    /// The next batch to send, oldest first: the front spool segment (in
+    /// chunks of `batch_limit`), then what waits in memory.
+    fn next_batch(&mut self) -> Option<(Source, Vec<Record>)> {
+        loop {
+            let mut spool = self.shared.spool.lock().unwrap();
+            let Some(seg) = spool.front() else { break };
+            let path = seg.path.clone();
+            if self.front.as_ref().map(|(p, _)| p) != Some(&path) {
+                let parsed = spool.read_front().expect("a front segment");
+                if parsed.corrupt > 0 {
+                    tracing::error!(segment = %path.display(), lines = parsed.corrupt, "corrupt lines in the log spool skipped");
+                    self.shared.drop_counted("corrupt", parsed.corrupt);
+                }
+                self.front = Some((path, parsed.records));
+                self.offset = 0;
+            }
+            let records = &self.front.as_ref().unwrap().1;
+            if self.offset >= records.len() {
+                spool.pop_front();
+                self.front = None;
+                self.offset = 0;
+                continue;
+            }
+            let end = (self.offset + self.batch_limit).min(records.len());
+            return Some((Source::Spool, records[self.offset..end].to_vec()));
         }
-        self.update_gauges();
+        let memory = self.shared.memory.lock().unwrap();
+        let front = memory.front()?;
+        Some((
+            Source::Memory,
+            front[..self.batch_limit.min(front.len())].to_vec(),
+        ))
     }
 
-    fn spool_or_drop(&mut self, records: &[Record]) {
-        if let Err(e) = self.spool.push(records) {
-            let reason = match e {
-                SpoolError::Full { .. } => "spool_full",
-                SpoolError::Io { .. } => "spool_io",
-            };
-            self.metrics
-                .log_dropped
-                .with_label_values(&[reason])
-                .inc_by(records.len() as u64);
-            tracing::error!(records = records.len(), error = %e, "log records dropped");
+    /// Takes the `n` oldest records of `source` off the queue.
+    fn consume(&mut self, source: Source, n: usize) {
+        match source {
+            Source::Spool => {
+                self.offset += n;
+                let done = self
+                    .front
+                    .as_ref()
+                    .is_some_and(|(_, r)| self.offset >= r.len());
+                if done {
+                    self.shared.spool.lock().unwrap().pop_front();
+                    self.front = None;
+                    self.offset = 0;
+                }
+            }
+            Source::Memory => {
+                let mut memory = self.shared.memory.lock().unwrap();
+                if let Some(front) = memory.front_mut() {
+                    front.drain(..n.min(front.len()));
+                    if front.is_empty() {
+                        memory.pop_front();
+                    }
+                }
+            }
         }
     }
 
@@ -380,42 +316,25 @@ impl Shipper {
         }
     }
 
-    /// Sends the oldest batch: the front spool segment (in chunks of
-    /// `batch_limit`, from `spool_offset`) before what is in memory.
-    /// Returns whether the queue moved.
+    /// Sends the oldest batch. Returns false when the service could not take
+    /// it (back off before the next attempt).
     async fn attempt(&mut self) -> bool {
-        let from_spool = !self.spool.segments.is_empty();
-        let batch: Vec<Record> = if from_spool {
-            match self.spool.front() {
-                Some(segment) => segment
-                    .into_iter()
-                    .skip(self.spool_offset)
-                    .take(self.batch_limit)
-                    .collect(),
-                None => return true,
-            }
-        } else {
-            self.memory.iter().take(self.batch_limit).cloned().collect()
-        };
-        if batch.is_empty() {
-            if from_spool {
-                self.spool.pop_front();
-                self.spool_offset = 0;
-            }
+        let Some((source, batch)) = self.next_batch() else {
             return true;
-        }
+        };
         let n = batch.len();
         match self.post(&batch).await {
             Delivery::Delivered => {
-                self.metrics.log_sent.inc_by(n as u64);
-                self.consume(from_spool, n);
+                self.shared.metrics.log_sent.inc_by(n as u64);
+                self.consume(source, n);
                 self.backoff = self.config.backoff_min;
                 self.batch_limit = self.config.batch_max_records;
                 true
             }
             Delivery::Rejected(msg) => {
                 tracing::error!(records = n, error = %msg, "the log service rejected records; dropped");
-                self.drop_records(from_spool, n, "rejected");
+                self.shared.drop_counted("rejected", n);
+                self.consume(source, n);
                 true
             }
             Delivery::TooLarge if n > 1 => {
@@ -428,13 +347,13 @@ impl Shipper {
             }
             Delivery::TooLarge => {
                 tracing::error!("one log record is above the service's body limit; dropped");
-                self.drop_records(from_spool, n, "rejected");
+                self.shared.drop_counted("rejected", n);
+                self.consume(source, n);
                 true
             }
             Delivery::Retry(msg) => {
-                self.metrics.log_retried.inc_by(batch.len() as u64);
+                self.shared.metrics.log_retried.inc_by(n as u64);
                 tracing::warn!(
-                    queued = self.memory.len() + self.spool.records(),
                     retry_in_ms = self.backoff.as_millis() as u64,
                     error = %msg,
                     "log service unavailable; records kept for a retry"
@@ -446,49 +365,15 @@ impl Shipper {
         }
     }
 
-    /// Takes the `n` oldest records off the queue once they are dealt with.
-    fn consume(&mut self, from_spool: bool, n: usize) {
-        if from_spool {
-            self.spool_offset += n;
-            let segment_len = self.spool.segments.front().map_or(0, |s| s.records);
-            if self.spool_offset >= segment_len {
-                self.spool.pop_front();
-                self.spool_offset = 0;
-            }
-        } else {
-            self.memory.drain(..n);
-        }
-    }
-
-    fn drop_records(&mut self, from_spool: bool, n: usize, reason: &str) {
-        self.metrics
-            .log_dropped
-            .with_label_values(&[reason])
-            .inc_by(n as u64);
-        self.consume(from_spool, n);
-    }
-
-    async fn run(
-        &mut self,
-        mut rx: mpsc::UnboundedReceiver<Vec<Record>>,
-        cancel: CancellationToken,
-    ) {
-        self.update_gauges();
+    async fn run(&mut self, stop: CancellationToken) {
         loop {
-            let ready = self.pending() && Instant::now() >= self.next_attempt;
-            if ready {
-                // Deliver as much as we can, but keep taking new records.
+            if self.pending() && Instant::now() >= self.next_attempt {
                 tokio::select! {
                     biased;
-                    _ = cancel.cancelled() => break,
-                    moved = self.attempt() => {
-                        let _ = moved;
-                        self.update_gauges();
-                    }
+                    _ = stop.cancelled() => break,
+                    _ = self.attempt() => {}
                 }
-                while let Ok(batch) = rx.try_recv() {
-                    self.accept(batch);
-                }
+                self.update_gauges();
                 continue;
             }
             let wait = if self.pending() {
@@ -497,30 +382,34 @@ impl Shipper {
                 Instant::now() + Duration::from_secs(3600)
             };
             tokio::select! {
-                _ = cancel.cancelled() => break,
-                batch = rx.recv() => match batch {
-                    Some(b) => self.accept(b),
-                    None => break,
-                },
+                _ = stop.cancelled() => break,
+                _ = self.shared.wake.notified() => {}
                 _ = tokio::time::sleep_until(wait) => {}
             }
         }
-        // Shutdown: take what the last cycle sent, try once, spool the rest.
-        while let Ok(batch) = rx.try_recv() {
-            self.metrics.log_records.inc_by(batch.len() as u64);
-            self.memory.extend(batch);
-        }
-        if !self.memory.is_empty() && self.spool.segments.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.attempt()).await;
-        }
-        let rest: Vec<Record> = self.memory.drain(..).collect();
-        for chunk in rest.chunks(self.config.batch_max_records) {
-            self.spool_or_drop(chunk);
-        }
+        // Stopping: the last cycle has committed. Deliver what the service
+        // takes within the bound; the rest waits in the spool.
+        let limit = self.config.final_flush;
+        let flush = async { while self.pending() && self.attempt().await {} };
+        let _ = tokio::time::timeout(limit, flush).await;
         self.update_gauges();
-        let left = self.spool.records();
+        let left = self
+            .shared
+            .spool
+            .lock()
+            .unwrap()
+            .lines()
+            .saturating_sub(self.offset);
         if left > 0 {
             tracing::info!(records = left, spool = %self.config.spool_dir.display(), "undelivered log records kept in the spool for the next start");
+        }
+        let in_memory = self.shared.memory_records();
+        if in_memory > 0 {
+            tracing::error!(
+                records = in_memory,
+                "log records that could not be spooled are lost at shutdown"
+            );
+            self.shared.drop_counted("spool_io", in_memory);
         }
     }
 }
@@ -528,71 +417,8 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{RecordContext, RecordIds};
-
-    fn records(n: usize) -> Vec<Record> {
-        let ids = RecordIds::random();
-        let ctx = RecordContext {
-            ids: &ids,
-            host: "h",
-            cycle: 1,
-            time: "2026-01-01T00:00:00.000Z",
-        };
-        (0..n)
-            .map(|i| ctx.record("cycle", format!("r{i}")))
-            .collect()
-    }
-
-    #[test]
-    fn spool_keeps_segments_in_order_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20);
-        let all = records(5);
-        s.push(&all[..2]).unwrap();
-        s.push(&all[2..]).unwrap();
-        drop(s);
-        let mut s = Spool::open(dir.path(), 1 << 20);
-        assert_eq!(s.records(), 5);
-        assert_eq!(s.front().unwrap(), all[..2].to_vec());
-        s.pop_front();
-        assert_eq!(s.front().unwrap(), all[2..].to_vec());
-        s.pop_front();
-        assert!(s.front().is_none());
-        assert_eq!(s.bytes, 0);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn spool_is_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 600);
-        let r = records(10);
-        s.push(&r[..1]).unwrap();
-        let err = s.push(&r).unwrap_err();
-        assert!(matches!(err, SpoolError::Full { .. }), "{err}");
-        assert_eq!(s.records(), 1);
-    }
-
-    #[test]
-    fn unreadable_segments_are_set_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("00000000000000000000-1.jsonl"),
-            "not json\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("00000000000000000001-1.tmp"), "partial").unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20);
-        assert!(s.front().is_none());
-        assert!(dir.path().join("00000000000000000000-1.bad").exists());
-        assert!(!dir.path().join("00000000000000000001-1.tmp").exists());
-    }
-
-    #[test]
-    fn unusable_spool_directory_is_an_io_error() {
-        let mut s = Spool::open(Path::new("/proc/gestor-cannot-create"), 1 << 20);
-        assert!(matches!(s.push(&records(1)), Err(SpoolError::Io { .. })));
-    }
+    use crate::spool::tests::records;
+    use std::path::Path;
 
     /// A stand-in log service on loopback: answers each POST with the next
     /// status from `script` (then 200), stores what it accepts with a 200,
@@ -688,8 +514,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new("t"));
         let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let rs = records(10);
-        h.send(rs[..3].to_vec());
-        h.send(rs[3..].to_vec());
+        h.commit(rs[..3].to_vec()).await;
+        h.commit(rs[3..].to_vec()).await;
         assert_eq!(wait_stored(&svc, 10).await, ids(&rs));
         assert!(metrics.log_retried.get() >= 3);
         assert_eq!(metrics.log_sent.get(), 10);
@@ -704,14 +530,14 @@ mod tests {
         let metrics = Arc::new(Metrics::new("t"));
         let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let rs = records(5);
-        h.send(rs.clone());
+        h.commit(rs.clone()).await;
         assert_eq!(wait_stored(&svc, 5).await, ids(&rs));
         cancel.cancel();
         task.await.unwrap();
 
         let svc = fake_service(vec![422], 100).await;
         let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
-        h.send(records(2));
+        h.commit(records(2)).await;
         for _ in 0..300 {
             if metrics.log_dropped.with_label_values(&["rejected"]).get() == 2 {
                 break;
@@ -737,23 +563,24 @@ mod tests {
         let (h, task, cancel) = start(&dead, dir.path(), &metrics);
         let rs = records(20);
         for chunk in rs.chunks(3) {
-            h.send(chunk.to_vec());
+            h.commit(chunk.to_vec()).await;
+            // Committed means on disk, before any delivery.
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 20);
         cancel.cancel();
         task.await.unwrap();
-        assert_eq!(Spool::open(dir.path(), 1 << 20).records(), 20);
+        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 20);
 
         // Next start, the service is back: everything, oldest first, once.
         let svc = fake_service(vec![], 100).await;
         let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
         let more = records(2);
-        h.send(more.clone());
+        h.commit(more.clone()).await;
         let mut want = ids(&rs);
         want.extend(ids(&more));
         assert_eq!(wait_stored(&svc, 22).await, want);
         cancel.cancel();
         task.await.unwrap();
-        assert_eq!(Spool::open(dir.path(), 1 << 20).records(), 0);
+        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 0);
     }
 }

@@ -11,8 +11,13 @@ use serde::{Deserialize, Serialize};
 /// far beyond that is not a sysinfo document.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
 
-/// The format version this build understands.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (the userspace collector).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build still reads. Version 1 lacks the
+/// per-process `children_cpu_time_ns`, `cancelled_write_bytes` and
+/// `cmdline_unavailable`; they read as 0 and false.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// Largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4_194_304;
@@ -104,13 +109,41 @@ pub struct Process {
     pub vsz_kib: u64,
     pub mem_pct_x100: u32,
     pub cpu_time_ns: u64,
+    /// User + system CPU time of the children this process has waited for
+    /// (version 2).
+    #[serde(default)]
+    pub children_cpu_time_ns: u64,
     pub start_time_ns: u64,
     pub read_bytes: u64,
+    /// Bytes sent to storage, as `/proc/<pid>/io` counts them (including
+    /// those later cancelled: see `cancelled_write_bytes`).
     pub write_bytes: u64,
+    /// Bytes this process caused not to be written after all (a truncated
+    /// dirty page cache) (version 2).
+    #[serde(default)]
+    pub cancelled_write_bytes: u64,
     pub rchar: u64,
     pub wchar: u64,
     pub syscr: u64,
     pub syscw: u64,
+    /// The command line could not be read without waiting (the module found
+    /// the process's memory map lock taken); `cmdline` is then empty
+    /// (version 2).
+    #[serde(default)]
+    pub cmdline_unavailable: bool,
+}
+
+impl Process {
+    /// CPU time of the process and of the children it has reaped: what the
+    /// kernel charges to its cgroup, as long as the process lives.
+    pub fn cpu_with_children_ns(&self) -> u64 {
+        self.cpu_time_ns.saturating_add(self.children_cpu_time_ns)
+    }
+
+    /// Bytes written to storage, net of the cancelled ones.
+    pub fn net_write_bytes(&self) -> u64 {
+        self.write_bytes.saturating_sub(self.cancelled_write_bytes)
+    }
 }
 
 /// Why a document is not a valid snapshot. `line`/`column` are 1-based
@@ -168,11 +201,11 @@ fn strip_position(message: &str) -> String {
 /// The checks the JSON Schema makes that serde's types do not.
 fn validate(s: &Snapshot) -> Result<(), ParseError> {
     let invalid = |path: String, message: String| Err(ParseError::Invalid { path, message });
-    if s.version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&s.version) {
         return invalid(
             "version".into(),
             format!(
-                "unsupported format version {} (this build reads {FORMAT_VERSION})",
+                "unsupported format version {} (this build reads {OLDEST_VERSION} to {FORMAT_VERSION})",
                 s.version
             ),
         );
@@ -313,6 +346,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn version_2_adds_children_time_cancelled_writes_and_the_cmdline_flag() {
+        let v1 = parse(sample_json().as_bytes()).unwrap();
+        assert_eq!(v1.processes[0].children_cpu_time_ns, 0);
+        assert!(!v1.processes[0].cmdline_unavailable);
+        let doc = sample_json()
+            .replace("\"version\": 1", "\"version\": 2")
+            .replace(
+                "\"syscr\": 1, \"syscw\": 2}",
+                "\"syscr\": 1, \"syscw\": 2, \"children_cpu_time_ns\": 7000, \
+             \"cancelled_write_bytes\": 96, \"cmdline_unavailable\": true}",
+            );
+        let v2 = parse(doc.as_bytes()).unwrap();
+        let p = &v2.processes[0];
+        assert_eq!(p.children_cpu_time_ns, 7000);
+        assert_eq!(p.cpu_with_children_ns(), 1_000_007_000);
+        assert_eq!(p.net_write_bytes(), 4096 - 96);
+        assert!(p.cmdline_unavailable);
+    }
+
+    #[test]
     fn round_trips_through_serde() {
         let s = parse(sample_json().as_bytes()).unwrap();
         let again = parse(serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
@@ -372,7 +425,12 @@ pub(crate) mod tests {
             ),
             (
                 "\"version\": 1",
-                "\"version\": 2",
+                "\"version\": 3",
+                "unsupported format version",
+            ),
+            (
+                "\"version\": 1",
+                "\"version\": 0",
                 "unsupported format version",
             ),
             (

@@ -52,17 +52,122 @@ impl SnapshotSource {
             },
         }
     }
+}
 
-    pub async fn read(&self) -> Result<Snapshot, SourceError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.read_blocking())
-            .await
-            .unwrap_or_else(|e| {
-                Err(SourceError::Read {
-                    path: PathBuf::from("<collector thread>"),
-                    source: std::io::Error::other(e.to_string()),
-                })
+/// Takes snapshots on a thread of its own, within a bound.
+///
+/// A read can block in the kernel for as long as it likes (a FIFO given as
+/// `--sysinfo`, a stuck FUSE path, `/proc/<pid>/cmdline` of a process in D
+/// state), and no timeout can interrupt a blocked system call. So reads run
+/// one at a time on one thread: a read that runs out of time fails its cycle,
+/// and while it stays blocked the next cycles fail at once ("still blocked")
+/// instead of stacking more blocked threads. When the read returns, the
+/// thread serves again.
+pub struct SnapshotReader {
+    source: SnapshotSource,
+    requests:
+        std::sync::mpsc::SyncSender<tokio::sync::oneshot::Sender<Result<Snapshot, SourceError>>>,
+    /// Set while a read is under way on the thread.
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When the read under way started (for the "still blocked" message).
+    busy_since: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("reading {what} took more than {after:?}; no kills until it answers")]
+    TimedOut {
+        what: String,
+        after: std::time::Duration,
+    },
+    #[error(
+        "the read of {what} started {since:?} ago is still blocked; no kills until it answers"
+    )]
+    StillBlocked {
+        what: String,
+        since: std::time::Duration,
+    },
+}
+
+impl SnapshotReader {
+    pub fn new(source: SnapshotSource) -> SnapshotReader {
+        let (requests, incoming) = std::sync::mpsc::sync_channel::<
+            tokio::sync::oneshot::Sender<Result<Snapshot, SourceError>>,
+        >(1);
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy_since = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (worker_source, worker_busy, worker_since) =
+            (source.clone(), busy.clone(), busy_since.clone());
+        std::thread::Builder::new()
+            .name("gestor-snapshot".into())
+            .spawn(move || {
+                // Ends when the reader (the sending side) is dropped.
+                for reply in incoming {
+                    let result = worker_source.read_blocking();
+                    *worker_since.lock().unwrap() = None;
+                    worker_busy.store(false, std::sync::atomic::Ordering::SeqCst);
+                    let _ = reply.send(result);
+                }
             })
+            .expect("cannot start the snapshot thread");
+        SnapshotReader {
+            source,
+            requests,
+            busy,
+            busy_since,
+        }
+    }
+
+    pub fn source(&self) -> &SnapshotSource {
+        &self.source
+    }
+
+    fn what(&self) -> String {
+        match self.source.current_kind() {
+            SourceKind::Kernel => self.source.sysinfo.display().to_string(),
+            SourceKind::Userspace => {
+                format!("{} (userspace collector)", self.source.procfs.display())
+            }
+        }
+    }
+
+    /// One snapshot, or an error within `limit`.
+    pub async fn read(&self, limit: std::time::Duration) -> Result<Snapshot, ReadError> {
+        use std::sync::atomic::Ordering;
+        if self.busy.swap(true, Ordering::SeqCst) {
+            let since = self
+                .busy_since
+                .lock()
+                .unwrap()
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
+            return Err(ReadError::StillBlocked {
+                what: self.what(),
+                since,
+            });
+        }
+        *self.busy_since.lock().unwrap() = Some(std::time::Instant::now());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.requests.try_send(reply).is_err() {
+            self.busy.store(false, Ordering::SeqCst);
+            return Err(ReadError::Source(SourceError::Read {
+                path: PathBuf::from("<snapshot thread>"),
+                source: std::io::Error::other("the snapshot thread is gone"),
+            }));
+        }
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(_)) => Err(ReadError::Source(SourceError::Read {
+                path: PathBuf::from("<snapshot thread>"),
+                source: std::io::Error::other("the snapshot thread stopped"),
+            })),
+            Err(_) => Err(ReadError::TimedOut {
+                what: self.what(),
+                after: limit,
+            }),
+        }
     }
 }
 
@@ -97,6 +202,40 @@ pub fn read_file(path: &Path) -> Result<Snapshot, SourceError> {
 mod tests {
     use super::*;
     use crate::snapshot::tests::sample_json;
+
+    #[tokio::test]
+    async fn a_read_that_blocks_fails_in_time_and_the_next_ones_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("sysinfo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = SnapshotReader::new(SnapshotSource {
+            mode: SourceMode::Kernel,
+            sysinfo: fifo.clone(),
+            procfs: "/proc".into(),
+        });
+        let limit = std::time::Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let err = reader.read(limit).await.unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The open() is still blocked: no second thread, an error at once.
+        let err = reader.read(limit).await.unwrap_err();
+        assert!(matches!(err, ReadError::StillBlocked { .. }), "{err}");
+        // A writer comes and goes: the blocked read returns (an empty
+        // document), and the reader serves again.
+        std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        for _ in 0..200 {
+            if !reader.busy.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::write(&fifo, sample_json()).unwrap();
+        let s = reader.read(limit).await.unwrap();
+        assert_eq!(s.source, SourceKind::Kernel);
+    }
 
     #[test]
     fn missing_file_says_how_to_load_the_module() {

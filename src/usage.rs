@@ -3,15 +3,17 @@
 
 use crate::snapshot::{Process, Snapshot};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Cumulative counters of one container's processes, summed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub processes: u32,
+    /// CPU time of the live processes and of the children they reaped.
     pub cpu_time_ns: u64,
     pub rss_bytes: u64,
     pub read_bytes: u64,
+    /// Net of cancelled writes.
     pub write_bytes: u64,
     pub rchar: u64,
     pub wchar: u64,
@@ -44,6 +46,9 @@ pub enum RateBasis {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Usage {
     pub totals: Totals,
+    /// What the rates were computed from: the growth over the interval, or
+    /// (basis `lifetime`) the totals.
+    pub counted: Totals,
     /// Share of one core (2.0 = two cores busy).
     pub cpu_cores: f64,
     /// Share of all the host's CPUs, 0..1.
@@ -78,7 +83,10 @@ pub struct HostUsage {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
+    /// Own CPU time and that of the reaped children.
     cpu_time_ns: u64,
+    /// Of which the reaped children's.
+    children_cpu_time_ns: u64,
     read_bytes: u64,
     write_bytes: u64,
     rchar: u64,
@@ -90,9 +98,10 @@ struct Counters {
 impl Counters {
     fn of(p: &Process) -> Counters {
         Counters {
-            cpu_time_ns: p.cpu_time_ns,
+            cpu_time_ns: p.cpu_with_children_ns(),
+            children_cpu_time_ns: p.children_cpu_time_ns,
             read_bytes: p.read_bytes,
-            write_bytes: p.write_bytes,
+            write_bytes: p.net_write_bytes(),
             rchar: p.rchar,
             wchar: p.wchar,
             syscr: p.syscr,
@@ -104,6 +113,9 @@ impl Counters {
     fn since(&self, before: &Counters) -> Counters {
         Counters {
             cpu_time_ns: self.cpu_time_ns.saturating_sub(before.cpu_time_ns),
+            children_cpu_time_ns: self
+                .children_cpu_time_ns
+                .saturating_sub(before.children_cpu_time_ns),
             read_bytes: self.read_bytes.saturating_sub(before.read_bytes),
             write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
             rchar: self.rchar.saturating_sub(before.rchar),
@@ -118,34 +130,80 @@ impl Counters {
 /// (pids are reused).
 type ProcessKey = (u32, u64);
 
+/// CPU time counted twice unless taken off: when a process that was alive in
+/// the previous snapshot has since been reaped by a process of its container,
+/// its whole CPU time (including what it had used before the previous
+/// snapshot, already counted then) lands in the reaper's children time. For
+/// each container, the CPU time the reaped processes had at the previous
+/// snapshot. A process whose parent was outside the container (`docker
+/// exec`) is reaped outside it: its time never comes back, nothing to take
+/// off.
+fn reaped_before<'a>(
+    previous: &'a Snapshot,
+    current_keys: &HashSet<ProcessKey>,
+) -> HashMap<&'a str, u64> {
+    let container_of: HashMap<u32, &str> = previous
+        .processes
+        .iter()
+        .filter_map(|p| Some((p.pid, p.container_id.as_deref()?)))
+        .collect();
+    let mut out: HashMap<&str, u64> = HashMap::new();
+    for p in &previous.processes {
+        let Some(id) = p.container_id.as_deref() else {
+            continue;
+        };
+        let gone = !current_keys.contains(&(p.pid, p.start_time_ns));
+        if gone && container_of.get(&p.ppid) == Some(&id) {
+            *out.entry(id).or_default() += p.cpu_with_children_ns();
+        }
+    }
+    out
+}
+
 /// Computes each container's usage in `current`, with rates over the interval
 /// since `previous` when the container was already there, else over its
 /// processes' lifetime. Processes without a container ID are ignored.
+///
+/// CPU is what the kernel charges the container's cgroup: the processes' own
+/// time and the time of the children they reaped (a container whose work is
+/// a loop of short commands spends it in children). Memory is the resident
+/// set of the live processes.
 pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashMap<String, Usage> {
     let elapsed_ns = previous
         .map(|p| current.uptime_ns.saturating_sub(p.uptime_ns))
         .filter(|&ns| ns > 0);
-    let before: HashMap<ProcessKey, Counters> = match (previous, elapsed_ns) {
-        (Some(prev), Some(_)) => prev
-            .processes
-            .iter()
-            .filter(|p| p.container_id.is_some())
-            .map(|p| ((p.pid, p.start_time_ns), Counters::of(p)))
-            .collect(),
-        _ => HashMap::new(),
-    };
-    let seen_before: std::collections::HashSet<&str> = match (previous, elapsed_ns) {
-        (Some(prev), Some(_)) => prev
-            .processes
-            .iter()
-            .filter_map(|p| p.container_id.as_deref())
-            .collect(),
-        _ => Default::default(),
-    };
+    let previous = previous.filter(|_| elapsed_ns.is_some());
+    let before: HashMap<ProcessKey, Counters> = previous
+        .map(|prev| {
+            prev.processes
+                .iter()
+                .filter(|p| p.container_id.is_some())
+                .map(|p| ((p.pid, p.start_time_ns), Counters::of(p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let seen_before: HashSet<&str> = previous
+        .map(|prev| {
+            prev.processes
+                .iter()
+                .filter_map(|p| p.container_id.as_deref())
+                .collect()
+        })
+        .unwrap_or_default();
+    let current_keys: HashSet<ProcessKey> = current
+        .processes
+        .iter()
+        .map(|p| (p.pid, p.start_time_ns))
+        .collect();
+    let reaped = previous
+        .map(|prev| reaped_before(prev, &current_keys))
+        .unwrap_or_default();
 
     struct Acc {
         totals: Totals,
         interval: Totals,
+        /// Growth of the reaped children's time, over the interval.
+        children_grown_ns: u64,
         earliest_start_ns: u64,
     }
     let mut by_container: HashMap<&str, Acc> = HashMap::new();
@@ -157,6 +215,7 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
         let acc = by_container.entry(id).or_insert(Acc {
             totals: Totals::default(),
             interval: Totals::default(),
+            children_grown_ns: 0,
             earliest_start_ns: u64::MAX,
         });
         let now = Counters::of(p);
@@ -165,7 +224,11 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
         acc.totals.add(&now);
         acc.earliest_start_ns = acc.earliest_start_ns.min(p.start_time_ns);
         let grown = match before.get(&(p.pid, p.start_time_ns)) {
-            Some(then) => now.since(then),
+            Some(then) => {
+                let g = now.since(then);
+                acc.children_grown_ns += g.children_cpu_time_ns;
+                g
+            }
             // Born during the interval: everything it did, it did in it.
             None if p.start_time_ns >= prev_uptime => now,
             // Existed but was not seen (moved into the container): unknown share.
@@ -178,7 +241,15 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
     let cpus = f64::from(current.system.cpu_count.max(1));
     by_container
         .into_iter()
-        .map(|(id, acc)| {
+        .map(|(id, mut acc)| {
+            // What reaped processes had used by the previous snapshot came
+            // back in their reaper's children time: counted already.
+            let double = reaped
+                .get(id)
+                .copied()
+                .unwrap_or(0)
+                .min(acc.children_grown_ns);
+            acc.interval.cpu_time_ns = acc.interval.cpu_time_ns.saturating_sub(double);
             let (counted, seconds, basis) = match elapsed_ns {
                 Some(ns) if seen_before.contains(id) => {
                     (acc.interval, ns as f64 / 1e9, RateBasis::Interval)
@@ -193,6 +264,7 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
             let memory_bytes = acc.totals.rss_bytes;
             let usage = Usage {
                 totals: acc.totals,
+                counted,
                 cpu_cores,
                 cpu_ratio: (cpu_cores / cpus).clamp(0.0, 1.0),
                 memory_bytes,
@@ -262,6 +334,7 @@ mod tests {
             wchar: wbytes,
             syscr: 0,
             syscw: 0,
+            ..Default::default()
         }
     }
 
@@ -340,6 +413,76 @@ mod tests {
         let u = container_usage(Some(&before), &after);
         // pid 11 exited, pid 10 was reused: only the new process's 1 s counts.
         assert!((u[A].cpu_cores - 0.1).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    fn child(id: &str, pid: u32, ppid: u32, start_s: u64, cpu_s: f64, children_s: f64) -> Process {
+        let mut p = proc_in(Some(id), pid, cpu_s, 1, 0);
+        p.ppid = ppid;
+        p.start_time_ns = start_s * 1_000_000_000;
+        p.children_cpu_time_ns = (children_s * 1e9) as u64;
+        p
+    }
+
+    #[test]
+    fn the_cpu_of_reaped_children_counts() {
+        // A shell (pid 10) runs short commands one after the other: each is
+        // born and reaped between two snapshots, its time lands in the
+        // shell's children time.
+        let before = snap(10, 0, 0, vec![child(A, 10, 1, 1, 0.5, 2.0)]);
+        let after = snap(20, 0, 0, vec![child(A, 10, 1, 1, 1.0, 9.5)]);
+        let u = container_usage(Some(&before), &after);
+        // 0.5 s of its own and 7.5 s of its children over 10 s.
+        assert!((u[A].cpu_cores - 0.8).abs() < 1e-9, "{}", u[A].cpu_cores);
+        assert_eq!(u[A].counted.cpu_time_ns, 8_000_000_000);
+        assert_eq!(u[A].totals.cpu_time_ns, 10_500_000_000);
+    }
+
+    #[test]
+    fn a_long_lived_child_reaped_is_not_counted_twice() {
+        // stress (pid 10) and its worker (pid 11, 100 s of CPU by the first
+        // snapshot). The worker dies after 4 more seconds and is reaped:
+        // its 104 s land in stress's children time.
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![
+                child(A, 10, 1, 1, 0.0, 0.0),
+                child(A, 11, 10, 1, 100.0, 0.0),
+            ],
+        );
+        let after = snap(20, 0, 0, vec![child(A, 10, 1, 1, 0.0, 104.0)]);
+        let u = container_usage(Some(&before), &after);
+        assert!((u[A].cpu_cores - 0.4).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    #[test]
+    fn a_process_reaped_outside_the_container_takes_nothing_off() {
+        // pid 20 came in through `docker exec`: its parent is outside the
+        // container. It ends; the container's own shell reaps short
+        // commands meanwhile. Nothing of pid 20's comes back, nothing is
+        // taken off the shell's children time.
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![
+                child(A, 10, 1, 1, 0.0, 0.0),
+                child(A, 20, 999, 1, 50.0, 0.0),
+            ],
+        );
+        let after = snap(20, 0, 0, vec![child(A, 10, 1, 1, 0.0, 6.0)]);
+        let u = container_usage(Some(&before), &after);
+        assert!((u[A].cpu_cores - 0.6).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    #[test]
+    fn cancelled_writes_are_not_disk_writes() {
+        let mut p = proc_in(Some(A), 10, 0.0, 1, 10_000);
+        p.cancelled_write_bytes = 4_000;
+        let s = snap(11, 0, 0, vec![p]);
+        let u = container_usage(None, &s);
+        assert_eq!(u[A].totals.write_bytes, 6_000);
     }
 
     #[test]

@@ -108,10 +108,16 @@ fn garbage_sysinfo_blocks_kills_until_it_is_good_again() {
     d.wait_for("a kill after recovery", Duration::from_secs(20), || {
         scope.names(true).len() == 1
     });
-    let m = d.metrics();
-    assert_eq!(
-        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
-        Some(1.0)
+    // The document is never rewritten: the cycles after the one that used it
+    // find it stale (its time did not advance) and decide nothing on it.
+    d.wait_for(
+        "the unchanged document called stale",
+        Duration::from_secs(20),
+        || {
+            d.state()["stages"]["read"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("stale"))
+        },
     );
     let (status, took) = d.terminate();
     assert!(status.success());
@@ -194,4 +200,92 @@ fn sigterm_during_kills_leaves_none_half_done_and_a_restart_resumes() {
         scope.names(true).len() == 1
     });
     assert_eq!(scope.names(false).len(), 1);
+}
+
+#[test]
+fn a_sysinfo_read_that_blocks_fails_the_cycle_and_sigterm_still_stops_at_once() {
+    let scope = Scope::new("fifo");
+    let (a, _) = scope.managed("cpu", "stress --cpu 1");
+    let (b, _) = scope.managed("cpu", "stress --cpu 1");
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO with no writer: open(2) blocks until one comes, for ever.
+    let fifo = dir.path().join("sysinfo_202200075");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut d = Daemon::start(&[
+        "--interval",
+        "0.5",
+        "--source",
+        "kernel",
+        "--sysinfo",
+        fifo.to_str().unwrap(),
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        "",
+    ]);
+    // Cycles go on (each fails), they do not stall behind the blocked read.
+    d.wait_cycles(4, Duration::from_secs(30));
+    let state = d.state();
+    let err = state["stages"]["read"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("still blocked") || err.contains("took more than"),
+        "{err}"
+    );
+    assert!(err.contains(fifo.to_str().unwrap()), "{err}");
+    assert_eq!(
+        metric(&d.metrics(), "gestor_cycle_stage_success{stage=\"read\"}"),
+        Some(0.0)
+    );
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(scope.names(true), both, "killed on data it could not read");
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn a_snapshot_that_does_not_advance_is_stale_and_decides_nothing() {
+    let scope = Scope::new("stale");
+    scope.managed("cpu", "stress --cpu 1");
+    scope.managed("cpu", "stress --cpu 1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sysinfo_202200075");
+    // One real snapshot (the collector's, same schema), never updated.
+    let snap = std::process::Command::new(gestor_bin())
+        .args(["snapshot", "--source", "userspace"])
+        .output()
+        .unwrap();
+    assert!(snap.status.success());
+    std::fs::write(&file, &snap.stdout).unwrap();
+    let d = Daemon::start(&[
+        "--interval",
+        "0.3",
+        "--dry-run",
+        "--source",
+        "kernel",
+        "--sysinfo",
+        file.to_str().unwrap(),
+        "--only-label",
+        scope.label.as_str(),
+        "--logger-url",
+        "",
+    ]);
+    // The first cycle judges it; every later one finds it stale.
+    d.wait_cycles(3, Duration::from_secs(20));
+    let state = d.state();
+    let err = state["stages"]["read"]["error"].as_str().unwrap();
+    assert!(err.contains("stale"), "{err}");
+    assert!(state["blocked"].as_str().unwrap().contains("stale"));
+    let judged: Vec<_> = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"would_kill\""))
+        .map(String::from)
+        .collect();
+    assert_eq!(judged.len(), 1, "only the first cycle decides: {judged:?}");
 }

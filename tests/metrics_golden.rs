@@ -9,18 +9,20 @@ use gestor::snapshot::SourceKind;
 use gestor::usage::{HostUsage, RateBasis, Totals, Usage};
 
 fn usage(cpu_s: u64, mem_mib: u64) -> Usage {
+    let totals = Totals {
+        processes: 2,
+        cpu_time_ns: cpu_s * 1_000_000_000,
+        rss_bytes: mem_mib << 20,
+        read_bytes: 4096,
+        write_bytes: 8192,
+        rchar: 100,
+        wchar: 200,
+        syscr: 3,
+        syscw: 4,
+    };
     Usage {
-        totals: Totals {
-            processes: 2,
-            cpu_time_ns: cpu_s * 1_000_000_000,
-            rss_bytes: mem_mib << 20,
-            read_bytes: 4096,
-            write_bytes: 8192,
-            rchar: 100,
-            wchar: 200,
-            syscr: 3,
-            syscw: 4,
-        },
+        totals,
+        counted: totals,
         cpu_cores: 0.5,
         cpu_ratio: 0.25,
         memory_bytes: mem_mib << 20,
@@ -65,6 +67,7 @@ fn metrics_exposition_matches_the_golden_file() {
     m.set_source(SourceKind::Userspace);
     m.kill(ContainerType::Ram, "surplus");
     m.kill_failed(ContainerType::Cpu, "vanished");
+    m.removed(ContainerType::Ram, "oom_killed");
     for stage in gestor::metrics::STAGES {
         m.stage(stage, stage != "docker");
     }

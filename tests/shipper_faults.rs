@@ -73,7 +73,7 @@ fn a_full_spool_drops_counted_records_and_gestor_keeps_running() {
             produced > 0.0 && produced == queued + dropped
         },
     );
-    assert!(d.log().contains("log records dropped"));
+    assert!(d.log().contains("log spool full; records dropped"));
     assert!(d.get("/healthz").is_some());
 }
 

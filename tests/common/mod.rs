@@ -47,6 +47,23 @@ impl Scope {
 
     /// Starts a container of the stress image with the scope label plus `labels`.
     pub fn run(&self, name: &str, labels: &[&str], command: &str) -> String {
+        self.run_with(name, labels, &[], command)
+    }
+
+    /// As `run`, with extra `docker run` options.
+    pub fn run_with(&self, name: &str, labels: &[&str], options: &[&str], command: &str) -> String {
+        let command: Vec<&str> = command.split_whitespace().collect();
+        self.run_args(name, labels, options, &command)
+    }
+
+    /// As `run_with`, the command given argument by argument.
+    pub fn run_args(
+        &self,
+        name: &str,
+        labels: &[&str],
+        options: &[&str],
+        command: &[&str],
+    ) -> String {
         let mut args = vec![
             "run",
             "-d",
@@ -57,12 +74,13 @@ impl Scope {
             "--label",
             &self.label,
         ];
+        args.extend_from_slice(options);
         for l in labels {
             args.push("--label");
             args.push(l);
         }
         args.push(STRESS_IMAGE);
-        args.extend(command.split_whitespace());
+        args.extend_from_slice(command);
         docker(&args)
     }
 
@@ -72,6 +90,17 @@ impl Scope {
         let t = format!("gestor.type={kind}");
         let id = self.run(&name, &["gestor.managed=true", &t], command);
         (name, id)
+    }
+
+    /// A container's state as Docker reports it, or `None` when it is gone.
+    pub fn state_of(&self, name: &str) -> Option<String> {
+        let out = Command::new(DOCKER)
+            .args(["inspect", "-f", "{{.State.Status}}", name])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Names of the scope's containers, running or not.

@@ -73,6 +73,27 @@ class Scope:
                 by_type.setdefault(labels.get("gestor.type", "unknown"), []).append(c["Names"])
         return by_type
 
+    def start(self, kind: str, command: str) -> str:
+        """Starts one managed stress container of `kind`; returns its name."""
+        name = f"{kind}-{uuid.uuid4().hex[:12]}"
+        docker(
+            "run",
+            "-d",
+            "--cpus",
+            "0.1",
+            "--name",
+            name,
+            "--label",
+            self.label,
+            "--label",
+            "gestor.managed=true",
+            "--label",
+            f"gestor.type={kind}",
+            STRESS_IMAGE,
+            *command.split(),
+        )
+        return name
+
     def generate(self, count: int = 10, workdir: Path | None = None) -> list[str]:
         """Runs the real generator script once; returns the names it reports
         it created (a listing would race with gestor's kills)."""
@@ -199,6 +220,13 @@ class Gestor:
 
     def events(self, event: str) -> list[dict]:
         return [line for line in self.log_lines() if line.get("event") == event]
+
+    def run_id(self) -> str:
+        """This run's id, as gestor logged it at start-up."""
+        for line in self.log_lines():
+            if line.get("message") == "gestor started":
+                return line["run_id"]
+        raise AssertionError("no start-up line")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

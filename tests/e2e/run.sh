@@ -18,7 +18,7 @@ main() {
   cd "${HERE}"
   "${VENV}/bin/ruff" check --config ruff.toml --no-cache .
   "${VENV}/bin/ruff" format --config ruff.toml --no-cache --check .
-  "${VENV}/bin/pytest" -p no:cacheprovider -v -s "$@" test_logger_container.py test_loop.py test_faults.py
+  "${VENV}/bin/pytest" -p no:cacheprovider -v -s "$@" test_logger_container.py test_loop.py test_records.py test_faults.py
 }
 
 main "$@"
