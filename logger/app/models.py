@@ -7,11 +7,33 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-Event = Literal["cycle", "keep", "kill", "would_kill", "kill_failed", "error"]
+Event = Literal[
+    "cycle",
+    "keep",
+    "kill",
+    "would_kill",
+    "kill_failed",
+    "remove",
+    "would_remove",
+    "remove_failed",
+    "error",
+]
 ContainerType = Literal["cpu", "ram", "io", "disk", "unknown"]
 
 # `would_kill`: a kill gestor decided in --dry-run mode and did not carry out.
-EVENTS: tuple[str, ...] = ("cycle", "keep", "kill", "would_kill", "kill_failed", "error")
+# `remove`: a managed container that had stopped by itself (exited, OOM-killed,
+# never started) and was removed; `would_remove` its dry-run form.
+EVENTS: tuple[str, ...] = (
+    "cycle",
+    "keep",
+    "kill",
+    "would_kill",
+    "kill_failed",
+    "remove",
+    "would_remove",
+    "remove_failed",
+    "error",
+)
 CONTAINER_TYPES: tuple[str, ...] = ("cpu", "ram", "io", "disk", "unknown")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -80,7 +80,17 @@ def test_minimal_record_with_only_required_fields(client):
 
 
 def test_every_event_and_type_is_accepted(client):
-    events = ["cycle", "keep", "kill", "would_kill", "kill_failed", "error"]
+    events = [
+        "cycle",
+        "keep",
+        "kill",
+        "would_kill",
+        "kill_failed",
+        "remove",
+        "would_remove",
+        "remove_failed",
+        "error",
+    ]
     types = ["cpu", "ram", "io", "disk", "unknown", None]
     batch = [record(event=e, container_type=t) for e in events for t in types]
     assert client.post("/logs", json=batch).json()["stored"] == len(batch)
