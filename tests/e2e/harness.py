@@ -73,14 +73,16 @@ class Scope:
                 by_type.setdefault(labels.get("gestor.type", "unknown"), []).append(c["Names"])
         return by_type
 
-    def start(self, kind: str, command: str) -> str:
-        """Starts one managed stress container of `kind`; returns its name."""
+    def start(self, kind: str, command: str, *options: str) -> str:
+        """Starts one managed stress container of `kind` (extra `docker run`
+        options after the command); returns its name."""
         name = f"{kind}-{uuid.uuid4().hex[:12]}"
         docker(
             "run",
             "-d",
             "--cpus",
             "0.1",
+            *options,
             "--name",
             name,
             "--label",
