@@ -51,6 +51,17 @@ pub enum SourceMode {
     Userspace,
 }
 
+/// Where the cycle's container inventory comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InventoryMode {
+    /// One listing at start, then Docker's event stream (and a full listing
+    /// every `resync_every` cycles).
+    Events,
+    /// A full listing every cycle.
+    List,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -88,6 +99,15 @@ pub struct Settings {
     /// Once the HTTP server listens, write its address (e.g. 127.0.0.1:40123) to this file.
     #[arg(long, env = "GESTOR_READY_FILE", global = true)]
     pub ready_file: Option<PathBuf>,
+    /// Where the container inventory comes from [default: events].
+    #[arg(long, env = "GESTOR_INVENTORY", global = true)]
+    pub inventory: Option<InventoryMode>,
+    /// With the events inventory, a full listing every this many cycles to catch drift [default: 30].
+    #[arg(long, env = "GESTOR_RESYNC_EVERY", global = true)]
+    pub resync_every: Option<u64>,
+    /// Keep each container process's cmdline and cgroup between userspace snapshots [default: true].
+    #[arg(long, env = "GESTOR_PROCFS_CACHE", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub procfs_cache: Option<bool>,
     /// Managed containers kept per type [default: 1].
     #[arg(long, env = "GESTOR_MIN_PER_TYPE", global = true)]
     pub min_per_type: Option<usize>,
@@ -165,6 +185,9 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_file: Option<PathBuf>,
+    pub inventory: InventoryMode,
+    pub resync_every: u64,
+    pub procfs_cache: bool,
     pub min_per_type: usize,
     pub max_kills_per_cycle: usize,
     pub stop_timeout: u32,
@@ -213,6 +236,9 @@ impl Settings {
             docker_host: self.docker_host.or(file.docker_host),
             listen: self.listen.or(file.listen),
             ready_file: self.ready_file.or(file.ready_file),
+            inventory: self.inventory.or(file.inventory),
+            resync_every: self.resync_every.or(file.resync_every),
+            procfs_cache: self.procfs_cache.or(file.procfs_cache),
             min_per_type: self.min_per_type.or(file.min_per_type),
             max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
             stop_timeout: self.stop_timeout.or(file.stop_timeout),
@@ -264,6 +290,9 @@ impl Settings {
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9797))),
             ready_file: self.ready_file,
+            inventory: self.inventory.unwrap_or(InventoryMode::Events),
+            resync_every: self.resync_every.unwrap_or(30),
+            procfs_cache: self.procfs_cache.unwrap_or(true),
             min_per_type: self.min_per_type.unwrap_or(1),
             max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
             stop_timeout: self.stop_timeout.unwrap_or(2),
@@ -365,6 +394,9 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.resync_every == 0 {
+            return invalid("resync_every", "must be at least 1 (cycles)".into());
         }
         if self.log_memory_records == 0 {
             return invalid("log_memory_records", "must be at least 1".into());

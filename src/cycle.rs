@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::container::{ContainerInfo, ContainerType, ExitFacts};
 use crate::docker::{DockerClient, KillOutcome};
+use crate::inventory::{Inventory, Recheck};
 use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS};
 use crate::policy::{self, Action, Blocked, Plan, PolicyConfig, Reason, Verdict};
 use crate::records::{rfc3339_millis, Record, RecordContext, RecordIds};
@@ -22,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How many stop+remove calls run at once.
 const KILL_CONCURRENCY: usize = 16;
-/// How many stopped containers are inspected at once.
-const INSPECT_CONCURRENCY: usize = 8;
 
 /// The outcome of one stage.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -101,6 +100,8 @@ enum Outcome {
         forced: bool,
     },
     Vanished,
+    /// Not killed: the container changed since the inventory saw it.
+    Changed(String),
     Failed {
         reason: &'static str,
         error: String,
@@ -121,6 +122,7 @@ impl Outcome {
             Outcome::Removed { forced: false } => "removed".into(),
             Outcome::Removed { forced: true } => "removed by force (the stop failed)".into(),
             Outcome::Vanished => "vanished".into(),
+            Outcome::Changed(what) => format!("not killed: it changed ({what})"),
             Outcome::Failed { error, .. } => format!("failed: {error}"),
             Outcome::Skipped => "skipped: shutting down".into(),
             Outcome::DryRun => "dry_run".into(),
@@ -157,14 +159,13 @@ pub struct Governor {
     config: Config,
     reader: SnapshotReader,
     docker: Arc<DockerClient>,
+    inventory: Inventory,
     metrics: Arc<Metrics>,
     shipper: Option<ShipperHandle>,
     ids: Arc<RecordIds>,
     host: Arc<str>,
     /// The last snapshot that was read and trusted: rates are measured from it.
     previous: Option<Snapshot>,
-    /// How stopped containers ended, by ID; kept while they stay stopped.
-    exits: HashMap<String, ExitFacts>,
     cycle: u64,
 }
 
@@ -172,6 +173,7 @@ impl Governor {
     pub fn new(
         config: Config,
         docker: Arc<DockerClient>,
+        inventory: Inventory,
         metrics: Arc<Metrics>,
         shipper: Option<ShipperHandle>,
     ) -> Governor {
@@ -185,11 +187,11 @@ impl Governor {
             config,
             reader,
             docker,
+            inventory,
             metrics,
             shipper,
             ids: Arc::new(RecordIds::random()),
             previous: None,
-            exits: HashMap::new(),
             cycle: 0,
         }
     }
@@ -236,7 +238,8 @@ impl Governor {
         };
 
         // 1. collect
-        let Some(inputs) = collect(&self.reader, &self.docker, &self.config, cancel).await else {
+        let Some(inputs) = collect(&self.reader, &mut self.inventory, &self.config, cancel).await
+        else {
             tracing::info!(cycle = self.cycle, "cycle cut short: shutting down");
             records.push(ctx.record("error", "cycle cut short: gestor is shutting down".into()));
             stages.insert("read", StageReport::failed("shutting down".into()));
@@ -260,9 +263,8 @@ impl Governor {
             }
         }
         let containers = match containers {
-            Ok(mut c) => {
+            Ok(c) => {
                 stages.insert("docker", StageReport::ok());
-                self.learn_exits(&mut c).await;
                 Ok(c)
             }
             Err(msg) => {
@@ -286,7 +288,13 @@ impl Governor {
         }
 
         // 4. act
-        let outcomes = self.carry_out(&plan, cancel).await;
+        let judged: HashMap<&str, &ContainerInfo> = containers
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        let outcomes = self.carry_out(&plan, &judged, cancel).await;
 
         // 5. publish
         let empty = HashMap::new();
@@ -337,7 +345,7 @@ impl Governor {
             "kill_failures": tally.failed,
             "duration_seconds": duration,
             "source": measured.source.map(SourceKind::as_str),
-            "host_memory_ratio": measured.host.map(|h| 1.0 - h.memory_available_bytes as f64 / h.memory_total_bytes.max(1) as f64),
+            "host_memory_ratio": measured.host.map(|h| (1.0 - h.memory_available_bytes as f64 / h.memory_total_bytes.max(1) as f64).clamp(0.0, 1.0)),
             "host_cpu_ratio": measured.host.map(|h| h.cpu_ratio),
             "dry_run": self.config.dry_run,
             "ok": ok,
@@ -454,50 +462,15 @@ impl Governor {
         )
     }
 
-    /// Fills in how each stopped container ended (one inspect per stopped
-    /// container, kept while it stays stopped). A failed inspect leaves it
-    /// unknown: it is judged next cycle.
-    async fn learn_exits(&mut self, containers: &mut [ContainerInfo]) {
-        let unknown: Vec<String> = containers
-            .iter()
-            .filter(|c| c.is_stopped() && !self.exits.contains_key(&c.id))
-            .map(|c| c.id.clone())
-            .collect();
-        let docker = &self.docker;
-        let learnt: Vec<(String, Result<ExitFacts, String>)> = stream::iter(unknown)
-            .map(|id| async move {
-                let facts = docker.exit_facts(&id).await.map_err(|e| e.to_string());
-                (id, facts)
-            })
-            .buffer_unordered(INSPECT_CONCURRENCY)
-            .collect()
-            .await;
-        for (id, facts) in learnt {
-            match facts {
-                Ok(f) => {
-                    self.exits.insert(id, f);
-                }
-                Err(e) => {
-                    tracing::warn!(id = %short(&id), error = %e, "cannot inspect a stopped container")
-                }
-            }
-        }
-        // Forget those that are gone or run again (a restart ends differently).
-        let stopped: std::collections::HashSet<&str> = containers
-            .iter()
-            .filter(|c| c.is_stopped())
-            .map(|c| c.id.as_str())
-            .collect();
-        self.exits.retain(|id, _| stopped.contains(id.as_str()));
-        for c in containers.iter_mut().filter(|c| c.is_stopped()) {
-            c.exit = self.exits.get(&c.id).copied();
-        }
-    }
-
     /// Stops and removes the containers the policy chose to kill, and removes
     /// the stopped ones it chose to remove, `KILL_CONCURRENCY` at a time; in a
     /// dry run, nothing. No kill starts once `cancel` fired.
-    async fn carry_out(&self, plan: &Plan, cancel: &CancellationToken) -> HashMap<String, Outcome> {
+    async fn carry_out(
+        &self,
+        plan: &Plan,
+        judged: &HashMap<&str, &ContainerInfo>,
+        cancel: &CancellationToken,
+    ) -> HashMap<String, Outcome> {
         let work: Vec<(String, String, Action)> = plan
             .kills()
             .chain(plan.removals())
@@ -515,6 +488,24 @@ impl Governor {
             .map(|(id, name, action)| async move {
                 if cancel.is_cancelled() {
                     return (id, Outcome::Skipped);
+                }
+                // What the policy judged may lag behind Docker (the event
+                // inventory): make sure it still holds before acting.
+                if let Some(c) = judged.get(id.as_str()) {
+                    match self.inventory.recheck(c).await {
+                        Recheck::Unchanged => {}
+                        Recheck::Gone => return (id, Outcome::Vanished),
+                        Recheck::Changed(what) => return (id, Outcome::Changed(what)),
+                        Recheck::Failed(error) => {
+                            return (
+                                id,
+                                Outcome::Failed {
+                                    reason: "stop_failed",
+                                    error,
+                                },
+                            )
+                        }
+                    }
                 }
                 let outcome = if action == Action::Kill {
                     tracing::info!(event = "stopping", cycle, container = %name, id = %short(&id), grace_s = grace, "stopping");
@@ -601,6 +592,18 @@ impl Governor {
                     records.push(record(
                         "kill_failed",
                         format!("{t}: {} vanished before it could be stopped", v.name),
+                    ));
+                }
+                (Action::Kill | Action::Remove, Some(Outcome::Changed(what))) => {
+                    tally.failed += 1;
+                    self.metrics.kill_failed(t, "changed");
+                    tracing::warn!(event = "kill_failed", cycle, container = %v.name, r#type = %t, change = %what, "not killed: it changed since the inventory saw it");
+                    records.push(record(
+                        "kill_failed",
+                        format!(
+                            "{t}: {} not killed: it changed since it was judged ({what})",
+                            v.name
+                        ),
                     ));
                 }
                 (Action::Kill | Action::Remove, Some(Outcome::Failed { reason, error })) => {
@@ -707,17 +710,16 @@ fn removal_cause(v: &Verdict) -> &'static str {
 /// its bound; `None` when `cancel` fires first.
 async fn collect(
     reader: &SnapshotReader,
-    docker: &DockerClient,
+    inventory: &mut Inventory,
     config: &Config,
     cancel: &CancellationToken,
 ) -> Option<Inputs> {
-    let label_filters = config.label_filters();
     let read = reader.read(config.read_timeout());
-    let list = docker.list(&label_filters);
+    let list = inventory.containers();
     tokio::select! {
         (snapshot, containers) = async { tokio::join!(read, list) } => Some(Inputs {
             snapshot: snapshot.map_err(|e| e.to_string()),
-            containers: containers.map_err(|e| e.to_string()),
+            containers,
         }),
         _ = cancel.cancelled() => None,
     }

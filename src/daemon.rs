@@ -1,11 +1,12 @@
 //! The daemon: the HTTP server, the log shipper, the log service container
 //! and one cycle every interval, until the cancellation token fires.
 
-use crate::config::Config;
+use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
 use crate::docker::{DockerClient, LoggerSpec};
 use crate::endpoint::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
+use crate::inventory::{EventInventory, Inventory, ListInventory};
 use crate::metrics::Metrics;
 use crate::shipper::{self, ShipperConfig, ShipperHandle};
 use anyhow::Context;
@@ -28,10 +29,25 @@ pub struct Parts {
     pub endpoint_updater: Option<EndpointUpdater>,
 }
 
-/// Builds the governor and, when shipping is on, starts the shipper.
-pub fn build(config: &Config) -> Parts {
+/// Builds the governor and, when shipping is on, starts the shipper. With
+/// `follow_events` (and `--inventory events`) the container inventory
+/// follows Docker's events until `cancel`; otherwise it lists every cycle.
+pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
-    let docker = Arc::new(DockerClient::new(&config.docker_host));
+    let docker = Arc::new(
+        DockerClient::new(&config.docker_host)
+            .with_request_counter(metrics.docker_requests.clone()),
+    );
+    let inventory = match config.inventory {
+        InventoryMode::Events if follow_events => Inventory::Events(EventInventory::start(
+            docker.clone(),
+            config.label_filters(),
+            metrics.clone(),
+            config.resync_every,
+            cancel.clone(),
+        )),
+        _ => Inventory::List(ListInventory::new(docker.clone(), config.label_filters())),
+    };
     let mut endpoint_updater = None;
     let shipper_stop = CancellationToken::new();
     let (shipper, shipper_task): (Option<ShipperHandle>, _) = if config.shipping_enabled() {
@@ -52,7 +68,13 @@ pub fn build(config: &Config) -> Parts {
     } else {
         (None, None)
     };
-    let governor = Governor::new(config.clone(), docker.clone(), metrics.clone(), shipper);
+    let governor = Governor::new(
+        config.clone(),
+        docker.clone(),
+        inventory,
+        metrics.clone(),
+        shipper,
+    );
     Parts {
         governor,
         metrics,
@@ -161,7 +183,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         shipper_task,
         shipper_stop,
         endpoint_updater,
-    } = build(&config);
+    } = build(&config, true, &cancel);
     let state = Arc::new(AppState::new(metrics, config.interval()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -201,6 +223,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     tracing::info!(
         listen = %bound,
         interval_s = config.interval,
+        inventory = ?config.inventory,
         dry_run = config.dry_run,
         docker = %config.docker_host,
         logger = %config.logger_url,

@@ -7,6 +7,7 @@ use bollard::container::{
     StartContainerOptions, StopContainerOptions,
 };
 use bollard::models::{HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::system::EventsOptions;
 use bollard::volume::CreateVolumeOptions;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use std::collections::HashMap;
@@ -101,6 +102,8 @@ impl KillError {
 pub struct DockerClient {
     endpoint: String,
     client: Mutex<Option<Docker>>,
+    /// Requests made, by operation (`gestor_docker_requests_total{op}`).
+    requests: Option<prometheus::IntCounterVec>,
 }
 
 fn is_status(e: &bollard::errors::Error, code: u16) -> bool {
@@ -112,6 +115,19 @@ impl DockerClient {
         DockerClient {
             endpoint: endpoint.to_string(),
             client: Mutex::new(None),
+            requests: None,
+        }
+    }
+
+    /// Counts every request in `requests`, by operation.
+    pub fn with_request_counter(mut self, requests: prometheus::IntCounterVec) -> DockerClient {
+        self.requests = Some(requests);
+        self
+    }
+
+    fn count(&self, op: &str) {
+        if let Some(r) = &self.requests {
+            r.with_label_values(&[op]).inc();
         }
     }
 
@@ -135,6 +151,7 @@ impl DockerClient {
         }
         .map_err(connect_err)?;
         // Speak the server's API version (Debian's docker.io 20.10 is 1.41).
+        self.count("version");
         let docker = match tokio::time::timeout(deadline::CONNECT, raw.negotiate_version()).await {
             Ok(negotiated) => negotiated.map_err(connect_err)?,
             Err(_) => {
@@ -172,10 +189,12 @@ impl DockerClient {
     /// next call reconnects.
     async fn bounded<T>(
         &self,
+        op: &'static str,
         what: &str,
         limit: Duration,
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, DockerError> {
+        self.count(op);
         match tokio::time::timeout(limit, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -201,16 +220,7 @@ impl DockerClient {
         label_filters: &[(String, String)],
     ) -> Result<Vec<ContainerInfo>, DockerError> {
         let docker = self.connect().await?;
-        let mut filters = HashMap::new();
-        if !label_filters.is_empty() {
-            filters.insert(
-                "label".to_string(),
-                label_filters
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>(),
-            );
-        }
+        let filters = label_filter_map(label_filters);
         let options = ListContainersOptions::<String> {
             all: true,
             filters,
@@ -218,6 +228,7 @@ impl DockerClient {
         };
         let listed = self
             .bounded(
+                "list",
                 "listing containers",
                 deadline::LIST,
                 docker.list_containers(Some(options)),
@@ -250,11 +261,68 @@ impl DockerClient {
             .collect())
     }
 
+    /// One container as `inspect` shows it (how it ended, when it is not
+    /// running); `None` when it does not exist.
+    pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
+        let docker = self.connect().await?;
+        match self
+            .bounded(
+                "inspect",
+                "inspecting a container",
+                deadline::INSPECT,
+                docker.inspect_container(id, None),
+            )
+            .await
+        {
+            Ok(c) => Ok(info_from_inspect(c)),
+            Err(e) if e.is_status(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Docker's container events from `since` (Unix seconds: Docker replays
+    /// what it has kept since then, then streams new ones) on, for the
+    /// containers carrying every `label_filters` label. The stream ends with
+    /// an error when the connection does.
+    pub async fn container_events(
+        &self,
+        since: i64,
+        label_filters: &[(String, String)],
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<ContainerEvent, DockerError>> + use<>,
+        DockerError,
+    > {
+        use futures_util::StreamExt;
+        let docker = self.connect().await?;
+        self.count("events");
+        let mut filters = label_filter_map(label_filters);
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        filters.insert(
+            "event".to_string(),
+            EVENT_ACTIONS.iter().map(|a| a.to_string()).collect(),
+        );
+        let options = EventsOptions::<String> {
+            since: Some(since.to_string()),
+            until: None,
+            filters,
+        };
+        let endpoint = self.endpoint.clone();
+        Ok(docker.events(Some(options)).map(move |item| {
+            item.map(ContainerEvent::from)
+                .map_err(|source| DockerError::Request {
+                    endpoint: endpoint.clone(),
+                    what: "following the event stream".into(),
+                    source,
+                })
+        }))
+    }
+
     /// How a stopped container ended (exit code, OOM kill, when).
     pub async fn exit_facts(&self, id: &str) -> Result<ExitFacts, DockerError> {
         let docker = self.connect().await?;
         let c = self
             .bounded(
+                "inspect",
                 "inspecting a stopped container",
                 deadline::INSPECT,
                 docker.inspect_container(id, None),
@@ -286,6 +354,7 @@ impl DockerClient {
         let docker = self.connect().await.map_err(KillError::Stop)?;
         let limit = Duration::from_secs(grace_secs.into()) + deadline::STOP_MARGIN;
         let stop = self.bounded(
+            "stop",
             "stopping a container",
             limit,
             docker.stop_container(
@@ -325,6 +394,7 @@ impl DockerClient {
         };
         match self
             .bounded(
+                "remove",
                 "removing a container",
                 deadline::REMOVE,
                 docker.remove_container(id, Some(options)),
@@ -346,6 +416,7 @@ impl DockerClient {
         let docker = self.connect().await?;
         let inspected = self
             .bounded(
+                "inspect",
                 "inspecting the log service container",
                 deadline::INSPECT,
                 docker.inspect_container(&spec.name, None),
@@ -373,6 +444,7 @@ impl DockerClient {
         };
         let existing = self
             .bounded(
+                "inspect",
                 "inspecting the log service container",
                 deadline::INSPECT,
                 docker.inspect_container(&spec.name, None),
@@ -385,6 +457,7 @@ impl DockerClient {
             }
             Err(e) if e.is_status(404) => {
                 self.bounded(
+                    "create_volume",
                     &format!("creating volume {}", spec.volume),
                     deadline::CREATE,
                     docker.create_volume(CreateVolumeOptions {
@@ -430,6 +503,7 @@ impl DockerClient {
                 };
                 let created = self
                     .bounded(
+                        "create",
                         "creating the log service container",
                         deadline::CREATE,
                         docker.create_container(
@@ -458,6 +532,7 @@ impl DockerClient {
         };
         match self
             .bounded(
+                "start",
                 "starting the log service container",
                 deadline::CREATE,
                 docker.start_container(&id, None::<StartContainerOptions<String>>),
@@ -472,6 +547,7 @@ impl DockerClient {
         loop {
             let c = self
                 .bounded(
+                    "inspect",
                     "inspecting the log service container",
                     deadline::INSPECT,
                     docker.inspect_container(&id, None),
@@ -501,6 +577,90 @@ impl DockerClient {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The container events the inventory follows.
+pub const EVENT_ACTIONS: [&str; 9] = [
+    "create", "start", "restart", "die", "destroy", "rename", "pause", "unpause", "update",
+];
+
+/// One container event from Docker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub id: String,
+    /// `create`, `start`, `die`, `destroy`, `rename`, ...
+    pub action: String,
+    /// Unix seconds.
+    pub time: i64,
+    /// Unix nanoseconds (Docker's `timeNano`).
+    pub time_nano: i64,
+    /// The container's name (after the event, for a rename).
+    pub name: Option<String>,
+}
+
+impl From<bollard::models::EventMessage> for ContainerEvent {
+    fn from(m: bollard::models::EventMessage) -> ContainerEvent {
+        let actor = m.actor.unwrap_or_default();
+        let name = actor
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .map(|n| n.trim_start_matches('/').to_string());
+        ContainerEvent {
+            id: actor.id.unwrap_or_default(),
+            action: m.action.unwrap_or_default(),
+            time: m.time.unwrap_or_default(),
+            time_nano: m.time_nano.unwrap_or_default(),
+            name,
+        }
+    }
+}
+
+fn label_filter_map(label_filters: &[(String, String)]) -> HashMap<String, Vec<String>> {
+    let mut filters = HashMap::new();
+    if !label_filters.is_empty() {
+        filters.insert(
+            "label".to_string(),
+            label_filters
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        );
+    }
+    filters
+}
+
+/// What gestor keeps of an inspected container.
+fn info_from_inspect(c: bollard::models::ContainerInspectResponse) -> Option<ContainerInfo> {
+    let id = c.id?;
+    let state = c.state.unwrap_or_default();
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    let mut command = Vec::new();
+    command.extend(c.path.filter(|p| !p.is_empty()));
+    command.extend(c.args.unwrap_or_default());
+    let running = status == "running";
+    Some(ContainerInfo {
+        name: c
+            .name
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| id[..id.len().min(12)].to_string()),
+        image: config.image.unwrap_or_default(),
+        created: c
+            .created
+            .as_deref()
+            .and_then(unix_seconds)
+            .unwrap_or_default(),
+        state: status,
+        labels: config.labels.unwrap_or_default(),
+        command,
+        exit: (!running).then(|| ExitFacts {
+            exit_code: state.exit_code.unwrap_or_default(),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            finished_at: state.finished_at.as_deref().and_then(unix_seconds),
+        }),
+        id,
+    })
 }
 
 /// An RFC 3339 time from Docker as Unix seconds; `None` for Docker's zero

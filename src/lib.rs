@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod docker;
 pub mod endpoint;
 pub mod http;
+pub mod inventory;
 pub mod metrics;
 pub mod policy;
 pub mod procfs;

@@ -46,7 +46,8 @@ fn cancel_on_signals(cancel: CancellationToken) {
 async fn once(config: Config) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let mut parts = daemon::build(&config);
+    // One cycle: a listing, not an event stream.
+    let mut parts = daemon::build(&config, false, &cancel);
     let report = parts.governor.run_cycle(&cancel).await;
     print!("{}", table::render(&report));
     drop(parts.governor);

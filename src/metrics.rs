@@ -19,7 +19,7 @@ const CONTAINER_LABELS: [&str; 3] = ["id", "name", "type"];
 /// Why the policy kills: more managed containers of a type than needed.
 pub const KILL_REASON_SURPLUS: &str = "surplus";
 /// Why a kill did not complete.
-pub const KILL_FAILURE_REASONS: [&str; 3] = ["vanished", "stop_failed", "remove_failed"];
+pub const KILL_FAILURE_REASONS: [&str; 4] = ["vanished", "stop_failed", "remove_failed", "changed"];
 
 /// Why a stopped managed container was removed.
 pub const REMOVAL_CAUSES: [&str; 4] = ["oom_killed", "exited", "dead", "never_started"];
@@ -53,6 +53,12 @@ pub struct Metrics {
     kill_failures: IntCounterVec,
     removals: IntCounterVec,
     unmeasured: IntGauge,
+    /// Docker requests by operation; the Docker client counts into it.
+    pub docker_requests: IntCounterVec,
+    inventory_drift_total: IntCounter,
+    inventory_resyncs: IntCounter,
+    inventory_events: IntCounterVec,
+    inventory_stale_gauge: IntGauge,
     cycle_duration: Histogram,
     cycles: IntCounterVec,
     stage_success: IntGaugeVec,
@@ -233,6 +239,49 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            docker_requests: reg(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "docker_requests_total",
+                        "Requests gestor made to the Docker API, by operation (list, inspect, events, stop, remove, version, ...).",
+                    ),
+                    &["op"],
+                )
+                .unwrap(),
+            ),
+            inventory_drift_total: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "inventory_drift_total",
+                    "Containers the event-kept inventory had wrong when a full listing checked it (then corrected).",
+                ))
+                .unwrap(),
+            ),
+            inventory_resyncs: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "inventory_resyncs_total",
+                    "Full listings that (re)started the event-kept inventory: at start and after each loss of the event stream.",
+                ))
+                .unwrap(),
+            ),
+            inventory_events: reg(
+                &r,
+                IntCounterVec::new(
+                    opts("inventory_events_total", "Docker container events applied to the inventory, by action."),
+                    &["action"],
+                )
+                .unwrap(),
+            ),
+            inventory_stale_gauge: reg(
+                &r,
+                IntGauge::with_opts(opts(
+                    "inventory_stale",
+                    "1 while the container inventory cannot be trusted (the event stream dropped and no listing has run since): no kills.",
+                ))
+                .unwrap(),
+            ),
             unmeasured: reg(
                 &r,
                 IntGauge::with_opts(opts(
@@ -365,6 +414,9 @@ impl Metrics {
         }
         for result in ["ok", "failed"] {
             m.cycles.with_label_values(&[result]);
+        }
+        for op in ["version", "list", "inspect", "events", "stop", "remove"] {
+            m.docker_requests.with_label_values(&[op]);
         }
         for reason in ["spool_full", "rejected", "spool_io", "corrupt"] {
             m.log_dropped.with_label_values(&[reason]);
@@ -508,6 +560,22 @@ impl Metrics {
 
     pub fn kill(&self, t: ContainerType, reason: &str) {
         self.kills.with_label_values(&[t.as_str(), reason]).inc();
+    }
+
+    pub fn inventory_stale(&self, stale: bool) {
+        self.inventory_stale_gauge.set(i64::from(stale));
+    }
+
+    pub fn inventory_drift(&self, n: usize) {
+        self.inventory_drift_total.inc_by(n as u64);
+    }
+
+    pub fn inventory_resync(&self) {
+        self.inventory_resyncs.inc();
+    }
+
+    pub fn inventory_event(&self, action: &str) {
+        self.inventory_events.with_label_values(&[action]).inc();
     }
 
     pub fn set_unmeasured(&self, n: usize) {

@@ -1,0 +1,671 @@
+//! The containers gestor knows of, and where that knowledge comes from.
+//!
+//! `--inventory list`: every cycle lists every container (one Docker call,
+//! growing with the host), and inspects the stopped ones it has not seen
+//! stopped before (how they ended).
+//!
+//! `--inventory events` (the default): one listing at start, then Docker's
+//! event stream keeps the inventory current (create, start, die, destroy,
+//! rename, ...; an inspect for what an event does not say). A steady-state
+//! cycle asks Docker nothing. The stream can drop (dockerd restarts, a socket
+//! error) and events can be missed, so:
+//! - on any stream error the inventory is **stale** until a full listing has
+//!   run again: the cycle treats it as a failed listing (no kills);
+//! - every `resync_every` cycles a full listing runs anyway, and what differs
+//!   from the inventory is counted (`gestor_inventory_drift_total`), logged
+//!   and corrected;
+//! - the cycle re-checks (one inspect) each container the policy would kill
+//!   before it stops it (`Inventory::recheck`).
+
+use crate::container::{ContainerInfo, ExitFacts};
+use crate::docker::{ContainerEvent, DockerClient, DockerError};
+use crate::metrics::Metrics;
+use futures_util::stream::{self, StreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How many stopped containers are inspected at once.
+const INSPECT_CONCURRENCY: usize = 8;
+/// Events Docker may have replayed twice are harmless; missing one is not:
+/// a resubscription asks for events from this long before the listing.
+const SINCE_MARGIN_SECS: i64 = 2;
+
+/// Where the cycle's containers come from.
+pub enum Inventory {
+    List(ListInventory),
+    Events(EventInventory),
+}
+
+impl Inventory {
+    /// This cycle's containers, or why they cannot be trusted.
+    pub async fn containers(&mut self) -> Result<Vec<ContainerInfo>, String> {
+        match self {
+            Inventory::List(l) => l.containers().await,
+            Inventory::Events(e) => e.containers().await,
+        }
+    }
+
+    /// Whether the container may still be killed as the policy judged it:
+    /// an inspect now, when the inventory may lag behind Docker (events);
+    /// the listing of this very cycle is fresh enough (list).
+    pub async fn recheck(&self, judged: &ContainerInfo) -> Recheck {
+        match self {
+            Inventory::List(_) => Recheck::Unchanged,
+            Inventory::Events(e) => e.recheck(judged).await,
+        }
+    }
+}
+
+/// The outcome of a re-check before a kill.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recheck {
+    Unchanged,
+    /// Gone already.
+    Gone,
+    /// Its labels, name or state changed since the inventory saw it.
+    Changed(String),
+    /// Docker could not be asked: not killed this cycle.
+    Failed(String),
+}
+
+/// Whether two views of a container differ in what the policy reads.
+fn differs(a: &ContainerInfo, b: &ContainerInfo) -> Option<String> {
+    if a.state != b.state {
+        return Some(format!("state {} -> {}", a.state, b.state));
+    }
+    if a.labels != b.labels {
+        return Some("labels changed".into());
+    }
+    if a.name != b.name {
+        return Some(format!("name {} -> {}", a.name, b.name));
+    }
+    None
+}
+
+/// Fills in how each stopped container ended, from `known` (kept across
+/// cycles while they stay stopped) or one inspect each.
+async fn learn_exits(
+    docker: &DockerClient,
+    containers: &mut [ContainerInfo],
+    known: &mut HashMap<String, ExitFacts>,
+) {
+    let unknown: Vec<String> = containers
+        .iter()
+        .filter(|c| c.is_stopped() && c.exit.is_none() && !known.contains_key(&c.id))
+        .map(|c| c.id.clone())
+        .collect();
+    let learnt: Vec<(String, Result<ExitFacts, DockerError>)> = stream::iter(unknown)
+        .map(|id| async move {
+            let facts = docker.exit_facts(&id).await;
+            (id, facts)
+        })
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .collect()
+        .await;
+    for (id, facts) in learnt {
+        match facts {
+            Ok(f) => {
+                known.insert(id, f);
+            }
+            Err(e) => {
+                tracing::warn!(id = %crate::container::short_id(&id), error = %e, "cannot inspect a stopped container")
+            }
+        }
+    }
+    // Forget those that are gone or run again (a restart ends differently).
+    let stopped: std::collections::HashSet<&str> = containers
+        .iter()
+        .filter(|c| c.is_stopped())
+        .map(|c| c.id.as_str())
+        .collect();
+    known.retain(|id, _| stopped.contains(id.as_str()));
+    for c in containers.iter_mut().filter(|c| c.is_stopped()) {
+        if c.exit.is_none() {
+            c.exit = known.get(&c.id).copied();
+        }
+    }
+}
+
+/// Lists every container every cycle.
+pub struct ListInventory {
+    docker: Arc<DockerClient>,
+    label_filters: Vec<(String, String)>,
+    exits: HashMap<String, ExitFacts>,
+}
+
+impl ListInventory {
+    pub fn new(docker: Arc<DockerClient>, label_filters: Vec<(String, String)>) -> ListInventory {
+        ListInventory {
+            docker,
+            label_filters,
+            exits: HashMap::new(),
+        }
+    }
+
+    async fn containers(&mut self) -> Result<Vec<ContainerInfo>, String> {
+        let mut listed = self
+            .docker
+            .list(&self.label_filters)
+            .await
+            .map_err(|e| e.to_string())?;
+        learn_exits(&self.docker, &mut listed, &mut self.exits).await;
+        Ok(listed)
+    }
+}
+
+/// What the event follower and the cycles share.
+#[derive(Default)]
+struct State {
+    containers: HashMap<String, ContainerInfo>,
+    /// Why the inventory cannot be trusted now (`None`: it can).
+    stale: Option<String>,
+    /// Counts changes made by events; `touched` says when (in this count)
+    /// each container was last changed by one, removals included.
+    seq: u64,
+    touched: HashMap<String, u64>,
+    /// Docker's time (ns) of the last event applied.
+    last_event_ns: i64,
+}
+
+impl State {
+    fn touch(&mut self, id: &str) {
+        self.seq += 1;
+        self.touched.insert(id.to_string(), self.seq);
+    }
+}
+
+/// How long a reconciliation waits for events still on their way when the
+/// stream says nothing.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// How long the first cycle waits for the first listing.
+const FIRST_LISTING_WAIT: Duration = crate::docker::deadline::LIST;
+
+/// The inventory kept from Docker's event stream.
+pub struct EventInventory {
+    docker: Arc<DockerClient>,
+    label_filters: Vec<(String, String)>,
+    state: Arc<Mutex<State>>,
+    metrics: Arc<Metrics>,
+    resync_every: u64,
+    cycles: u64,
+    /// Becomes true once the follower's first attempt is over (listed, or
+    /// failed to).
+    listed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Compares a full listing with the inventory and corrects the inventory:
+/// the listing wins, except for containers events changed after the listing
+/// began (`seq0`), which are newer than it. Returns what differed (drift).
+fn correct(s: &mut State, listed: Vec<ContainerInfo>, seq0: u64) -> Vec<String> {
+    let newer = |s: &State, id: &str| s.touched.get(id).is_some_and(|&t| t > seq0);
+    let listed_ids: std::collections::HashSet<String> =
+        listed.iter().map(|c| c.id.clone()).collect();
+    let mut drift: Vec<String> = Vec::new();
+    for c in &listed {
+        if newer(s, &c.id) {
+            continue;
+        }
+        match s.containers.get(&c.id) {
+            None => drift.push(format!("{} missing", c.name)),
+            Some(k) => {
+                if let Some(d) = differs(k, c) {
+                    drift.push(format!("{}: {d}", c.name));
+                }
+            }
+        }
+    }
+    let gone: Vec<String> = s
+        .containers
+        .values()
+        .filter(|k| !listed_ids.contains(&k.id) && !newer(s, &k.id))
+        .map(|k| k.id.clone())
+        .collect();
+    for id in &gone {
+        drift.push(format!("{} no longer exists", s.containers[id].name));
+        s.containers.remove(id);
+    }
+    for c in listed {
+        if !newer(s, &c.id) {
+            s.containers.insert(c.id.clone(), c);
+        }
+    }
+    s.touched.retain(|_, t| *t > seq0);
+    drift
+}
+
+/// Applies one event: what it says without asking, an inspect for the rest.
+/// Pure but for the inspect, which `inspect` performs.
+async fn apply<F, Fut>(state: &Mutex<State>, event: &ContainerEvent, inspect: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<ContainerInfo>, DockerError>>,
+{
+    let known = state.lock().unwrap().containers.contains_key(&event.id);
+    let simple = {
+        let mut s = state.lock().unwrap();
+        let done = match (event.action.as_str(), s.containers.get_mut(&event.id)) {
+            ("destroy", _) => {
+                s.containers.remove(&event.id);
+                true
+            }
+            ("start" | "restart" | "unpause", Some(c)) => {
+                c.state = "running".into();
+                c.exit = None;
+                true
+            }
+            ("pause", Some(c)) => {
+                c.state = "paused".into();
+                true
+            }
+            ("rename", Some(c)) if event.name.is_some() => {
+                c.name = event.name.clone().unwrap_or_default();
+                true
+            }
+            // A resource update changes nothing gestor reads.
+            ("update", _) if known => true,
+            _ => false,
+        };
+        if done {
+            s.touch(&event.id);
+            s.last_event_ns = s.last_event_ns.max(event.time_nano);
+        }
+        done
+    };
+    if simple {
+        return;
+    }
+    // create, die (how it ended), or an event about a container we do not know.
+    let inspected = inspect(event.id.clone()).await;
+    let mut s = state.lock().unwrap();
+    s.last_event_ns = s.last_event_ns.max(event.time_nano);
+    match inspected {
+        Ok(Some(c)) => {
+            s.touch(&event.id);
+            s.containers.insert(c.id.clone(), c);
+        }
+        Ok(None) => {
+            s.touch(&event.id);
+            s.containers.remove(&event.id);
+        }
+        Err(e) => {
+            // Not knowing what became of it: stale until the next listing.
+            s.stale = Some(format!(
+                "cannot inspect {} after its {} event: {e}",
+                crate::container::short_id(&event.id),
+                event.action
+            ));
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl EventInventory {
+    /// Starts following Docker's events (in the background, until `cancel`).
+    /// The inventory is stale until the first listing has run.
+    pub fn start(
+        docker: Arc<DockerClient>,
+        label_filters: Vec<(String, String)>,
+        metrics: Arc<Metrics>,
+        resync_every: u64,
+        cancel: CancellationToken,
+    ) -> EventInventory {
+        let state = Arc::new(Mutex::new(State {
+            stale: Some("the first listing has not run yet".into()),
+            ..Default::default()
+        }));
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        tokio::spawn(follow(
+            docker.clone(),
+            label_filters.clone(),
+            state.clone(),
+            metrics.clone(),
+            listed_tx,
+            cancel,
+        ));
+        EventInventory {
+            docker,
+            label_filters,
+            state,
+            metrics,
+            resync_every: resync_every.max(1),
+            cycles: 0,
+            listed,
+        }
+    }
+
+    async fn containers(&mut self) -> Result<Vec<ContainerInfo>, String> {
+        self.cycles += 1;
+        if !*self.listed.borrow() {
+            // The first cycle: give the first listing the time a listing may take.
+            let _ = tokio::time::timeout(FIRST_LISTING_WAIT, self.listed.wait_for(|l| *l)).await;
+        }
+        if self.cycles % self.resync_every == 0 {
+            self.reconcile().await?;
+        }
+        let s = self.state.lock().unwrap();
+        if let Some(why) = &s.stale {
+            self.metrics.inventory_stale(true);
+            return Err(format!("the container inventory is stale: {why}"));
+        }
+        self.metrics.inventory_stale(false);
+        Ok(s.containers.values().cloned().collect())
+    }
+
+    /// A full listing, compared with the inventory: what differs is drift,
+    /// counted and logged, and the listing wins.
+    ///
+    /// Events are applied a moment after they happen, so a listing taken
+    /// while some are on their way is ahead of the inventory. Before
+    /// comparing, it waits until the stream has passed the listing's time (or
+    /// has been quiet for `SETTLE`), and containers that events changed after
+    /// the listing began are left to the events: they are newer than it.
+    async fn reconcile(&mut self) -> Result<(), String> {
+        let seq0 = self.state.lock().unwrap().seq;
+        let mut listed = self
+            .docker
+            .list(&self.label_filters)
+            .await
+            .map_err(|e| e.to_string())?;
+        let listed_ns = unix_now() * 1_000_000_000;
+        let settle_by = tokio::time::Instant::now() + SETTLE;
+        while self.state.lock().unwrap().last_event_ns < listed_ns
+            && tokio::time::Instant::now() < settle_by
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        {
+            // Exit facts the inventory already holds are kept; the rest is learnt below.
+            let s = self.state.lock().unwrap();
+            for c in listed.iter_mut().filter(|c| c.is_stopped()) {
+                c.exit = s.containers.get(&c.id).and_then(|k| k.exit);
+            }
+        }
+        if listed.iter().any(|c| c.is_stopped() && c.exit.is_none()) {
+            let mut known = HashMap::new();
+            learn_exits(&self.docker, &mut listed, &mut known).await;
+        }
+        let drift = correct(&mut self.state.lock().unwrap(), listed, seq0);
+        if !drift.is_empty() {
+            self.metrics.inventory_drift(drift.len());
+            tracing::warn!(drift = drift.len(), details = %drift.join("; "), "the container inventory drifted from Docker; corrected from a full listing");
+        }
+        // A periodic listing does not clear staleness from a broken stream:
+        // only the follower, once subscribed again, does.
+        Ok(())
+    }
+
+    async fn recheck(&self, judged: &ContainerInfo) -> Recheck {
+        match self.docker.inspect(&judged.id).await {
+            Ok(None) => {
+                self.state.lock().unwrap().containers.remove(&judged.id);
+                Recheck::Gone
+            }
+            Ok(Some(now)) => match differs(judged, &now) {
+                None => Recheck::Unchanged,
+                Some(d) => {
+                    self.state
+                        .lock()
+                        .unwrap()
+                        .containers
+                        .insert(now.id.clone(), now);
+                    Recheck::Changed(d)
+                }
+            },
+            Err(e) => Recheck::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Follows Docker's events: subscribe (from a little before now), list,
+/// then apply every event as it comes; on any error, stale, and again after
+/// a backoff.
+async fn follow(
+    docker: Arc<DockerClient>,
+    label_filters: Vec<(String, String)>,
+    state: Arc<Mutex<State>>,
+    metrics: Arc<Metrics>,
+    listed: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outcome =
+            follow_once(&docker, &label_filters, &state, &metrics, &listed, &cancel).await;
+        listed.send_replace(true);
+        match outcome {
+            Ok(ended) => {
+                tracing::warn!(error = %ended, "the Docker event stream ended; the inventory is stale until it is listed again");
+                state.lock().unwrap().stale = Some(format!("the event stream ended: {ended}"));
+                backoff = Duration::from_millis(500);
+            }
+            Err(e) => {
+                let mut s = state.lock().unwrap();
+                if s.stale.is_none() {
+                    tracing::warn!(error = %e, "cannot follow Docker's events");
+                }
+                s.stale = Some(e.to_string());
+            }
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One subscription: events from a little before now (bollard sends the
+/// request when the stream is first polled, after the listing: Docker replays
+/// what happened since `since`, so nothing between the two is missed; what
+/// is replayed twice is harmless), the listing, then every event as it comes.
+/// Returns why the stream ended; `Err` when it could not start.
+async fn follow_once(
+    docker: &Arc<DockerClient>,
+    label_filters: &[(String, String)],
+    state: &Mutex<State>,
+    metrics: &Metrics,
+    listed_once: &tokio::sync::watch::Sender<bool>,
+    cancel: &CancellationToken,
+) -> Result<String, DockerError> {
+    let since = unix_now() - SINCE_MARGIN_SECS;
+    let events = docker.container_events(since, label_filters).await?;
+    let mut listed = docker.list(label_filters).await?;
+    let mut exits = HashMap::new();
+    learn_exits(docker, &mut listed, &mut exits).await;
+    {
+        let mut s = state.lock().unwrap();
+        let was = s.stale.take();
+        s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+        tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
+    }
+    metrics.inventory_resync();
+    listed_once.send_replace(true);
+    let mut events = std::pin::pin!(events);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok("gestor is stopping".into()),
+            next = events.next() => match next {
+                Some(Ok(event)) => {
+                    if event.id.is_empty() {
+                        continue;
+                    }
+                    metrics.inventory_event(&event.action);
+                    apply(state, &event, |id| {
+                        let docker = docker.clone();
+                        async move { docker.inspect(&id).await }
+                    })
+                    .await;
+                }
+                Some(Err(e)) => return Ok(e.to_string()),
+                None => return Ok("Docker closed the event stream".into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::tests::container;
+
+    fn event(id: &str, action: &str, name: Option<&str>) -> ContainerEvent {
+        ContainerEvent {
+            id: id.into(),
+            action: action.into(),
+            time: 0,
+            time_nano: 0,
+            name: name.map(String::from),
+        }
+    }
+
+    fn state_with(cs: Vec<ContainerInfo>) -> Mutex<State> {
+        Mutex::new(State {
+            containers: cs.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn never(_: String) -> Result<Option<ContainerInfo>, DockerError> {
+        panic!("no inspect expected")
+    }
+
+    #[tokio::test]
+    async fn events_that_say_enough_need_no_inspect() {
+        let c = container("a", &[], "stress --cpu 1");
+        let id = c.id.clone();
+        let state = state_with(vec![c]);
+        apply(&state, &event(&id, "pause", None), never).await;
+        assert_eq!(state.lock().unwrap().containers[&id].state, "paused");
+        apply(&state, &event(&id, "unpause", None), never).await;
+        assert_eq!(state.lock().unwrap().containers[&id].state, "running");
+        apply(&state, &event(&id, "rename", Some("b")), never).await;
+        assert_eq!(state.lock().unwrap().containers[&id].name, "b");
+        apply(&state, &event(&id, "update", None), never).await;
+        apply(&state, &event(&id, "destroy", None), never).await;
+        assert!(state.lock().unwrap().containers.is_empty());
+        // Destroying what is not there is nothing.
+        apply(&state, &event(&id, "destroy", None), never).await;
+    }
+
+    #[tokio::test]
+    async fn create_and_die_ask_docker() {
+        let state = state_with(vec![]);
+        let mut c = container("new", &[], "stress --cpu 1");
+        let id = c.id.clone();
+        let created = c.clone();
+        apply(&state, &event(&id, "create", None), |_| async move {
+            Ok(Some(created))
+        })
+        .await;
+        assert_eq!(state.lock().unwrap().containers[&id].name, "new");
+        c.state = "exited".into();
+        c.exit = Some(ExitFacts {
+            exit_code: 137,
+            oom_killed: true,
+            finished_at: Some(5),
+        });
+        let died = c.clone();
+        apply(&state, &event(&id, "die", None), |_| async move {
+            Ok(Some(died))
+        })
+        .await;
+        let s = state.lock().unwrap();
+        assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
+        assert!(s.stale.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_inspect_that_fails_makes_the_inventory_stale() {
+        let state = state_with(vec![]);
+        apply(&state, &event("x", "create", None), |_| async {
+            Err(DockerError::Timeout {
+                endpoint: "e".into(),
+                what: "inspect".into(),
+                after: Duration::from_secs(5),
+            })
+        })
+        .await;
+        assert!(state.lock().unwrap().stale.is_some());
+        // A container that is gone by the time it is inspected is forgotten.
+        let state = state_with(vec![container("a", &[], "x")]);
+        let id = state
+            .lock()
+            .unwrap()
+            .containers
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        apply(&state, &event(&id, "die", None), |_| async { Ok(None) }).await;
+        assert!(state.lock().unwrap().containers.is_empty());
+    }
+
+    #[test]
+    fn a_listing_corrects_missed_events_and_counts_them() {
+        let a = container("a", &[], "x");
+        let b = container("b", &[], "x");
+        let mut c = container("c", &[], "x");
+        // The inventory missed b's creation, c's death and d's removal.
+        let d = container("d", &[], "x");
+        let mut s = State {
+            containers: [&a, &c, &d]
+                .iter()
+                .map(|k| (k.id.clone(), (*k).clone()))
+                .collect(),
+            ..Default::default()
+        };
+        c.state = "exited".into();
+        let listed = vec![a.clone(), b.clone(), c.clone()];
+        let drift = correct(&mut s, listed.clone(), 0);
+        assert_eq!(drift.len(), 3, "{drift:?}");
+        let mut ids: Vec<_> = s.containers.keys().cloned().collect();
+        ids.sort();
+        let mut want: Vec<_> = listed.iter().map(|k| k.id.clone()).collect();
+        want.sort();
+        assert_eq!(ids, want);
+        assert_eq!(s.containers[&c.id].state, "exited");
+        // Listed again, nothing differs.
+        assert!(correct(&mut s, listed, 0).is_empty());
+    }
+
+    #[test]
+    fn what_events_changed_after_the_listing_began_is_not_drift() {
+        let a = container("a", &[], "x");
+        let b = container("b", &[], "x");
+        let mut s = State::default();
+        let seq0 = s.seq;
+        // While the listing ran: a created (in the listing too), then
+        // destroyed (so not in the inventory); b created after the listing.
+        s.touch(&a.id);
+        s.touch(&b.id);
+        s.containers.insert(b.id.clone(), b.clone());
+        let drift = correct(&mut s, vec![a.clone()], seq0);
+        assert!(drift.is_empty(), "{drift:?}");
+        assert!(!s.containers.contains_key(&a.id), "the later destroy wins");
+        assert!(s.containers.contains_key(&b.id), "the later create wins");
+    }
+
+    #[test]
+    fn differences_the_policy_cares_about() {
+        let a = container("a", &[("gestor.managed", "true")], "x");
+        let mut b = a.clone();
+        assert_eq!(differs(&a, &b), None);
+        b.state = "exited".into();
+        assert!(differs(&a, &b).unwrap().contains("state"));
+        let mut c = a.clone();
+        c.labels.insert("gestor.protected".into(), "true".into());
+        assert!(differs(&a, &c).is_some());
+    }
+}
