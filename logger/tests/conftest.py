@@ -15,6 +15,9 @@ TOKEN = "s3cret-token"
 
 
 def make_client(data_dir: Path, **settings) -> TestClient:
+    """An app on ``data_dir``; graphs are drawn in a thread (the real servers in
+    test_server.py, the live page's and the image's tests use the render process)."""
+    settings.setdefault("render_mode", "thread")
     return TestClient(create_app(Settings(data_dir=data_dir, **settings)))
 
 

@@ -37,11 +37,11 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 30.0, extra: list[str] | None = None) -> Server:
         env = {**os.environ, "LOGGER_DATA_DIR": str(self.data_dir), **self.env}
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
         cmd += ["--fd", str(self.sock.fileno()), "--log-level", "warning"]
-        cmd += ["--timeout-graceful-shutdown", "3"]
+        cmd += ["--timeout-graceful-shutdown", "3", *(extra or [])]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
@@ -64,9 +64,9 @@ class Server:
         self.stop()
         raise RuntimeError(f"uvicorn did not answer within {timeout} s: {self.tail()}")
 
-    def tail(self) -> str:
+    def tail(self, size: int = 2000) -> str:
         try:
-            return self.log.read_text(errors="replace")[-2000:]
+            return self.log.read_text(errors="replace")[-size:]
         except OSError:
             return ""
 
