@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from app.config import Settings
 from app.main import create_app
 
 TOKEN = "s3cret-token"
+
+# Hypothesis keeps its caches beside pytest's, in the venv (a clean work tree).
+set_hypothesis_home_dir(Path(__file__).resolve().parent.parent / ".venv" / ".hypothesis")
 
 
 def make_client(data_dir: Path, **settings) -> TestClient:

@@ -29,12 +29,20 @@ class Streamer:
         self.acked: list[str] = []
         self.batches: list[list[dict]] = []  # every batch that was sent (or tried)
         self.failures = 0
+        self.errors: list[str] = []  # anything but a dropped connection
         self.stop = threading.Event()
         self.threads = [
             threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(clients)
         ]
 
     def _run(self, n: int) -> None:
+        try:
+            self._post_until_stopped(n)
+        except Exception as exc:  # reported by the test, not lost in a thread
+            with self.lock:
+                self.errors.append(repr(exc))
+
+    def _post_until_stopped(self, n: int) -> None:
         deadline = time.monotonic() + 60
         with httpx.Client(base_url=self.url, timeout=10) as client:
             seq = 0
@@ -74,7 +82,9 @@ class Streamer:
     def join(self) -> None:
         self.stop.set()
         for t in self.threads:
-            t.join(timeout=20)
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in self.threads), "a client is still posting"
+        assert not self.errors, self.errors
 
 
 def stored_ids(url: str) -> list[str]:
