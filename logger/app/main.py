@@ -39,6 +39,7 @@ from .routers import api_router
 from .routers.live import STATIC
 
 log = logging.getLogger("logger")
+WARM_RENDERER_AFTER_SECONDS = 2.0
 
 
 class SingleWorkerLock:
@@ -181,7 +182,14 @@ class Service:
     async def start(self) -> None:
         settings, state = self.settings, self.app.state
         self.lock.acquire()
+        opening = time.monotonic()
         state.db = Database(settings.db_path, settings.synchronous)
+        log.info(
+            "database %s opened in %.4f s (%d records)",
+            settings.db_path,
+            time.monotonic() - opening,
+            state.db.counters.total,
+        )
         broadcaster = Broadcaster()
         state.broadcaster = broadcaster
         renderer = Renderer(
@@ -193,8 +201,9 @@ class Service:
             timeout=settings.render_timeout_seconds,
         )
         state.renderer = renderer
-        renderer.warm()
         loop = asyncio.get_running_loop()
+        # The render process starts a little later, off the start-up's path.
+        loop.call_later(WARM_RENDERER_AFTER_SECONDS, renderer.warm)
 
         def stopping() -> None:  # on the loop, as soon as SIGTERM arrives
             broadcaster.shutdown.set()

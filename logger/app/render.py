@@ -100,6 +100,7 @@ class Renderer:
         self._inflight: dict[tuple[GraphRequest, int], asyncio.Task[bytes]] = {}
         self.active = 0  # renders running or waiting for a slot
         self.stopping = False
+        self.closed = False
 
     def _pool(self) -> Executor:
         if self._executor is None:
@@ -113,7 +114,7 @@ class Renderer:
 
     def warm(self) -> None:
         """Starts the render process now, so the first graph does not wait for it."""
-        if self._owns_executor and self.mode == "process":
+        if self._owns_executor and self.mode == "process" and not self.closed:
             self._pool().submit(warm_worker, self.db_path)
 
     async def render(self, request: GraphRequest, generation: int) -> Rendered:
@@ -175,6 +176,7 @@ class Renderer:
         (its interpreter's teardown would add a fraction of a second to every
         shutdown). Python 3.14 has ``kill_workers()``; before, the processes
         are only reachable through the executor's ``_processes``."""
+        self.closed = True
         executor, self._executor = self._executor, None
         if executor is None or not self._owns_executor:
             return
