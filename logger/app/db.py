@@ -741,7 +741,9 @@ class Database:
                 free = self._writer.execute("PRAGMA freelist_count").fetchone()[0]
                 if free == 0:
                     break
-                self._writer.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+                # executescript steps the pragma to its end; execute() would
+                # stop after its first (column-less) row: one page.
+                self._writer.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 freed += min(free, VACUUM_PAGES)
         return freed
 
