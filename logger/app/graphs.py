@@ -25,9 +25,9 @@ from matplotlib.ticker import MaxNLocator
 
 from . import db as queries
 from .render import GraphRequest
-from .windows import NICE_BUCKETS_MS, Window, bucket_ms, max_buckets
+from .windows import NICE_BUCKETS_MS, Window, bucket_ms
 
-__all__ = ["COLORS", "KINDS", "NICE_BUCKETS_MS", "Window", "bucket_ms", "render", "render_request"]
+__all__ = ["COLORS", "KINDS", "NICE_BUCKETS_MS", "Window", "bucket_ms", "render_request", "warm"]
 
 KINDS = ("memory", "cpu", "kills")
 TYPES = ("cpu", "ram", "io", "disk", "unknown")
@@ -165,15 +165,6 @@ def render_request(db_path: Path, request: GraphRequest) -> bytes:
         return _draw_usage(
             request.kind, rows, host, starts, window, width_ms, request.width, request.height
         )
-
-
-def render(
-    db: queries.Database, kind: str, window: Window, width: int = 800, height: int = 360
-) -> bytes:
-    """The PNG for graph ``kind`` over ``window`` (unaligned; for scripts and tests)."""
-    width_ms = bucket_ms(window, max_buckets(kind, width))
-    request = GraphRequest(kind, window.since_ms, window.until_ms, width_ms, width, height)
-    return render_request(db.path, request)
 
 
 def _run_markers(ax, starts: list[int]) -> None:
