@@ -112,14 +112,13 @@ def test_a_stored_huge_host_ratio_does_not_break_the_cpu_graph(client):
     db = client.app.state.db
     conn = sqlite3.connect(db.path)
     with conn:
-        conn.execute(
-            "UPDATE logs SET record = json_set(record, '$.details.host_cpu_ratio', 1e308)"
-            " WHERE event = 'cycle' AND cycle = 7"
-        )
-        conn.execute(
-            "UPDATE logs SET record = json_set(record, '$.details.host_cpu_ratio', -5)"
-            " WHERE event = 'cycle' AND cycle = 8"
-        )
+        for value, cycle in ((1e308, 7), (-5, 8)):
+            conn.execute(
+                "UPDATE logs SET host_cpu_ratio = ?1,"
+                " record = json_set(record, '$.details.host_cpu_ratio', ?1)"
+                " WHERE event = 'cycle' AND cycle = ?2",
+                (value, cycle),
+            )
     conn.close()
     window = {"since": rfc3339(T0), "until": rfc3339(T0 + HOUR)}
     r = client.get("/graphs/cpu.png", params=window)

@@ -195,6 +195,8 @@ def test_an_old_database_is_migrated_at_start_up(tmp_path: Path):
         assert len(first) == 20 * 4
         assert len(second) == 20 * 4
         assert [r[1] for r in db.runs(T0, T0 + 2 * HOUR)] == [RUN_B]
+        # The CPU graph's host line, from the cycle records' details.
+        assert len(db.host_cpu_series(T0, T0 + 2 * HOUR, 10_000)) == 40
         version = db._writer.execute("PRAGMA user_version").fetchone()[0]
     finally:
         db.close()

@@ -158,3 +158,20 @@ def test_healthz_is_503_when_the_disk_is_almost_full(tmp_path: Path):
         r = c.get("/healthz")
         assert r.status_code == 503
         assert "free" in r.json()["detail"]
+
+
+def test_the_cpu_graphs_host_line_reads_only_a_covering_index(tmp_path: Path):
+    db = Database(tmp_path / "logs.sqlite3")
+    try:
+        insert(db, simulate(T0, 20, per_type=1, seed=4))
+        with db._read() as conn:
+            traced: list[str] = []  # statements with their values filled in
+            conn.set_trace_callback(traced.append)
+            rows = app.db.host_cpu_series(conn, T0, T0 + 200_000, 10_000)
+            conn.set_trace_callback(None)
+            steps = plan(conn, traced[-1], [])
+        assert len(rows) == 20
+        assert any("COVERING INDEX logs_host_cpu" in step for step in steps), steps
+        assert not any(step.startswith("SCAN logs") for step in steps), steps
+    finally:
+        db.close()
