@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         default="process",
         description="Draw graphs in separate processes (default) or in threads of this one.",
     )
+    render_nice: int = Field(
+        default=10, ge=0, le=19, description="Niceness of the render process (0: as the service)."
+    )
     render_slots: int = Field(default=1, ge=1, le=8, description="Graphs drawn at once.")
     render_queue: int = Field(default=4, ge=0, le=100, description="Graphs waiting; more: 503.")
     render_timeout_seconds: float = Field(default=30.0, gt=0, le=300)

@@ -195,6 +195,7 @@ class Service:
         renderer = Renderer(
             settings.db_path,
             mode=settings.render_mode,
+            nice=settings.render_nice,
             slots=settings.render_slots,
             queue=settings.render_queue,
             cache_entries=settings.graph_cache_entries,

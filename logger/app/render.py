@@ -7,7 +7,8 @@ used to occupy the thread pool that ingestion needs. So:
 
 - rendering runs in its own process pool (``LOGGER_RENDER_MODE=process``, the
   default; ``thread`` draws in threads of this process, which the TestClient
-  tests use), which reads the database through its own read-only connection;
+  tests use), at a lower CPU priority (``LOGGER_RENDER_NICE``), reading the
+  database through its own read-only connection;
 - at most ``slots`` renders run and ``queue`` more wait; any request beyond
   that is answered at once with 503 and ``Retry-After`` (``BusyError``);
 - a rendered PNG is kept per (graph, aligned window, size, database
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -63,6 +65,13 @@ def draw_in_worker(db_path: Path, request: GraphRequest) -> bytes:
     return render_request(db_path, request)
 
 
+def start_worker(nice: int) -> None:
+    """The render process's initializer: rendering yields the CPU to the
+    service (ingestion) whenever both want it."""
+    if nice:
+        os.nice(nice)
+
+
 def warm_worker(db_path: Path) -> None:
     from .graphs import warm
 
@@ -80,6 +89,7 @@ class Renderer:
         db_path: Path,
         *,
         mode: str = "process",
+        nice: int = 10,
         slots: int = 1,
         queue: int = 4,
         cache_entries: int = 64,
@@ -89,6 +99,7 @@ class Renderer:
     ) -> None:
         self.db_path = db_path
         self.mode = mode
+        self.nice = nice
         self.slots = max(slots, 1)
         self.queue = max(queue, 0)
         self.timeout = timeout
@@ -106,7 +117,10 @@ class Renderer:
         if self._executor is None:
             if self.mode == "process":
                 self._executor = ProcessPoolExecutor(
-                    max_workers=self.slots, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=self.slots,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=start_worker,
+                    initargs=(self.nice,),
                 )
             else:
                 self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="render")
