@@ -210,6 +210,7 @@ SELECT min(time_ms) FROM (
 """
 
 READ_POOL_SIZE = 8
+CHECKPOINT_EVERY_SECONDS = 1.0  # at most this long between background checkpoints
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated to this after checkpoints
 VACUUM_PAGES = 2048  # pages given back per incremental_vacuum step (8 MiB)
 
@@ -439,6 +440,35 @@ class Database:
         self._writer = connect(path, synchronous)
         self._open()
         self.counters = self._load_counters()
+        self._checkpoint_wanted = threading.Event()
+        # Checkpoints off the commit path (see _checkpoint_loop).
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="checkpointer", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """Copies the WAL into the database file off the commit path.
+
+        With SQLite's automatic checkpoints, the commit that crosses 1,000 WAL
+        pages also copies them into the database file and fsyncs it: that
+        request waits tens of milliseconds more. Here a thread of its own does
+        it (PASSIVE: writers keep appending meanwhile, readers are not
+        waited for), soon after commits, on its own connection."""
+        conn = connect(self.path, self.synchronous)
+        try:
+            while not self._closed:
+                self._checkpoint_wanted.wait(CHECKPOINT_EVERY_SECONDS)
+                self._checkpoint_wanted.clear()
+                if self._closed:
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # e.g. disk full; the next round retries
+                    log.warning("checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     # -- schema -------------------------------------------------------------
 
@@ -550,6 +580,8 @@ class Database:
             for conn in self._pool:
                 conn.close()
             self._pool.clear()
+        self._checkpoint_wanted.set()
+        self._checkpointer.join(timeout=30)
         with self._write_lock:
             self._writer.close()
 
