@@ -211,6 +211,8 @@ SELECT min(time_ms) FROM (
 
 READ_POOL_SIZE = 8
 CHECKPOINT_EVERY_SECONDS = 1.0  # at most this long between background checkpoints
+WAL_RESTART_FRAMES = 4096  # a WAL this long (16 MiB) is started over once copied
+RESTART_WAIT_MS = 200  # how long a restart waits for readers before it gives up
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated to this after checkpoints
 VACUUM_PAGES = 2048  # pages given back per incremental_vacuum step (8 MiB)
 
@@ -457,6 +459,7 @@ class Database:
         it (PASSIVE: writers keep appending meanwhile, readers are not
         waited for), soon after commits, on its own connection."""
         conn = connect(self.path, self.synchronous)
+        conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
         try:
             while not self._closed:
                 self._checkpoint_wanted.wait(CHECKPOINT_EVERY_SECONDS)
@@ -464,11 +467,23 @@ class Database:
                 if self._closed:
                     break
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self._checkpoint(conn)
                 except sqlite3.Error as exc:  # e.g. disk full; the next round retries
                     log.warning("checkpoint failed: %s", exc)
         finally:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= WAL_RESTART_FRAMES and copied == frames:
+            # Everything is copied, but under a steady stream of writes the
+            # writer never finds the WAL finished when it begins, so the WAL
+            # would only grow. With the writer held for a moment (the copy is
+            # done: only readers still on the old WAL are waited for, briefly),
+            # RESTART makes the next transaction start the WAL over, and
+            # journal_size_limit trims the file.
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     # -- schema -------------------------------------------------------------
 
