@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 #
-# Brings gestor's stack up on this Docker host: builds the images we build
-# (gestor/gestor, gestor/logger) when they are missing, then starts
-# docker-compose.yml with `docker compose up -d` (Compose v2) or
-# `docker-compose up -d` (1.x), waits for gestor to be healthy and prints the
-# URLs. Optionally installs the cron generator and loads the kernel module.
-# See docs/stack.md.
+# Brings gestor's stack up on this Docker host: writes the stack's env file
+# once (random secrets, mode 0600), builds the images we build (gestor/gestor,
+# gestor/logger) when they are missing, then starts docker-compose.yml with
+# `docker compose up -d` (Compose v2) or `docker-compose up -d` (1.x), waits
+# for gestor to be healthy and prints the URLs. Optionally installs the cron
+# generator and loads the kernel module. See docs/stack.md.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +17,18 @@ readonly LOGGER_IMAGE="${LOGGER_IMAGE:-gestor/logger:latest}"
 readonly MONITORING_IMAGES=(prom/prometheus:v2.53.2 grafana/grafana:11.2.2)
 readonly SYSINFO=/proc/sysinfo_202200075
 readonly STRESS_IMAGE_DEFAULT=containerstack/alpine-stress
+# The stack's env file: KEY=value lines that docker compose substitutes into
+# docker-compose.yml (run-stack.sh passes --env-file; `docker compose` run by
+# hand in the repo reads ./.env by itself). Created once with mode 0600; a
+# secret named below is generated when the file lacks it, and an existing
+# value is never changed. To have another secret generated (Grafana's admin
+# password, say), add its name here and `${NAME:?...}` in the compose file.
+readonly ENV_FILE="${STACK_ENV_FILE:-${REPO_ROOT}/.env}"
+readonly GENERATED_SECRETS=(LOGGER_TOKEN)
 
 COMPOSE=()
 REBUILD=false
+INIT_ENV=false
 WITH_CRON=false
 WITH_MODULE=false
 DOWN=false
@@ -43,11 +52,19 @@ Options:
   --with-cron     also install the container generator (cron/install.sh); the
                   arguments after -- go to it, e.g. -- --image gestor/stress:latest
   --down          stop the stack (keeps its volumes; add -v by hand to drop them)
+  --init-env      only write the env file (or add a missing secret to it) and exit
   -h, --help      show this help
+
+The env file (${ENV_FILE}; STACK_ENV_FILE
+moves it) holds the stack's secrets: LOGGER_TOKEN, the bearer token gestor
+sends and the log service requires, random, generated on the first run and
+kept (mode 0600, never overwritten). Compose reads it; a variable set in the
+environment wins over the file.
 
 Environment: STACK_BIND (default 127.0.0.1), GESTOR_PORT (9797), LOGGER_PORT
 (8000), PROMETHEUS_PORT (9090), GRAFANA_PORT (3000), GRAFANA_ADMIN_PASSWORD
-(admin), GESTOR_INTERVAL (10), GESTOR_ONLY_LABEL, GESTOR_DRY_RUN (false).
+(admin), GESTOR_INTERVAL (10), GESTOR_ONLY_LABEL, GESTOR_DRY_RUN (false),
+STACK_ENV_FILE.
 EOF
 }
 
@@ -58,6 +75,7 @@ parse_args() {
       --with-module) WITH_MODULE=true ;;
       --with-cron) WITH_CRON=true ;;
       --down) DOWN=true ;;
+      --init-env) INIT_ENV=true ;;
       -h | --help)
         usage
         exit 0
@@ -95,7 +113,48 @@ pick_compose() {
 }
 
 compose() {
-  "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" "$@"
+  "${COMPOSE[@]}" --env-file "${ENV_FILE}" -f "${REPO_ROOT}/docker-compose.yml" "$@"
+}
+
+random_secret() {
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# Creates the env file once (mode 0600, atomically: never over an existing
+# file) and appends each generated secret it lacks. Values already there,
+# whoever wrote them, are left alone.
+ensure_env_file() {
+  local name mode
+  mkdir -p "$(dirname "${ENV_FILE}")"
+  if [[ ! -e "${ENV_FILE}" ]]; then
+    if (
+      umask 077
+      set -o noclobber
+      cat >"${ENV_FILE}" <<EOT
+# gestor's stack: settings and secrets for docker compose (docker-compose.yml).
+# Written by scripts/run-stack.sh on its first run, mode 0600. It only ever
+# appends a secret this file lacks; it never changes a value. Edit by hand to
+# change one (then: scripts/run-stack.sh, which recreates what changed).
+EOT
+    ) 2>/dev/null; then
+      log "created ${ENV_FILE} (mode 0600) for the stack's secrets"
+    fi
+  fi
+  if [[ ! -f "${ENV_FILE}" ]]; then
+    err "${ENV_FILE} is not a regular file"
+    return 1
+  fi
+  mode="$(stat -c '%a' "${ENV_FILE}")"
+  if [[ "${mode}" != 600 ]]; then
+    chmod 600 "${ENV_FILE}"
+    log "${ENV_FILE} was mode ${mode}: now 0600 (it holds secrets)"
+  fi
+  for name in "${GENERATED_SECRETS[@]}"; do
+    if ! grep -q "^${name}=" "${ENV_FILE}"; then
+      printf '%s=%s\n' "${name}" "$(random_secret)" >>"${ENV_FILE}"
+      log "generated ${name} in ${ENV_FILE}"
+    fi
+  done
 }
 
 image_present() {
@@ -218,6 +277,7 @@ print_urls() {
   printf '  gestor       http://%s:%s/metrics  (also /healthz, /api/v1/state)\n' \
     "${host}" "${GESTOR_PORT:-9797}"
   printf '  log service  http://%s:%s/\n' "${host}" "${LOGGER_PORT:-8000}"
+  printf '  (writes need the bearer token LOGGER_TOKEN kept in %s)\n' "${ENV_FILE}"
   if [[ "${MONITORING}" == true ]]; then
     printf '  Prometheus   http://%s:%s/  (alerts: /alerts)\n' "${host}" "${PROMETHEUS_PORT:-9090}"
     printf '  Grafana      http://%s:%s/  (user %s, password GRAFANA_ADMIN_PASSWORD or admin)\n' \
@@ -230,6 +290,10 @@ print_urls() {
 
 main() {
   parse_args "$@"
+  ensure_env_file
+  if [[ "${INIT_ENV}" == true ]]; then
+    return 0
+  fi
   if [[ -x "${REPO_ROOT}/scripts/ensure-docker.sh" ]]; then
     "${REPO_ROOT}/scripts/ensure-docker.sh"
   fi

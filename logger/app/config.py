@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def duration_ms(text: str) -> int:
+    """``15m``, ``6h``, ``14d``... in milliseconds."""
+    match = re.fullmatch(r"(\d+)([smhdw])", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 class Settings(BaseSettings):
@@ -30,14 +41,45 @@ class Settings(BaseSettings):
         description="Graph range when none is given.",
     )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    retention: str = Field(
+        default="14d",
+        pattern=r"^(off|[1-9]\d{0,5}[smhdw])$",
+        description="Records older than this are deleted (`off`: kept forever).",
+    )
+    retention_interval_seconds: float = Field(default=300.0, gt=0, le=86400)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+    min_free_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="/healthz fails when the data directory has less free space.",
+    )
+    render_mode: Literal["process", "thread"] = Field(
+        default="process",
+        description="Draw graphs in separate processes (default) or in threads of this one.",
+    )
+    render_nice: int = Field(
+        default=10, ge=0, le=19, description="Niceness of the render process (0: as the service)."
+    )
+    render_slots: int = Field(default=1, ge=1, le=8, description="Graphs drawn at once.")
+    render_queue: int = Field(default=4, ge=0, le=100, description="Graphs waiting; more: 503.")
+    render_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    graph_cache_entries: int = Field(default=64, ge=0, le=4096)
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "logs.sqlite3"
 
     @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "logger.lock"
+
+    @property
     def token_required(self) -> bool:
         return bool(self.token)
+
+    @property
+    def retention_ms(self) -> int | None:
+        return None if self.retention == "off" else duration_ms(self.retention)
 
 
 @lru_cache

@@ -1,15 +1,29 @@
 """SQLite storage: one WAL database, each record's JSON kept whole.
 
-One connection writes (behind a lock, one transaction per request); each
-worker thread reads through its own connection, so reads never wait for
-writes (WAL). A request is acknowledged only after its transaction has
+One connection writes (behind a lock, one transaction per request, group
+commit); each worker thread reads through a pooled connection, so reads never
+wait for writes (WAL). A request is acknowledged only after its transaction has
 committed, and with ``synchronous=FULL`` a commit returns only after the WAL
 has been fsync'ed: an acknowledged record survives ``kill -9`` and power loss.
+
+Besides the records, four small tables are kept in the records' own
+transactions, so they are exactly as durable and never count a duplicate:
+
+- ``usage``: per host, gestor run, cycle and container type, the summed memory
+  and CPU of that type's containers (the graphs read it, not the records);
+- ``counts``: records per (event, container type), so start-up reads a few
+  rows instead of counting the whole table;
+- ``runs``: first and last record time of every gestor run (graph markers);
+- ``hosts``: when each host's last record was received (``/metrics``).
+
+Retention deletes old records in small batches and subtracts them from these
+tables in the same transaction.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -23,7 +37,13 @@ from pydantic_core import to_json
 
 from .models import LogRecordIn, utc_text
 
-SCHEMA = """
+log = logging.getLogger("logger.db")
+
+# PRAGMA user_version of the current schema. 0: the first schema (usage keyed
+# by host, cycle and type; counters computed at start-up).
+SCHEMA_VERSION = 3
+
+LOGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
     id             TEXT PRIMARY KEY,
     time_ms        INTEGER NOT NULL,
@@ -38,66 +58,167 @@ CREATE TABLE IF NOT EXISTS logs (
     memory_bytes   INTEGER,
     memory_ratio   REAL,
     received_ms    INTEGER NOT NULL,
-    record         TEXT NOT NULL
+    record         TEXT NOT NULL,
+    host_cpu_ratio REAL
 );
+"""
+# host_cpu_ratio: a cycle record's details.host_cpu_ratio (the CPU graph's
+# host line), so that graph reads one small partial index, not every cycle
+# record's JSON. Added to the first schema's table by the migration.
+LOGS_INDEXES = """
 CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ms, id);
 CREATE INDEX IF NOT EXISTS logs_event_time ON logs (event, time_ms);
 CREATE INDEX IF NOT EXISTS logs_name_time ON logs (container_name, time_ms);
 CREATE INDEX IF NOT EXISTS logs_cid_time ON logs (container_id, time_ms);
+CREATE INDEX IF NOT EXISTS logs_host_time ON logs (host, time_ms);
+CREATE INDEX IF NOT EXISTS logs_host_cpu ON logs (time_ms, host_cpu_ratio)
+    WHERE host_cpu_ratio IS NOT NULL;
+"""
+HOST_CPU_BACKFILL = """
+UPDATE logs SET host_cpu_ratio = json_extract(record, '$.details.host_cpu_ratio')
+WHERE event = 'cycle'
+  AND json_type(record, '$.details.host_cpu_ratio') IN ('real', 'integer')
+  AND json_extract(record, '$.details.host_cpu_ratio') BETWEEN 0 AND 1
 """
 
-# The graphs' downsampling, kept up to date in the same transaction as the
-# records: per host, cycle and container type, the total memory and CPU of
-# that type's containers in that cycle (from keep/kill/would_kill/kill_failed
-# records).
-# A graph over 100,000 records then reads about a fifth as many rows, from
-# one covering index.
-USAGE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
+# Sums are REAL: a sum of 64-bit byte counts cannot overflow (a float is exact
+# to 2^53 bytes, 8 PiB, far beyond any container).
+SUMMARY_SCHEMA = """
+CREATE TABLE usage (
     host           TEXT NOT NULL,
+    run_id         TEXT NOT NULL,
     cycle          INTEGER NOT NULL,
     container_type TEXT NOT NULL,
     time_ms        INTEGER NOT NULL,
-    memory_sum     INTEGER NOT NULL DEFAULT 0,
+    memory_sum     REAL NOT NULL DEFAULT 0,
     memory_n       INTEGER NOT NULL DEFAULT 0,
     cpu_sum        REAL NOT NULL DEFAULT 0,
     cpu_n          INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (host, cycle, container_type)
+    records        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (host, run_id, cycle, container_type)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS usage_time ON usage
+CREATE INDEX usage_time ON usage
     (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
+CREATE TABLE counts (
+    event          TEXT NOT NULL,
+    container_type TEXT NOT NULL,
+    n              INTEGER NOT NULL,
+    PRIMARY KEY (event, container_type)
+) WITHOUT ROWID;
+CREATE TABLE runs (
+    host           TEXT NOT NULL,
+    run_id         TEXT NOT NULL,
+    first_ms       INTEGER NOT NULL,
+    last_ms        INTEGER NOT NULL,
+    PRIMARY KEY (host, run_id)
+) WITHOUT ROWID;
+CREATE INDEX runs_first ON runs (first_ms);
+CREATE INDEX runs_last ON runs (last_ms);
+CREATE TABLE hosts (
+    host             TEXT PRIMARY KEY,
+    last_received_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value ANY
+) WITHOUT ROWID;
 """
 
-USAGE_UPSERT = """
-INSERT INTO usage (host, cycle, container_type, time_ms, memory_sum, memory_n, cpu_sum, cpu_n)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (host, cycle, container_type) DO UPDATE SET
-    time_ms = min(time_ms, excluded.time_ms),
-    memory_sum = memory_sum + excluded.memory_sum,
-    memory_n = memory_n + excluded.memory_n,
-    cpu_sum = cpu_sum + excluded.cpu_sum,
-    cpu_n = cpu_n + excluded.cpu_n
-"""
+# The run a stored record belongs to: its `run_id`, or '' (one legacy run per
+# host) for records of gestors older than run ids.
+RUN_EXPR = (
+    "CASE WHEN json_type(record, '$.run_id') = 'text'"
+    " THEN json_extract(record, '$.run_id') ELSE '' END"
+)
+USAGE_EVENTS = ("keep", "kill", "would_kill", "kill_failed")
+_USAGE_WHERE = (
+    "event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND container_type IS NOT NULL"
+)
 
-USAGE_BACKFILL = """
-INSERT INTO usage (host, cycle, container_type, time_ms, memory_sum, memory_n, cpu_sum, cpu_n)
-SELECT host, cycle, container_type, min(time_ms), coalesce(sum(memory_bytes), 0),
-       count(memory_bytes), coalesce(sum(cpu_ratio), 0.0), count(cpu_ratio)
-FROM logs
-WHERE event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND container_type IS NOT NULL
-GROUP BY host, cycle, container_type
-"""
+BACKFILL = [
+    f"""INSERT INTO usage (host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,
+                          cpu_sum, cpu_n, records)
+    SELECT coalesce(host, ''), {RUN_EXPR} AS run, cycle, container_type, min(time_ms),
+           total(memory_bytes), count(memory_bytes), total(cpu_ratio), count(cpu_ratio), count(*)
+    FROM logs WHERE {_USAGE_WHERE}
+    GROUP BY 1, 2, 3, 4""",
+    """INSERT INTO counts (event, container_type, n)
+    SELECT event, coalesce(container_type, ''), count(*) FROM logs GROUP BY 1, 2""",
+    f"""INSERT INTO runs (host, run_id, first_ms, last_ms)
+    SELECT * FROM (
+        SELECT coalesce(host, '') AS h, {RUN_EXPR} AS run, min(time_ms), max(time_ms)
+        FROM logs GROUP BY 1, 2
+    ) WHERE run != ''""",
+    """INSERT INTO hosts (host, last_received_ms)
+    SELECT coalesce(host, ''), max(received_ms) FROM logs GROUP BY 1""",
+]
 
 INSERT = """
 INSERT OR IGNORE INTO logs (
     id, time_ms, host, cycle, event, container_id, container_name,
     container_type, cpu_ratio, cpu_cores, memory_bytes, memory_ratio,
-    received_ms, record
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    received_ms, record, host_cpu_ratio
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+USAGE_UPSERT = """
+INSERT INTO usage (host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,
+                   cpu_sum, cpu_n, records)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
+    time_ms = min(time_ms, excluded.time_ms),
+    memory_sum = memory_sum + excluded.memory_sum,
+    memory_n = memory_n + excluded.memory_n,
+    cpu_sum = cpu_sum + excluded.cpu_sum,
+    cpu_n = cpu_n + excluded.cpu_n,
+    records = records + excluded.records
+"""
+COUNTS_UPSERT = """
+INSERT INTO counts (event, container_type, n) VALUES (?, ?, ?)
+ON CONFLICT (event, container_type) DO UPDATE SET n = n + excluded.n
+"""
+RUNS_UPSERT = """
+INSERT INTO runs (host, run_id, first_ms, last_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT (host, run_id) DO UPDATE SET
+    first_ms = min(first_ms, excluded.first_ms),
+    last_ms = max(last_ms, excluded.last_ms)
+"""
+HOSTS_UPSERT = """
+INSERT INTO hosts (host, last_received_ms) VALUES (?, ?)
+ON CONFLICT (host) DO UPDATE SET
+    last_received_ms = max(last_received_ms, excluded.last_received_ms)
+"""
+# Retention: what a deleted record contributed, subtracted in its transaction.
+USAGE_SUBTRACT = """
+UPDATE usage SET
+    memory_sum = CASE WHEN memory_n = ? THEN 0 ELSE memory_sum - ? END,
+    memory_n = memory_n - ?,
+    cpu_sum = CASE WHEN cpu_n = ? THEN 0 ELSE cpu_sum - ? END,
+    cpu_n = cpu_n - ?,
+    records = records - ?
+WHERE host = ? AND run_id = ? AND cycle = ? AND container_type = ?
+RETURNING records, time_ms
+"""
+# The earliest record left of a summary row whose first records were deleted;
+# the remaining ones come right after the deleted ones in time order.
+USAGE_FIRST_LEFT = f"""
+SELECT min(time_ms) FROM (
+    SELECT time_ms FROM logs INDEXED BY logs_time
+    WHERE time_ms >= ? AND coalesce(host, '') = ? AND cycle = ? AND container_type = ?
+      AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND {RUN_EXPR} = ?
+    ORDER BY time_ms LIMIT 1
+)
 """
 
-USAGE_EVENTS = ("keep", "kill", "would_kill", "kill_failed")
 READ_POOL_SIZE = 8
+CHECKPOINT_EVERY_SECONDS = 1.0  # at most this long between background checkpoints
+WAL_RESTART_FRAMES = 4096  # a WAL this long (16 MiB) is started over once copied
+RESTART_WAIT_MS = 200  # how long a restart waits for readers before it gives up
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated to this after checkpoints
+VACUUM_PAGES = 2048  # pages given back per incremental_vacuum step (8 MiB)
+
+
+class StorageError(Exception):
+    """The database could not be written (disk full, read-only, I/O error)."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +236,18 @@ class Filters:
         clauses: list[str] = []
         args: list[Any] = []
         if self.container:
-            clauses.append("(container_name = ? OR container_id = ? OR container_id LIKE ?)")
-            prefix = self.container if _is_id_prefix(self.container) else "\x00"
-            args += [self.container, self.container, prefix + "%"]
+            name = self.container
+            if _is_id_prefix(name):
+                # A range, not LIKE, so the container-id index serves it:
+                # every id with the prefix sorts below prefix + 'g'.
+                clauses.append(
+                    "(container_name = ? OR container_id = ?"
+                    " OR (container_id >= ? AND container_id < ?))"
+                )
+                args += [name, name, name, name + "g"]
+            else:
+                clauses.append("(container_name = ? OR container_id = ?)")
+                args += [name, name]
         if self.types:
             clauses.append(f"container_type IN ({','.join('?' * len(self.types))})")
             args += list(self.types)
@@ -143,7 +273,7 @@ def _is_id_prefix(text: str) -> bool:
 
 @dataclass
 class Counters:
-    """Running totals for the live page, kept in memory, seeded from the database."""
+    """Running totals for the live page, mirrored from the ``counts`` table."""
 
     total: int = 0
     by_event: dict[str, int] = field(default_factory=dict)
@@ -152,12 +282,20 @@ class Counters:
     last_cycle: dict[str, Any] | None = None
     last_cycle_ms: int | None = None
 
+    def count(self, event: str, container_type: str | None, n: int) -> None:
+        """Adds ``n`` records (negative when records are deleted)."""
+        self.total += n
+        self.by_event[event] = self.by_event.get(event, 0) + n
+        if self.by_event[event] <= 0:
+            del self.by_event[event]
+        if event == "kill":
+            kind = container_type or "unknown"
+            self.kills_by_type[kind] = self.kills_by_type.get(kind, 0) + n
+            if self.kills_by_type[kind] <= 0:
+                del self.kills_by_type[kind]
+
     def add(self, record: LogRecordIn, raw: dict[str, Any]) -> None:
-        self.total += 1
-        self.by_event[record.event] = self.by_event.get(record.event, 0) + 1
-        if record.event == "kill":
-            kind = record.container_type or "unknown"
-            self.kills_by_type[kind] = self.kills_by_type.get(kind, 0) + 1
+        self.count(record.event, record.container_type, 1)
         ms = record.time_ms
         if self.last_time_ms is None or ms >= self.last_time_ms:
             self.last_time_ms = ms
@@ -197,18 +335,6 @@ def _dump(raw: dict[str, Any]) -> str:
     return text
 
 
-def _add_usage(usage: dict[tuple[str, int, str], list[Any]], rec: LogRecordIn, ms: int) -> None:
-    key = (rec.host, rec.cycle, rec.container_type or "unknown")
-    acc = usage.setdefault(key, [ms, 0, 0, 0.0, 0])
-    acc[0] = min(acc[0], ms)
-    if rec.memory_bytes is not None:
-        acc[1] += rec.memory_bytes
-        acc[2] += 1
-    if rec.cpu_ratio is not None:
-        acc[3] += rec.cpu_ratio
-        acc[4] += 1
-
-
 def _row(rec: LogRecordIn, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
     return (
         rec.id,
@@ -225,7 +351,46 @@ def _row(rec: LogRecordIn, raw: dict[str, Any], received_ms: int) -> tuple[Any, 
         rec.memory_ratio,
         received_ms,
         _dump(raw),
+        rec.details.host_cpu_ratio if rec.event == "cycle" and rec.details else None,
     )
+
+
+@dataclass
+class _Summary:
+    """What one transaction's records add to (or take from) the summary tables."""
+
+    usage: dict[tuple[str, str, int, str], list[Any]] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    runs: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    hosts: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self,
+        host: str,
+        run: str,
+        cycle: int,
+        event: str,
+        ctype: str | None,
+        time_ms: int,
+        memory: int | None,
+        cpu: float | None,
+    ) -> None:
+        key = (event, ctype or "")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if run:
+            span = self.runs.setdefault((host, run), [time_ms, time_ms])
+            span[0] = min(span[0], time_ms)
+            span[1] = max(span[1], time_ms)
+        if event in USAGE_EVENTS and ctype is not None:
+            acc = self.usage.setdefault((host, run, cycle, ctype), [time_ms, 0.0, 0, 0.0, 0, 0])
+            acc[0] = min(acc[0], time_ms)
+            if memory is not None:
+                acc[1] += float(memory)
+                acc[2] += 1
+            if cpu is not None:
+                acc[3] += cpu
+                acc[4] += 1
+            acc[5] += 1
 
 
 @dataclass
@@ -245,6 +410,18 @@ class _Job:
         self.added = []
 
 
+def connect(
+    path: Path, synchronous: str = "FULL", *, read_only: bool = False
+) -> sqlite3.Connection:
+    """A connection as this module uses them (autocommit; the caller BEGINs)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    if read_only:
+        conn.execute("PRAGMA query_only=1")
+    return conn
+
+
 class Database:
     """The log store. Thread-safe: FastAPI runs sync work in a thread pool."""
 
@@ -260,37 +437,136 @@ class Database:
         self._pool: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._closed = False
-        self._writer = self._connect()
-        mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"cannot switch {path} to WAL mode (got {mode!r})")
-        self._writer.executescript(SCHEMA)
-        self._create_usage()
+        # Bumped after every commit that changed the records: the graph cache's key.
+        self.generation = 0
+        self._writer = connect(path, synchronous)
+        self._open()
         self.counters = self._load_counters()
+        self._checkpoint_wanted = threading.Event()
+        # Checkpoints off the commit path (see _checkpoint_loop).
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="checkpointer", daemon=True
+        )
+        self._checkpointer.start()
 
-    def _create_usage(self) -> None:
-        """Creates the usage roll-up; fills it from the records when it is new."""
+    def _checkpoint_loop(self) -> None:
+        """Copies the WAL into the database file off the commit path.
+
+        With SQLite's automatic checkpoints, the commit that crosses 1,000 WAL
+        pages also copies them into the database file and fsyncs it: that
+        request waits tens of milliseconds more. Here a thread of its own does
+        it (PASSIVE: writers keep appending meanwhile, readers are not
+        waited for), soon after commits, on its own connection."""
+        conn = connect(self.path, self.synchronous)
+        conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        try:
+            while not self._closed:
+                self._checkpoint_wanted.wait(CHECKPOINT_EVERY_SECONDS)
+                self._checkpoint_wanted.clear()
+                if self._closed:
+                    break
+                try:
+                    self._checkpoint(conn)
+                except sqlite3.Error as exc:  # e.g. disk full; the next round retries
+                    log.warning("checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= WAL_RESTART_FRAMES and copied == frames:
+            # Everything is copied, but under a steady stream of writes the
+            # writer never finds the WAL finished when it begins, so the WAL
+            # would only grow. With the writer held for a moment (the copy is
+            # done: only readers still on the old WAL are waited for, briefly),
+            # RESTART makes the next transaction start the WAL over, and
+            # journal_size_limit trims the file.
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+
+    # -- schema -------------------------------------------------------------
+
+    def _open(self) -> None:
         conn = self._writer
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'"
-        ).fetchone()
+        fresh = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if fresh:
+            # Must precede the first table: freed pages can then be given back.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this service's"
+                f" {SCHEMA_VERSION}: run a newer logger image"
+            )
+        started = time.monotonic()
+        self._migrate(version)
+        if fresh:
+            return
+        log.warning(
+            "migrated %s from schema %d to %d in %.1f s",
+            self.path,
+            version,
+            SCHEMA_VERSION,
+            time.monotonic() - started,
+        )
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            self._convert_to_incremental_vacuum()
+
+    def _migrate(self, version: int) -> None:
+        """Brings an older database (or a new file) to SCHEMA_VERSION, atomically.
+
+        Version 0 kept the graphs' summary per (host, cycle, container type):
+        after a gestor restart new cycles were added into old rows. It is
+        rebuilt per run from the records, with the counters, runs and hosts.
+        """
+        conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in USAGE_SCHEMA.split(";"):
+            for statement in LOGS_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if not exists:
-                conn.execute(USAGE_BACKFILL)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(logs)")}
+            if "host_cpu_ratio" not in columns:
+                conn.execute("ALTER TABLE logs ADD COLUMN host_cpu_ratio REAL")
+                conn.execute(HOST_CPU_BACKFILL)
+            for statement in LOGS_INDEXES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            for table in ("usage", "counts", "runs", "hosts", "meta"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in SUMMARY_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            for statement in BACKFILL:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        return conn
+    def _convert_to_incremental_vacuum(self) -> None:
+        """Databases made before retention existed cannot give pages back until
+        a VACUUM switches them to incremental auto-vacuum (once)."""
+        started = time.monotonic()
+        try:
+            self._writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._writer.execute("VACUUM")
+        except sqlite3.Error as exc:  # e.g. no room for the copy: pages are still reused
+            log.warning("could not switch %s to incremental vacuum: %s", self.path, exc)
+            return
+        log.warning(
+            "switched %s to incremental vacuum in %.1f s", self.path, time.monotonic() - started
+        )
+
+    # -- connections --------------------------------------------------------
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -298,8 +574,7 @@ class Database:
         with self._pool_lock:
             conn = self._pool.pop() if self._pool else None
         if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=1")
+            conn = connect(self.path, self.synchronous, read_only=True)
         try:
             yield conn
         finally:
@@ -320,6 +595,8 @@ class Database:
             for conn in self._pool:
                 conn.close()
             self._pool.clear()
+        self._checkpoint_wanted.set()
+        self._checkpointer.join(timeout=30)
         with self._write_lock:
             self._writer.close()
 
@@ -370,38 +647,188 @@ class Database:
             if not isinstance(exc, Exception):
                 raise
         else:
+            changed = False
             for job in jobs:
                 for rec, raw in job.added:
                     self.counters.add(rec, raw)
+                    changed = True
+            if changed:
+                self.generation += 1
         finally:
             for job in jobs:
                 job.done = True
 
     @staticmethod
     def _write_job(conn: sqlite3.Connection, job: _Job) -> None:
-        usage: dict[tuple[str, int, str], list[Any]] = {}
+        summary = _Summary()
         for (rec, raw), row in zip(job.records, job.rows, strict=True):
             if conn.execute(INSERT, row).rowcount == 1:
                 job.stored.append(raw)
                 job.added.append((rec, raw))
-                if rec.event in USAGE_EVENTS and rec.container_type is not None:
-                    _add_usage(usage, rec, row[1])
-        if usage:
-            conn.executemany(USAGE_UPSERT, [(*k, *v) for k, v in usage.items()])
+                summary.add(
+                    rec.host,
+                    rec.run_id or "",
+                    rec.cycle,
+                    rec.event,
+                    rec.container_type,
+                    row[1],
+                    rec.memory_bytes,
+                    rec.cpu_ratio,
+                )
+                summary.hosts[rec.host] = row[12]
+        if summary.usage:
+            conn.executemany(USAGE_UPSERT, [(*k, *v) for k, v in summary.usage.items()])
+        if summary.counts:
+            conn.executemany(COUNTS_UPSERT, [(*k, n) for k, n in summary.counts.items()])
+        if summary.runs:
+            conn.executemany(RUNS_UPSERT, [(*k, *v) for k, v in summary.runs.items()])
+        if summary.hosts:
+            conn.executemany(HOSTS_UPSERT, list(summary.hosts.items()))
+
+    def probe_write(self) -> None:
+        """A real write and commit (the health check's); raises when it fails."""
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('health_probe_ms', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (int(time.time() * 1000),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- retention ----------------------------------------------------------
+
+    def delete_batch(self, cut_ms: int, limit: int) -> int:
+        """Deletes up to ``limit`` of the oldest records older than ``cut_ms``,
+        and what they contributed to the summary tables, in one transaction."""
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                rows = conn.execute(
+                    f"SELECT rowid, time_ms, coalesce(host, ''), cycle, event, container_type,"
+                    f" memory_bytes, cpu_ratio, {RUN_EXPR} FROM logs INDEXED BY logs_time"
+                    " WHERE time_ms < ? ORDER BY time_ms LIMIT ?",
+                    (cut_ms, limit),
+                ).fetchall()
+                if not rows:
+                    conn.execute("COMMIT")
+                    return 0
+                gone = _Summary()
+                for _, ms, host, cycle, event, ctype, memory, cpu, run in rows:
+                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
+                conn.execute(
+                    "DELETE FROM logs WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (json.dumps([r[0] for r in rows]),),
+                )
+                self._subtract(conn, gone, after_ms=rows[-1][1])
+                conn.execute("DELETE FROM runs WHERE last_ms < ? AND run_id != ''", (cut_ms,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            for (event, ctype), n in gone.counts.items():
+                self.counters.count(event, ctype or None, -n)
+            if self.counters.total == 0:
+                self.counters.last_time_ms = None
+                self.counters.last_cycle = self.counters.last_cycle_ms = None
+            self.generation += 1
+            return len(rows)
+
+    @staticmethod
+    def _subtract(conn: sqlite3.Connection, gone: _Summary, after_ms: int) -> None:
+        for (host, run, cycle, ctype), acc in gone.usage.items():
+            _, mem, mem_n, cpu, cpu_n, records = acc
+            left = conn.execute(
+                USAGE_SUBTRACT,
+                (mem_n, mem, mem_n, cpu_n, cpu, cpu_n, records, host, run, cycle, ctype),
+            ).fetchone()
+            if left is None:
+                continue
+            if left[0] <= 0:
+                conn.execute(
+                    "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
+                    " AND container_type = ?",
+                    (host, run, cycle, ctype),
+                )
+            elif left[1] <= after_ms:
+                first = conn.execute(
+                    USAGE_FIRST_LEFT, (after_ms, host, cycle, ctype, run)
+                ).fetchone()[0]
+                if first is not None:
+                    conn.execute(
+                        "UPDATE usage SET time_ms = ? WHERE host = ? AND run_id = ?"
+                        " AND cycle = ? AND container_type = ?",
+                        (first, host, run, cycle, ctype),
+                    )
+        for (event, ctype), n in gone.counts.items():
+            conn.execute(
+                "UPDATE counts SET n = n - ? WHERE event = ? AND container_type = ?",
+                (n, event, ctype),
+            )
+        conn.execute("DELETE FROM counts WHERE n <= 0")
+
+    def delete_before(
+        self,
+        cut_ms: int,
+        batch: int = 1000,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> tuple[int, int]:
+        """Deletes every record older than ``cut_ms`` in batches; returns
+        (records deleted, batches). Ingestion takes the lock between batches."""
+        deleted = batches = 0
+        while stop is None or not stop.is_set():
+            n = self.delete_batch(cut_ms, batch)
+            if n == 0:
+                break
+            deleted += n
+            batches += 1
+            if pause:
+                time.sleep(pause)
+        if deleted:
+            self.forget_hosts(cut_ms)
+        return deleted, batches
+
+    def forget_hosts(self, cut_ms: int) -> None:
+        """Drops hosts whose last record arrived before ``cut_ms``."""
+        with self._write_lock:
+            self._writer.execute("DELETE FROM hosts WHERE last_received_ms < ?", (cut_ms,))
+
+    def vacuum(self, stop: threading.Event | None = None) -> int:
+        """Gives free pages back to the file system, a few MiB per step."""
+        freed = 0
+        while stop is None or not stop.is_set():
+            with self._write_lock:
+                free = self._writer.execute("PRAGMA freelist_count").fetchone()[0]
+                if free == 0:
+                    break
+                # executescript steps the pragma to its end; execute() would
+                # stop after its first (column-less) row: one page.
+                self._writer.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                freed += min(free, VACUUM_PAGES)
+        return freed
+
+    def checkpoint(self) -> None:
+        """Copies the WAL into the database file (without waiting for readers)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- reads --------------------------------------------------------------
 
     def _load_counters(self) -> Counters:
+        """From the counts table and two index lookups: constant time."""
         conn = self._writer
         counters = Counters()
-        for event, kind, n in conn.execute(
-            "SELECT event, container_type, count(*) FROM logs GROUP BY event, container_type"
-        ):
-            counters.total += n
-            counters.by_event[event] = counters.by_event.get(event, 0) + n
-            if event == "kill":
-                key = kind or "unknown"
-                counters.kills_by_type[key] = counters.kills_by_type.get(key, 0) + n
+        for event, ctype, n in conn.execute("SELECT event, container_type, n FROM counts"):
+            counters.count(event, ctype or None, n)
         counters.last_time_ms = conn.execute("SELECT max(time_ms) FROM logs").fetchone()[0]
         row = conn.execute(
             "SELECT time_ms, record FROM logs WHERE event = 'cycle' ORDER BY time_ms DESC LIMIT 1"
@@ -453,57 +880,100 @@ class Database:
             after = (rows[-1][0], rows[-1][1])
 
     def time_bounds(self) -> tuple[int | None, int | None]:
-        row = self._fetch("SELECT min(time_ms), max(time_ms) FROM logs")[0]
+        # Two subqueries: each is one index lookup; min() and max() in one
+        # SELECT would read the whole index.
+        row = self._fetch(
+            "SELECT (SELECT min(time_ms) FROM logs), (SELECT max(time_ms) FROM logs)"
+        )[0]
         return row[0], row[1]
+
+    def hosts(self) -> list[tuple[str, int]]:
+        """(host, last record received, epoch ms) for every host."""
+        return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
 
     def usage_series(
         self, column: str, since_ms: int, until_ms: int, bucket_ms: int
     ) -> list[tuple[int, str, float]]:
-        """Per bucket and container type: the mean over cycles of the type's total.
-
-        ``column`` is ``memory_bytes`` or ``cpu_ratio``. Each cycle's records are
-        summed per type first (what all containers of a type used together),
-        then averaged over the cycles that fall in the bucket.
-        """
-        if column == "memory_bytes":
-            total, count = "memory_sum", "memory_n"
-        elif column == "cpu_ratio":
-            total, count = "cpu_sum", "cpu_n"
-        else:
-            raise ValueError(f"no usage series for column {column!r}")
-        sql = f"""
-            SELECT (time_ms - ?) / ? AS b, container_type, avg({total})
-            FROM usage INDEXED BY usage_time
-            WHERE time_ms BETWEEN ? AND ? AND {count} > 0
-            GROUP BY b, container_type ORDER BY b
-        """
-        args = [since_ms, bucket_ms, since_ms, until_ms]
-        return self._fetch(sql, args)
+        with self._read() as conn:
+            return usage_series(conn, column, since_ms, until_ms, bucket_ms)
 
     def host_cpu_series(
         self, since_ms: int, until_ms: int, bucket_ms: int
     ) -> list[tuple[int, float]]:
-        """Per bucket: the mean host CPU ratio the cycle records report."""
-        sql = """
-            SELECT b, avg(v) FROM (
-                SELECT (time_ms - ?) / ? AS b,
-                       json_extract(record, '$.details.host_cpu_ratio') AS v
-                FROM logs
-                WHERE event = 'cycle' AND time_ms BETWEEN ? AND ?
-            ) WHERE typeof(v) IN ('real', 'integer') GROUP BY b ORDER BY b
-        """
-        args = [since_ms, bucket_ms, since_ms, until_ms]
-        return self._fetch(sql, args)
+        with self._read() as conn:
+            return host_cpu_series(conn, since_ms, until_ms, bucket_ms)
 
     def kill_series(
         self, since_ms: int, until_ms: int, bucket_ms: int
     ) -> list[tuple[int, str, int]]:
-        """Per bucket and container type: how many containers were killed."""
-        sql = """
-            SELECT (time_ms - ?) / ? AS b, coalesce(container_type, 'unknown'), count(*)
-            FROM logs
-            WHERE event = 'kill' AND time_ms BETWEEN ? AND ?
-            GROUP BY b, 2 ORDER BY b
-        """
-        args = [since_ms, bucket_ms, since_ms, until_ms]
-        return self._fetch(sql, args)
+        with self._read() as conn:
+            return kill_series(conn, since_ms, until_ms, bucket_ms)
+
+    def runs(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int, int]]:
+        with self._read() as conn:
+            return runs(conn, since_ms, until_ms)
+
+
+# -- the graphs' queries (also run by the render process on its own connection)
+
+
+def usage_series(
+    conn: sqlite3.Connection, column: str, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[tuple[int, str, float]]:
+    """Per bucket and container type: the mean over cycles of the type's total.
+
+    ``column`` is ``memory_bytes`` or ``cpu_ratio``. Each cycle's records are
+    summed per type first (what all containers of a type used together),
+    then averaged over the cycles (of every host and run) in the bucket.
+    """
+    if column == "memory_bytes":
+        total, count = "memory_sum", "memory_n"
+    elif column == "cpu_ratio":
+        total, count = "cpu_sum", "cpu_n"
+    else:
+        raise ValueError(f"no usage series for column {column!r}")
+    sql = f"""
+        SELECT (time_ms - ?) / ? AS b, container_type, avg({total})
+        FROM usage INDEXED BY usage_time
+        WHERE time_ms BETWEEN ? AND ? AND {count} > 0
+        GROUP BY b, container_type ORDER BY b
+    """
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+
+
+def host_cpu_series(
+    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[tuple[int, float]]:
+    """Per bucket: the mean host CPU ratio the cycle records report (from a
+    partial covering index; values outside 0..1 are left out)."""
+    sql = """
+        SELECT (time_ms - ?) / ? AS b, avg(host_cpu_ratio)
+        FROM logs INDEXED BY logs_host_cpu
+        WHERE host_cpu_ratio IS NOT NULL AND time_ms BETWEEN ? AND ?
+          AND host_cpu_ratio BETWEEN 0 AND 1
+        GROUP BY b ORDER BY b
+    """
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+
+
+def kill_series(
+    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[tuple[int, str, int]]:
+    """Per bucket and container type: how many containers were killed."""
+    sql = """
+        SELECT (time_ms - ?) / ? AS b, coalesce(container_type, 'unknown'), count(*)
+        FROM logs
+        WHERE event = 'kill' AND time_ms BETWEEN ? AND ?
+        GROUP BY b, 2 ORDER BY b
+    """
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+
+
+def runs(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[tuple[str, str, int, int]]:
+    """gestor runs that started within the window: (host, run_id, first, last)."""
+    sql = """
+        SELECT host, run_id, first_ms, last_ms FROM runs
+        WHERE first_ms BETWEEN ? AND ? AND run_id != ''
+        ORDER BY first_ms, host LIMIT 500
+    """
+    return conn.execute(sql, [since_ms, until_ms]).fetchall()

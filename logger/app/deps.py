@@ -14,7 +14,9 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from .config import Settings
 from .db import Database
 from .events import Broadcaster
+from .metrics import Metrics
 from .models import EPOCH, MAX_MS, MIN_MS, TIME_RANGE_TEXT
+from .render import Renderer
 
 
 def get_settings(request: Request) -> Settings:
@@ -30,9 +32,19 @@ def get_broadcaster(request: Request) -> Broadcaster:
     return request.app.state.broadcaster
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_renderer(request: Request) -> Renderer:
+    return request.app.state.renderer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RendererDep = Annotated[Renderer, Depends(get_renderer)]
 
 
 def invalid(location: str, name: str, message: str, value: Any = None) -> HTTPException:

@@ -1,16 +1,21 @@
 """PNG graphs drawn with matplotlib's object API (a ``Figure`` on Agg, never pyplot).
 
-The database does the heavy lifting: records are aggregated into at most a
-few hundred time buckets in SQL, so a graph over 100,000 records draws a few
-hundred points.
+This module runs in the render process (``app.render``), never in the service
+process itself: drawing is CPU-bound Python and would otherwise compete with
+ingestion for the interpreter lock. It reads the database through its own
+read-only connection. The database does the heavy lifting: records are
+aggregated into at most a few hundred time buckets in SQL, so a graph over
+100,000 records draws a few hundred points.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
 from datetime import UTC
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,7 +23,11 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .db import Database
+from . import db as queries
+from .render import GraphRequest
+from .windows import NICE_BUCKETS_MS, Window, bucket_ms
+
+__all__ = ["COLORS", "KINDS", "NICE_BUCKETS_MS", "Window", "bucket_ms", "render_request", "warm"]
 
 KINDS = ("memory", "cpu", "kills")
 TYPES = ("cpu", "ram", "io", "disk", "unknown")
@@ -29,33 +38,14 @@ COLORS = {
     "disk": "#ff7f0e",
     "unknown": "#7f7f7f",
 }
-# Bucket widths to pick from (ms): one gestor cycle (10 s) is the finest.
-NICE_BUCKETS_MS = [
-    s * 1000 for s in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
-] + [7 * 86400 * 1000, 30 * 86400 * 1000]
+RUN_MARKER = "#9467bd"  # a vertical line where a gestor run started
 DPI = 100
 
 # Agg itself is fine per figure, but font and text caches are process-wide:
-# draw one figure at a time.
+# draw one figure at a time (when rendering runs in threads).
 _RENDER_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Window:
-    since_ms: int
-    until_ms: int
-
-    @property
-    def span_ms(self) -> int:
-        return max(self.until_ms - self.since_ms, 1)
-
-
-def bucket_ms(window: Window, max_buckets: int) -> int:
-    """The smallest nice bucket width giving at most ``max_buckets`` buckets."""
-    for width in NICE_BUCKETS_MS:
-        if window.span_ms / width <= max_buckets:
-            return width
-    return -(-window.span_ms // max_buckets)
+_CONNECTIONS = threading.local()
+_MAX_CONNECTIONS = 4
 
 
 def _label(width_ms: int) -> str:
@@ -127,19 +117,69 @@ def _png(fig: Figure) -> bytes:
     return out.getvalue()
 
 
-def render(db: Database, kind: str, window: Window, width: int = 800, height: int = 360) -> bytes:
-    """The PNG for graph ``kind`` (memory, cpu or kills) over ``window``."""
-    if kind == "kills":
-        width_ms = bucket_ms(window, max(min(width // 12, 120), 10))
-        rows = db.kill_series(window.since_ms, window.until_ms, width_ms)
-        with _RENDER_LOCK:
-            return _draw_kills(rows, window, width_ms, width, height)
-    column = "memory_bytes" if kind == "memory" else "cpu_ratio"
-    width_ms = bucket_ms(window, max(min(width // 3, 600), 20))
-    rows = db.usage_series(column, window.since_ms, window.until_ms, width_ms)
-    host = db.host_cpu_series(window.since_ms, window.until_ms, width_ms) if kind == "cpu" else []
+def _connection(path: Path) -> sqlite3.Connection:
+    """This thread's read-only connection to ``path`` (a few kept, oldest closed)."""
+    conns: OrderedDict[Path, sqlite3.Connection] | None = getattr(_CONNECTIONS, "conns", None)
+    if conns is None:
+        conns = _CONNECTIONS.conns = OrderedDict()
+    conn = conns.get(path)
+    if conn is None:
+        conn = queries.connect(path, read_only=True)
+        conns[path] = conn
+        while len(conns) > _MAX_CONNECTIONS:
+            conns.popitem(last=False)[1].close()
+    conns.move_to_end(path)
+    return conn
+
+
+def warm(db_path: Path) -> None:
+    """Imports done and connection open: the first real render is not slower."""
+    _connection(db_path).execute("SELECT 1").fetchall()
+
+
+def render_request(db_path: Path, request: GraphRequest) -> bytes:
+    """The PNG for ``request``, read from the database at ``db_path`` (the
+    render process's entry point)."""
+    conn = _connection(db_path)
+    window = Window(request.since_ms, request.until_ms)
+    width_ms = request.bucket_ms
+    conn.execute("BEGIN")  # one read transaction: every series from the same snapshot
+    try:
+        runs = queries.runs(conn, window.since_ms, window.until_ms)
+        if request.kind == "kills":
+            rows = queries.kill_series(conn, window.since_ms, window.until_ms, width_ms)
+        else:
+            column = "memory_bytes" if request.kind == "memory" else "cpu_ratio"
+            rows = queries.usage_series(conn, column, window.since_ms, window.until_ms, width_ms)
+            host = (
+                queries.host_cpu_series(conn, window.since_ms, window.until_ms, width_ms)
+                if request.kind == "cpu"
+                else []
+            )
+    finally:
+        conn.execute("COMMIT")
+    starts = sorted({first for _, _, first, _ in runs})
     with _RENDER_LOCK:
-        return _draw_usage(kind, rows, host, window, width_ms, width, height)
+        if request.kind == "kills":
+            return _draw_kills(rows, starts, window, width_ms, request.width, request.height)
+        return _draw_usage(
+            request.kind, rows, host, starts, window, width_ms, request.width, request.height
+        )
+
+
+def _run_markers(ax, starts: list[int]) -> None:
+    """One dashed vertical line per gestor (re)start inside the window."""
+    if starts:
+        ax.vlines(
+            np.array(starts, dtype="datetime64[ms]"),
+            0,
+            1,
+            transform=ax.get_xaxis_transform(),
+            colors=RUN_MARKER,
+            linestyles="--",
+            linewidth=1.6,
+            label="gestor start",
+        )
 
 
 def _marker(values: np.ndarray, width: int) -> str | None:
@@ -147,7 +187,7 @@ def _marker(values: np.ndarray, width: int) -> str | None:
     return "." if np.isfinite(values).sum() <= width / 8 else None
 
 
-def _draw_usage(kind, rows, host, window, width_ms, width, height) -> bytes:
+def _draw_usage(kind, rows, host, starts, window, width_ms, width, height) -> bytes:
     count = window.span_ms // width_ms + 1
     scale = 1 / (1024 * 1024) if kind == "memory" else 100.0
     series: dict[str, np.ndarray] = {}
@@ -169,6 +209,7 @@ def _draw_usage(kind, rows, host, window, width_ms, width, height) -> bytes:
                 label=ctype,
             )
     drawn = list(series.values())
+    _run_markers(ax, starts)
     if host:
         values = np.full(count, np.nan)
         for bucket, value in host:
@@ -185,10 +226,11 @@ def _draw_usage(kind, rows, host, window, width_ms, width, height) -> bytes:
             label="host",
         )
         drawn.append(values)
-    finite = [float(np.nanmax(v)) for v in drawn if np.isfinite(v).any()]
+    finite = [float(np.nanmax(v[np.isfinite(v)])) for v in drawn if np.isfinite(v).any()]
     if finite:
-        ax.legend(loc="upper left", fontsize=_font_size(width) - 1, ncols=6, frameon=False)
-        ax.set_ylim(0, max(max(finite) * 1.2, 1e-3))  # headroom for the legend
+        ax.legend(loc="upper left", fontsize=_font_size(width) - 1, ncols=7, frameon=False)
+        top = max(finite) * 1.2  # headroom for the legend
+        ax.set_ylim(0, top if np.isfinite(top) and top > 1e-3 else max(*finite, 1e-3))
     else:
         _no_data(ax)
     if kind == "memory":
@@ -200,7 +242,7 @@ def _draw_usage(kind, rows, host, window, width_ms, width, height) -> bytes:
     return _png(fig)
 
 
-def _draw_kills(rows, window, width_ms, width, height) -> bytes:
+def _draw_kills(rows, starts, window, width_ms, width, height) -> bytes:
     count = window.span_ms // width_ms + 1
     series: dict[str, np.ndarray] = {}
     for bucket, ctype, n in rows:
@@ -226,6 +268,7 @@ def _draw_kills(rows, window, width_ms, width, height) -> bytes:
                 label=ctype,
             )
             bottom = top
+    _run_markers(ax, starts)
     if series:
         ax.legend(loc="upper left", fontsize=_font_size(width) - 1, ncols=5, frameon=False)
         ax.set_ylim(0, max(float(bottom.max()) * 1.2, 1.0))

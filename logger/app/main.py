@@ -1,35 +1,270 @@
-"""The FastAPI application: ``uvicorn --factory app.main:create_app``."""
+"""The FastAPI application: ``uvicorn --factory app.main:create_app``.
+
+The service runs as exactly one process per data directory: the database's
+single writer (group commit), the live page's broadcaster, the graph cache
+and the counters all live in this process. A second process (``uvicorn
+--workers 2``, a second container on the same volume) cannot take the data
+directory's lock and refuses to start.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
+import anyio
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
 
 from . import __version__
 from .config import Settings, get_settings
 from .db import Database
 from .events import Broadcaster
+from .metrics import LatencyMiddleware, Metrics
+from .models import LogRecordIn
+from .render import Renderer
 from .routers import api_router
 from .routers.live import STATIC
+
+log = logging.getLogger("logger")
+WARM_RENDERER_AFTER_SECONDS = 2.0
+
+
+class SingleWorkerLock:
+    """An exclusive flock on ``<data dir>/logger.lock`` for the process's life.
+
+    The kernel drops it when the process ends, however it ends (kill -9
+    included), so a restarted service always gets it back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RuntimeError(
+                f"another logger process (pid {holder}) serves {self.path.parent}: the log"
+                " service runs as exactly one process per data directory (one uvicorn"
+                " worker: no --workers or WEB_CONCURRENCY above 1, one container per volume)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def on_stop_signal(callback: Callable[[], None]) -> Callable[[], None]:
+    """Calls ``callback`` as soon as SIGTERM or SIGINT arrives, before the
+    server's own handler (uvicorn's, which starts the shutdown) runs; returns
+    a function that removes the hook. Without it, open live-page streams end
+    only when sse-starlette next polls for the shutdown (every 0.5 s).
+
+    Signal handlers belong to the main thread: elsewhere (TestClient runs the
+    app in a thread) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    hooks: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            callback()
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+        hooks[sig] = (handler, previous)
+
+    def remove() -> None:
+        for sig, (handler, previous) in hooks.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, previous)
+
+    return remove
+
+
+def retention_pass(state: Any, settings: Settings, stop: threading.Event) -> None:
+    """Deletes what LOGGER_RETENTION no longer keeps, in small batches, then
+    gives the freed pages back to the file system."""
+    retention = settings.retention_ms
+    if retention is None:
+        return
+    db: Database = state.db
+    metrics: Metrics = state.metrics
+    cut = int(time.time() * 1000) - retention
+    deleted = batches = 0
+    while not stop.is_set():
+        n = db.delete_batch(cut, settings.retention_batch)
+        if n == 0:
+            break
+        deleted += n
+        batches += 1
+        metrics.retention_deleted.inc(n)
+        metrics.retention_batches.inc()
+        time.sleep(0.005)  # room for ingestion between batches
+    if deleted:
+        db.forget_hosts(cut)
+        log.info(
+            "retention: deleted %d records older than %s in %d batches",
+            deleted,
+            settings.retention,
+            batches,
+        )
+    if db.vacuum(stop):
+        db.checkpoint()
+
+
+async def retention_loop(app: FastAPI, settings: Settings, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(retention_pass, app.state, settings, stop)
+        except Exception:  # logged; the next pass tries again
+            log.exception("retention pass failed")
+        await asyncio.sleep(settings.retention_interval_seconds)
+
+
+def openapi_with_record_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the body of POST /logs (read as raw bytes by
+    the route, so FastAPI cannot describe it by itself)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    body = TypeAdapter(LogRecordIn | list[LogRecordIn]).json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(body.pop("$defs", {}))
+    schema["paths"]["/logs"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": body}},
+    }
+    app.openapi_schema = schema
+    return schema
+
+
+class Service:
+    """What the app's lifespan starts and stops, in order."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.lock = SingleWorkerLock(settings.lock_path)
+        self.stop_retention = threading.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.remove_hook: Callable[[], None] = lambda: None
+        self.signalled: float | None = None  # time.monotonic() of SIGTERM/SIGINT
+
+    async def start(self) -> None:
+        settings, state = self.settings, self.app.state
+        self.lock.acquire()
+        opening = time.monotonic()
+        state.db = Database(settings.db_path, settings.synchronous)
+        log.info(
+            "database %s opened in %.4f s (%d records)",
+            settings.db_path,
+            time.monotonic() - opening,
+            state.db.counters.total,
+        )
+        broadcaster = Broadcaster()
+        state.broadcaster = broadcaster
+        renderer = Renderer(
+            settings.db_path,
+            mode=settings.render_mode,
+            nice=settings.render_nice,
+            slots=settings.render_slots,
+            queue=settings.render_queue,
+            cache_entries=settings.graph_cache_entries,
+            timeout=settings.render_timeout_seconds,
+        )
+        state.renderer = renderer
+        loop = asyncio.get_running_loop()
+        # The render process starts a little later, off the start-up's path.
+        loop.call_later(WARM_RENDERER_AFTER_SECONDS, renderer.warm)
+
+        def stopping() -> None:  # on the loop, as soon as SIGTERM arrives
+            broadcaster.shutdown.set()
+            renderer.stop()
+
+        def signalled() -> None:  # in the signal handler: as little as possible
+            self.signalled = time.monotonic()
+            loop.call_soon_threadsafe(stopping)
+
+        self.remove_hook = on_stop_signal(signalled)
+        self.tasks.append(asyncio.ensure_future(broadcaster.close_on_shutdown()))
+        self.tasks.append(
+            asyncio.ensure_future(retention_loop(self.app, settings, self.stop_retention))
+        )
+        if not settings.token_required:
+            log.warning("LOGGER_TOKEN is not set: anyone who reaches the port can write")
+
+    async def stop(self) -> None:
+        state = self.app.state
+        self.remove_hook()
+        self.stop_retention.set()
+        if state.broadcaster is not None:
+            state.broadcaster.close()
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if state.renderer is not None:
+            state.renderer.close()
+        if state.db is not None:
+            state.db.close()
+        state.db = state.broadcaster = state.renderer = None
+        self.lock.release()
+        if self.signalled is not None:
+            log.info("stopped %.3f s after the stop signal", time.monotonic() - self.signalled)
+
+
+def _log_to_stderr() -> None:
+    """The service's own messages beside uvicorn's, in the same shape."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the app; the database opens at start-up and closes at shutdown."""
     settings = settings or get_settings()
+    _log_to_stderr()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.db_path, settings.synchronous)
-        app.state.db = db
-        app.state.broadcaster = Broadcaster()
+        service = Service(app, settings)
         try:
+            await service.start()
             yield
         finally:
-            app.state.broadcaster.close()
-            db.close()
+            await service.stop()
 
     app = FastAPI(
         title="gestor logger",
@@ -38,6 +273,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.db = app.state.broadcaster = app.state.renderer = None
+    app.state.metrics = Metrics(app.state)
     app.include_router(api_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
+    app.openapi = lambda: openapi_with_record_schema(app)  # type: ignore[method-assign]
     return app

@@ -49,7 +49,18 @@ TIME_RANGE_TEXT = "years 1970 to 8999 (UTC)"
 MAX_INT = 2**63 - 1
 
 Ratio = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+
 Rate = Field(default=None, ge=0.0, allow_inf_nan=False)
+
+
+class DetailsIn(BaseModel):
+    """Free-form details; the cycle record's host figures, which the graphs and
+    the live page use, are checked like the record's own ratios."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    host_cpu_ratio: float | None = Ratio
+    host_memory_ratio: float | None = Ratio
 
 
 class LogRecordIn(BaseModel):
@@ -62,6 +73,12 @@ class LogRecordIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")
+    run_id: str | None = Field(
+        default=None,
+        pattern=r"^([0-9a-f]{32})?$",
+        description="The gestor run (32 hex, random per start); empty or absent in"
+        " records of older gestors, which form one legacy run per host.",
+    )
     time: AwareDatetime = Field(strict=False)
     host: str = Field(max_length=255)
     cycle: int = Field(ge=0, le=MAX_INT)
@@ -78,7 +95,7 @@ class LogRecordIn(BaseModel):
     io_read_chars_per_second: float | None = Rate
     io_write_chars_per_second: float | None = Rate
     reason: str | None = Field(default=None, max_length=8192)
-    details: dict[str, Any] | None = None
+    details: DetailsIn | None = None
 
     @field_validator("time", mode="before")
     @classmethod
@@ -160,6 +177,7 @@ class Health(BaseModel):
     version: str
     records: int
     token_required: bool
+    disk_free_bytes: int
 
 
 def utc_text(ms: int) -> str:

@@ -52,9 +52,13 @@ def simulate(
     interval_ms: int = 10_000,
     seed: int = 1,
     host: str = "testhost",
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records of ``cycles`` gestor cycles: per cycle one `cycle` record, a `keep`
-    for every container and now and then a `kill` (the killed one is replaced)."""
+    for every container and now and then a `kill` (the killed one is replaced).
+
+    With ``run_id`` every record carries it (as gestor does since run ids);
+    without, the records look like an older gestor's."""
     rng = random.Random(seed)
     containers: list[tuple[str, str, str]] = []
 
@@ -116,4 +120,7 @@ def simulate(
                 },
             }
         )
+    if run_id is not None:
+        for rec in out:
+            rec["run_id"] = run_id
     return out

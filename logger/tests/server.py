@@ -1,9 +1,12 @@
 """A real uvicorn process running the logger on a loopback port.
 
 The test binds and listens on port 0 itself and hands the listening socket to
-uvicorn (``--fd``): the port is known before the server starts and cannot be
-taken by anyone in between, and a restart of the same ``Server`` serves on the
-same port (connections queue in the backlog meanwhile)."""
+the server by descriptor: the port is known before the server starts and
+cannot be taken by anyone in between, and a restart of the same ``Server``
+serves on the same port (connections queue in the backlog meanwhile). The
+server is ``tests/serve.py``, which gives the descriptor to uvicorn as the TCP
+socket it is (``uvicorn --fd`` takes it for a Unix socket and leaves Nagle on:
+~40 ms per response); ``start(extra=[...])`` runs uvicorn's own command line."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ LOGGER_DIR = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    """``uvicorn --factory app.main:create_app`` as a child process."""
+    """The app under uvicorn as a child process (``python -m tests.serve``)."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
@@ -37,11 +40,14 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 30.0, extra: list[str] | None = None) -> Server:
         env = {**os.environ, "LOGGER_DATA_DIR": str(self.data_dir), **self.env}
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
-        cmd += ["--fd", str(self.sock.fileno()), "--log-level", "warning"]
-        cmd += ["--timeout-graceful-shutdown", "3"]
+        fd = ["--fd", str(self.sock.fileno()), "--log-level", "warning"]
+        fd += ["--timeout-graceful-shutdown", "3"]
+        if extra:  # uvicorn's own command line (e.g. --workers, which tests.serve lacks)
+            cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", *fd, *extra]
+        else:  # keeps TCP_NODELAY on the connections (see tests/serve.py)
+            cmd = [sys.executable, "-m", "tests.serve", *fd]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
@@ -64,9 +70,9 @@ class Server:
         self.stop()
         raise RuntimeError(f"uvicorn did not answer within {timeout} s: {self.tail()}")
 
-    def tail(self) -> str:
+    def tail(self, size: int = 2000) -> str:
         try:
-            return self.log.read_text(errors="replace")[-2000:]
+            return self.log.read_text(errors="replace")[-size:]
         except OSError:
             return ""
 

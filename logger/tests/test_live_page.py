@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cdp import Browser
 from tests.factory import now_ms, record, rfc3339, simulate
@@ -94,3 +95,63 @@ def test_a_record_posted_after_the_page_opened_shows_within_two_seconds(tmp_path
             "[...document.querySelectorAll('.graphs img')].some(i => i.dataset.failed)"
         ), "a graph failed to load"
         assert browser.exceptions() == []
+
+
+ATTACKER_PAGE = """<!doctype html><html><body><script>
+window.results = {};
+const target = new URLSearchParams(location.search).get("target");
+const body = JSON.stringify(%s);
+async function attempt(name, init) {
+  try { const r = await fetch(target + "/logs", init); window.results[name] = "sent " + r.type; }
+  catch (e) { window.results[name] = "blocked"; }
+}
+(async () => {
+  await attempt("text", {method: "POST", mode: "no-cors", body,
+                         headers: {"Content-Type": "text/plain"}});
+  await attempt("json", {method: "POST", body, headers: {"Content-Type": "application/json"}});
+  window.done = true;
+})();
+</script></body></html>"""
+
+
+@pytest.mark.slow
+def test_a_web_page_of_another_origin_cannot_write_records(tmp_path: Path):
+    """A page the operator opens elsewhere can send a text/plain POST without
+    asking (no CORS preflight): it gets a 415 and stores nothing. An
+    application/json POST makes the browser ask first (OPTIONS), which this
+    service never allows, so it is never sent. No token is set here."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(ATTACKER_PAGE % json.dumps(record()))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        with Server(tmp_path / "data") as server, Browser() as browser:
+            page = f"http://127.0.0.1:{other.server_port}/index.html?target={server.url}"
+            browser.navigate(page)
+            browser.wait_for("window.done === true", timeout=20)
+            results = browser.evaluate("window.results")
+            assert results == {"text": "sent opaque", "json": "blocked"}, results
+            assert httpx.get(server.url + "/logs").json()["count"] == 0
+            # The server saw one POST (refused) and the browser's question (OPTIONS,
+            # refused too), never the application/json POST.
+            seen = {
+                (s.labels["method"], s.labels["code"]): s.value
+                for family in text_string_to_metric_families(
+                    httpx.get(server.url + "/metrics").text
+                )
+                for s in family.samples
+                if s.name == "gestor_logger_request_duration_seconds_count"
+                and s.labels["route"] == "/logs"
+                and s.labels["method"] != "GET"  # the test's own look above
+            }
+            assert seen == {("POST", "415"): 1, ("OPTIONS", "405"): 1}, seen
+    finally:
+        other.shutdown()
+        other.server_close()

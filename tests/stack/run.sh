@@ -5,7 +5,10 @@
 #
 #  1. promtool check config / check rules / test rules; the dashboards' JSON
 #     (valid, unique panel ids, every datasource is the provisioned uid);
-#     `docker-compose config` (and `docker compose config` when present).
+#     `docker-compose config` (and `docker compose config` when present); the
+#     stack's env file (run-stack.sh --init-env: created once, mode 0600, a
+#     random LOGGER_TOKEN, never overwritten) and compose refusing to start
+#     without a token.
 #  2. The real loop: labelled stress containers of every type (scoped to this
 #     run), the real gestor (target/release/gestor) governing them with kills
 #     on, Debian's prometheus scraping it every 2 s with the repo's rules.
@@ -14,8 +17,10 @@
 #  3. The compose file: gestor's image (the Dockerfile's `prebuilt` stage, fed
 #     the binary of step 2) and the logger's image built offline, both started
 #     from docker-compose.yml under a unique project name, scoped to this run
-#     and in dry-run; both must become healthy and a real Prometheus must
-#     scrape gestor's published port. `down -v` afterwards.
+#     and in dry-run, with the token run-stack.sh generates into this run's
+#     env file; both must become healthy, a real Prometheus must scrape
+#     gestor's and the log service's published ports, and gestor's records
+#     must reach the log service. `down -v` afterwards.
 #
 # The official Prometheus and Grafana images cannot be pulled here: they are
 # not started (see docs/stack.md). Everything this suite creates carries the
@@ -131,9 +136,9 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "${pid}" 2>/dev/null || true
   done
-  if ((${#COMPOSE[@]} > 0)); then
-    compose_env "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" -p "${PROJECT}" \
-      down -v --remove-orphans >/dev/null 2>&1 || true
+  if ((${#COMPOSE[@]} > 0)) && [[ -n "${WORK}" ]]; then
+    [[ -f "${WORK}/stack.env" ]] || printf 'LOGGER_TOKEN=cleanup\n' >"${WORK}/stack.env"
+    stack_compose down -v --remove-orphans >/dev/null 2>&1 || true
   fi
   local scope ids
   for scope in "${SCOPE}" "${SCOPE}-compose"; do
@@ -186,8 +191,58 @@ compose_env() {
     GESTOR_ONLY_LABEL="gestor.scope=${SCOPE}-compose" \
     GESTOR_DRY_RUN=true \
     GESTOR_INTERVAL="${INTERVAL}" \
-    LOGGER_TOKEN="token-${RUN_ID}" \
+    STACK_ENV_FILE="${WORK}/stack.env" \
     "$@"
+}
+
+# compose on this run's project, with the env file run-stack.sh wrote.
+stack_compose() {
+  compose_env "${COMPOSE[@]}" --env-file "${WORK}/stack.env" \
+    -f "${REPO_ROOT}/docker-compose.yml" -p "${PROJECT}" "$@"
+}
+
+# The stack's env file, as run-stack.sh --init-env leaves it in a fresh
+# directory, on a second run, and next to values someone already wrote.
+env_file_is_kept() {
+  local dir="${WORK}/env-check" file token again
+  mkdir -p "${dir}"
+  file="${dir}/new/.env"
+  STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
+  [[ "$(stat -c '%a' "${file}")" == 600 ]] || { echo "mode $(stat -c '%a' "${file}")"; return 1; }
+  token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
+  [[ "${token}" =~ ^[0-9a-f]{64}$ ]] || { echo "LOGGER_TOKEN is '${token}'"; return 1; }
+  again="$(sha256sum <"${file}")"
+  STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
+  [[ "$(sha256sum <"${file}")" == "${again}" ]] || { echo "a second run changed it"; return 1; }
+  # A file someone wrote (another setting, a wide mode): kept, the token added.
+  printf 'GRAFANA_ADMIN_PASSWORD=mine\n' >"${dir}/.env"
+  chmod 644 "${dir}/.env"
+  STACK_ENV_FILE="${dir}/.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
+  grep -qx 'GRAFANA_ADMIN_PASSWORD=mine' "${dir}/.env" || { echo "a value was lost"; return 1; }
+  grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "${dir}/.env" || { echo "no token added"; return 1; }
+  [[ "$(stat -c '%a' "${dir}/.env")" == 600 ]] || { echo "mode not tightened"; return 1; }
+  # A token someone chose is never replaced.
+  printf 'LOGGER_TOKEN=chosen\n' >"${dir}/chosen.env"
+  STACK_ENV_FILE="${dir}/chosen.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
+  [[ "$(cat "${dir}/chosen.env")" == 'LOGGER_TOKEN=chosen' ]] || { echo "a chosen token changed"; return 1; }
+}
+
+# gestor and the log service get the same token from the env file, and
+# compose refuses to start them without one.
+compose_shares_the_token() {
+  local file="${WORK}/env-check/new/.env" token config empty="${WORK}/env-check/empty.env"
+  token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
+  config="$(env -u LOGGER_TOKEN "${COMPOSE[@]}" --env-file "${file}" \
+    -f "${REPO_ROOT}/docker-compose.yml" config)"
+  [[ "$(grep -c "TOKEN: ${token}\$" <<<"${config}")" == 2 ]] \
+    || { echo "GESTOR_LOGGER_TOKEN and LOGGER_TOKEN are not both the file's token"; return 1; }
+  : >"${empty}"
+  if env -u LOGGER_TOKEN "${COMPOSE[@]}" --env-file "${empty}" \
+    -f "${REPO_ROOT}/docker-compose.yml" config -q 2>"${WORK}/env-check/err"; then
+    echo "compose accepted a stack without LOGGER_TOKEN"
+    return 1
+  fi
+  grep -q 'run scripts/run-stack.sh' "${WORK}/env-check/err"
 }
 
 static_checks() {
@@ -202,11 +257,15 @@ static_checks() {
     python3 "${CHECKER}" static --dashboards "${REPO_ROOT}/grafana/dashboards" \
     --datasources "${REPO_ROOT}/grafana/provisioning/datasources"
   check "docker-compose.yml: ${COMPOSE[*]} config" \
-    "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config -q
+    env LOGGER_TOKEN=check "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config -q
   if command -v docker-compose >/dev/null 2>&1 && [[ "${COMPOSE[0]}" != docker-compose ]]; then
     check "docker-compose.yml: docker-compose (1.x) config" \
-      docker-compose -f "${REPO_ROOT}/docker-compose.yml" config -q
+      env LOGGER_TOKEN=check docker-compose -f "${REPO_ROOT}/docker-compose.yml" config -q
   fi
+  check "run-stack.sh --init-env: env file created once, 0600, random LOGGER_TOKEN, never overwritten" \
+    env_file_is_kept
+  check "docker-compose.yml: gestor and the log service share the env file's token; none: refused" \
+    compose_shares_the_token
   check "docker-compose.yml: no top-level name or version key" \
     bash -c "! grep -Eq '^(name|version):' '${REPO_ROOT}/docker-compose.yml'"
 }
@@ -227,9 +286,10 @@ start_stress() {
   printf '%s\n' "${name}"
 }
 
-# Starts Prometheus on a port of its choosing scraping $1; sets PROM_PORT.
+# Starts Prometheus on a port of its choosing scraping gestor at $1 (and the
+# log service at $3, when given); sets PROM_PORT.
 start_prometheus() {
-  local target="$1" dir="$2"
+  local target="$1" dir="$2" logger="${3:-}"
   PROM_PORT=""
   mkdir -p "${dir}/tsdb"
   cat >"${dir}/prometheus.yml" <<EOF
@@ -243,6 +303,13 @@ scrape_configs:
     static_configs:
       - targets: ["${target}"]
 EOF
+  if [[ -n "${logger}" ]]; then
+    cat >>"${dir}/prometheus.yml" <<EOF
+  - job_name: logger
+    static_configs:
+      - targets: ["${logger}"]
+EOF
+  fi
   prometheus --config.file="${dir}/prometheus.yml" --storage.tsdb.path="${dir}/tsdb" \
     --web.listen-address=127.0.0.1:0 >"${dir}/prometheus.log" 2>&1 &
   PIDS+=("$!")
@@ -378,6 +445,28 @@ image_is_sound() {
     && "${DOCKER}" run --rm --entrypoint /usr/local/bin/gestor "${image}" --version
 }
 
+env_file_written() {
+  [[ "$(stat -c '%a' "$1")" == 600 ]] && grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "$1"
+}
+
+write_refused() {
+  local code
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data '[]' "$1/logs")"
+  echo "POST /logs without a token: ${code}"
+  [[ "${code}" == 401 ]]
+}
+
+# Every rule loads and evaluates; none of the log service's alerts fires.
+logger_rules_quiet() {
+  local firing
+  python3 "${CHECKER}" rules --prometheus "$1" --min "${RULES}" || return 1
+  firing="$(python3 "${CHECKER}" query --prometheus "$1" \
+    'ALERTS{alertname=~"GestorLogger.*|GestorRecordsStopped"}')"
+  echo "firing: ${firing:-none}"
+  [[ -z "${firing}" ]]
+}
+
 # The user's one command, on this run's images, ports and scope, in dry run.
 compose_stack() {
   log "compose: scripts/run-stack.sh, project ${PROJECT} (dry run, scope ${SCOPE}-compose)"
@@ -385,7 +474,7 @@ compose_stack() {
     fail "compose: gestor binary missing"
     return 0
   fi
-  local file="${REPO_ROOT}/docker-compose.yml" gestor_id logger_id gestor_addr prom watched
+  local gestor_id logger_id gestor_addr logger_addr prom watched
   watched="$(start_stress cpu "${SCOPE}-compose")"
   # No registry here: run-stack.sh must fall back to the Dockerfile's prebuilt
   # target for gestor, build the logger from ./logger, find Prometheus and
@@ -399,8 +488,10 @@ compose_stack() {
   grep '^run-stack.sh:' "${WORK}/run-stack.log" | sed 's/^/    /' || true
   pass "scripts/run-stack.sh brings the stack up (offline: prebuilt gestor image, logger built)"
   check "gestor image: runs as user gestor, has a HEALTHCHECK and the binary" image_is_sound
-  gestor_id="$(compose_env "${COMPOSE[@]}" -f "${file}" -p "${PROJECT}" ps -q gestor)"
-  logger_id="$(compose_env "${COMPOSE[@]}" -f "${file}" -p "${PROJECT}" ps -q logger)"
+  check "compose: run-stack.sh wrote the env file (0600) with a random LOGGER_TOKEN" \
+    env_file_written "${WORK}/stack.env"
+  gestor_id="$(stack_compose ps -q gestor)"
+  logger_id="$(stack_compose ps -q logger)"
   if [[ -n "${gestor_id}" && -n "${logger_id}" ]] \
     && wait_for 120 both_healthy "${gestor_id}" "${logger_id}"; then
     pass "compose: gestor and logger become healthy"
@@ -410,9 +501,10 @@ compose_stack() {
     "${DOCKER}" logs --tail 20 "${logger_id}" 2>&1 | sed 's/^/    logger: /'
     return 0
   fi
-  # Published on ports Docker picked (GESTOR_PORT=0): ask where.
-  gestor_addr="$(compose_env "${COMPOSE[@]}" -f "${file}" -p "${PROJECT}" port gestor 9797)"
-  if ! start_prometheus "${gestor_addr}" "${WORK}/prom-compose"; then
+  # Published on ports Docker picked (GESTOR_PORT=0, LOGGER_PORT=0): ask where.
+  gestor_addr="$(stack_compose port gestor 9797)"
+  logger_addr="$(stack_compose port logger 8000)"
+  if ! start_prometheus "${gestor_addr}" "${WORK}/prom-compose" "${logger_addr}"; then
     fail "prometheus ready for the compose check"
     return 0
   fi
@@ -424,10 +516,17 @@ compose_stack() {
     "gestor_snapshot_source{source=\"userspace\"} * on() gestor_host_cpus == $(nproc)" 1
   check "compose: gestor sees the processes of a container on the host (${watched})" \
     wait_for 30 prom_at_least "${prom}" "gestor_container_memory_bytes{name=\"${watched}\"}" 1
-  check "compose: gestor ships records to the compose logger, with the shared LOGGER_TOKEN" \
+  check "compose: gestor ships records to the compose logger, with the env file's LOGGER_TOKEN" \
     wait_for 30 prom_at_least "${prom}" 'gestor_log_records_sent_total' 1
+  check "compose: the log service refuses a write without the token (401)" \
+    write_refused "http://${logger_addr}"
+  check "compose: Prometheus scrapes the log service (job logger) and sees gestor's records stored" \
+    wait_for 30 prom_at_least "${prom}" \
+    'up{job="logger"} * on(instance) group_left() gestor_logger_records_stored_total' 1
+  check "compose: the log service's alert rules evaluate on its real series, none firing" \
+    wait_for 30 logger_rules_quiet "${prom}"
   check "compose: dry run kept the scoped container" is_running "${watched}"
-  if compose_env "${COMPOSE[@]}" -f "${file}" -p "${PROJECT}" down -v >"${WORK}/compose-down.log" 2>&1 \
+  if stack_compose down -v >"${WORK}/compose-down.log" 2>&1 \
     && [[ -z "$("${DOCKER}" volume ls -q --filter "name=${PROJECT}_")" ]]; then
     pass "compose: down -v removes the containers and the named volumes"
   else

@@ -8,23 +8,44 @@ from fastapi import APIRouter, HTTPException, status
 
 from .. import __version__
 from ..deps import DbDep, SettingsDep
+from ..metrics import disk_free_bytes
 from ..models import Health, Stats
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+def unhealthy(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"description": "The database cannot be read or written, or the disk is full"}},
+)
 def healthz(db: DbDep, settings: SettingsDep) -> Health:
-    """200 when the database answers a query, else 503."""
+    """200 when the database answers a query *and* takes a write (a real commit),
+    and the data directory has at least LOGGER_MIN_FREE_BYTES free; else 503."""
     try:
         db.ping()
     except sqlite3.Error as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"database: {exc}") from None
+        raise unhealthy(f"database cannot be read: {exc}") from None
+    try:
+        db.probe_write()
+    except sqlite3.Error as exc:
+        raise unhealthy(f"database cannot be written: {exc}") from None
+    free = disk_free_bytes(settings.data_dir)
+    if free < settings.min_free_bytes:
+        raise unhealthy(
+            f"only {free} bytes free on {settings.data_dir}"
+            f" (LOGGER_MIN_FREE_BYTES={settings.min_free_bytes})"
+        )
     return Health(
         status="ok",
         version=__version__,
         records=db.counters.total,
         token_required=settings.token_required,
+        disk_free_bytes=free,
     )
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
+from sse_starlette import EventSourceResponse, JSONServerSentEvent
 
 from ..deps import BroadcasterDep, DbDep, SettingsDep
-from ..events import sse
 
 router = APIRouter(tags=["live"])
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+RECONNECT_MS = 1000
+SHUTDOWN_GRACE_SECONDS = 0.3  # for the streams to end by themselves, then they are cut
 
 
 @router.get("/", response_class=FileResponse, include_in_schema=False)
@@ -22,33 +23,40 @@ def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/events", response_class=StreamingResponse)
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "An endless stream"}},
+)
 async def events(
     db: DbDep, broadcaster: BroadcasterDep, settings: SettingsDep
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """Server-Sent Events: `hello` (counters) at once, then `records` for every
     stored batch (newest first, with the counters), `resync` when this client
-    fell behind; a comment every LOGGER_SSE_KEEPALIVE_SECONDS keeps it open."""
-    queue = broadcaster.subscribe()
-    keepalive = settings.sse_keepalive_seconds
+    fell behind; a comment every LOGGER_SSE_KEEPALIVE_SECONDS keeps it open.
 
-    async def stream() -> AsyncIterator[str]:
+    When the server is told to stop (SIGTERM), sse-starlette sets the shared
+    shutdown event; the broadcaster then ends every stream cleanly (the last
+    chunk is sent), so a shutdown does not wait for the browsers to leave."""
+
+    async def stream() -> AsyncIterator[JSONServerSentEvent | bytes]:
+        queue = broadcaster.subscribe()
         try:
-            yield "retry: 1000\n" + sse("hello", {"counters": db.counters.as_dict()})
+            hello = {"counters": db.counters.as_dict()}
+            yield JSONServerSentEvent(hello, event="hello", retry=RECONNECT_MS, sep="\n")
             while True:
-                try:
-                    message = await asyncio.wait_for(queue.get(), timeout=keepalive)
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
-                if message is None:
+                message = await queue.get()
+                if message is None:  # the app is shutting down
                     return
                 yield message
         finally:
             broadcaster.unsubscribe(queue)
 
-    return StreamingResponse(
+    return EventSourceResponse(
         stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=settings.sse_keepalive_seconds,
+        sep="\n",
+        headers={"Cache-Control": "no-cache"},
+        shutdown_event=broadcaster.shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )

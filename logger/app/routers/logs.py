@@ -6,6 +6,8 @@ import base64
 import binascii
 import hmac
 import json
+import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -18,18 +20,39 @@ from starlette.requests import ClientDisconnect
 
 from ..config import Settings
 from ..db import Database, Filters
-from ..deps import BroadcasterDep, DbDep, SettingsDep, get_settings, invalid, parse_time
+from ..deps import (
+    BroadcasterDep,
+    DbDep,
+    MetricsDep,
+    SettingsDep,
+    get_metrics,
+    get_settings,
+    invalid,
+    parse_time,
+)
 from ..events import sse
-from ..models import ContainerType, Event, IngestResult, LogPage, LogRecordIn
+from ..metrics import Metrics
+from ..models import MAX_MS, MIN_MS, ContainerType, Event, IngestResult, LogPage, LogRecordIn
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 
 MAX_ERRORS = 20
 LIVE_BATCH = 100
+RETRY_AFTER_SECONDS = 5
 _BATCH = TypeAdapter(list[LogRecordIn])
+_RECORD_ID = re.compile(r"[!-~]{1,128}")
 
 
-def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+def rejected(metrics: Metrics, reason: str, error: HTTPException) -> HTTPException:
+    metrics.rejected.labels(reason).inc()
+    return error
+
+
+def require_token(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
+) -> None:
     """401 unless ``Authorization: Bearer <LOGGER_TOKEN>`` (when a token is set)."""
     if not settings.token_required:
         return
@@ -39,10 +62,33 @@ def require_token(request: Request, settings: Annotated[Settings, Depends(get_se
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), expected.encode()
     ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise rejected(
+            metrics,
+            "unauthorized",
+            HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or wrong bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            ),
+        )
+
+
+def require_json(request: Request, metrics: Annotated[Metrics, Depends(get_metrics)]) -> None:
+    """415 unless the body is declared ``application/json``.
+
+    A web page can send a cross-origin POST without a CORS preflight only as
+    text/plain, a form or multipart; requiring application/json means a page
+    the operator happens to open cannot write records (the browser would have
+    to ask first, and this service never allows it)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise rejected(
+            metrics,
+            "unsupported_media_type",
+            HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                "send the records as Content-Type: application/json",
+            ),
         )
 
 
@@ -52,7 +98,7 @@ def _too_large(limit: int) -> HTTPException:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, metrics: Metrics) -> bytes:
     """The body, refusing (413) as soon as it is known to exceed ``limit``.
 
     Content-Length is checked first; a chunked or lying body is counted as it
@@ -61,20 +107,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid Content-Length")
+            raise rejected(
+                metrics,
+                "bad_request",
+                HTTPException(status.HTTP_400_BAD_REQUEST, "invalid Content-Length"),
+            )
         if int(declared) > limit:
-            raise _too_large(limit)
+            raise rejected(metrics, "too_large", _too_large(limit))
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise rejected(metrics, "too_large", _too_large(limit))
             chunks.append(chunk)
     except ClientDisconnect:
         # The sender went away mid-body; nothing was stored, nobody to answer.
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "client disconnected") from None
+        raise rejected(
+            metrics,
+            "bad_request",
+            HTTPException(status.HTTP_400_BAD_REQUEST, "client disconnected"),
+        ) from None
     return b"".join(chunks)
 
 
@@ -92,15 +146,27 @@ def _error(err: dict[str, Any], prefix: tuple[Any, ...]) -> dict[str, Any]:
     return out
 
 
+class InvalidBody(HTTPException):
+    """A 422 for a body, with the reason /metrics counts it under."""
+
+    def __init__(self, reason: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
+        self.reason = reason
+
+
 def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
     """Validated records with the JSON objects they came from (kept whole)."""
+    shape = "expected a record (object) or an array of records"
     if not body.strip():
-        raise invalid("body", "body", "empty body: expected a record or an array of records")
+        raise InvalidBody(
+            "invalid_json",
+            [{"type": "value_error", "loc": ["body", "body"], "msg": f"empty body: {shape}"}],
+        )
     try:
         data = from_json(body, allow_inf_nan=False)
     except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        raise InvalidBody(
+            "invalid_json",
             [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {exc}"}],
         ) from None
     if isinstance(data, dict):
@@ -108,7 +174,9 @@ def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
     elif isinstance(data, list):
         items, prefix_of = data, (lambda i: (i,))
     else:
-        raise invalid("body", "body", "expected a record (object) or an array of records")
+        raise InvalidBody(
+            "invalid_json", [{"type": "value_error", "loc": ["body", "body"], "msg": shape}]
+        )
     records: list[LogRecordIn] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -120,7 +188,7 @@ def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors[:MAX_ERRORS])
+        raise InvalidBody("invalid_record", errors[:MAX_ERRORS])
     return list(zip(records, items, strict=True))
 
 
@@ -132,23 +200,49 @@ def _ingest(db: Database, body: bytes) -> tuple[int, list[dict[str, Any]]]:
 @router.post(
     "",
     response_model=IngestResult,
-    dependencies=[Depends(require_token)],
+    dependencies=[Depends(require_token), Depends(require_json)],
     responses={
+        400: {"description": "Invalid Content-Length, or the sender went away mid-body"},
         401: {"description": "LOGGER_TOKEN is set and the bearer token is missing or wrong"},
         413: {"description": "Body larger than LOGGER_MAX_BODY_BYTES"},
+        415: {"description": "The body is not declared `Content-Type: application/json`"},
         422: {"description": "Invalid JSON or record; `loc` names the bad field"},
+        503: {
+            "description": "The database cannot be written (disk full, read-only): retry later",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
     },
 )
 async def post_logs(
-    request: Request, settings: SettingsDep, db: DbDep, broadcaster: BroadcasterDep
+    request: Request,
+    settings: SettingsDep,
+    db: DbDep,
+    broadcaster: BroadcasterDep,
+    metrics: MetricsDep,
 ) -> IngestResult:
     """Stores one record or a JSON array of records; idempotent on `id`.
 
     The response comes after the records are durably committed. Records whose
     id is already stored (a retried batch) count as duplicates and change nothing.
     """
-    body = await read_body(request, settings.max_body_bytes)
-    received, stored = await run_in_threadpool(_ingest, db, body)
+    body = await read_body(request, settings.max_body_bytes, metrics)
+    try:
+        received, stored = await run_in_threadpool(_ingest, db, body)
+    except InvalidBody as exc:
+        raise rejected(metrics, exc.reason, exc) from None
+    except sqlite3.Error as exc:
+        # Nothing of the batch is stored; the sender keeps it and retries.
+        raise rejected(
+            metrics,
+            "storage_error",
+            HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the database cannot be written: {exc}",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ),
+        ) from None
+    metrics.records_stored.inc(len(stored))
+    metrics.records_duplicate.inc(received - len(stored))
     if stored and broadcaster.subscribers:
         newest = sorted(stored, key=lambda r: r["time"], reverse=True)[:LIVE_BATCH]
         broadcaster.publish(sse("records", {"records": newest, "counters": db.counters.as_dict()}))
@@ -164,11 +258,15 @@ def _cursor_decode(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         time_ms, record_id = json.loads(raw)
+        # Only what GET /logs hands out: a stored time and a stored id (so
+        # nothing out of SQLite's range and no text that cannot be encoded).
         if not isinstance(time_ms, int) or isinstance(time_ms, bool):
             raise ValueError("time")
-        if not isinstance(record_id, str):
+        if not MIN_MS <= time_ms <= MAX_MS:
+            raise ValueError("time range")
+        if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
             raise ValueError("id")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise invalid("query", "cursor", "not a cursor returned by GET /logs", cursor) from None
     return time_ms, record_id
 

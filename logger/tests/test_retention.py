@@ -1,0 +1,182 @@
+"""Retention (issue 12): LOGGER_RETENTION deletes old records in small batches
+in the background, gives the space back (incremental vacuum), and leaves the
+graphs' summary, the runs and the counters exactly as if the deleted records
+had never been stored."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.db import Database
+from app.routers.logs import parse_records
+from tests.factory import now_ms, record, rfc3339, simulate
+from tests.server import Server
+
+T0 = 1_795_000_000_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def insert(db: Database, records: list[dict]) -> int:
+    stored = 0
+    for start in range(0, len(records), 500):
+        chunk = records[start : start + 500]
+        stored += len(db.insert(parse_records(json.dumps(chunk).encode())))
+    return stored
+
+
+def expected_state(path: Path) -> dict[str, list]:
+    """Summary tables recomputed from the records that are left."""
+    conn = sqlite3.connect(path)
+    run = (
+        "CASE WHEN json_type(record, '$.run_id') = 'text'"
+        " THEN json_extract(record, '$.run_id') ELSE '' END"
+    )
+    try:
+        return {
+            "usage": conn.execute(
+                f"SELECT host, {run}, cycle, container_type, min(time_ms),"
+                " total(memory_bytes), count(memory_bytes), total(cpu_ratio), count(cpu_ratio),"
+                " count(*) FROM logs WHERE event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
+                " AND container_type IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            ).fetchall(),
+            "counts": conn.execute(
+                "SELECT event, coalesce(container_type, ''), count(*) FROM logs"
+                " GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall(),
+            "runs": conn.execute(
+                f"SELECT host, {run}, min(time_ms), max(time_ms) FROM logs"
+                f" WHERE {run} != '' GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def stored_state(path: Path) -> dict[str, list]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "usage": conn.execute(
+                "SELECT host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,"
+                " cpu_sum, cpu_n, records FROM usage ORDER BY 1, 2, 3, 4"
+            ).fetchall(),
+            "counts": conn.execute(
+                "SELECT event, container_type, n FROM counts ORDER BY 1, 2"
+            ).fetchall(),
+            "runs": conn.execute(
+                "SELECT host, run_id, first_ms, last_ms FROM runs ORDER BY 1, 2"
+            ).fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def assert_consistent(path: Path) -> None:
+    want, got = expected_state(path), stored_state(path)
+    assert got["counts"] == want["counts"]
+    assert len(got["usage"]) == len(want["usage"])
+    for g, w in zip(got["usage"], want["usage"], strict=True):
+        assert g[:5] == w[:5]
+        assert g[5] == pytest.approx(w[5], rel=1e-9, abs=1e-3)
+        assert g[6] == w[6]
+        assert g[7] == pytest.approx(w[7], rel=1e-9, abs=1e-9)
+        assert g[8:] == w[8:]
+    # A run's span may only shrink to what is left (its start is history).
+    assert [r[:2] for r in got["runs"]] == [r[:2] for r in want["runs"]]
+
+
+def test_a_retention_pass_deletes_in_batches_and_keeps_every_summary_exact(tmp_path: Path):
+    path = tmp_path / "logs.sqlite3"
+    db = Database(path)
+    try:
+        old = simulate(T0 - 3 * DAY, 120, per_type=3, seed=1, run_id="a" * 32)
+        # A cycle whose records straddle the cut: its first records go, the rest stay.
+        straddle = simulate(T0 - DAY - 5, 1, per_type=3, seed=2, run_id="b" * 32)
+        new = simulate(T0, 60, per_type=3, seed=3, run_id="b" * 32)
+        legacy = simulate(T0 - 2 * DAY, 30, per_type=1, seed=4, host="legacy")
+        insert(db, old + straddle + new + legacy)
+        total = db.counters.total
+        cut = T0 - DAY
+        deleted, batches = db.delete_before(cut, batch=250)
+        old_count = sum(1 for r in [*old, *straddle, *legacy] if rfc3339_ms(r["time"]) < cut)
+        assert deleted == old_count
+        assert batches >= old_count // 250
+        assert db.counters.total == total - deleted
+        assert db.counters.total == db._writer.execute("SELECT count(*) FROM logs").fetchone()[0]
+        assert_consistent(path)
+        assert db.delete_before(cut, batch=250) == (0, 0)
+    finally:
+        db.close()
+
+
+def rfc3339_ms(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_deleted_space_is_given_back(tmp_path: Path):
+    path = tmp_path / "logs.sqlite3"
+    db = Database(path)
+    try:
+        assert db._writer.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        padding = "x" * 2000
+        old = [record(time=rfc3339(T0 - DAY + i), reason=padding) for i in range(2000)]
+        insert(db, old)
+        insert(db, [record(time=rfc3339(T0))])
+        db.checkpoint()
+        size_before = path.stat().st_size
+        assert db.delete_before(T0 - 1, batch=500)[0] == 2000
+        db.vacuum()
+        db.checkpoint()
+        assert db._writer.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert path.stat().st_size < size_before / 4, (size_before, path.stat().st_size)
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_the_background_task_applies_logger_retention(tmp_path: Path):
+    now = now_ms()
+    old = simulate(now - 3 * HOUR, 200, per_type=2, seed=5, run_id="c" * 32)  # ~33 min of cycles
+    recent = simulate(now - 10 * 60_000, 30, per_type=2, seed=6, run_id="d" * 32)
+    env = {
+        "LOGGER_RETENTION": "1h",
+        "LOGGER_RETENTION_INTERVAL_SECONDS": "0.2",
+        "LOGGER_RETENTION_BATCH": "300",
+    }
+    with Server(tmp_path / "data", **env) as server:
+        r = httpx.post(server.url + "/logs", json=old + recent, timeout=60)
+        assert r.status_code == 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stats = httpx.get(server.url + "/stats").json()
+            if stats["total"] == len(recent):
+                break
+            time.sleep(0.05)
+        assert stats["total"] == len(recent), stats
+        # What is left is exactly the recent run; the graphs and metrics agree.
+        exported = httpx.get(server.url + "/logs/export").text.splitlines()
+        assert {json.loads(line)["id"] for line in exported} == {r["id"] for r in recent}
+        assert_consistent(tmp_path / "data" / "logs.sqlite3")
+        metrics = httpx.get(server.url + "/metrics").text
+        deleted = metric(metrics, "gestor_logger_retention_deleted_records_total")
+        batches = metric(metrics, "gestor_logger_retention_batches_total")
+        assert deleted == len(old)
+        assert batches >= len(old) / 300
+        png = httpx.get(server.url + "/graphs/memory.png", params={"range": "6h"})
+        assert png.status_code == 200
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
