@@ -34,6 +34,7 @@ pub struct Parts {
 /// follows Docker's events until `cancel`; otherwise it lists every cycle.
 pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
+    metrics.set_interval(config.interval);
     let docker = Arc::new(
         DockerClient::new(&config.docker_host)
             .with_request_counter(metrics.docker_requests.clone()),

@@ -63,6 +63,7 @@ pub struct Metrics {
     cycles: IntCounterVec,
     stage_success: IntGaugeVec,
     last_cycle: Gauge,
+    interval: Gauge,
     source: IntGaugeVec,
     errors: IntCounterVec,
     pub log_queue: IntGauge,
@@ -329,6 +330,14 @@ impl Metrics {
                 ))
                 .unwrap(),
             ),
+            interval: reg(
+                &r,
+                Gauge::with_opts(opts(
+                    "cycle_interval_seconds",
+                    "The configured time between cycles, in seconds (alerts derive staleness from it).",
+                ))
+                .unwrap(),
+            ),
             source: reg(
                 &r,
                 IntGaugeVec::new(
@@ -576,6 +585,10 @@ impl Metrics {
 
     pub fn inventory_event(&self, action: &str) {
         self.inventory_events.with_label_values(&[action]).inc();
+    }
+
+    pub fn set_interval(&self, seconds: f64) {
+        self.interval.set(seconds);
     }
 
     pub fn set_unmeasured(&self, n: usize) {

@@ -63,7 +63,8 @@ impl RecordIds {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos())
                     .unwrap_or_default();
-                format!("{:x}{:x}", nanos, std::process::id())
+                // Still 32 hex digits, as the log service expects.
+                format!("{:016x}{:016x}", nanos as u64, u64::from(std::process::id()))
             });
         RecordIds::new(uuid)
     }

@@ -39,6 +39,7 @@ fn usage(cpu_s: u64, mem_mib: u64) -> Usage {
 #[test]
 fn metrics_exposition_matches_the_golden_file() {
     let m = Metrics::new("0.0.0-golden");
+    m.set_interval(10.0);
     let (a, b) = (usage(3, 12), usage(1, 256));
     m.set_containers(&[
         ContainerSample {
