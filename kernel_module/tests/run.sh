@@ -101,10 +101,11 @@ dkms_build() {
 }
 
 # The daemon's parser, built when missing (`make test` builds it first).
+# Prints only the binary's path.
 gestor_binary() {
   local bin="${KM_REPO}/target/release/gestor"
   if [[ ! -x "${bin}" ]] && command -v cargo >/dev/null; then
-    log "building gestor (cargo build --release)"
+    log "building gestor (cargo build --release)" >&2
     (cd "${KM_REPO}" && cargo build --release -q) >&2 || true
   fi
   [[ -x "${bin}" ]] && echo "${bin}"
