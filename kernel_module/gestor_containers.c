@@ -980,6 +980,8 @@ static int gc_read_swap(u64 *total, u64 *free)
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
+		if (!strstarts(line, "Swap"))
+			continue;
 		if (sscanf(line, "SwapTotal: %llu kB", total) == 1)
 			got_total = true;
 		else if (sscanf(line, "SwapFree: %llu kB", free) == 1)
