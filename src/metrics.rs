@@ -168,7 +168,7 @@ impl Metrics {
                 &r,
                 IntCounter::with_opts(opts(
                     "inventory_resyncs_total",
-                    "Full listings that (re)started the event-kept inventory: at start and after each loss of the event stream.",
+                    "Full listings that (re)started the event-kept inventory: at start, after each loss of the event stream, and after an event that could not be applied.",
                 ))
                 .unwrap(),
             ),
