@@ -3,6 +3,7 @@
 //! snapshot and the last trusted one) → decide (the pure policy) → act (kills
 //! and removals) → publish (metrics, log lines, records).
 
+use crate::cgroup_check::CgroupCheck;
 use crate::config::Config;
 use crate::container::{ContainerInfo, ContainerType, ExitFacts};
 use crate::docker::{DockerClient, KillOutcome};
@@ -16,7 +17,7 @@ use crate::source::{SnapshotReader, SnapshotSource};
 use crate::usage::{self, HostUsage, Usage};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -166,6 +167,8 @@ pub struct Governor {
     host: Arc<str>,
     /// The last snapshot that was read and trusted: rates are measured from it.
     previous: Option<Snapshot>,
+    /// Confirms processes' containers against Docker's own cgroup placement.
+    cgroup_check: CgroupCheck,
     cycle: u64,
 }
 
@@ -195,6 +198,7 @@ impl Governor {
             shipper,
             ids: Arc::new(RecordIds::random()),
             previous: None,
+            cgroup_check: CgroupCheck::default(),
             cycle: 0,
         }
     }
@@ -249,9 +253,15 @@ impl Governor {
             return self.finish(started, time, stages, records, now_unix).await;
         };
         let Inputs {
-            snapshot,
+            mut snapshot,
             containers,
         } = inputs;
+        // A process counts for a container only where Docker placed it.
+        if let (Ok(s), Ok(cs)) = (&mut snapshot, &containers) {
+            let listed: HashSet<&str> = cs.iter().map(|c| c.id.as_str()).collect();
+            let refused = self.cgroup_check.confirm(&self.docker, s, &listed).await;
+            self.metrics.set_misplaced(refused.len());
+        }
 
         // 2. measure
         let (measured, trusted) = self.measure(snapshot);

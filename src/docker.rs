@@ -1,6 +1,7 @@
 //! The Docker side, through bollard: list containers, stop and remove them,
 //! and create the log service container. The only module that talks to Docker.
 
+use crate::cgroup_check::CgroupDriver;
 use crate::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
 use bollard::container::{
     Config as CreateConfig, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
@@ -275,6 +276,48 @@ impl DockerClient {
             .await
         {
             Ok(c) => Ok(info_from_inspect(c)),
+            Err(e) if e.is_status(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The engine's cgroup driver (`docker info`): where it puts containers'
+    /// cgroups.
+    pub async fn cgroup_driver(&self) -> Result<CgroupDriver, DockerError> {
+        let docker = self.connect().await?;
+        let info = self
+            .bounded(
+                "info",
+                "asking the engine's cgroup driver",
+                deadline::INSPECT,
+                docker.info(),
+            )
+            .await?;
+        Ok(CgroupDriver::from_docker(
+            &info
+                .cgroup_driver
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// The cgroup parent a container was created with (`HostConfig.CgroupParent`;
+    /// `None` for the engine's default); `Ok(None)` too when it does not exist.
+    pub async fn cgroup_parent(&self, id: &str) -> Result<Option<String>, DockerError> {
+        let docker = self.connect().await?;
+        match self
+            .bounded(
+                "inspect",
+                "inspecting a container",
+                deadline::INSPECT,
+                docker.inspect_container(id, None),
+            )
+            .await
+        {
+            Ok(c) => Ok(c
+                .host_config
+                .and_then(|h| h.cgroup_parent)
+                .filter(|p| !p.is_empty())),
             Err(e) if e.is_status(404) => Ok(None),
             Err(e) => Err(e),
         }

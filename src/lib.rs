@@ -6,6 +6,7 @@
 //! metrics and log records.
 
 pub mod cgroup;
+pub mod cgroup_check;
 pub mod config;
 pub mod container;
 pub mod container_metrics;

@@ -42,6 +42,7 @@ pub struct Metrics {
     kill_failures: IntCounterVec,
     removals: IntCounterVec,
     unmeasured: IntGauge,
+    misplaced: IntGauge,
     /// Docker requests by operation; the Docker client counts into it.
     pub docker_requests: IntCounterVec,
     inventory_drift_total: IntCounter,
@@ -193,6 +194,14 @@ impl Metrics {
                 IntGauge::with_opts(opts(
                     "containers_unmeasured",
                     "Running containers in scope with no process in the last snapshot (none is ever judged: is the procfs the host's?).",
+                ))
+                .unwrap(),
+            ),
+            misplaced: reg(
+                &r,
+                IntGauge::with_opts(opts(
+                    "processes_misplaced",
+                    "Processes in the last snapshot whose cgroup names a container Docker placed elsewhere (a forged or delegated cgroup): not counted for that container.",
                 ))
                 .unwrap(),
             ),
@@ -405,6 +414,10 @@ impl Metrics {
 
     pub fn set_interval(&self, seconds: f64) {
         self.interval.set(seconds);
+    }
+
+    pub fn set_misplaced(&self, n: usize) {
+        self.misplaced.set(n as i64);
     }
 
     pub fn set_unmeasured(&self, n: usize) {
