@@ -84,8 +84,24 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
 
 @pytest.mark.skipif(not Path("/usr/sbin/dockerd").exists(), reason="needs a dockerd this test may restart")
 def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
+    """dockerd restarted under gestor (events inventory, a full listing every
+    2 cycles): while Docker is away the inventory is stale and nothing is
+    killed; once it is back the event stream is followed again after a resync,
+    nothing is killed for the restart, the containers the restart stopped are
+    removed as stopped (not counted as kills), governing resumes, and a quiet
+    full listing finds no drift."""
     g = make_gestor(
-        "--interval", str(INTERVAL), "--stop-timeout", "1", "--create-logger=false", "--logger-url", ""
+        "--interval",
+        str(INTERVAL),
+        "--stop-timeout",
+        "1",
+        "--create-logger=false",
+        "--logger-url",
+        "",
+        "--inventory",
+        "events",
+        "--resync-every",
+        "2",
     )
     scope.generate(10, workdir)
     wait_until("first kills", 30, lambda: settled(scope))
@@ -96,6 +112,20 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
 
     total_before = all_kills()
     assert total_before > 0
+    resyncs_before = g.metric("gestor_inventory_resyncs_total")
+    assert g.metric("gestor_inventory_stale") == 0
+
+    def all_removals() -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in g.metrics().splitlines()
+            if line.startswith("gestor_removals_total{")
+        )
+
+    removed_before = all_removals()
+    # The keepers: the restart will stop them.
+    keepers = {c["Names"] for c in scope.containers()}
+    assert keepers
 
     pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
     assert pids, "no dockerd to restart"
@@ -104,6 +134,7 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     g.wait_cycles(2, 4 * INTERVAL)
     assert g.alive(), "gestor died with dockerd"
     assert g.metric('gestor_cycle_stage_success{stage="docker"}') == 0
+    assert g.metric("gestor_inventory_stale") == 1, "the inventory outlived its event stream"
     assert all_kills() == total_before, "killed while Docker was away"
 
     subprocess.run([str(REPO / "scripts" / "ensure-docker.sh")], check=True, timeout=120)
@@ -115,20 +146,32 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     )
     recovered_in = time.monotonic() - restarted
     assert g.alive()
+    assert g.metric("gestor_inventory_stale") == 0
+    assert g.metric("gestor_inventory_resyncs_total") > resyncs_before, "no resync after the stream came back"
     # Without live-restore, dockerd's restart stopped the containers: none is
-    # running, so none is killed; the exited ones are left as they are.
+    # running, so none is killed; the stopped ones are removed once their
+    # grace (one interval) is over, as stopped containers, not as kills.
     assert all_kills() == total_before, "a wrong kill after the restart"
-    stopped_by_restart = {c["Names"] for c in scope.containers(all_states=True)}
     assert not scope.containers(), "containers still running after dockerd's restart"
     # And governing resumes: a new generator run is cut back to one per type.
     scope.generate(10, workdir)
 
     def resumed():
-        running = {c["Names"] for c in scope.containers()}
         everything = {c["Names"] for c in scope.containers(all_states=True)}
         one_each = all(len(v) <= 1 for v in scope.running_by_type().values())
-        return one_each and everything - running == stopped_by_restart
+        return one_each and not (everything & keepers)
 
-    wait_until("kills after the restart", 30, resumed)
+    wait_until("kills after the restart, stopped ones removed", 40, resumed)
     assert all_kills() > total_before
-    print(f"dockerd restart: gestor recovered in {recovered_in:.1f} s, no crash, no wrong kill")
+    assert all_removals() >= removed_before + len(keepers)
+    # Quiet now: the next full listings (every 2 cycles) find nothing the
+    # events missed.
+    wait_until("settled", 30, lambda: settled(scope))
+    drift = g.metric("gestor_inventory_drift_total")
+    g.wait_cycles(3, 6 * INTERVAL)
+    assert g.metric("gestor_inventory_drift_total") == drift, "the events missed something on a quiet host"
+    assert g.metric("gestor_inventory_stale") == 0
+    print(
+        f"dockerd restart: gestor recovered in {recovered_in:.1f} s, no crash, no wrong kill, "
+        f"{len(keepers)} stopped containers removed, drift {drift:.0f} in total, none once quiet"
+    )
