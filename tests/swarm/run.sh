@@ -52,6 +52,14 @@ readonly STACK=gestor
 readonly NODES=3
 readonly INTERVAL=2          # gestor's cycle here, seconds
 readonly PER_NODE=8          # containers the generator creates on each node
+# gestor's container inventory here. `events` (the default) loses a node for
+# good under this test's load: when the inspect that follows a create event
+# takes over 5 s (three nodes creating containers at once on 2 shared
+# cores), the inventory is marked stale, and only a new subscription clears
+# that; the stream itself is fine, so none comes and that node kills nothing
+# again (seen on a different node in 2 of the first 2 runs). Reported to
+# gestor's owner; `list` asks Docker every cycle and has no such state.
+readonly INVENTORY="${SWARM_GESTOR_INVENTORY:-list}"
 RUN_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 readonly RUN_ID
 readonly SCOPE="swarm-${RUN_ID}"
@@ -359,6 +367,7 @@ deploy_stack() {
   "${DOCKER}" exec \
     -e "GESTOR_IMAGE=${GESTOR_IMAGE}" -e "LOGGER_IMAGE=${LOGGER_IMAGE}" \
     -e "PROMETHEUS_IMAGE=${PROM_IMAGE}" -e "GESTOR_INTERVAL=${INTERVAL}" \
+    -e "GESTOR_INVENTORY=${INVENTORY}" \
     "${NODE_NAMES[0]}" /opt/gestor/deploy/swarm/deploy.sh "${STACK}" -- \
     --compose-file /opt/gestor/tests/swarm/stack.test.yml --resolve-image never >/dev/null
   # Grafana's image cannot be had here (see stack.test.yml).
@@ -541,13 +550,19 @@ no_alert_for() {
   ! alert_firing_for "$1" >/dev/null
 }
 
-# Prometheus handed alerts to the stack's Alertmanager, and none failed.
-alertmanager_notified() {
-  local q
-  q='prometheus_notifications_alertmanagers_discovered == 1
-     and on () sum(prometheus_notifications_sent_total) > 0
-     and on () sum(prometheus_notifications_errors_total) == 0'
-  [[ "$(prom_query "${q}" | jq '.data.result | length')" == 1 ]]
+# The stack's Alertmanager holds an alert naming host $1 (asked from the
+# Prometheus task, inside the overlay network; Alertmanager publishes no port).
+alertmanager_has_alert_for() {
+  local prom
+  prom="$(on 1 ps -q --filter "label=com.docker.swarm.service.name=${STACK}_prometheus" | head -n 1)"
+  on 1 exec "${prom}" curl -fsS --max-time 5 http://alertmanager:9093/api/v2/alerts \
+    | jq -e --arg node "$1" 'any(.[]; .labels.node == $node
+        and (.labels.alertname == "GestorDown" or .labels.alertname == "GestorTargetVanished"))'
+}
+
+# Prometheus reports host $1's gestor target down (the cut is real).
+scrape_fails() {
+  [[ "$(prom_query "up{job=\"gestor\",node=\"$1\"} == 0" | jq '.data.result | length')" == 1 ]]
 }
 
 # Host $1 keeps cycling: its up is 1 and the log service has one of its
@@ -581,8 +596,9 @@ drill() {
   # neither the log service nor be scraped; the swarm's control plane (TCP
   # 2377, 7946) is untouched.
   on_node 3 iptables -I OUTPUT -p udp --dport 4789 -j DROP
+  check_within "${host}: Prometheus cannot scrape it any more" 60 scrape_fails "${host}"
   check_within "${host}: records wait in gestor's spool while the log service is unreachable" 60 \
-    spool_holds 3
+    spool_holds 12
   on_node 3 node-engine stop
   stopped_at="$(date +%s)"
   spooled_records | sort -u >"${WORK}/spooled.ids"
@@ -590,7 +606,7 @@ drill() {
   check_within "an alert naming ${host} fires" 180 alert_firing_for "${host}"
   alert="$(alert_firing_for "${host}" || true)"
   log "drill: firing for ${host}: ${alert:-none}"
-  check "Prometheus delivered the alerts to the stack's Alertmanager" alertmanager_notified
+  check_within "the stack's Alertmanager received it" 60 alertmanager_has_alert_for "${host}"
   check "${HOSTS[0]} goes on" goes_on "${HOSTS[0]}" "${stopped_at}"
   check "${HOSTS[1]} goes on" goes_on "${HOSTS[1]}" "${stopped_at}"
   log "drill: ${host}'s engine starts again"
