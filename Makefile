@@ -31,7 +31,7 @@ setup:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/tests/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh deploy/swarm/*.sh) images/swarm-node/node-engine
+	shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/*.sh kernel_module/tests/*.sh kernel_module/tests/vm/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh deploy/swarm/*.sh) images/swarm-node/node-engine
 
 test-scripts:
 	./scripts/tests/test_apt_mirror.sh

@@ -43,30 +43,45 @@ remove_containers() {
   fi
 }
 
-# dry_run_cycles SCOPE N: runs gestor in dry run (so the set of containers
-# stays the same) on the scope's containers at a 0.5 s interval until N
-# cycles after the first (which has no previous snapshot) are done; prints
-# "median_ms max_rss_kib". The daemon is stopped on return or interruption.
+# dry_run_cycles SCOPE N [GESTOR FLAG...]: runs gestor in dry run (so the
+# set of containers stays the same) on the scope's containers at a 0.5 s
+# interval until N cycles after the first (which has no previous snapshot)
+# are done; prints "median_ms max_rss_kib docker_requests_per_cycle" (the
+# requests of those N cycles, from gestor_docker_requests_total). The daemon
+# is stopped on return or interruption.
 dry_run_cycles() {
-  local scope="$1" n="$2" log pid rss rss_max=0
+  local scope="$1" n="$2" log pid rss rss_max=0 port r0 r1
+  shift 2
   log="$(mktemp)"
-  "${GESTOR}" run --dry-run --interval 0.5 --listen 127.0.0.1:0 \
-    --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false 2>"${log}" &
+  "${GESTOR}" run --dry-run --interval 0.5 --listen 127.0.0.1:0 --ready-file "${log}.ready" \
+    --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false "$@" 2>"${log}" &
   pid=$!
   # shellcheck disable=SC2064 # expand now: the trap must stop this daemon
-  trap "kill ${pid} 2>/dev/null || true; rm -f '${log}'" EXIT
+  trap "kill ${pid} 2>/dev/null || true; rm -f '${log}' '${log}.ready'" EXIT
+  until [[ "$(grep -c '"cycle done"' "${log}")" -ge 1 ]]; do
+    sleep 0.1
+  done
+  port="$(sed 's/.*://' "${log}.ready")"
+  r0="$(docker_requests "${port}")"
   until [[ "$(grep -c '"cycle done"' "${log}")" -gt "${n}" ]]; do
     rss="$(awk '/VmRSS/ {print $2}' "/proc/${pid}/status")"
     ((rss > rss_max)) && rss_max="${rss}"
     sleep 0.2
   done
+  r1="$(docker_requests "${port}")"
   kill "${pid}"
   wait "${pid}" || true
-  printf '%s %s\n' \
+  printf '%s %s %s\n' \
     "$(grep '"cycle done"' "${log}" | tail -n "${n}" | jq -r '.duration_ms' | median)" \
-    "${rss_max}"
-  rm -f "${log}"
+    "${rss_max}" "$(echo "(${r1} - ${r0}) / ${n}" | bc -l)"
+  rm -f "${log}" "${log}.ready"
   trap - EXIT
+}
+
+# docker_requests PORT: the Docker requests gestor at PORT has made so far.
+docker_requests() {
+  curl -fsS "http://127.0.0.1:$1/metrics" \
+    | awk '/^gestor_docker_requests_total/ { n += $2 } END { print n + 0 }'
 }
 
 median() {

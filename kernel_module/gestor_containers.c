@@ -4,9 +4,12 @@
  *
  * Reading /proc/sysinfo_202200075 (the name is the proc_name parameter)
  * returns one JSON document (schema/sysinfo.schema.json in the gestor
- * repository): system memory and CPU time, and one entry per process that
- * runs in a container, with the 64-hex container ID taken from its cgroup
- * path.  With all_processes=1 every process is listed.
+ * repository, version 2): system memory and CPU time, and one entry per
+ * process that runs in a container, with the 64-hex container ID taken from
+ * its cgroup path.  With all_processes=1 every process is listed.
+ *
+ * Only the procfs instances of the initial PID namespace serve the file: a
+ * container's own /proc gets EPERM, a bind mount of the host's /proc reads.
  *
  * Only integers are exported (ns, KiB, bytes, hundredths of a percent); the
  * reader computes rates from two snapshots, so a read never waits.
@@ -14,22 +17,35 @@
  * Locking: the task list is walked under rcu_read_lock() only to take task
  * references.  Everything else is gathered per task afterwards: one short
  * RCU section that takes spinlocks but never sleeps (cgroup path, name,
- * thread-group totals, the mm), then, with no lock held, what may sleep (the
- * command line from the process's memory, mmput()).
+ * thread-group totals, the mm), then, with no lock held, the command line,
+ * read through the mm already held with mmap_read_trylock() and without
+ * faulting pages in: a busy lock gives an empty command line flagged
+ * "cmdline_unavailable", never a wait.
  *
- * Output: each process entry is formatted into a scratch buffer large enough
- * for the longest possible entry, then copied into the seq_file at once.
+ * Output: entries are written straight into the seq_file buffer; if it
+ * overflows, seq_file calls show() again with a larger buffer and the whole
+ * document is redone.  Each cgroup's path is resolved once per read: the
+ * processes of a container share it.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/cgroup.h>
+#include <linux/cred.h>
 #include <linux/ctype.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/hash.h>
+#include <linux/highmem.h>
 #include <linux/kernel_stat.h>
 #include <linux/ktime.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
+#include <linux/mmap_lock.h>
 #include <linux/module.h>
+#include <linux/mount.h>
+#include <linux/namei.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -40,18 +56,27 @@
 #include <linux/swap.h>
 #include <linux/task_io_accounting_ops.h>
 #include <linux/tick.h>
+#include <linux/uio.h>
 #include <linux/vmstat.h>
 
-#define GC_VERSION		1
+/* rchar/wchar/syscr/syscw and read/write/cancelled_write_bytes. */
+#if !IS_ENABLED(CONFIG_TASK_XACCT) || !IS_ENABLED(CONFIG_TASK_IO_ACCOUNTING)
+#error "gestor_containers needs CONFIG_TASK_XACCT and CONFIG_TASK_IO_ACCOUNTING"
+#endif
+
+#define GC_VERSION		2
 #define GC_ID_LEN		64
 #define GC_CMDLINE_MAX		1024
-/* A container process takes about 410 bytes, a kernel thread 250. */
+/* A container process takes about 490 bytes, a kernel thread 320. */
 #define GC_PROC_SIZE_GUESS	512
-/* Escaping turns one byte into at most 6 ("\\u00XX"). */
-#define GC_REC_MAX		(1024 + 6 * (TASK_COMM_LEN + GC_CMDLINE_MAX + \
-					     PATH_MAX))
 #define GC_BUF_MIN		(64 * 1024)
 #define GC_BUF_MAX		(256 * 1024 * 1024)
+/* Cgroups one process can need: the v2 one and one per v1 hierarchy. */
+#define GC_CG_PER_TASK		(CGROUP_SUBSYS_COUNT + 1)
+#define GC_CG_BITS_MIN		6
+/* Path storage: room for one process's worth of paths, and more. */
+#define GC_CHUNK_SIZE		((GC_CG_PER_TASK + 1) * PATH_MAX)
+#define GC_MEMINFO_MAX		4096
 
 static char *proc_name = "sysinfo_202200075";
 module_param(proc_name, charp, 0444);
@@ -66,24 +91,76 @@ MODULE_PARM_DESC(all_processes,
 static ushort proc_mode = 0400;
 module_param(proc_mode, ushort, 0444);
 MODULE_PARM_DESC(proc_mode,
-		 "Permissions of the /proc file, at most 0444 (default 0400)");
+		 "Permissions of the /proc file, 0 < mode <= 0444 (default 0400)");
 
 static struct proc_dir_entry *gc_entry;
 
 /* Size of the last complete document, to pre-size the next read's buffer. */
 static size_t gc_last_size;
+/* Processes the last read collected: the size of the next one's array. */
+static unsigned int gc_last_nr;
 
-/* Scratch state of one read, allocated before any lock is taken. */
+/*
+ * The buffer of the last document, kept for the next read: with 2,000
+ * processes a document takes a megabyte, and allocating (vmalloc) and
+ * freeing it at every read cost about a sixth of the read.  One is kept.
+ */
+static DEFINE_SPINLOCK(gc_spare_lock);
+static char *gc_spare;
+static size_t gc_spare_size;
+
+/*
+ * The swap total is not exported to modules (si_swapinfo() and
+ * total_swap_pages are not), so it is read from meminfo of a private procfs
+ * mount, with kernel credentials, before each document is produced (not in
+ * show(): that runs under the seq_file lock, and meminfo's read takes
+ * another lock of the same class).
+ */
+static struct vfsmount *gc_procfs;
+static const struct cred *gc_kcred;
+static DEFINE_SPINLOCK(gc_swap_lock);
+static u64 gc_swap_total_kib, gc_swap_free_kib;
+
+/*
+ * One cgroup seen during a read: its path, and where the container ID is
+ * in it.  Keyed by hierarchy and cgroup ID (kernfs node IDs are never
+ * reused within a hierarchy), so nothing here needs a reference.
+ */
+struct gc_cg {
+	const struct cgroup_root *root;
+	u64 id;
+	const char *path;	/* NUL-terminated, in a chunk */
+	const char *cid;	/* the container ID inside path, or NULL */
+	size_t path_len;
+	/*
+	 * Where its ,"container_id":...,"cgroup":"..." was first written in
+	 * the seq_file buffer of this show() call; frag_len 0: not yet.
+	 */
+	size_t frag_off;
+	size_t frag_len;
+};
+
+/* Path storage: chunks freed together at the end of the read. */
+struct gc_chunk {
+	struct gc_chunk *next;
+	char data[];
+};
+
+/* Scratch state of one read, allocated with no lock held. */
 struct gc_read {
+	struct seq_file *m;
 	struct task_struct **tasks;
 	unsigned int nr_tasks;
-	char *path;		/* PATH_MAX: cgroup path that is printed */
-	char *tmp;		/* PATH_MAX: cgroup path being examined */
 	char *cmdline;		/* GC_CMDLINE_MAX */
-	char *rec;		/* GC_REC_MAX: the entry being formatted */
-	size_t rec_len;
 	unsigned long totalram;	/* pages */
 	bool all;
+	/* Cgroups by (root, id): open addressing, at most half full. */
+	struct gc_cg *cgs;
+	unsigned int cg_bits;
+	unsigned int nr_cgs;
+	struct gc_chunk *chunks;
+	char *chunk_free;
+	size_t chunk_left;
 };
 
 /* What is printed for one process (the thread group of a leader). */
@@ -91,8 +168,10 @@ struct gc_proc {
 	pid_t pid;
 	pid_t ppid;
 	char state;
+	bool cmdline_unavailable;
 	char comm[TASK_COMM_LEN];
 	u64 cpu_ns;
+	u64 children_cpu_ns;
 	u64 start_ns;
 	struct task_io_accounting io;
 	unsigned long rss;	/* pages */
@@ -101,38 +180,6 @@ struct gc_proc {
 };
 
 /* --- JSON output ------------------------------------------------------ */
-
-/*
- * The entry buffer is sized for the longest entry (GC_REC_MAX), so these
- * never run out of room; the check only guards against a mistake.
- */
-static void gc_mem(struct gc_read *c, const void *src, size_t len)
-{
-	if (WARN_ON_ONCE(len > GC_REC_MAX - c->rec_len))
-		return;
-	memcpy(c->rec + c->rec_len, src, len);
-	c->rec_len += len;
-}
-
-#define gc_lit(c, s)	gc_mem(c, s, sizeof(s) - 1)
-
-static void gc_u64(struct gc_read *c, u64 num)
-{
-	char digits[20];
-	int i = sizeof(digits);
-
-	do {
-		digits[--i] = '0' + do_div(num, 10);
-	} while (num);
-	gc_mem(c, digits + i, sizeof(digits) - i);
-}
-
-/* Print @key (with its punctuation) and decimal @num. */
-static void gc_num(struct gc_read *c, const char *key, u64 num)
-{
-	gc_mem(c, key, strlen(key));
-	gc_u64(c, num);
-}
 
 /*
  * Length of the well-formed UTF-8 sequence (RFC 3629) that starts at @s, or
@@ -174,19 +221,79 @@ static unsigned int gc_utf8_len(const u8 *s, size_t left)
 }
 
 /*
- * Print @len bytes of @str as a JSON string.  '"', '\\', '\n' and '\t' get
- * their short escapes, other control characters and DEL \u00XX, and each
- * byte that is not part of well-formed UTF-8 becomes U+FFFD, so the output
- * is valid UTF-8 whatever a process calls itself.
+ * Entries are written straight into the seq_file buffer, after one check
+ * that the longest they can be fits (seq_get_buf()); if it does not, the
+ * buffer is marked full and show() is redone with a larger one.  Escaping
+ * turns a byte into at most 6 ("\u00XX").
  */
-static void gc_string(struct gc_read *c, const char *str, size_t len)
+#define GC_ESC_MAX		6
+/* Keys, punctuation and 17 numbers of an entry, strings aside. */
+#define GC_ENTRY_FIXED		768
+
+/* String literal @s at @p; returns the end (inlined to plain stores). */
+static __always_inline char *gc_lit(char *p, const char *s)
+{
+	size_t n = __builtin_strlen(s);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/*
+ * Decimal @num at @p; returns the end.  Digits come two at a time, in
+ * 32-bit arithmetic once the number fits.
+ */
+static char *gc_u64(char *p, u64 num)
+{
+	unsigned int len = 1;
+	char *end;
+	u64 x;
+	u32 lo;
+
+	if (num < 10) {
+		*p = '0' + num;
+		return p + 1;
+	}
+	for (x = num; x >= 10000; x /= 10000)
+		len += 4;
+	for (; x >= 10; x /= 10)
+		len++;
+	end = p + len;
+	p = end;
+	while (num > U32_MAX) {
+		lo = do_div(num, 100);
+		p -= 2;
+		p[0] = '0' + lo / 10;
+		p[1] = '0' + lo % 10;
+	}
+	for (lo = num; lo >= 100; lo /= 100) {
+		p -= 2;
+		p[0] = '0' + lo % 100 / 10;
+		p[1] = '0' + lo % 10;
+	}
+	if (lo >= 10) {
+		p -= 2;
+		p[0] = '0' + lo / 10;
+		p[1] = '0' + lo % 10;
+	} else {
+		*--p = '0' + lo;
+	}
+	return end;
+}
+
+/*
+ * @len bytes of @str as a JSON string at @p; returns the end.  '"', '\\',
+ * '\n' and '\t' get their short escapes, other control characters and DEL
+ * \u00XX, and each byte that is not part of well-formed UTF-8 becomes
+ * U+FFFD, so the output is valid UTF-8 whatever a process calls itself.
+ */
+static char *gc_string(char *p, const char *str, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	const u8 *s = (const u8 *)str;
 	size_t i = 0, run = 0;
-	char esc[6];
 
-	gc_lit(c, "\"");
+	*p++ = '"';
 	while (i < len) {
 		u8 ch = s[i];
 		unsigned int n;
@@ -200,39 +307,63 @@ static void gc_string(struct gc_read *c, const char *str, size_t len)
 			i += n;
 			continue;
 		}
-		gc_mem(c, s + run, i - run);
+		memcpy(p, s + run, i - run);
+		p += i - run;
 		switch (ch) {
 		case '"':
-			gc_lit(c, "\\\"");
+			p = gc_lit(p, "\\\"");
 			break;
 		case '\\':
-			gc_lit(c, "\\\\");
+			p = gc_lit(p, "\\\\");
 			break;
 		case '\n':
-			gc_lit(c, "\\n");
+			p = gc_lit(p, "\\n");
 			break;
 		case '\t':
-			gc_lit(c, "\\t");
+			p = gc_lit(p, "\\t");
 			break;
 		default:
 			if (ch >= 0x80) {
-				gc_lit(c, "\xef\xbf\xbd");
+				p = gc_lit(p, "\xef\xbf\xbd");
 				break;
 			}
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 0xf];
-			gc_mem(c, esc, sizeof(esc));
+			p = gc_lit(p, "\\u00");
+			*p++ = hex[ch >> 4];
+			*p++ = hex[ch & 0xf];
 			break;
 		}
 		run = ++i;
 	}
-	gc_mem(c, s + run, i - run);
-	gc_lit(c, "\"");
+	memcpy(p, s + run, i - run);
+	p += i - run;
+	*p++ = '"';
+	return p;
 }
 
 /* --- container ID from the cgroup path ----------------------------------- */
 
+/* Next component of a cgroup path ("/a/b"); false at the end. */
+static bool gc_next(const char **pos, const char **comp, size_t *len)
+{
+	const char *s = *pos, *end;
+
+	if (*s != '/')
+		return false;
+	end = strchrnul(++s, '/');
+	if (end == s)
+		return false;
+	*comp = s;
+	*len = end - s;
+	*pos = end;
+	return true;
+}
+
+static bool gc_is(const char *comp, size_t len, const char *lit)
+{
+	return len == strlen(lit) && !memcmp(comp, lit, len);
+}
+
+/* 64 lowercase hex digits, as Docker, containerd, Podman and CRI-O use. */
 static bool gc_is_id(const char *s, size_t len)
 {
 	size_t i;
@@ -245,69 +376,234 @@ static bool gc_is_id(const char *s, size_t len)
 	return true;
 }
 
-/*
- * Return the container ID in cgroup path @path, or NULL.  The first
- * component that names a container wins: a bare 64-hex ID (cgroupfs driver,
- * "/docker/<id>", kubepods) or a systemd scope "<prefix><id>.scope" of
- * Docker, containerd, Podman or CRI-O.
- */
-static const char *gc_find_id(const char *path)
+/* "<prefix><id>.scope" (a systemd scope): the ID, or NULL. */
+static const char *gc_scope(const char *comp, size_t len, const char *prefix)
 {
-	static const char * const prefixes[] = {
-		"docker-", "cri-containerd-", "libpod-", "crio-",
-	};
 	static const char suffix[] = ".scope";
-	const size_t slen = sizeof(suffix) - 1;
-	const char *comp = path;
+	const size_t plen = strlen(prefix), slen = sizeof(suffix) - 1;
 
-	while (*comp) {
-		const char *end = strchrnul(comp, '/');
-		size_t len = end - comp;
-		unsigned int i;
+	if (len != plen + GC_ID_LEN + slen || memcmp(comp, prefix, plen) ||
+	    memcmp(comp + plen + GC_ID_LEN, suffix, slen) ||
+	    !gc_is_id(comp + plen, GC_ID_LEN))
+		return NULL;
+	return comp + plen;
+}
 
-		if (gc_is_id(comp, len))
-			return comp;
-		for (i = 0; i < ARRAY_SIZE(prefixes); i++) {
-			size_t plen = strlen(prefixes[i]);
+/* "<prefix><pod UID><suffix>": the UID in hex, '-' or '_' (systemd). */
+static bool gc_is_pod(const char *comp, size_t len, const char *prefix,
+		      const char *suffix)
+{
+	const size_t plen = strlen(prefix), slen = strlen(suffix);
+	size_t i;
 
-			if (len == plen + GC_ID_LEN + slen &&
-			    !memcmp(comp, prefixes[i], plen) &&
-			    !memcmp(end - slen, suffix, slen) &&
-			    gc_is_id(comp + plen, GC_ID_LEN))
-				return comp + plen;
-		}
-		comp = *end ? end + 1 : end;
-	}
+	if (len <= plen + slen || len > plen + 64 + slen ||
+	    memcmp(comp, prefix, plen) || memcmp(comp + len - slen, suffix, slen))
+		return false;
+	for (i = plen; i < len - slen; i++)
+		if (!isdigit(comp[i]) && (comp[i] < 'a' || comp[i] > 'f') &&
+		    comp[i] != '-' && comp[i] != '_')
+			return false;
+	return true;
+}
+
+/* Kubernetes, cgroupfs driver: [besteffort|burstable/]pod<uid>/<id>. */
+static const char *gc_kubepods(const char *pos)
+{
+	const char *c;
+	size_t n;
+
+	if (!gc_next(&pos, &c, &n))
+		return NULL;
+	if ((gc_is(c, n, "besteffort") || gc_is(c, n, "burstable")) &&
+	    !gc_next(&pos, &c, &n))
+		return NULL;
+	if (!gc_is_pod(c, n, "pod", "") || !gc_next(&pos, &c, &n))
+		return NULL;
+	if (gc_is_id(c, n))
+		return c;
+	/* CRI-O */
+	if (n == 5 + GC_ID_LEN && !memcmp(c, "crio-", 5) &&
+	    gc_is_id(c + 5, GC_ID_LEN))
+		return c + 5;
 	return NULL;
 }
 
-static void gc_cgroup_path(struct cgroup *cgrp, char *buf)
+/*
+ * Kubernetes, systemd driver: [kubepods-<qos>.slice/]
+ * kubepods[-<qos>]-pod<uid>.slice/<runtime>-<id>.scope.
+ */
+static const char *gc_kubepods_slice(const char *pos)
 {
-	if (cgroup_path(cgrp, buf, PATH_MAX) < 0)
-		buf[0] = '\0';
+	const char *c, *id, *pod = "kubepods-pod";
+	size_t n;
+
+	if (!gc_next(&pos, &c, &n))
+		return NULL;
+	if (gc_is(c, n, "kubepods-besteffort.slice"))
+		pod = "kubepods-besteffort-pod";
+	else if (gc_is(c, n, "kubepods-burstable.slice"))
+		pod = "kubepods-burstable-pod";
+	if (strcmp(pod, "kubepods-pod") && !gc_next(&pos, &c, &n))
+		return NULL;
+	if (!gc_is_pod(c, n, pod, ".slice") || !gc_next(&pos, &c, &n))
+		return NULL;
+	id = gc_scope(c, n, "cri-containerd-");
+	if (!id)
+		id = gc_scope(c, n, "crio-");
+	if (!id)
+		id = gc_scope(c, n, "docker-");
+	return id;
 }
 
 /*
- * Find the container @p runs in: first from its cgroup v2 path, then from
- * the paths of the cgroup v1 hierarchies its controllers are in.  On return
- * c->path holds the path the ID was found in, or the cgroup v2 path.
- *
- * Called under rcu_read_lock(), which keeps the css_set and its cgroups
- * alive; cgroup_path() only takes a spinlock.
+ * Return the container ID in cgroup path @path, or NULL.  Only the parents
+ * that each runtime creates, from the root of the hierarchy, are accepted,
+ * so a 64-hex name in a delegated subtree (a systemd user session,
+ * rootless Podman) names no container:
+ *   /docker/<id>                          Docker, cgroupfs driver
+ *   /system.slice/docker-<id>.scope       Docker, systemd driver
+ *   /system.slice/nerdctl-<id>.scope      nerdctl, systemd driver
+ *   /default/<id>, /k8s.io/<id>           containerd's namespaces (ctr,
+ *                                         nerdctl), cgroupfs driver
+ *   /machine.slice/libpod-<id>.scope      Podman (not libpod-conmon-)
+ *   /kubepods/..., /kubepods.slice/...    Kubernetes (containerd, CRI-O,
+ *                                         Docker)
+ * Sub-cgroups a container makes below its own are still that container's.
  */
-static const char *gc_container_id(struct gc_read *c, struct task_struct *p)
+static const char *gc_find_id(const char *path)
+{
+	const char *pos = path, *c, *id;
+	size_t n;
+
+	if (!gc_next(&pos, &c, &n))
+		return NULL;
+	if (gc_is(c, n, "docker") || gc_is(c, n, "default") ||
+	    gc_is(c, n, "k8s.io"))
+		return gc_next(&pos, &c, &n) && gc_is_id(c, n) ? c : NULL;
+	if (gc_is(c, n, "system.slice")) {
+		if (!gc_next(&pos, &c, &n))
+			return NULL;
+		id = gc_scope(c, n, "docker-");
+		return id ? id : gc_scope(c, n, "nerdctl-");
+	}
+	if (gc_is(c, n, "machine.slice"))
+		return gc_next(&pos, &c, &n) ? gc_scope(c, n, "libpod-") : NULL;
+	if (gc_is(c, n, "kubepods"))
+		return gc_kubepods(pos);
+	if (gc_is(c, n, "kubepods.slice"))
+		return gc_kubepods_slice(pos);
+	return NULL;
+}
+
+/* --- cgroups, each resolved once per read ------------------------------- */
+
+static void gc_cg_free(struct gc_read *c)
+{
+	struct gc_chunk *chunk;
+
+	while (c->chunks) {
+		chunk = c->chunks;
+		c->chunks = chunk->next;
+		kvfree(chunk);
+	}
+	kvfree(c->cgs);
+}
+
+/*
+ * Make room, before rcu_read_lock(), for every cgroup one process can add:
+ * a slot each (the table stays at most half full) and PATH_MAX bytes each.
+ */
+static int gc_cg_reserve(struct gc_read *c)
+{
+	unsigned int bits = c->cg_bits, i, j;
+	struct gc_chunk *chunk;
+	struct gc_cg *cgs;
+
+	while ((c->nr_cgs + GC_CG_PER_TASK) * 2 > (1U << bits))
+		bits++;
+	if (bits != c->cg_bits) {
+		cgs = kvcalloc(1U << bits, sizeof(*cgs), GFP_KERNEL);
+		if (!cgs)
+			return -ENOMEM;
+		for (i = 0; c->cgs && i < (1U << c->cg_bits); i++) {
+			if (!c->cgs[i].path)
+				continue;
+			j = hash_64(c->cgs[i].id ^ (uintptr_t)c->cgs[i].root,
+				    bits);
+			while (cgs[j].path)
+				j = (j + 1) & ((1U << bits) - 1);
+			cgs[j] = c->cgs[i];
+		}
+		kvfree(c->cgs);
+		c->cgs = cgs;
+		c->cg_bits = bits;
+	}
+	if (c->chunk_left < GC_CG_PER_TASK * PATH_MAX) {
+		chunk = kvmalloc(GC_CHUNK_SIZE, GFP_KERNEL);
+		if (!chunk)
+			return -ENOMEM;
+		chunk->next = c->chunks;
+		c->chunks = chunk;
+		c->chunk_free = chunk->data;
+		c->chunk_left = GC_CHUNK_SIZE - sizeof(*chunk);
+	}
+	return 0;
+}
+
+/*
+ * The entry of @cgrp, its path resolved on first sight.  Under
+ * rcu_read_lock(), which keeps the cgroup alive; cgroup_path() only takes
+ * a spinlock.  gc_cg_reserve() made room.
+ */
+static struct gc_cg *gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
+{
+	const unsigned int mask = (1U << c->cg_bits) - 1;
+	u64 id = cgroup_id(cgrp);
+	unsigned int i = hash_64(id ^ (uintptr_t)cgrp->root, c->cg_bits);
+	struct gc_cg *e;
+	int len;
+
+	for (;; i = (i + 1) & mask) {
+		e = &c->cgs[i];
+		if (!e->path)
+			break;
+		if (e->id == id && e->root == cgrp->root)
+			return e;
+	}
+	/* As /proc/<pid>/cgroup: a path longer than PATH_MAX - 1 is cut. */
+	len = cgroup_path(cgrp, c->chunk_free, PATH_MAX);
+	if (len < 0)
+		len = 0;
+	len = min(len, PATH_MAX - 1);
+	c->chunk_free[len] = '\0';
+	e->root = cgrp->root;
+	e->id = id;
+	e->path = c->chunk_free;
+	e->path_len = len;
+	e->cid = gc_find_id(e->path);
+	c->chunk_free += len + 1;
+	c->chunk_left -= len + 1;
+	c->nr_cgs++;
+	return e;
+}
+
+/*
+ * The cgroup that tells which container @p runs in: its cgroup v2 one if
+ * that names a container, else the first cgroup v1 one that does (in
+ * controller order), else the v2 one (no container).  Under
+ * rcu_read_lock(), which keeps the css_set alive.
+ */
+static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 {
 	struct cgroup *seen[CGROUP_SUBSYS_COUNT];
 	struct css_set *cset = task_css_set(p);
 	struct cgroup *dfl = cset->dfl_cgrp;
 	unsigned int nr_seen = 0, i, j;
-	const char *id;
+	struct gc_cg *v2, *e;
 
-	gc_cgroup_path(dfl, c->path);
-	id = gc_find_id(c->path);
-	if (id)
-		return id;
-
+	v2 = gc_cg_get(c, dfl);
+	if (v2->cid)
+		return v2;
 	for (i = 0; i < CGROUP_SUBSYS_COUNT; i++) {
 		struct cgroup_subsys_state *css = cset->subsys[i];
 		struct cgroup *cgrp;
@@ -323,48 +619,54 @@ static const char *gc_container_id(struct gc_read *c, struct task_struct *p)
 		if (j < nr_seen)
 			continue;
 		seen[nr_seen++] = cgrp;
-
-		gc_cgroup_path(cgrp, c->tmp);
-		id = gc_find_id(c->tmp);
-		if (id) {
-			swap(c->path, c->tmp);
-			return id;
-		}
+		e = gc_cg_get(c, cgrp);
+		if (e->cid)
+			return e;
 	}
-	return NULL;
+	return v2;
 }
 
 /* --- per-process data --------------------------------------------------- */
 
 /*
  * Name, parent, thread-group totals (CPU time, I/O counters) and a
- * reference on the mm, under rcu_read_lock() (spinlocks only).  Like
+ * reference on the mm, under rcu_read_lock() (spinlocks only), for @p
+ * (referenced by the caller).  Like
  * thread_group_cputime(), a lockless pass is retried under sig->stats_lock
  * if a thread exited meanwhile (__exit_signal() moves its counters into the
- * signal_struct under that seqlock).
+ * signal_struct, and wait_task_zombie() adds a reaped child's time to
+ * cutime/cstime, under that seqlock).
  *
- * Returns the mm with a reference (mmput() it) and stores a reference to a
- * thread that uses it in *@mm_task, or returns NULL for kernel threads and
- * processes whose threads have all released their mm (zombies).  The leader
- * may have exited while other threads still run: then the mm is found
- * through one of them.
+ * Returns false if @p was reaped since it was collected (state X, or its
+ * pid already detached): it is not listed.  Otherwise *@mm is the mm with a
+ * reference (mmput() it) and *@mm_task a referenced thread that uses it, or
+ * NULL for kernel threads and processes whose threads have all released
+ * their mm (zombies).  The leader may have exited while other threads still
+ * run: then the mm is found through one of them.
  */
-static struct mm_struct *gc_group_stats(struct task_struct *p,
-					struct gc_proc *st,
-					struct task_struct **mm_task)
+static bool gc_group_stats(struct task_struct *p, struct gc_proc *st,
+			   struct mm_struct **mm, struct task_struct **mm_task)
 {
 	struct signal_struct *sig = p->signal;
 	bool kthread = p->flags & PF_KTHREAD;
-	struct mm_struct *mm = NULL;
 	struct task_struct *t;
 	unsigned int seq, nextseq;
 	unsigned long flags;
 
+	*mm = NULL;
 	*mm_task = NULL;
-	st->pid = task_tgid_nr(p);
-	st->ppid = pid_alive(p) ? task_tgid_nr(rcu_dereference(p->real_parent))
-				: 0;
+	/*
+	 * Only a task that is still hashed has a real_parent that RCU keeps
+	 * valid (as in do_task_stat()); EXIT_DEAD (X) is set just before the
+	 * task is unhashed.
+	 */
+	if (!pid_alive(p))
+		return false;
 	st->state = task_state_to_char(p);
+	if (st->state == 'X')
+		return false;
+	st->pid = task_tgid_nr(p);
+	st->ppid = task_tgid_nr(rcu_dereference(p->real_parent));
 	st->start_ns = p->start_boottime;
 
 	nextseq = 0;
@@ -372,6 +674,7 @@ static struct mm_struct *gc_group_stats(struct task_struct *p,
 		seq = nextseq;
 		flags = read_seqbegin_or_lock_irqsave(&sig->stats_lock, &seq);
 		st->cpu_ns = sig->sum_sched_runtime;
+		st->children_cpu_ns = sig->cutime + sig->cstime;
 		st->io = sig->ioac;
 		for_each_thread(p, t) {
 			st->cpu_ns += READ_ONCE(t->se.sum_exec_runtime);
@@ -385,27 +688,60 @@ static struct mm_struct *gc_group_stats(struct task_struct *p,
 	task_lock(p);
 	strscpy_pad(st->comm, p->comm, sizeof(st->comm));
 	if (p->mm && !kthread) {
-		mm = p->mm;
-		mmget(mm);
+		*mm = p->mm;
+		mmget(*mm);
 		*mm_task = p;
 	}
 	task_unlock(p);
-	if (!mm && !kthread) {
+	if (!*mm && !kthread) {
 		for_each_thread(p, t) {
 			task_lock(t);
 			if (t->mm) {
-				mm = t->mm;
-				mmget(mm);
+				*mm = t->mm;
+				mmget(*mm);
 				*mm_task = t;
 			}
 			task_unlock(t);
-			if (mm)
+			if (*mm)
 				break;
 		}
 	}
-	if (mm)
+	/* @p's reference is held: one on another thread only. */
+	if (*mm && *mm_task != p)
 		get_task_struct(*mm_task);
-	return mm;
+	return true;
+}
+
+/*
+ * Copy @len bytes at @addr of @mm into @buf through the page tables, with
+ * mmap_lock held for reading: present pages only (FOLL_NOFAULT: a page on
+ * swap would mean waiting for I/O).  Returns the bytes copied; *@absent
+ * tells that it stopped at a mapped page that is not present.
+ */
+static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
+			 size_t len, bool *absent)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t off = offset_in_page(addr);
+		size_t n = min(len - done, PAGE_SIZE - off);
+		struct page *page;
+		void *kaddr;
+
+		if (get_user_pages_remote(mm, addr, 1, FOLL_ANON | FOLL_NOFAULT,
+					  &page, NULL, NULL) != 1) {
+			*absent = !!vma_lookup(mm, addr);
+			break;
+		}
+		kaddr = kmap_local_page(page);
+		memcpy(buf + done, kaddr + off, n);
+		kunmap_local(kaddr);
+		put_page(page);
+		done += n;
+		addr += n;
+	}
+	return done;
 }
 
 /*
@@ -413,16 +749,20 @@ static struct mm_struct *gc_group_stats(struct task_struct *p,
  * joined by single spaces, at most GC_CMDLINE_MAX bytes.  As in
  * /proc/<pid>/cmdline, a process that overwrote its argv with
  * setproctitle(3) (the last argv byte is not NUL) gets the string up to the
- * first NUL.  May sleep: called with no lock held.
+ * first NUL.
+ *
+ * Never waits: through the mm already held, with mmap_read_trylock().  If
+ * the lock is busy, a page is not present, or @t no longer uses @mm once
+ * read (it exec'd: what was read is the old image's), the command line is
+ * empty and *@unavailable is set.  Called with no lock held.
  */
 static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
-			      struct mm_struct *mm)
+			      struct mm_struct *mm, bool *unavailable)
 {
-	unsigned long arg_start, arg_end, len;
-	char *buf = c->cmdline;
-	bool proctitle = false;
-	int got, i;
-	char last;
+	unsigned long arg_start, arg_end;
+	char *buf = c->cmdline, last = '\0';
+	bool proctitle, absent = false;
+	size_t len, got, i;
 
 	spin_lock(&mm->arg_lock);
 	arg_start = mm->arg_start;
@@ -430,18 +770,33 @@ static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
 	spin_unlock(&mm->arg_lock);
 	if (arg_start >= arg_end)
 		return 0;
-
+	if (!mmap_read_trylock(mm)) {
+		*unavailable = true;
+		return 0;
+	}
 	len = min(arg_end - arg_start, (unsigned long)GC_CMDLINE_MAX);
-	got = access_process_vm(t, arg_start, buf, len, FOLL_ANON);
-	if (got <= 0)
+	got = gc_copy_vm(mm, arg_start, buf, len, &absent);
+	if (got == len && arg_end - arg_start > len &&
+	    gc_copy_vm(mm, arg_end - 1, &last, 1, &absent) != 1)
+		last = '\0';
+	mmap_read_unlock(mm);
+
+	task_lock(t);
+	if (t->mm != mm)
+		absent = true;
+	task_unlock(t);
+	if (absent) {
+		*unavailable = true;
+		return 0;
+	}
+	if (!got)
 		return 0;
 
-	if (arg_end - arg_start > GC_CMDLINE_MAX) {
-		if (access_process_vm(t, arg_end - 1, &last, 1, FOLL_ANON) == 1)
-			proctitle = last != '\0';
-	} else if ((unsigned long)got == len) {
-		proctitle = buf[got - 1] != '\0';
-		if (!proctitle)
+	if (arg_end - arg_start > len) {
+		proctitle = got == len && last != '\0';
+	} else {
+		proctitle = got == len && buf[got - 1] != '\0';
+		if (got == len && !proctitle)
 			got--;	/* the NUL that ends the last argument */
 	}
 	if (proctitle)
@@ -454,66 +809,206 @@ static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
 }
 
 /*
- * What may sleep, with no lock held: memory figures and the command line.
- * Drops the references gc_group_stats() took.
+ * What needs no lock: memory figures and the command line.  Drops the
+ * references gc_group_stats() took.
  */
 static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
-			struct mm_struct *mm, struct task_struct *mm_task)
+			struct task_struct *p, struct mm_struct *mm,
+			struct task_struct *mm_task)
 {
 	st->rss = 0;
 	st->vsz = 0;
 	st->cmdline_len = 0;
+	st->cmdline_unavailable = false;
 	if (!mm)
 		return;
 	st->rss = get_mm_rss(mm);
 	st->vsz = READ_ONCE(mm->total_vm);
-	st->cmdline_len = gc_read_cmdline(c, mm_task, mm);
+	st->cmdline_len = gc_read_cmdline(c, mm_task, mm,
+					  &st->cmdline_unavailable);
 	mmput(mm);
-	put_task_struct(mm_task);
+	if (mm_task != p)
+		put_task_struct(mm_task);
 }
 
-/* Format one process entry into c->rec. */
-static void gc_format_proc(struct gc_read *c, const struct gc_proc *st,
-			   const char *id)
+/* Longest ,"container_id":...,"cgroup":"..." of @cg can be. */
+static size_t gc_cgroup_max(const struct gc_cg *cg)
 {
+	if (cg->frag_len)
+		return cg->frag_len;
+	return 40 + GC_ID_LEN + GC_ESC_MAX * cg->path_len;
+}
+
+/*
+ * ,"container_id":...,"cgroup":"..." of @cg at @p (in the seq_file buffer
+ * @m): written out once per show() call, then copied from there.
+ */
+static char *gc_cgroup(struct seq_file *m, char *p, struct gc_cg *cg)
+{
+	char *start = p;
+
+	if (cg->frag_len) {
+		memcpy(p, m->buf + cg->frag_off, cg->frag_len);
+		return p + cg->frag_len;
+	}
+	if (cg->cid) {
+		p = gc_lit(p, ",\"container_id\":\"");
+		memcpy(p, cg->cid, GC_ID_LEN);
+		p = gc_lit(p + GC_ID_LEN, "\",\"cgroup\":");
+	} else {
+		p = gc_lit(p, ",\"container_id\":null,\"cgroup\":");
+	}
+	p = gc_string(p, cg->path, cg->path_len);
+	cg->frag_off = start - m->buf;
+	cg->frag_len = p - start;
+	return p;
+}
+
+/* Print one process entry, after ",\n" unless it is the first. */
+static void gc_show_proc(struct gc_read *c, const struct gc_proc *st,
+			 struct gc_cg *cg, bool first)
+{
+	size_t comm_len = strnlen(st->comm, sizeof(st->comm));
+	struct seq_file *m = c->m;
+	char *start, *p;
 	u64 pct = 0;
 
+	if (seq_get_buf(m, &start) < GC_ENTRY_FIXED + gc_cgroup_max(cg) +
+	    GC_ESC_MAX * (comm_len + st->cmdline_len)) {
+		seq_commit(m, -1);	/* overflow: show() is redone */
+		return;
+	}
 	if (c->totalram)
 		pct = min_t(u64, div64_ul((u64)st->rss * 10000, c->totalram),
 			    10000);
 
-	c->rec_len = 0;
-	gc_num(c, "{\"pid\":", st->pid);
-	gc_num(c, ",\"ppid\":", st->ppid);
-	gc_lit(c, ",\"comm\":");
-	gc_string(c, st->comm, strnlen(st->comm, sizeof(st->comm)));
-	gc_lit(c, ",\"cmdline\":");
-	gc_string(c, c->cmdline, st->cmdline_len);
-	if (id) {
-		gc_lit(c, ",\"container_id\":\"");
-		gc_mem(c, id, GC_ID_LEN);
-		gc_lit(c, "\",\"cgroup\":");
-	} else {
-		gc_lit(c, ",\"container_id\":null,\"cgroup\":");
-	}
-	gc_string(c, c->path, strlen(c->path));
-	gc_lit(c, ",\"state\":\"");
-	gc_mem(c, &st->state, 1);
-	gc_num(c, "\",\"rss_kib\":", (u64)st->rss << (PAGE_SHIFT - 10));
-	gc_num(c, ",\"vsz_kib\":", (u64)st->vsz << (PAGE_SHIFT - 10));
-	gc_num(c, ",\"mem_pct_x100\":", pct);
-	gc_num(c, ",\"cpu_time_ns\":", st->cpu_ns);
-	gc_num(c, ",\"start_time_ns\":", st->start_ns);
-	gc_num(c, ",\"read_bytes\":", st->io.read_bytes);
-	gc_num(c, ",\"write_bytes\":", st->io.write_bytes);
-	gc_num(c, ",\"rchar\":", st->io.rchar);
-	gc_num(c, ",\"wchar\":", st->io.wchar);
-	gc_num(c, ",\"syscr\":", st->io.syscr);
-	gc_num(c, ",\"syscw\":", st->io.syscw);
-	gc_lit(c, "}");
+	p = first ? gc_lit(start, "\n{\"pid\":") : gc_lit(start, ",\n{\"pid\":");
+	p = gc_u64(p, st->pid);
+	p = gc_u64(gc_lit(p, ",\"ppid\":"), st->ppid);
+	p = gc_string(gc_lit(p, ",\"comm\":"), st->comm, comm_len);
+	p = gc_string(gc_lit(p, ",\"cmdline\":"), c->cmdline, st->cmdline_len);
+	if (st->cmdline_unavailable)
+		p = gc_lit(p, ",\"cmdline_unavailable\":true");
+	else
+		p = gc_lit(p, ",\"cmdline_unavailable\":false");
+	p = gc_cgroup(m, p, cg);
+	p = gc_lit(p, ",\"state\":\"");
+	*p++ = st->state;
+	p = gc_u64(gc_lit(p, "\",\"rss_kib\":"),
+		   (u64)st->rss << (PAGE_SHIFT - 10));
+	p = gc_u64(gc_lit(p, ",\"vsz_kib\":"),
+		   (u64)st->vsz << (PAGE_SHIFT - 10));
+	p = gc_u64(gc_lit(p, ",\"mem_pct_x100\":"), pct);
+	p = gc_u64(gc_lit(p, ",\"cpu_time_ns\":"), st->cpu_ns);
+	p = gc_u64(gc_lit(p, ",\"children_cpu_time_ns\":"),
+		   st->children_cpu_ns);
+	p = gc_u64(gc_lit(p, ",\"start_time_ns\":"), st->start_ns);
+	p = gc_u64(gc_lit(p, ",\"read_bytes\":"), st->io.read_bytes);
+	p = gc_u64(gc_lit(p, ",\"write_bytes\":"), st->io.write_bytes);
+	p = gc_u64(gc_lit(p, ",\"cancelled_write_bytes\":"),
+		   st->io.cancelled_write_bytes);
+	p = gc_u64(gc_lit(p, ",\"rchar\":"), st->io.rchar);
+	p = gc_u64(gc_lit(p, ",\"wchar\":"), st->io.wchar);
+	p = gc_u64(gc_lit(p, ",\"syscr\":"), st->io.syscr);
+	p = gc_u64(gc_lit(p, ",\"syscw\":"), st->io.syscw);
+	*p++ = '}';
+	seq_commit(m, p - start);
+}
+
+/*
+ * One task of the collected list: listed if it runs in a container (or
+ * all_processes) and was not reaped meanwhile.  *@first says whether an
+ * entry was printed yet.
+ */
+static int gc_show_task(struct gc_read *c, struct task_struct *p,
+			bool *first)
+{
+	struct task_struct *mm_task = NULL;
+	struct mm_struct *mm = NULL;
+	struct gc_proc st;
+	struct gc_cg *cg;
+	bool listed = false;
+	int ret;
+
+	ret = gc_cg_reserve(c);
+	if (ret)
+		return ret;
+	rcu_read_lock();
+	cg = gc_container(c, p);
+	if (cg->cid || c->all)
+		listed = gc_group_stats(p, &st, &mm, &mm_task);
+	rcu_read_unlock();
+	if (!listed)
+		return 0;
+
+	gc_mm_stats(c, &st, p, mm, mm_task);
+	gc_show_proc(c, &st, cg, *first);
+	*first = false;
+	return 0;
 }
 
 /* --- system-wide figures ------------------------------------------------- */
+
+/* SwapTotal and SwapFree (KiB) from the private procfs mount's meminfo. */
+static int gc_read_swap(u64 *total, u64 *free)
+{
+	const struct cred *old;
+	bool got_total = false, got_free = false;
+	char *buf, *line, *next;
+	struct file *file;
+	loff_t pos = 0;
+	ssize_t n;
+
+	buf = kmalloc(GC_MEMINFO_MAX, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	old = override_creds(gc_kcred);
+	file = file_open_root_mnt(gc_procfs, "meminfo", O_RDONLY, 0);
+	if (IS_ERR(file)) {
+		n = PTR_ERR(file);
+	} else {
+		n = kernel_read(file, buf, GC_MEMINFO_MAX - 1, &pos);
+		fput(file);
+	}
+	revert_creds(old);
+	if (n < 0) {
+		kfree(buf);
+		return n;
+	}
+	buf[n] = '\0';
+	for (line = buf; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (!strstarts(line, "Swap"))
+			continue;
+		if (sscanf(line, "SwapTotal: %llu kB", total) == 1)
+			got_total = true;
+		else if (sscanf(line, "SwapFree: %llu kB", free) == 1)
+			got_free = true;
+	}
+	kfree(buf);
+	return got_total && got_free ? 0 : -EINVAL;
+}
+
+/* Before each document: the swap figures it will show. */
+static void gc_update_swap(void)
+{
+	u64 total, free;
+	int ret;
+
+	ret = gc_read_swap(&total, &free);
+	if (ret) {
+		/* Free swap is exported: a lower bound of the total. */
+		pr_warn_once("cannot read SwapTotal from meminfo (%d)\n", ret);
+		free = (u64)max(get_nr_swap_pages(), 0L) << (PAGE_SHIFT - 10);
+		total = free;
+	}
+	spin_lock(&gc_swap_lock);
+	gc_swap_total_kib = total;
+	gc_swap_free_kib = free;
+	spin_unlock(&gc_swap_lock);
+}
 
 /* As get_idle_time() in fs/proc/stat.c: NO_HZ keeps idle time elsewhere. */
 static u64 gc_idle_ns(struct kernel_cpustat *kcs, int cpu, bool iowait)
@@ -531,8 +1026,8 @@ static u64 gc_idle_ns(struct kernel_cpustat *kcs, int cpu, bool iowait)
 static void gc_show_system(struct seq_file *m, struct gc_read *c)
 {
 	u64 user = 0, nice = 0, system = 0, idle = 0, iowait = 0;
-	u64 irq = 0, softirq = 0, steal = 0;
-	unsigned long avail, swap_free;
+	u64 irq = 0, softirq = 0, steal = 0, swap_total, swap_free;
+	unsigned long avail;
 	struct sysinfo si;
 	long cached;
 	int cpu;
@@ -555,13 +1050,11 @@ static void gc_show_system(struct seq_file *m, struct gc_read *c)
 	avail = si_mem_available();
 	cached = global_node_page_state(NR_FILE_PAGES) -
 		 total_swapcache_pages() - si.bufferram;
-	/*
-	 * Only the free swap count (nr_swap_pages) is exported to modules;
-	 * total_swap_pages and si_swapinfo() are not.  Free swap is reported
-	 * as the total too: a lower bound, exact when no swap is in use.
-	 */
-	swap_free = max(get_nr_swap_pages(), 0L);
 	c->totalram = si.totalram;
+	spin_lock(&gc_swap_lock);
+	swap_total = gc_swap_total_kib;
+	swap_free = gc_swap_free_kib;
+	spin_unlock(&gc_swap_lock);
 
 	seq_put_decimal_ull(m, ",\"system\":{\"cpu_count\":",
 			    num_online_cpus());
@@ -584,10 +1077,8 @@ static void gc_show_system(struct seq_file *m, struct gc_read *c)
 			    << (PAGE_SHIFT - 10));
 	seq_put_decimal_ull(m, ",\"mem_cached_kib\":",
 			    (u64)max(cached, 0L) << (PAGE_SHIFT - 10));
-	seq_put_decimal_ull(m, ",\"swap_total_kib\":",
-			    (u64)swap_free << (PAGE_SHIFT - 10));
-	seq_put_decimal_ull(m, ",\"swap_free_kib\":",
-			    (u64)swap_free << (PAGE_SHIFT - 10));
+	seq_put_decimal_ull(m, ",\"swap_total_kib\":", swap_total);
+	seq_put_decimal_ull(m, ",\"swap_free_kib\":", swap_free);
 	seq_putc(m, '}');
 }
 
@@ -607,16 +1098,19 @@ static unsigned int gc_count_processes(void)
 
 /*
  * Take a reference on every thread-group leader.  The array is allocated
- * before rcu_read_lock(); if processes were created in between and it is
- * too small, drop the references and retry with the count just seen.
+ * before rcu_read_lock(), sized from the last read's count; if it is too
+ * small, drop the references and retry with the count just seen (plus a
+ * quarter): a blocking read never fails with EAGAIN.
  */
 static int gc_collect(struct gc_read *c)
 {
-	unsigned int cap = gc_count_processes(), nr, i, tries;
+	unsigned int cap = READ_ONCE(gc_last_nr), nr, i;
 	struct task_struct *p;
 
-	for (tries = 0; tries < 8; tries++) {
-		cap += cap / 8 + 64;
+	if (!cap)
+		cap = gc_count_processes();
+	for (;;) {
+		cap += cap / 4 + 64;
 		c->tasks = kvmalloc_array(cap, sizeof(*c->tasks), GFP_KERNEL);
 		if (!c->tasks)
 			return -ENOMEM;
@@ -634,34 +1128,33 @@ static int gc_collect(struct gc_read *c)
 
 		if (nr <= cap) {
 			c->nr_tasks = nr;
+			WRITE_ONCE(gc_last_nr, nr);
 			return 0;
 		}
 		for (i = 0; i < cap; i++)
 			put_task_struct(c->tasks[i]);
 		kvfree(c->tasks);
 		c->tasks = NULL;
+		if (fatal_signal_pending(current))
+			return -EINTR;
 		cap = nr;
 	}
-	return -EAGAIN;
 }
 
 static void gc_read_free(struct gc_read *c)
 {
 	kvfree(c->tasks);
-	kvfree(c->rec);
 	kfree(c->cmdline);
-	kfree(c->tmp);
-	kfree(c->path);
+	gc_cg_free(c);
 }
 
 static int gc_read_init(struct gc_read *c)
 {
 	c->all = READ_ONCE(all_processes);
-	c->path = kmalloc(PATH_MAX, GFP_KERNEL);
-	c->tmp = kmalloc(PATH_MAX, GFP_KERNEL);
+	c->cg_bits = GC_CG_BITS_MIN;
+	c->cgs = kvcalloc(1U << c->cg_bits, sizeof(*c->cgs), GFP_KERNEL);
 	c->cmdline = kmalloc(GC_CMDLINE_MAX, GFP_KERNEL);
-	c->rec = kvmalloc(GC_REC_MAX, GFP_KERNEL);
-	if (!c->path || !c->tmp || !c->cmdline || !c->rec)
+	if (!c->cgs || !c->cmdline)
 		return -ENOMEM;
 	return gc_collect(c);
 }
@@ -672,9 +1165,9 @@ static int gc_read_init(struct gc_read *c)
  */
 static int gc_show(struct seq_file *m, void *v)
 {
-	struct gc_read c = {};
+	struct gc_read c = { .m = m };
+	bool first = true;
 	unsigned int i;
-	bool first = true, stop = false;
 	int ret;
 
 	ret = gc_read_init(&c);
@@ -691,34 +1184,12 @@ static int gc_show(struct seq_file *m, void *v)
 	seq_puts(m, ",\"processes\":[");
 
 	for (i = 0; i < c.nr_tasks; i++) {
-		struct task_struct *p = c.tasks[i], *mm_task = NULL;
-		struct mm_struct *mm = NULL;
-		struct gc_proc st;
-		const char *id;
-		bool listed;
-
-		if (!stop) {
-			rcu_read_lock();
-			id = gc_container_id(&c, p);
-			listed = id || c.all;
-			if (listed)
-				mm = gc_group_stats(p, &st, &mm_task);
-			rcu_read_unlock();
-			if (listed) {
-				gc_mm_stats(&c, &st, mm, mm_task);
-				gc_format_proc(&c, &st, id);
-				seq_puts(m, first ? "\n" : ",\n");
-				seq_write(m, c.rec, c.rec_len);
-				first = false;
-			}
-			if (seq_has_overflowed(m))
-				stop = true;
-			if (fatal_signal_pending(current)) {
+		if (!ret && !seq_has_overflowed(m)) {
+			ret = gc_show_task(&c, c.tasks[i], &first);
+			if (!ret && fatal_signal_pending(current))
 				ret = -EINTR;
-				stop = true;
-			}
 		}
-		put_task_struct(p);
+		put_task_struct(c.tasks[i]);
 		cond_resched();
 	}
 	seq_puts(m, "\n]}\n");
@@ -730,48 +1201,153 @@ static int gc_show(struct seq_file *m, void *v)
 }
 
 /*
- * Pre-size the seq_file buffer so that show() runs once: the last document's
- * size plus a margin, or with all_processes an estimate from the process
- * count.
+ * Only the procfs instances of the initial PID namespace serve the file:
+ * a container's own /proc would show it host-wide command lines, IDs and
+ * I/O counters that its PID namespace hides.  Then pre-size the seq_file
+ * buffer so that show() runs once: the last document's size plus a margin,
+ * or with all_processes an estimate from the process count.
  */
 static int gc_open(struct inode *inode, struct file *file)
 {
 	size_t size = READ_ONCE(gc_last_size);
+	struct seq_file *m;
+	char *buf = NULL;
+	int ret;
 
+	if (proc_pid_ns(inode->i_sb) != &init_pid_ns)
+		return -EPERM;
 	size += size / 4;
 	if (READ_ONCE(all_processes))
 		size = max_t(size_t, size,
 			     (size_t)gc_count_processes() * GC_PROC_SIZE_GUESS);
 	size = clamp_t(size_t, size, GC_BUF_MIN, GC_BUF_MAX);
-	return single_open_size(file, gc_show, NULL, size);
+
+	spin_lock(&gc_spare_lock);
+	if (gc_spare && gc_spare_size >= size) {
+		buf = gc_spare;
+		size = gc_spare_size;
+		gc_spare = NULL;
+	}
+	spin_unlock(&gc_spare_lock);
+	if (!buf) {
+		/* As seq_file allocates its buffers. */
+		buf = kvmalloc(size, GFP_KERNEL_ACCOUNT);
+		if (!buf)
+			return -ENOMEM;
+	}
+	ret = single_open(file, gc_show, NULL);
+	if (ret) {
+		kvfree(buf);
+		return ret;
+	}
+	m = file->private_data;
+	m->buf = buf;
+	m->size = size;
+	return 0;
+}
+
+/* Keep the document buffer for the next read, unless a larger one is. */
+static int gc_release(struct inode *inode, struct file *file)
+{
+	struct seq_file *m = file->private_data;
+	char *buf = m->buf;
+	size_t size = m->size;
+
+	m->buf = NULL;
+	spin_lock(&gc_spare_lock);
+	if (buf && (!gc_spare || gc_spare_size < size)) {
+		swap(buf, gc_spare);
+		swap(size, gc_spare_size);
+	}
+	spin_unlock(&gc_spare_lock);
+	kvfree(buf);
+	return single_release(inode, file);
+}
+
+/* A read from offset 0 starts a new document: refresh the swap figures. */
+static ssize_t gc_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	if (iocb->ki_pos == 0)
+		gc_update_swap();
+	return seq_read_iter(iocb, to);
 }
 
 static const struct proc_ops gc_proc_ops = {
 	.proc_open	= gc_open,
-	.proc_read_iter	= seq_read_iter,
+	.proc_read_iter	= gc_read_iter,
 	.proc_lseek	= seq_lseek,
-	.proc_release	= single_release,
+	.proc_release	= gc_release,
 };
+
+/*
+ * Whether /proc already has @name (an entry, a PID, "self"): proc_create()
+ * would warn and fail without saying why.
+ */
+static bool gc_name_taken(const char *name)
+{
+	struct dentry *dentry;
+
+	dentry = lookup_positive_unlocked(name, gc_procfs->mnt_root,
+					  strlen(name));
+	if (IS_ERR(dentry))
+		return false;
+	dput(dentry);
+	return true;
+}
 
 static int __init gc_init(void)
 {
-	if (!proc_name || !*proc_name || strchr(proc_name, '/') ||
-	    !strcmp(proc_name, ".") || !strcmp(proc_name, "..")) {
+	struct file_system_type *procfs;
+	struct cred *kcred;
+	int ret;
+
+	if (!proc_name || !*proc_name || strlen(proc_name) > NAME_MAX ||
+	    strchr(proc_name, '/') || !strcmp(proc_name, ".") ||
+	    !strcmp(proc_name, "..")) {
 		pr_err("invalid proc_name\n");
 		return -EINVAL;
 	}
-	if (proc_mode & ~0444) {
-		pr_err("invalid proc_mode %#o: at most 0444\n", proc_mode);
+	/* 0 would not hide the file: proc_create() makes it 0444. */
+	if (!proc_mode || proc_mode & ~0444) {
+		pr_err("invalid proc_mode %#o: from 01 to 0444\n", proc_mode);
 		return -EINVAL;
 	}
 
+	procfs = get_fs_type("proc");
+	if (!procfs)
+		return -ENODEV;
+	gc_procfs = kern_mount(procfs);
+	module_put(procfs->owner);	/* put_filesystem() */
+	if (IS_ERR(gc_procfs)) {
+		pr_err("cannot mount procfs\n");
+		return PTR_ERR(gc_procfs);
+	}
+	kcred = prepare_kernel_cred(NULL);
+	if (!kcred) {
+		ret = -ENOMEM;
+		goto out_unmount;
+	}
+	gc_kcred = kcred;
+
+	if (gc_name_taken(proc_name)) {
+		pr_err("/proc/%s exists already\n", proc_name);
+		ret = -EEXIST;
+		goto out_put_cred;
+	}
 	gc_entry = proc_create(proc_name, proc_mode, NULL, &gc_proc_ops);
 	if (!gc_entry) {
 		pr_err("cannot create /proc/%s\n", proc_name);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto out_put_cred;
 	}
 	pr_info("created /proc/%s\n", proc_name);
 	return 0;
+
+out_put_cred:
+	put_cred(gc_kcred);
+out_unmount:
+	kern_unmount(gc_procfs);
+	return ret;
 }
 
 /*
@@ -781,6 +1357,9 @@ static int __init gc_init(void)
 static void __exit gc_exit(void)
 {
 	proc_remove(gc_entry);
+	kvfree(gc_spare);
+	put_cred(gc_kcred);
+	kern_unmount(gc_procfs);
 	pr_info("removed /proc/%s\n", proc_name);
 }
 
@@ -790,4 +1369,4 @@ module_exit(gc_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("gestor authors");
 MODULE_DESCRIPTION("Container processes and system usage as JSON in /proc");
-MODULE_VERSION("1.0.0");
+MODULE_VERSION("2.0.0");

@@ -177,11 +177,14 @@ impl Governor {
         metrics: Arc<Metrics>,
         shipper: Option<ShipperHandle>,
     ) -> Governor {
-        let reader = SnapshotReader::new(SnapshotSource {
-            mode: config.source,
-            sysinfo: config.sysinfo.clone(),
-            procfs: config.procfs.clone(),
-        });
+        let reader = SnapshotReader::new(
+            SnapshotSource {
+                mode: config.source,
+                sysinfo: config.sysinfo.clone(),
+                procfs: config.procfs.clone(),
+            },
+            config.procfs_cache,
+        );
         Governor {
             host: config.hostname().into(),
             config,

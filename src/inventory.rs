@@ -159,8 +159,15 @@ impl ListInventory {
 #[derive(Default)]
 struct State {
     containers: HashMap<String, ContainerInfo>,
-    /// Why the inventory cannot be trusted now (`None`: it can).
-    stale: Option<String>,
+    /// Why the event stream is not being followed (`None`: it is). Only the
+    /// follower, subscribed again and having listed, clears it.
+    stream_down: Option<String>,
+    /// Why an event could not be applied (an inspect after it failed). The
+    /// stream is fine: the next full listing clears it, and the next cycle
+    /// runs one.
+    gap: Option<String>,
+    /// Counts gaps, so a listing clears only those that came before it.
+    gaps: u64,
     /// Counts changes made by events; `touched` says when (in this count)
     /// each container was last changed by one, removals included.
     seq: u64,
@@ -170,6 +177,11 @@ struct State {
 }
 
 impl State {
+    /// Why the inventory cannot be trusted now (`None`: it can).
+    fn stale(&self) -> Option<&str> {
+        self.stream_down.as_deref().or(self.gap.as_deref())
+    }
+
     fn touch(&mut self, id: &str) {
         self.seq += 1;
         self.touched.insert(id.to_string(), self.seq);
@@ -292,12 +304,25 @@ where
         }
         Err(e) => {
             // Not knowing what became of it: stale until the next listing.
-            s.stale = Some(format!(
+            s.gaps += 1;
+            s.gap = Some(format!(
                 "cannot inspect {} after its {} event: {e}",
                 crate::container::short_id(&event.id),
                 event.action
             ));
         }
+    }
+}
+
+/// After a full listing that began when `gaps0` gaps had been counted: the
+/// listing holds what those events were about, so their gap ends (returned).
+/// A gap during the listing waits for the next one. A broken stream is not
+/// ended here: only the follower, once subscribed again, does that.
+fn end_gap(s: &mut State, gaps0: u64) -> Option<String> {
+    if s.gaps == gaps0 {
+        s.gap.take()
+    } else {
+        None
     }
 }
 
@@ -319,7 +344,7 @@ impl EventInventory {
         cancel: CancellationToken,
     ) -> EventInventory {
         let state = Arc::new(Mutex::new(State {
-            stale: Some("the first listing has not run yet".into()),
+            stream_down: Some("the first listing has not run yet".into()),
             ..Default::default()
         }));
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
@@ -348,11 +373,18 @@ impl EventInventory {
             // The first cycle: give the first listing the time a listing may take.
             let _ = tokio::time::timeout(FIRST_LISTING_WAIT, self.listed.wait_for(|l| *l)).await;
         }
-        if self.cycles % self.resync_every == 0 {
+        let (gap, stream_down) = {
+            let s = self.state.lock().unwrap();
+            (s.gap.is_some(), s.stream_down.is_some())
+        };
+        // A gap with the stream still followed: a full listing now repairs
+        // it. A broken stream is the follower's to repair (it lists once
+        // subscribed again), so a listing here would not end the staleness.
+        if (gap && !stream_down) || self.cycles % self.resync_every == 0 {
             self.reconcile().await?;
         }
         let s = self.state.lock().unwrap();
-        if let Some(why) = &s.stale {
+        if let Some(why) = s.stale() {
             self.metrics.inventory_stale(true);
             return Err(format!("the container inventory is stale: {why}"));
         }
@@ -369,7 +401,10 @@ impl EventInventory {
     /// has been quiet for `SETTLE`), and containers that events changed after
     /// the listing began are left to the events: they are newer than it.
     async fn reconcile(&mut self) -> Result<(), String> {
-        let seq0 = self.state.lock().unwrap().seq;
+        let (seq0, gaps0) = {
+            let s = self.state.lock().unwrap();
+            (s.seq, s.gaps)
+        };
         let mut listed = self
             .docker
             .list(&self.label_filters)
@@ -393,13 +428,16 @@ impl EventInventory {
             let mut known = HashMap::new();
             learn_exits(&self.docker, &mut listed, &mut known).await;
         }
-        let drift = correct(&mut self.state.lock().unwrap(), listed, seq0);
+        let mut s = self.state.lock().unwrap();
+        let drift = correct(&mut s, listed, seq0);
         if !drift.is_empty() {
             self.metrics.inventory_drift(drift.len());
             tracing::warn!(drift = drift.len(), details = %drift.join("; "), "the container inventory drifted from Docker; corrected from a full listing");
         }
-        // A periodic listing does not clear staleness from a broken stream:
-        // only the follower, once subscribed again, does.
+        if let Some(why) = end_gap(&mut s, gaps0) {
+            self.metrics.inventory_resync();
+            tracing::info!(after = %why, "container inventory listed again after a gap in its events");
+        }
         Ok(())
     }
 
@@ -444,15 +482,16 @@ async fn follow(
         match outcome {
             Ok(ended) => {
                 tracing::warn!(error = %ended, "the Docker event stream ended; the inventory is stale until it is listed again");
-                state.lock().unwrap().stale = Some(format!("the event stream ended: {ended}"));
+                state.lock().unwrap().stream_down =
+                    Some(format!("the event stream ended: {ended}"));
                 backoff = Duration::from_millis(500);
             }
             Err(e) => {
                 let mut s = state.lock().unwrap();
-                if s.stale.is_none() {
+                if s.stream_down.is_none() {
                     tracing::warn!(error = %e, "cannot follow Docker's events");
                 }
-                s.stale = Some(e.to_string());
+                s.stream_down = Some(e.to_string());
             }
         }
         if cancel.is_cancelled() {
@@ -486,7 +525,8 @@ async fn follow_once(
     learn_exits(docker, &mut listed, &mut exits).await;
     {
         let mut s = state.lock().unwrap();
-        let was = s.stale.take();
+        let (down, gap) = (s.stream_down.take(), s.gap.take());
+        let was = down.or(gap);
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
     }
@@ -583,7 +623,7 @@ mod tests {
         .await;
         let s = state.lock().unwrap();
         assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
-        assert!(s.stale.is_none());
+        assert!(s.stale().is_none());
     }
 
     #[tokio::test]
@@ -597,7 +637,11 @@ mod tests {
             })
         })
         .await;
-        assert!(state.lock().unwrap().stale.is_some());
+        {
+            let s = state.lock().unwrap();
+            assert!(s.stale().is_some() && s.stream_down.is_none());
+            assert_eq!(s.gaps, 1);
+        }
         // A container that is gone by the time it is inspected is forgotten.
         let state = state_with(vec![container("a", &[], "x")]);
         let id = state
@@ -610,6 +654,23 @@ mod tests {
             .clone();
         apply(&state, &event(&id, "die", None), |_| async { Ok(None) }).await;
         assert!(state.lock().unwrap().containers.is_empty());
+    }
+
+    #[test]
+    fn a_listing_ends_only_the_gaps_before_it_and_never_a_broken_stream() {
+        let mut s = State {
+            gap: Some("cannot inspect a".into()),
+            gaps: 1,
+            ..Default::default()
+        };
+        // Another gap while the listing ran: the listing may predate it.
+        assert_eq!(end_gap(&mut s, 0), None);
+        assert!(s.stale().is_some());
+        assert_eq!(end_gap(&mut s, 1).as_deref(), Some("cannot inspect a"));
+        assert!(s.stale().is_none());
+        s.stream_down = Some("the event stream ended".into());
+        assert_eq!(end_gap(&mut s, 1), None);
+        assert_eq!(s.stale(), Some("the event stream ended"));
     }
 
     #[test]

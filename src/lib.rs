@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod container;
+pub mod container_metrics;
 pub mod cycle;
 pub mod daemon;
 pub mod docker;

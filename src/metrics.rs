@@ -4,17 +4,17 @@
 //! do not pile up with 28,800 short-lived containers a day.
 
 use crate::container::ContainerType;
+use crate::container_metrics::ContainerFamilies;
 use crate::snapshot::SourceKind;
-use crate::usage::{HostUsage, RateBasis, Totals, Usage};
+use crate::usage::HostUsage;
 use prometheus::{
-    Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 
 const NAMESPACE: &str = "gestor";
-const CONTAINER_LABELS: [&str; 3] = ["id", "name", "type"];
 
 /// Why the policy kills: more managed containers of a type than needed.
 pub const KILL_REASON_SURPLUS: &str = "surplus";
@@ -30,20 +30,9 @@ pub const STAGES: [&str; 4] = ["read", "docker", "policy", "act"];
 pub struct Metrics {
     /// gestor's own and the host's metrics, encoded at each scrape.
     registry: Registry,
-    /// The per-container families. They change once per cycle, so they are
-    /// encoded once per cycle (in `set_containers`) into `container_text`,
-    /// not at every scrape: a scrape of 1,000 containers then costs a copy.
-    per_container: Registry,
-    container_text: RwLock<String>,
-    container_cpu_seconds: CounterVec,
-    container_cpu_ratio: GaugeVec,
-    container_memory_bytes: GaugeVec,
-    container_memory_ratio: GaugeVec,
-    container_disk_read_bytes: CounterVec,
-    container_disk_write_bytes: CounterVec,
-    container_io_read_chars: CounterVec,
-    container_io_write_chars: CounterVec,
-    container_io_syscalls: CounterVec,
+    /// The per-container families, built at scrape time from the last
+    /// cycle's observation (`container_metrics.rs`).
+    containers_families: Mutex<ContainerFamilies>,
     host_memory_total: Gauge,
     host_memory_available: Gauge,
     host_cpu_ratio: Gauge,
@@ -72,17 +61,10 @@ pub struct Metrics {
     pub log_sent: IntCounter,
     pub log_retried: IntCounter,
     pub log_dropped: IntCounterVec,
-    exported_containers: Mutex<HashSet<[String; 3]>>,
     exported_states: Mutex<HashSet<[String; 2]>>,
 }
 
-/// One container's figures for the per-container series.
-pub struct ContainerSample<'a> {
-    pub short_id: &'a str,
-    pub name: &'a str,
-    pub container_type: ContainerType,
-    pub usage: &'a Usage,
-}
+pub use crate::container_metrics::ContainerSample;
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NAMESPACE)
@@ -96,88 +78,11 @@ fn reg<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> 
     m
 }
 
-/// What a container's counters grow by this cycle. A new series starts at
-/// the container's totals (what its processes used since they started); an
-/// existing one grows by the interval's growth. Growth is not a difference of
-/// totals: when a process exits, the totals drop by its share while the
-/// container went on working, and a high-water mark would stop counting
-/// until the old peak was passed. When the rates had to start over (basis
-/// `lifetime` on a series that exists: the snapshot source changed) there is
-/// no interval to add.
-fn counter_growth(u: &Usage, new_series: bool) -> Option<Totals> {
-    match (new_series, u.basis) {
-        (true, _) => Some(u.totals),
-        (false, RateBasis::Interval) => Some(u.counted),
-        (false, RateBasis::Lifetime) => None,
-    }
-}
-
-fn add(c: &Counter, value: u64, scale: f64) {
-    if value > 0 {
-        c.inc_by(value as f64 * scale);
-    }
-}
-
 impl Metrics {
     pub fn new(version: &str) -> Metrics {
         let r = Registry::new();
-        let per_container = Registry::new();
-        let cvec = |name: &str, help: &str| {
-            reg(
-                &per_container,
-                CounterVec::new(opts(name, help), &CONTAINER_LABELS).unwrap(),
-            )
-        };
-        let gvec = |name: &str, help: &str| {
-            reg(
-                &per_container,
-                GaugeVec::new(opts(name, help), &CONTAINER_LABELS).unwrap(),
-            )
-        };
         let m = Metrics {
-            container_cpu_seconds: cvec(
-                "container_cpu_seconds_total",
-                "CPU time used by the container's processes, in seconds.",
-            ),
-            container_cpu_ratio: gvec(
-                "container_cpu_ratio",
-                "Share of all the host's CPUs the container used over the last cycle (0..1).",
-            ),
-            container_memory_bytes: gvec(
-                "container_memory_bytes",
-                "Resident memory of the container's processes, in bytes.",
-            ),
-            container_memory_ratio: gvec(
-                "container_memory_ratio",
-                "Resident memory of the container as a share of the host's RAM (0..1).",
-            ),
-            container_disk_read_bytes: cvec(
-                "container_disk_read_bytes_total",
-                "Bytes the container's processes caused to be read from storage.",
-            ),
-            container_disk_write_bytes: cvec(
-                "container_disk_write_bytes_total",
-                "Bytes the container's processes caused to be written to storage.",
-            ),
-            container_io_read_chars: cvec(
-                "container_io_read_chars_total",
-                "Bytes the container's processes read through read(2)-like calls.",
-            ),
-            container_io_write_chars: cvec(
-                "container_io_write_chars_total",
-                "Bytes the container's processes wrote through write(2)-like calls.",
-            ),
-            container_io_syscalls: reg(
-                &per_container,
-                CounterVec::new(
-                    opts(
-                        "container_io_syscalls_total",
-                        "Read and write system calls made by the container's processes.",
-                    ),
-                    &["id", "name", "type", "op"],
-                )
-                .unwrap(),
-            ),
+            containers_families: Mutex::new(ContainerFamilies::default()),
             host_memory_total: reg(
                 &r,
                 Gauge::with_opts(opts("host_memory_total_bytes", "Host RAM, in bytes.")).unwrap(),
@@ -263,7 +168,7 @@ impl Metrics {
                 &r,
                 IntCounter::with_opts(opts(
                     "inventory_resyncs_total",
-                    "Full listings that (re)started the event-kept inventory: at start and after each loss of the event stream.",
+                    "Full listings that (re)started the event-kept inventory: at start, after each loss of the event stream, and after an event that could not be applied.",
                 ))
                 .unwrap(),
             ),
@@ -402,10 +307,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
-            exported_containers: Mutex::new(HashSet::new()),
             exported_states: Mutex::new(HashSet::new()),
-            container_text: RwLock::new(String::new()),
-            per_container,
             registry: r,
         };
         let build = reg(
@@ -444,95 +346,9 @@ impl Metrics {
         m
     }
 
-    /// Sets the per-container series and removes those of containers that are gone.
+    /// The per-container series: this cycle's containers (the others' go).
     pub fn set_containers(&self, samples: &[ContainerSample<'_>]) {
-        let mut now = HashSet::with_capacity(samples.len());
-        let known = self.exported_containers.lock().unwrap().clone();
-        for s in samples {
-            let l = [s.short_id, s.name, s.container_type.as_str()];
-            let key = l.map(String::from);
-            let u = s.usage;
-            if let Some(g) = counter_growth(u, !known.contains(&key)) {
-                add(
-                    &self.container_cpu_seconds.with_label_values(&l),
-                    g.cpu_time_ns,
-                    1e-9,
-                );
-                add(
-                    &self.container_disk_read_bytes.with_label_values(&l),
-                    g.read_bytes,
-                    1.0,
-                );
-                add(
-                    &self.container_disk_write_bytes.with_label_values(&l),
-                    g.write_bytes,
-                    1.0,
-                );
-                add(
-                    &self.container_io_read_chars.with_label_values(&l),
-                    g.rchar,
-                    1.0,
-                );
-                add(
-                    &self.container_io_write_chars.with_label_values(&l),
-                    g.wchar,
-                    1.0,
-                );
-                let [a, b, c] = l;
-                add(
-                    &self
-                        .container_io_syscalls
-                        .with_label_values(&[a, b, c, "read"]),
-                    g.syscr,
-                    1.0,
-                );
-                add(
-                    &self
-                        .container_io_syscalls
-                        .with_label_values(&[a, b, c, "write"]),
-                    g.syscw,
-                    1.0,
-                );
-            }
-            self.container_cpu_ratio
-                .with_label_values(&l)
-                .set(u.cpu_ratio);
-            self.container_memory_bytes
-                .with_label_values(&l)
-                .set(u.memory_bytes as f64);
-            self.container_memory_ratio
-                .with_label_values(&l)
-                .set(u.memory_ratio);
-            now.insert(key);
-        }
-        let mut exported = self.exported_containers.lock().unwrap();
-        for gone in exported.difference(&now) {
-            let l: [&str; 3] = [&gone[0], &gone[1], &gone[2]];
-            for v in [
-                &self.container_cpu_seconds,
-                &self.container_disk_read_bytes,
-                &self.container_disk_write_bytes,
-                &self.container_io_read_chars,
-                &self.container_io_write_chars,
-            ] {
-                let _ = v.remove_label_values(&l);
-            }
-            for v in [
-                &self.container_cpu_ratio,
-                &self.container_memory_bytes,
-                &self.container_memory_ratio,
-            ] {
-                let _ = v.remove_label_values(&l);
-            }
-            for op in ["read", "write"] {
-                let _ = self
-                    .container_io_syscalls
-                    .remove_label_values(&[l[0], l[1], l[2], op]);
-            }
-        }
-        *exported = now;
-        drop(exported);
-        *self.container_text.write().unwrap() = encode(&self.per_container);
+        self.containers_families.lock().unwrap().observe(samples);
     }
 
     /// Container counts by (type, state); combinations that disappeared are removed.
@@ -624,10 +440,12 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let containers = self.container_text.read().unwrap();
-        let mut text = String::with_capacity(16 * 1024 + containers.len());
-        text.push_str(&encode(&self.registry));
-        text.push_str(&containers);
+        let own = encode(&self.registry);
+        let mut families = self.containers_families.lock().unwrap();
+        let containers = families.text();
+        let mut text = String::with_capacity(own.len() + containers.len());
+        text.push_str(&own);
+        text.push_str(containers);
         text
     }
 }
@@ -643,15 +461,7 @@ fn encode(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::{RateBasis, Totals};
-
-    /// Usage whose totals are `cpu_ns` and whose interval grew by `grown_ns`.
-    fn grown(cpu_ns: u64, grown_ns: u64, basis: RateBasis) -> Usage {
-        let mut u = usage(cpu_ns, 0);
-        u.counted.cpu_time_ns = grown_ns;
-        u.basis = basis;
-        u
-    }
+    use crate::usage::{RateBasis, Totals, Usage};
 
     fn usage(cpu_ns: u64, mem: u64) -> Usage {
         let totals = Totals {
@@ -708,34 +518,6 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("ram-b"), "{text}");
         assert!(text.contains("cpu-a"));
-    }
-
-    #[test]
-    fn counters_add_each_interval_and_never_stop_at_a_high_water_mark() {
-        let m = Metrics::new("test");
-        // (totals, growth over the interval, basis, counter after)
-        for (total, grown_ns, basis, want) in [
-            // First sight: the container's lifetime so far.
-            (3_000_000_000, 3_000_000_000, RateBasis::Lifetime, "3"),
-            (5_000_000_000, 2_000_000_000, RateBasis::Interval, "5"),
-            // A worker exited: the totals drop, the container worked 1 s more.
-            (2_000_000_000, 1_000_000_000, RateBasis::Interval, "6"),
-            // Rates started over (source switched): nothing to add.
-            (9_000_000_000, 9_000_000_000, RateBasis::Lifetime, "6"),
-            (9_500_000_000, 500_000_000, RateBasis::Interval, "6.5"),
-        ] {
-            let u = grown(total, grown_ns, basis);
-            m.set_containers(&[ContainerSample {
-                short_id: "aaaaaaaaaaaa",
-                name: "cpu-a",
-                container_type: ContainerType::Cpu,
-                usage: &u,
-            }]);
-            let line = format!(
-                "gestor_container_cpu_seconds_total{{id=\"aaaaaaaaaaaa\",name=\"cpu-a\",type=\"cpu\"}} {want}\n"
-            );
-            assert!(m.render().contains(&line), "{total}: {}", m.render());
-        }
     }
 
     #[test]

@@ -324,6 +324,21 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// The least grace a container that was created and never started gets,
+/// whatever `stopped_grace_secs` says: `docker run` creates, then starts, and
+/// on a loaded host seconds can pass in between; such a container holds no
+/// CPU or memory, so there is no hurry to remove it.
+pub const NEVER_STARTED_GRACE_SECS: i64 = 60;
+
+/// The grace a stopped container gets before it is removed.
+fn grace_for(c: &ContainerInfo, config: &PolicyConfig) -> i64 {
+    if c.exit.is_none() && c.state == "created" {
+        config.stopped_grace_secs.max(NEVER_STARTED_GRACE_SECS)
+    } else {
+        config.stopped_grace_secs
+    }
+}
+
 /// How long a stopped container has been stopped, if known: since it
 /// finished, or since it was created when it never ran.
 fn stopped_for(c: &ContainerInfo, now: i64) -> Option<i64> {
@@ -394,15 +409,14 @@ pub fn decide(
             verdicts.push(ignore(Reason::NotManaged));
         } else if c.is_stopped() {
             let state = c.state.clone();
+            let grace_secs = grace_for(c, config);
             verdicts.push(match stopped_for(c, now) {
                 None => ignore(Reason::StoppedUnknown { state }),
-                Some(secs) if secs < config.stopped_grace_secs => {
-                    ignore(Reason::StoppedWithinGrace {
-                        state,
-                        stopped_secs: secs,
-                        grace_secs: config.stopped_grace_secs,
-                    })
-                }
+                Some(secs) if secs < grace_secs => ignore(Reason::StoppedWithinGrace {
+                    state,
+                    stopped_secs: secs,
+                    grace_secs,
+                }),
                 Some(secs) => verdict(
                     Action::Remove,
                     Reason::Stopped {
@@ -797,12 +811,16 @@ mod tests {
         };
         let mut never_started = stopped("never", "created", None);
         never_started.created = 1_900;
+        // Created 30 s ago: maybe `docker run` has not started it yet.
+        let mut starting = stopped("starting", "created", None);
+        starting.created = 1_970;
         let cs = vec![
             stopped("oom", "exited", Some(oom)),
             stopped("crashed", "exited", Some(crashed)),
             stopped("dead-unknown", "dead", None),
             never_started,
             managed("live", "ram"),
+            starting,
         ];
         let us = HashMap::from([(cs[4].id.clone(), usage(0.0, 1 << 30, 0.0, 0.0))]);
         let cfg = PolicyConfig {
@@ -840,6 +858,14 @@ mod tests {
             Reason::StoppedUnknown { .. }
         ));
         assert_eq!(by_name["never"].action, Action::Remove);
+        assert_eq!(
+            by_name["starting"].reason,
+            Reason::StoppedWithinGrace {
+                state: "created".into(),
+                stopped_secs: 30,
+                grace_secs: NEVER_STARTED_GRACE_SECS
+            }
+        );
         assert_eq!(plan.removals().count(), 2);
         assert_eq!(plan.kills().count(), 0);
         // A failed input blocks removals too.

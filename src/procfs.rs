@@ -23,6 +23,7 @@
 //! fail the whole collection.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -517,32 +518,49 @@ impl Scan<'_> {
         })
     }
 
-    fn process(&self, pid: u32, path: &mut PathBuf, buf: &mut Vec<u8>) -> Result<Process, Skip> {
+    /// One process. Its stat is read first (the start time tells this
+    /// process from an earlier one with the same pid); its cgroup and
+    /// command line come from `cache` when this process was read before and
+    /// they are not due for a refresh, else from its files (and are kept).
+    fn process(
+        &self,
+        pid: u32,
+        ino: u64,
+        path: &mut PathBuf,
+        buf: &mut Vec<u8>,
+        cache: Option<&mut ProcessCache>,
+    ) -> Result<Process, Skip> {
+        let mut cache = cache;
+        if !self.all_processes && cache.as_mut().is_some_and(|c| c.known_outside(pid, ino)) {
+            return Err(Skip::NotInContainer);
+        }
         path.clear();
         path.push(self.root);
         path.push(pid.to_string());
 
-        path.push("cgroup");
-        self.read(path, buf, MAX_PROCESS_FILE_BYTES)?;
-        let cgroup_text = text(buf);
-        let (container_id, cgroup) = match cgroup::container_from_proc_cgroup(&cgroup_text) {
-            Some((id, cgroup_path)) => (Some(id), cgroup_path),
-            None if self.all_processes => (None, cgroup::display_path(&cgroup_text).to_string()),
-            None if buf.is_empty() => return Err(Skip::Vanished),
-            None => return Err(Skip::NotInContainer),
-        };
-        let cgroup = truncate_chars(cgroup, MAX_CGROUP_CHARS);
-
-        path.set_file_name("stat");
+        path.push("stat");
         self.read(path, buf, MAX_PROCESS_FILE_BYTES)?;
         if buf.is_empty() {
             return Err(Skip::Vanished);
         }
         let stat = parse_stat(buf).map_err(|e| Skip::Failed(path.clone(), e.to_string()))?;
 
-        path.set_file_name("cmdline");
-        self.read(path, buf, MAX_CMDLINE_BYTES)?;
-        let cmdline = parse_cmdline(buf);
+        let facts = match cache {
+            Some(c) => match c.fresh(pid, stat.starttime) {
+                Some(f) => f,
+                None => {
+                    let f = self.identity(path, buf)?;
+                    c.keep(pid, ino, stat.starttime, f.clone());
+                    f
+                }
+            },
+            None => self.identity(path, buf)?,
+        };
+        let (container_id, cgroup) = match facts.container {
+            Some((id, cgroup_path)) => (Some(id), cgroup_path),
+            None if self.all_processes => (None, facts.display_cgroup.clone()),
+            None => return Err(Skip::NotInContainer),
+        };
 
         path.set_file_name("io");
         let io = match read_into(path, buf, MAX_PROCESS_FILE_BYTES, Eof::AtShortRead) {
@@ -573,7 +591,7 @@ impl Scan<'_> {
             pid,
             ppid: stat.ppid,
             comm: parse_comm(&stat.comm),
-            cmdline,
+            cmdline: facts.cmdline,
             container_id,
             cgroup,
             state: stat.state.to_string(),
@@ -599,6 +617,133 @@ impl Scan<'_> {
             cmdline_unavailable: false,
         })
     }
+
+    /// What rarely changes for a live process: its cgroup (and container)
+    /// and its command line. `path` ends in the process's directory entry.
+    fn identity(&self, path: &mut PathBuf, buf: &mut Vec<u8>) -> Result<Identity, Skip> {
+        path.set_file_name("cgroup");
+        self.read(path, buf, MAX_PROCESS_FILE_BYTES)?;
+        if buf.is_empty() {
+            return Err(Skip::Vanished);
+        }
+        let cgroup_text = text(buf);
+        let container = cgroup::container_from_proc_cgroup(&cgroup_text)
+            .map(|(id, p)| (id, truncate_chars(p, MAX_CGROUP_CHARS)));
+        let display_cgroup = if container.is_none() && self.all_processes {
+            truncate_chars(
+                cgroup::display_path(&cgroup_text).to_string(),
+                MAX_CGROUP_CHARS,
+            )
+        } else {
+            String::new()
+        };
+        // A process outside any container needs no command line (unless
+        // every process is listed).
+        let cmdline = if container.is_some() || self.all_processes {
+            path.set_file_name("cmdline");
+            self.read(path, buf, MAX_CMDLINE_BYTES)?;
+            parse_cmdline(buf)
+        } else {
+            String::new()
+        };
+        Ok(Identity {
+            container,
+            display_cgroup,
+            cmdline,
+        })
+    }
+}
+
+/// A process's cgroup and command line, as last read.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    /// (container ID, cgroup path) when in a container.
+    container: Option<(String, String)>,
+    /// The cgroup path to show for a process outside any container.
+    display_cgroup: String,
+    cmdline: String,
+}
+
+/// How many collections a process's cgroup and command line are kept
+/// before they are read again: they almost never change while a process
+/// lives, and a process that moved to another cgroup is seen within this
+/// many cycles.
+pub const IDENTITY_REFRESH_READS: u64 = 30;
+
+/// One cached process: which process it is (the inode of its `/proc/<pid>`
+/// directory, a new one for each process that gets the pid, and its start
+/// time), its identity, when that was read and when it was last seen.
+#[derive(Debug)]
+struct Cached {
+    ino: u64,
+    starttime: u64,
+    identity: Identity,
+    read_at: u64,
+    seen: u64,
+}
+
+/// The identities of the processes of the last collections, by pid.
+#[derive(Debug, Default)]
+struct ProcessCache {
+    entries: HashMap<u32, Cached>,
+    /// The number of the collection under way.
+    read: u64,
+}
+
+impl ProcessCache {
+    fn due(&self, c: &Cached) -> bool {
+        self.read - c.read_at >= IDENTITY_REFRESH_READS
+    }
+
+    /// True when `pid` is the same process as before (same directory
+    /// inode), known to be outside any container: nothing of it needs
+    /// reading, not even its stat.
+    fn known_outside(&mut self, pid: u32, ino: u64) -> bool {
+        let read = self.read;
+        let skip = self
+            .entries
+            .get(&pid)
+            .is_some_and(|c| c.ino == ino && c.identity.container.is_none() && !self.due(c));
+        if skip {
+            if let Some(c) = self.entries.get_mut(&pid) {
+                c.seen = read;
+            }
+        }
+        skip
+    }
+
+    /// The identity of this process (pid and start time) if it is fresh.
+    fn fresh(&mut self, pid: u32, starttime: u64) -> Option<Identity> {
+        let read = self.read;
+        let c = self.entries.get(&pid)?;
+        if c.starttime != starttime || self.due(c) {
+            return None;
+        }
+        let identity = c.identity.clone();
+        if let Some(c) = self.entries.get_mut(&pid) {
+            c.seen = read;
+        }
+        Some(identity)
+    }
+
+    fn keep(&mut self, pid: u32, ino: u64, starttime: u64, identity: Identity) {
+        self.entries.insert(
+            pid,
+            Cached {
+                ino,
+                starttime,
+                identity,
+                read_at: self.read,
+                seen: self.read,
+            },
+        );
+    }
+
+    /// Forgets the processes the collection under way did not see (gone).
+    fn sweep(&mut self) {
+        let read = self.read;
+        self.entries.retain(|_, c| c.seen == read);
+    }
 }
 
 /// Builds a snapshot from the procfs mounted at `procfs_root` (normally
@@ -608,6 +753,53 @@ impl Scan<'_> {
 /// does not exist. Fails only when the system files cannot be read or parsed;
 /// the error names the file.
 pub fn collect(procfs_root: &Path, all_processes: bool) -> Result<Snapshot, CollectError> {
+    Collector::new(procfs_root, all_processes, false).collect()
+}
+
+/// The userspace collector, kept from one snapshot to the next so that each
+/// process's cgroup and command line (which almost never change while it
+/// lives) are read once, not at every snapshot: a process in a container
+/// then costs two reads (`stat`, `io`) instead of four.
+pub struct Collector {
+    root: PathBuf,
+    all_processes: bool,
+    cache: Option<ProcessCache>,
+}
+
+impl Collector {
+    /// `cache`: keep identities between snapshots (else read everything every time).
+    pub fn new(root: &Path, all_processes: bool, cache: bool) -> Collector {
+        Collector {
+            root: root.to_path_buf(),
+            all_processes,
+            cache: cache.then(ProcessCache::default),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// One snapshot (see [`collect`]).
+    pub fn collect(&mut self) -> Result<Snapshot, CollectError> {
+        if let Some(c) = self.cache.as_mut() {
+            c.read += 1;
+        }
+        let snapshot = scan(&self.root, self.all_processes, self.cache.as_mut());
+        if let Some(c) = self.cache.as_mut() {
+            if snapshot.is_ok() {
+                c.sweep();
+            }
+        }
+        snapshot
+    }
+}
+
+fn scan(
+    procfs_root: &Path,
+    all_processes: bool,
+    mut cache: Option<&mut ProcessCache>,
+) -> Result<Snapshot, CollectError> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let ns_per_tick = ns_per_tick();
 
@@ -671,7 +863,11 @@ pub fn collect(procfs_root: &Path, all_processes: bool) -> Result<Snapshot, Coll
         else {
             continue;
         };
-        match scan.process(pid, &mut path, &mut buf) {
+        let ino = {
+            use std::os::unix::fs::DirEntryExt;
+            entry.ino()
+        };
+        match scan.process(pid, ino, &mut path, &mut buf, cache.as_deref_mut()) {
             Ok(p) => processes.push(p),
             Err(Skip::NotInContainer | Skip::Vanished) => {}
             Err(Skip::Failed(file, message)) => {
@@ -1111,6 +1307,59 @@ mod tests {
         // A garbled stat: skipped with a warning, the scan goes on.
         fake.process(306, &in_docker, "306 (x) ?", b"", Some(IO));
         fake
+    }
+
+    #[test]
+    fn the_collector_keeps_identities_and_reads_them_again_when_due_or_reused() {
+        let fake = fake_tree();
+        let mut cached = Collector::new(fake.root(), false, true);
+        let mut plain = Collector::new(fake.root(), false, false);
+        let cmdline = |s: &Snapshot, pid: u32| {
+            s.processes
+                .iter()
+                .find(|p| p.pid == pid)
+                .map(|p| p.cmdline.clone())
+        };
+        assert_eq!(
+            cmdline(&cached.collect().unwrap(), 300).as_deref(),
+            Some("stress --cpu 1")
+        );
+        // The process rewrites its argv; its stat and io are read every time.
+        fake.file("300/cmdline", b"renamed\0");
+        fake.file(
+            "300/io",
+            IO.replace("rchar: 53468", "rchar: 99999").as_bytes(),
+        );
+        let second = cached.collect().unwrap();
+        let p300 = second.processes.iter().find(|p| p.pid == 300).unwrap();
+        assert_eq!(p300.cmdline, "stress --cpu 1", "kept from the first read");
+        assert_eq!(p300.rchar, 99999, "counters are read every time");
+        assert_eq!(
+            cmdline(&plain.collect().unwrap(), 300).as_deref(),
+            Some("renamed")
+        );
+        // Due for a refresh: read again.
+        for _ in 2..IDENTITY_REFRESH_READS {
+            cached.collect().unwrap();
+        }
+        assert_eq!(
+            cmdline(&cached.collect().unwrap(), 300).as_deref(),
+            Some("renamed")
+        );
+        // A new process under an old pid (another start time) is read afresh.
+        fake.file("301/cmdline", b"new\0");
+        fake.file(
+            "301/stat",
+            stat_line(301, 300).replace(" 39396 ", " 40000 ").as_bytes(),
+        );
+        assert_eq!(
+            cmdline(&cached.collect().unwrap(), 301).as_deref(),
+            Some("new")
+        );
+        // A process that left (pid 301 gone) is forgotten.
+        std::fs::remove_dir_all(fake.root().join("301")).unwrap();
+        cached.collect().unwrap();
+        assert!(!cached.cache.as_ref().unwrap().entries.contains_key(&301));
     }
 
     #[test]

@@ -64,7 +64,11 @@ impl RecordIds {
                     .map(|d| d.as_nanos())
                     .unwrap_or_default();
                 // Still 32 hex digits, as the log service expects.
-                format!("{:016x}{:016x}", nanos as u64, u64::from(std::process::id()))
+                format!(
+                    "{:016x}{:016x}",
+                    nanos as u64,
+                    u64::from(std::process::id())
+                )
             });
         RecordIds::new(uuid)
     }

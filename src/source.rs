@@ -43,11 +43,17 @@ impl SnapshotSource {
 
     /// Takes one snapshot. Blocking file I/O: call from a blocking thread.
     pub fn read_blocking(&self) -> Result<Snapshot, SourceError> {
+        self.read_with(&mut procfs::Collector::new(&self.procfs, false, false))
+    }
+
+    /// Takes one snapshot, the userspace one through `collector` (which may
+    /// keep what it learnt for the next one).
+    pub fn read_with(&self, collector: &mut procfs::Collector) -> Result<Snapshot, SourceError> {
         match self.mode {
             SourceMode::Kernel => read_file(&self.sysinfo),
-            SourceMode::Userspace => Ok(procfs::collect(&self.procfs, false)?),
+            SourceMode::Userspace => Ok(collector.collect()?),
             SourceMode::Auto => match read_file(&self.sysinfo) {
-                Err(SourceError::Missing { .. }) => Ok(procfs::collect(&self.procfs, false)?),
+                Err(SourceError::Missing { .. }) => Ok(collector.collect()?),
                 other => other,
             },
         }
@@ -92,7 +98,9 @@ pub enum ReadError {
 }
 
 impl SnapshotReader {
-    pub fn new(source: SnapshotSource) -> SnapshotReader {
+    /// `procfs_cache`: the userspace collector keeps each process's cgroup
+    /// and command line between snapshots.
+    pub fn new(source: SnapshotSource, procfs_cache: bool) -> SnapshotReader {
         let (requests, incoming) = std::sync::mpsc::sync_channel::<
             tokio::sync::oneshot::Sender<Result<Snapshot, SourceError>>,
         >(1);
@@ -103,9 +111,11 @@ impl SnapshotReader {
         std::thread::Builder::new()
             .name("gestor-snapshot".into())
             .spawn(move || {
+                let mut collector =
+                    procfs::Collector::new(&worker_source.procfs, false, procfs_cache);
                 // Ends when the reader (the sending side) is dropped.
                 for reply in incoming {
-                    let result = worker_source.read_blocking();
+                    let result = worker_source.read_with(&mut collector);
                     *worker_since.lock().unwrap() = None;
                     worker_busy.store(false, std::sync::atomic::Ordering::SeqCst);
                     let _ = reply.send(result);
@@ -209,11 +219,14 @@ mod tests {
         let fifo = dir.path().join("sysinfo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let reader = SnapshotReader::new(SnapshotSource {
-            mode: SourceMode::Kernel,
-            sysinfo: fifo.clone(),
-            procfs: "/proc".into(),
-        });
+        let reader = SnapshotReader::new(
+            SnapshotSource {
+                mode: SourceMode::Kernel,
+                sysinfo: fifo.clone(),
+                procfs: "/proc".into(),
+            },
+            true,
+        );
         let limit = std::time::Duration::from_millis(200);
         let started = std::time::Instant::now();
         let err = reader.read(limit).await.unwrap_err();

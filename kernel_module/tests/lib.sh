@@ -51,9 +51,21 @@ km_apt_install() {
 
 # Sets KM_KVER to the kernel that linux-image-amd64 points to (resolved now:
 # the ABI number moves with security updates) or to $GESTOR_KVER, and makes
-# sure the headers of exactly the same version are installed.
+# sure the headers of exactly the same version are installed; KM_KDIR (the
+# tree to build against), KM_KIMAGE (the image to boot) and KM_KMODS (where
+# brd.ko and nbd.ko are) follow. With GESTOR_KM_KBUILD=DIR, a kernel built
+# in DIR (kernel_module/debug-kernel.sh) is used instead.
 km_resolve_kernel() {
   local dep image_version
+  if [[ -n "${GESTOR_KM_KBUILD:-}" ]]; then
+    KM_KDIR="${GESTOR_KM_KBUILD}"
+    KM_KVER="$(cat "${KM_KDIR}/include/config/kernel.release")" || return 1
+    KM_KIMAGE="${KM_KDIR}/arch/x86/boot/bzImage"
+    KM_KMODS="${KM_KDIR}/drivers/block"
+    readonly KM_KVER KM_KDIR KM_KIMAGE KM_KMODS
+    log "kernel ${KM_KVER} built in ${KM_KDIR}"
+    return 0
+  fi
   if [[ -n "${GESTOR_KVER:-}" ]]; then
     KM_KVER="${GESTOR_KVER}"
   else
@@ -71,7 +83,10 @@ km_resolve_kernel() {
     err "kernel ${KM_KVER} is not complete (/boot/vmlinuz, headers)"
     return 1
   fi
-  readonly KM_KVER
+  KM_KDIR="/lib/modules/${KM_KVER}/build"
+  KM_KIMAGE="/boot/vmlinuz-${KM_KVER}"
+  KM_KMODS="/lib/modules/${KM_KVER}/kernel/drivers/block"
+  readonly KM_KVER KM_KDIR KM_KIMAGE KM_KMODS
   log "kernel ${KM_KVER} (${image_version}), headers of the same version"
 }
 
@@ -86,7 +101,7 @@ km_build_module() {
   mkdir -p "${build}"
   cp "${KM_DIR}/gestor_containers.c" "${KM_DIR}/Kbuild" "${KM_DIR}/Makefile" \
     "${build}/"
-  make -s -C "${build}" KVER="${KM_KVER}" >"${build}/build.log" 2>&1 || {
+  make -s -C "${build}" KDIR="${KM_KDIR}" >"${build}/build.log" 2>&1 || {
     cat "${build}/build.log" >&2
     err "module build failed"
     return 1
@@ -103,8 +118,9 @@ km_build_gvm() {
     -o "${out}" "${KM_TESTS}/vm/gvm.c"
 }
 
-# km_build_initramfs WORKDIR OUT.cpio: busybox, gvm, the module, brd.ko and
-# /init, with /dev/console (devtmpfs is not mounted automatically).
+# km_build_initramfs WORKDIR OUT.cpio: busybox, gvm, the module, brd.ko,
+# nbd.ko and /init, with /dev/console (devtmpfs is not mounted
+# automatically).
 km_build_initramfs() {
   local work="$1" out="$2" root="$1/root"
   rm -rf "${root}"
@@ -113,7 +129,7 @@ km_build_initramfs() {
   ln -s busybox "${root}/bin/sh"
   cp "${work}/gvm" "${root}/bin/gvm"
   cp "${work}/module/gestor_containers.ko" "${root}/lib/modules/"
-  cp "/lib/modules/${KM_KVER}/kernel/drivers/block/brd.ko" "${root}/lib/modules/"
+  cp "${KM_KMODS}/brd.ko" "${KM_KMODS}/nbd.ko" "${root}/lib/modules/"
   install -m 0755 "${KM_TESTS}/vm/init.sh" "${root}/init"
   mknod -m 0600 "${root}/dev/console" c 5 1
   (cd "${root}" && find . -print0 | cpio --null -o -H newc --quiet) >"${out}"
@@ -131,7 +147,7 @@ km_boot() {
   mkdir -p "${outdir}"
   if ! timeout "${KM_QEMU_TIMEOUT}" qemu-system-x86_64 -accel tcg -cpu max \
     -smp 2 -m "${mem}" -nodefaults -display none -no-reboot -monitor none \
-    -kernel "/boot/vmlinuz-${KM_KVER}" -initrd "${initramfs}" \
+    -kernel "${KM_KIMAGE}" -initrd "${initramfs}" \
     -append "console=ttyS0 quiet panic=-1 ${append}" \
     -serial "file:${console}" -serial "file:${data}" </dev/null; then
     err "qemu failed or timed out after ${KM_QEMU_TIMEOUT}s; console:"

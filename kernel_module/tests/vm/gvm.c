@@ -13,15 +13,43 @@
  *   gvm zombie                 leave an unreaped child (its pid in GVM_READY)
  *   gvm spawn N                N processes in all (this one included) that
  *                              sleep; on SIGTERM all are killed and reaped
+ *   gvm reaper MS              reap a child that burnt MS ms of CPU, sleep
+ *   gvm cancelwrite DEV MIB    write MIB MiB to block device DEV, zero them
+ *                              out (BLKZEROOUT) before writeback, sleep
+ *   gvm swapper MIB            touch MIB MiB, page them out to swap, sleep
+ *   gvm execloop               exec itself forever (no ASLR), alternating
+ *                              two argument lists of different lengths
+ *   gvm deepcg DIR LEN CMD...  create cgroups below DIR (a cgroup whose path
+ *                              in its hierarchy is DIR minus the mount point)
+ *                              until the path is LEN bytes, move there, exec
+ *   gvm mmstall DEV RELEASED   hold a child's mmap_lock through a read of
+ *                              /proc/<child>/mem that waits on a page of the
+ *                              nbd device DEV (served by this process), with
+ *                              a writer queued; GVM_READY gets the child's
+ *                              pid; SIGUSR1 answers the read (RELEASED is
+ *                              created once all is unblocked), SIGTERM ends
  *   gvm churn SECS             fork children that exit at once, for SECS
  *   gvm tchurn SECS            create threads that exit at once, for SECS
  *   gvm readers N SECS FILE OUTDIR
  *                              N processes read FILE in a loop, check every
- *                              document is valid JSON, stop after SECS or
- *                              when FILE disappears; summary in OUTDIR
+ *                              document is valid JSON, that no entry is a
+ *                              reaped task (state X, or ppid 0 in a
+ *                              container) and that the command lines of the
+ *                              pids in $GVM_EXECLOOP are whole; stop after
+ *                              SECS or when FILE disappears; summary in
+ *                              OUTDIR, and OUTDIR/min-reads-ID once reader
+ *                              ID has read 5 times
  *   gvm readn FILE N [BYTES]   open/read/close N times (only BYTES bytes)
  *   gvm holdopen FILE READY GO open FILE, read a little, create READY, wait
  *                              for GO to exist, read again, report errno
+ *   gvm uffdread FILE READY GO read FILE into a buffer whose pages fault
+ *                              into userfaultfd: once the read is stuck
+ *                              there (mid-read), create READY; when GO
+ *                              exists, let it finish; read again, report
+ *   gvm tryread FILE           read FILE: "ok BYTES" or "errno NAME"
+ *   gvm within SECS CMD...     run CMD (stdout to /dev/null); "done rc=N" if
+ *                              it ends within SECS, else "timeout" (exit 2,
+ *                              CMD left running)
  *   gvm json FILE              exit 0 if FILE is one valid JSON document
  *   gvm dump DIR [sysfirst]    ground truth: cgroup, stat, statm and io of
  *                              every process (DIR/procs.txt), and uptime,
@@ -36,9 +64,15 @@
  * once they are set up.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/nbd.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,9 +80,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -605,11 +643,243 @@ static int cmd_tchurn(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_reaper(int argc, char **argv)
+{
+	struct timespec ts;
+	long ms;
+	pid_t pid;
+
+	if (argc < 3)
+		die("usage: reaper MS");
+	ms = strtol(argv[2], NULL, 10);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		volatile unsigned long x = 0;
+		int i;
+
+		do {
+			for (i = 0; i < 100000; i++)
+				x++;
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		} while (ts.tv_sec * 1000 + ts.tv_nsec / 1000000 < ms);
+		_exit(0);
+	}
+	if (waitpid(pid, NULL, 0) != pid)
+		die("waitpid: %s", strerror(errno));
+	sleep_forever();
+	return 0;
+}
+
+/*
+ * Dirty MIB MiB of DEV's page cache, then zero the range out: BLKZEROOUT
+ * truncates the page cache first, so the dirty pages are never written and
+ * count as this process's cancelled_write_bytes (the guest's /init keeps
+ * the flusher away from them).
+ */
+static int cmd_cancelwrite(int argc, char **argv)
+{
+	static char block[1 << 20];
+	uint64_t range[2];
+	long mib, i;
+	int fd;
+
+	if (argc < 4)
+		die("usage: cancelwrite DEV MIB");
+	mib = strtol(argv[3], NULL, 10);
+	fd = open(argv[2], O_RDWR);
+	if (fd < 0)
+		die("open %s: %s", argv[2], strerror(errno));
+	memset(block, 0x5a, sizeof(block));
+	for (i = 0; i < mib; i++)
+		if (write(fd, block, sizeof(block)) != sizeof(block))
+			die("write %s: %s", argv[2], strerror(errno));
+	range[0] = 0;
+	range[1] = (uint64_t)mib << 20;
+	if (ioctl(fd, BLKZEROOUT, range))
+		die("BLKZEROOUT %s: %s", argv[2], strerror(errno));
+	sleep_forever();
+	return 0;
+}
+
+/* Touch MIB MiB and push them out to swap (MADV_PAGEOUT). */
+static int cmd_swapper(int argc, char **argv)
+{
+	size_t len, i;
+	char *mem;
+
+	if (argc < 3)
+		die("usage: swapper MIB");
+	len = strtoul(argv[2], NULL, 10) << 20;
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	for (i = 0; i < len; i += 4096)
+		mem[i] = 1;
+	if (madvise(mem, len, MADV_PAGEOUT))
+		die("madvise(MADV_PAGEOUT): %s", strerror(errno));
+	sleep_forever();
+	return 0;
+}
+
+/*
+ * The command lines gvm execloop takes turns with, as the module prints
+ * them: a long one (execloop_long()) and "gvm execloop b".  With ASLR off (ADDR_NO_RANDOMIZE
+ * survives exec) both images' argument strings end at the same address,
+ * so reading one image's memory at the other's argument addresses (what
+ * an exec between reading arg_start/arg_end and reading the memory did
+ * to the module) gives neither.
+ */
+#define EXECLOOP_LONG	300
+
+static void execloop_long(char *out)
+{
+	strcpy(out, "gvm execloop ");
+	memset(out + 13, 'a', EXECLOOP_LONG);
+	out[13 + EXECLOOP_LONG] = '\0';
+}
+
+static int cmd_execloop(int argc, char **argv)
+{
+	static char arg[EXECLOOP_LONG + 1];
+	char *longer[] = { "gvm", "execloop", arg, NULL };
+	char *shorter[] = { "gvm", "execloop", "b", NULL };
+	const char *ready = getenv("GVM_READY");
+	int persona;
+
+	memset(arg, 'a', EXECLOOP_LONG);
+	if (argc < 3) {
+		persona = personality(0xffffffff);
+		if (persona < 0 || personality(persona | ADDR_NO_RANDOMIZE) < 0)
+			die("personality: %s", strerror(errno));
+		execv("/proc/self/exe", longer);
+	} else if (argv[2][0] == 'a') {
+		if (ready && access(ready, F_OK))
+			mark_ready();
+		execv("/proc/self/exe", shorter);
+	} else {
+		execv("/proc/self/exe", longer);
+	}
+	die("exec: %s", strerror(errno));
+	return 1;
+}
+
+/*
+ * gvm deepcg MOUNT CGPATH LEN CMD...: below the cgroup MOUNT/CGPATH, make
+ * nested cgroups (relative names: the file system path outgrows PATH_MAX)
+ * until the cgroup path is exactly LEN bytes, move there and exec CMD.
+ */
+static int cmd_deepcg(int argc, char **argv)
+{
+	char dir[4096], name[256], pid[32];
+	size_t len, want, n;
+
+	if (argc < 6)
+		die("usage: deepcg MOUNT CGPATH LEN CMD...");
+	snprintf(dir, sizeof(dir), "%s%s", argv[2], argv[3]);
+	if (chdir(dir))
+		die("chdir %s: %s", dir, strerror(errno));
+	len = strlen(argv[3]);
+	want = strtoul(argv[4], NULL, 10);
+	while (len < want) {
+		/* "/" and a name; never leave room for only the "/". */
+		n = want - len - 1;
+		if (n > 200)
+			n = want - len - 1 - 200 == 1 ? 199 : 200;
+		memset(name, 'd', n);
+		name[n] = '\0';
+		if (mkdir(name, 0755) && errno != EEXIST)
+			die("mkdir: %s", strerror(errno));
+		if (chdir(name))
+			die("chdir: %s", strerror(errno));
+		len += n + 1;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", getpid());
+	write_file("cgroup.procs", pid);
+	execvp(argv[5], argv + 5);
+	die("exec %s: %s", argv[5], strerror(errno));
+	return 1;
+}
+
 /* --- readers and probes ------------------------------------------------ */
 
-static void reader(int id, double secs, const char *file, const char *dir)
+/* One entry of gvm execloop is whole: one of its command lines, or none. */
+static int execloop_ok(const char *line, size_t n)
+{
+	char want[EXECLOOP_LONG + 64];
+	static const char *const fixed[] = {
+		"\"cmdline\":\"gvm execloop b\",",
+		"\"cmdline\":\"gvm execloop\",", "\"cmdline\":\"\",",
+	};
+	unsigned int i;
+
+	for (i = 0; i < sizeof(fixed) / sizeof(*fixed); i++)
+		if (memmem(line, n, fixed[i], strlen(fixed[i])))
+			return 1;
+	strcpy(want, "\"cmdline\":\"");
+	execloop_long(want + strlen(want));
+	strcat(want, "\",");
+	return memmem(line, n, want, strlen(want)) != NULL;
+}
+
+struct entry_stats {
+	long reaped;	/* entries of reaped tasks */
+	long badexec;	/* execloop entries with a command line of neither */
+	long execseen;	/* execloop entries */
+	char example[512];
+};
+
+/*
+ * Entries of a valid document: none of a reaped task (state X, or ppid 0
+ * in a container: kthreadd and init have no container) and, for the pids
+ * in @watch (gvm execloop), whole command lines.  One entry per line.
+ */
+static void check_entries(const char *buf, size_t len, const long *watch,
+			  int nwatch, struct entry_stats *st)
+{
+	const char *p = buf, *end = buf + len, *line, *eol;
+	size_t n;
+	long pid;
+	int i;
+
+	while ((p = memmem(p, end - p, "\n{\"pid\":", 8))) {
+		line = p + 1;
+		eol = memchr(line, '\n', end - line);
+		if (!eol)
+			eol = end;
+		n = eol - line;
+		pid = strtol(line + 7, NULL, 10);
+		if (memmem(line, n, "\"state\":\"X\"", 11) ||
+		    (memmem(line, n, "\"ppid\":0,", 9) &&
+		     !memmem(line, n, "\"container_id\":null", 19))) {
+			st->reaped++;
+			snprintf(st->example, sizeof(st->example), "%.*s",
+				 (int)n, line);
+		}
+		for (i = 0; i < nwatch; i++) {
+			if (watch[i] != pid)
+				continue;
+			st->execseen++;
+			if (!execloop_ok(line, n)) {
+				st->badexec++;
+				snprintf(st->example, sizeof(st->example),
+					 "%.*s", (int)n, line);
+			}
+		}
+		p = eol;
+	}
+}
+
+/* Reads each reader makes at least (it says so in OUTDIR/min-reads-ID). */
+#define READER_MIN 5
+
+static void reader(int id, double secs, const char *file, const char *dir,
+		   const long *watch, int nwatch)
 {
 	long reads = 0, valid = 0, invalid = 0, errors = 0, saved = 0;
+	struct entry_stats st = { 0 };
 	double end = now_ms() + secs * 1e3, worst = 0;
 	const char *stop = "time";
 	size_t cap = 0;
@@ -638,10 +908,15 @@ static void reader(int id, double secs, const char *file, const char *dir)
 			continue;
 		}
 		reads++;
+		if (reads == READER_MIN) {
+			snprintf(path, sizeof(path), "%s/min-reads-%d", dir, id);
+			close(open(path, O_WRONLY | O_CREAT, 0644));
+		}
 		if (now_ms() - t0 > worst)
 			worst = now_ms() - t0;
 		if (json_check(buf, len) == 0) {
 			valid++;
+			check_entries(buf, len, watch, nwatch, &st);
 		} else {
 			invalid++;
 			snprintf(path, sizeof(path), "%s/invalid-%d-%ld.json",
@@ -667,18 +942,34 @@ static void reader(int id, double secs, const char *file, const char *dir)
 	out = fopen(path, "w");
 	if (!out)
 		die("cannot write %s", path);
-	fprintf(out, "reads=%ld valid=%ld invalid=%ld errors=%ld stop=%s worst_ms=%.1f\n",
-		reads, valid, invalid, errors, stop, worst);
+	fprintf(out, "reads=%ld valid=%ld invalid=%ld errors=%ld stop=%s worst_ms=%.1f reaped=%ld badexec=%ld execseen=%ld\n",
+		reads, valid, invalid, errors, stop, worst, st.reaped,
+		st.badexec, st.execseen);
 	fclose(out);
+	if (st.example[0]) {
+		snprintf(path, sizeof(path), "%s/bad-entry-%d.txt", dir, id);
+		out = fopen(path, "w");
+		if (out) {
+			fprintf(out, "%s\n", st.example);
+			fclose(out);
+		}
+	}
 	exit(0);
 }
 
 static int cmd_readers(int argc, char **argv)
 {
-	int n, i;
+	const char *env = getenv("GVM_EXECLOOP");
+	long watch[16];
+	int n, i, nwatch = 0;
+	char *end;
 
 	if (argc < 6)
 		die("usage: readers N SECS FILE OUTDIR");
+	while (env && *env && nwatch < 16) {
+		watch[nwatch++] = strtol(env, &end, 10);
+		env = *end ? end + 1 : end;
+	}
 	n = atoi(argv[2]);
 	for (i = 0; i < n; i++) {
 		pid_t pid = fork();
@@ -686,7 +977,8 @@ static int cmd_readers(int argc, char **argv)
 		if (pid < 0)
 			die("fork: %s", strerror(errno));
 		if (pid == 0)
-			reader(i, atof(argv[3]), argv[4], argv[5]);
+			reader(i, atof(argv[3]), argv[4], argv[5], watch,
+			       nwatch);
 	}
 	while (wait(NULL) > 0)
 		;
@@ -759,6 +1051,131 @@ static int cmd_json(int argc, char **argv)
 	if (len < 0 || json_check(buf, len))
 		return 1;
 	return 0;
+}
+
+struct uffd_wait {
+	int uffd;
+	char *buf;
+	size_t len;
+	const char *ready;
+	const char *go;
+};
+
+/*
+ * The read's copy to user memory faults into the userfaultfd: the read is
+ * in progress (the seq_file built, its ->read_iter not returned) for as
+ * long as the fault is not served.  Unregistering the range wakes it.
+ */
+static void *uffd_monitor(void *arg)
+{
+	struct uffd_wait *w = arg;
+	struct pollfd pfd = { .fd = w->uffd, .events = POLLIN };
+	struct uffdio_range range = { (uintptr_t)w->buf, w->len };
+	struct uffd_msg msg;
+
+	if (poll(&pfd, 1, -1) != 1 ||
+	    read(w->uffd, &msg, sizeof(msg)) != sizeof(msg) ||
+	    msg.event != UFFD_EVENT_PAGEFAULT)
+		die("uffdread: no page fault");
+	close(open(w->ready, O_WRONLY | O_CREAT, 0644));
+	while (access(w->go, F_OK))
+		usleep(20000);
+	if (ioctl(w->uffd, UFFDIO_UNREGISTER, &range))
+		die("UFFDIO_UNREGISTER: %s", strerror(errno));
+	return NULL;
+}
+
+static int cmd_uffdread(int argc, char **argv)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffd_wait w = { .len = 64 * 1024 };
+	char small[64];
+	pthread_t t;
+	ssize_t n;
+	int fd;
+
+	if (argc < 5)
+		die("usage: uffdread FILE READY GO");
+	w.ready = argv[3];
+	w.go = argv[4];
+	w.buf = mmap(NULL, w.len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	w.uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (w.buf == MAP_FAILED || w.uffd < 0 ||
+	    ioctl(w.uffd, UFFDIO_API, &api))
+		die("userfaultfd: %s", strerror(errno));
+	reg.range.start = (uintptr_t)w.buf;
+	reg.range.len = w.len;
+	if (ioctl(w.uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER: %s", strerror(errno));
+	fd = open(argv[2], O_RDONLY);
+	if (fd < 0)
+		die("open %s: %s", argv[2], strerror(errno));
+	if (pthread_create(&t, NULL, uffd_monitor, &w))
+		die("pthread_create");
+	n = read(fd, w.buf, w.len);
+	printf("uffdread: read %zd %s\n", n,
+	       n < 0 ? strerrorname_np(errno) : "ok");
+	n = read(fd, small, sizeof(small));
+	printf("uffdread: second read %zd errno %s\n", n,
+	       n < 0 ? strerrorname_np(errno) : "none");
+	return 0;
+}
+
+static int cmd_tryread(int argc, char **argv)
+{
+	size_t cap = 0;
+	char *buf = NULL;
+	ssize_t n;
+	int fd;
+
+	if (argc < 3)
+		die("usage: tryread FILE");
+	fd = open(argv[2], O_RDONLY);
+	if (fd < 0) {
+		printf("errno %s\n", strerrorname_np(errno));
+		return 0;
+	}
+	n = read_all(fd, &buf, &cap);
+	close(fd);
+	if (n < 0)
+		printf("errno %s\n", strerrorname_np(-n));
+	else
+		printf("ok %zd\n", n);
+	return 0;
+}
+
+static int cmd_within(int argc, char **argv)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	int status;
+	pid_t pid;
+
+	if (argc < 4)
+		die("usage: within SECS CMD...");
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Not the caller's stdout: a pipe would wait for CMD too. */
+		dup2(open("/dev/null", O_WRONLY), STDOUT_FILENO);
+		execvp(argv[3], argv + 3);
+		_exit(127);
+	}
+	pfd.fd = syscall(SYS_pidfd_open, pid, 0);
+	if (pfd.fd < 0)
+		die("pidfd_open: %s", strerror(errno));
+	if (poll(&pfd, 1, (int)(atof(argv[2]) * 1000)) == 0) {
+		printf("within: timeout\n");
+		return 2;
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		die("waitpid: %s", strerror(errno));
+	status = WIFEXITED(status) ? WEXITSTATUS(status)
+				   : 128 + WTERMSIG(status);
+	printf("within: done rc=%d\n", status);
+	return status ? 1 : 0;
 }
 
 static void copy_into(FILE *out, const char *path)
@@ -966,6 +1383,10 @@ static void out_str(struct out *o, const char *str, size_t len)
 		if (c == '"' || c == '\\') {
 			out_add(o, "\\", 1);
 			out_add(o, (const char *)&c, 1);
+		} else if (c == '\n') {
+			out_add(o, "\\n", 2);
+		} else if (c == '\t') {
+			out_add(o, "\\t", 2);
 		} else if (c < 0x20 || c == 0x7f) {
 			out_fmt(o, "\\u%04x", c);
 		} else if (n == 0) {
@@ -993,34 +1414,65 @@ static ssize_t slurp(const char *path, char *buf, size_t size)
 	return n;
 }
 
+/*
+ * The container ID in a cgroup path, under the parents each runtime
+ * creates (the module's rules, written again here as patterns: '*' is one
+ * path component of any name, '#' the 64-hex ID, '?' a pod UID; a pattern
+ * matches the start of the path, up to a '/' or the end).
+ */
+static const char *const id_patterns[] = {
+	"/docker/#", "/default/#", "/k8s.io/#",
+	"/system.slice/docker-#.scope", "/system.slice/nerdctl-#.scope",
+	"/machine.slice/libpod-#.scope",
+	"/kubepods/pod?/#", "/kubepods/besteffort/pod?/#",
+	"/kubepods/burstable/pod?/#", "/kubepods/pod?/crio-#",
+	"/kubepods/besteffort/pod?/crio-#", "/kubepods/burstable/pod?/crio-#",
+	"/kubepods.slice/kubepods-pod?.slice/cri-containerd-#.scope",
+	"/kubepods.slice/kubepods-pod?.slice/crio-#.scope",
+	"/kubepods.slice/kubepods-pod?.slice/docker-#.scope",
+	"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod?.slice/cri-containerd-#.scope",
+	"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod?.slice/crio-#.scope",
+	"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod?.slice/docker-#.scope",
+	"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod?.slice/cri-containerd-#.scope",
+	"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod?.slice/crio-#.scope",
+	"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod?.slice/docker-#.scope",
+};
+
+static const char *match_id(const char *pat, const char *s, const char *end)
+{
+	const char *id = NULL;
+	size_t k;
+
+	for (; *pat; pat++) {
+		if (*pat == '#') {
+			for (k = 0; k < ID_LEN; k++)
+				if (s + k >= end ||
+				    !memchr("0123456789abcdef", s[k], 16))
+					return NULL;
+			id = s;
+			s += ID_LEN;
+		} else if (*pat == '?') {
+			for (k = 0; s < end && k < 64 &&
+			     memchr("0123456789abcdef-_", *s, 18); k++)
+				s++;
+			if (!k)
+				return NULL;
+		} else if (s >= end || *s++ != *pat) {
+			return NULL;
+		}
+	}
+	return s == end || *s == '/' ? id : NULL;
+}
+
 static const char *find_id(const char *path, size_t len)
 {
-	static const char *const prefixes[] = {
-		"docker-", "cri-containerd-", "libpod-", "crio-",
-	};
-	const char *comp = path, *end = path + len;
+	const char *id;
+	size_t k;
 
-	while (comp < end) {
-		const char *slash = memchr(comp, '/', end - comp);
-		const char *cend = slash ? slash : end;
-		size_t clen = cend - comp, k, j;
-
-		for (k = 0; k <= sizeof(prefixes) / sizeof(*prefixes); k++) {
-			size_t plen = k ? strlen(prefixes[k - 1]) : 0;
-			size_t want = k ? plen + ID_LEN + 6 : ID_LEN;
-
-			if (clen != want || (k && (memcmp(comp,
-				prefixes[k - 1], plen) ||
-				memcmp(cend - 6, ".scope", 6))))
-				continue;
-			for (j = 0; j < ID_LEN; j++)
-				if (!strchr("0123456789abcdef",
-					    comp[plen + j]) || !comp[plen + j])
-					break;
-			if (j == ID_LEN)
-				return comp + plen;
-		}
-		comp = cend + 1;
+	for (k = 0; k < sizeof(id_patterns) / sizeof(*id_patterns); k++) {
+		id = match_id(id_patterns[k], path, path + len);
+		if (id)
+			return id;
 	}
 	return NULL;
 }
@@ -1056,7 +1508,7 @@ static long scan_once(struct out *o, int all)
 			sscanf(line, "SwapFree: %llu", &swap_free);
 		}
 	}
-	out_fmt(o, "{\"version\":1,\"source\":\"userspace\",\"system\":{\"cpu_count\":%ld,\"cpu_time_ns\":{\"user\":%llu,\"nice\":%llu,\"system\":%llu,\"idle\":%llu,\"iowait\":%llu,\"irq\":%llu,\"softirq\":%llu,\"steal\":%llu}",
+	out_fmt(o, "{\"version\":2,\"source\":\"userspace\",\"system\":{\"cpu_count\":%ld,\"cpu_time_ns\":{\"user\":%llu,\"nice\":%llu,\"system\":%llu,\"idle\":%llu,\"iowait\":%llu,\"irq\":%llu,\"softirq\":%llu,\"steal\":%llu}",
 		sysconf(_SC_NPROCESSORS_ONLN), cpu[0] * tick_ns,
 		cpu[1] * tick_ns, cpu[2] * tick_ns, cpu[3] * tick_ns,
 		cpu[4] * tick_ns, cpu[5] * tick_ns, cpu[6] * tick_ns,
@@ -1065,8 +1517,9 @@ static long scan_once(struct out *o, int all)
 		mem_total, mem_free, mem_avail, mem_total - mem_avail, cached,
 		swap_total, swap_free);
 	while ((e = readdir(d))) {
-		unsigned long long ut, st, start, vsz, rchar = 0, wchar = 0;
-		unsigned long long syscr = 0, syscw = 0, rb = 0, wb = 0;
+		unsigned long long ut, st, cut, cst, start, vsz, rchar = 0;
+		unsigned long long wchar = 0, syscr = 0, syscw = 0, rb = 0;
+		unsigned long long wb = 0, cwb = 0;
 		char path[64], state, *comm, *rp, *cgpath = NULL;
 		const char *id = NULL;
 		long rss, ppid;
@@ -1108,8 +1561,9 @@ static long scan_once(struct out *o, int all)
 		*rp = '\0';
 		comm++;
 		if (sscanf(rp + 2,
-			   "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %ld",
-			   &state, &ppid, &ut, &st, &start, &vsz, &rss) != 7)
+			   "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu %*d %*d %*d %*d %llu %llu %ld",
+			   &state, &ppid, &ut, &st, &cut, &cst, &start, &vsz,
+			   &rss) != 9)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
 		n = slurp(path, cmd, sizeof(cmd));
@@ -1120,13 +1574,15 @@ static long scan_once(struct out *o, int all)
 				cmd[k] = ' ';
 		snprintf(path, sizeof(path), "/proc/%d/io", pid);
 		if (slurp(path, io, sizeof(io)) > 0)
-			sscanf(io, "rchar: %llu wchar: %llu syscr: %llu syscw: %llu read_bytes: %llu write_bytes: %llu",
-			       &rchar, &wchar, &syscr, &syscw, &rb, &wb);
+			sscanf(io, "rchar: %llu wchar: %llu syscr: %llu syscw: %llu read_bytes: %llu write_bytes: %llu cancelled_write_bytes: %llu",
+			       &rchar, &wchar, &syscr, &syscw, &rb, &wb, &cwb);
 		out_fmt(o, "%s\n{\"pid\":%d,\"ppid\":%ld,\"comm\":",
 			listed ? "," : "", pid, ppid);
 		out_str(o, comm, strlen(comm));
 		out_add(o, ",\"cmdline\":", 11);
 		out_str(o, cmd, n > 0 ? n : 0);
+		/* Reading /proc/<pid>/cmdline waits for a busy mmap_lock. */
+		out_add(o, ",\"cmdline_unavailable\":false", 28);
 		out_add(o, ",\"container_id\":", 16);
 		if (id) {
 			out_add(o, "\"", 1);
@@ -1137,12 +1593,13 @@ static long scan_once(struct out *o, int all)
 		}
 		out_add(o, ",\"cgroup\":", 10);
 		out_str(o, cgpath ? cgpath : "", cgpath ? cglen : 0);
-		out_fmt(o, ",\"state\":\"%c\",\"rss_kib\":%ld,\"vsz_kib\":%llu,\"mem_pct_x100\":%llu,\"cpu_time_ns\":%llu,\"start_time_ns\":%llu",
+		out_fmt(o, ",\"state\":\"%c\",\"rss_kib\":%ld,\"vsz_kib\":%llu,\"mem_pct_x100\":%llu,\"cpu_time_ns\":%llu,\"children_cpu_time_ns\":%llu,\"start_time_ns\":%llu",
 			state, rss * page_kib, vsz / 1024,
 			mem_total ? rss * page_kib * 10000ULL / mem_total : 0,
-			(ut + st) * tick_ns, start * tick_ns);
-		out_fmt(o, ",\"read_bytes\":%llu,\"write_bytes\":%llu,\"rchar\":%llu,\"wchar\":%llu,\"syscr\":%llu,\"syscw\":%llu}",
-			rb, wb, rchar, wchar, syscr, syscw);
+			(ut + st) * tick_ns, (cut + cst) * tick_ns,
+			start * tick_ns);
+		out_fmt(o, ",\"read_bytes\":%llu,\"write_bytes\":%llu,\"cancelled_write_bytes\":%llu,\"rchar\":%llu,\"wchar\":%llu,\"syscr\":%llu,\"syscw\":%llu}",
+			rb, wb, cwb, rchar, wchar, syscr, syscw);
 		listed++;
 	}
 	closedir(d);
@@ -1175,9 +1632,89 @@ static int cmd_scan(int argc, char **argv)
 	return 0;
 }
 
+/* The part of an entry that says what it is: "comm" up to "state". */
+struct ident {
+	long pid;
+	const char *s;
+	size_t len;
+};
+
+static int cmp_ident(const void *a, const void *b)
+{
+	const struct ident *x = a, *y = b;
+
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static size_t idents(const char *buf, size_t len, struct ident **out)
+{
+	const char *p = buf, *end = buf + len, *line, *eol, *c, *st;
+	size_t n = 0, cap = 1024;
+
+	*out = malloc(cap * sizeof(**out));
+	while (*out && (p = memmem(p, end - p, "\n{\"pid\":", 8))) {
+		line = p + 1;
+		eol = memchr(line, '\n', end - line);
+		if (!eol)
+			eol = end;
+		c = memmem(line, eol - line, ",\"comm\":", 8);
+		st = memmem(line, eol - line, ",\"state\":", 9);
+		if (c && st) {
+			if (n == cap) {
+				cap *= 2;
+				*out = realloc(*out, cap * sizeof(**out));
+				if (!*out)
+					break;
+			}
+			(*out)[n].pid = strtol(line + 7, NULL, 10);
+			(*out)[n].s = c;
+			(*out)[n].len = st - c;
+			n++;
+		}
+		p = eol;
+	}
+	if (!*out)
+		die("out of memory");
+	qsort(*out, n, sizeof(**out), cmp_ident);
+	return n;
+}
+
+/*
+ * The module's document and the scan's list the same processes with the
+ * same name, command line, container ID and cgroup path.
+ */
+static void print_agreement(const char *mod, size_t mod_len, const char *scan,
+			    size_t scan_len)
+{
+	struct ident *a, *b;
+	size_t na = idents(mod, mod_len, &a), nb = idents(scan, scan_len, &b);
+	size_t i = 0, j = 0, only_a = 0, only_b = 0, differ = 0;
+
+	while (i < na || j < nb) {
+		if (j == nb || (i < na && a[i].pid < b[j].pid)) {
+			only_a++;
+			i++;
+		} else if (i == na || b[j].pid < a[i].pid) {
+			only_b++;
+			j++;
+		} else {
+			if (a[i].len != b[j].len ||
+			    memcmp(a[i].s, b[j].s, a[i].len))
+				differ++;
+			i++;
+			j++;
+		}
+	}
+	printf("agreement module=%zu scan=%zu only_module=%zu only_scan=%zu differ=%zu\n",
+	       na, nb, only_a, only_b, differ);
+	free(a);
+	free(b);
+}
+
 /*
  * ROUNDS rounds of three whole reads of FILE and one userspace scan, so that
- * both see the same host load over time; both timings are printed.
+ * both see the same host load over time; both timings are printed, and
+ * whether the last read and scan list the same processes the same way.
  */
 static int cmd_compare(int argc, char **argv)
 {
@@ -1207,6 +1744,287 @@ static int cmd_compare(int argc, char **argv)
 	}
 	print_times("module", tm, 3 * rounds, len, count_procs(buf, len));
 	print_times("userspace", ts, rounds, o.len, listed);
+	print_agreement(buf, len, o.buf, o.len);
+	return 0;
+}
+
+/* --- an mmap_lock held by a page fault that never ends ------------------ */
+
+#define STALL_BLOCKS	1024		/* a 4 MiB nbd device */
+#define STALL_OFF	(2L << 20)	/* the page whose read is held */
+
+struct stall {
+	int sock;		/* this end of the nbd connection */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int armed;		/* hold the next read of the stall page */
+	int held;		/* it is held */
+	int release;		/* answer it */
+};
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* An nbd server of zeros that holds a read of the stall page when armed. */
+static void *stall_server(void *arg)
+{
+	static char data[64 * 1024];
+	struct nbd_reply rep = { .magic = htonl(NBD_REPLY_MAGIC) };
+	struct stall *s = arg;
+	struct nbd_request req;
+	uint64_t from;
+	uint32_t type, len, n;
+
+	while (!read_full(s->sock, &req, sizeof(req))) {
+		type = ntohl(req.type) & 0xffff;
+		len = ntohl(req.len);
+		from = be64toh(req.from);
+		if (ntohl(req.magic) != NBD_REQUEST_MAGIC ||
+		    type == NBD_CMD_DISC)
+			break;
+		for (; type == NBD_CMD_WRITE && len; len -= n) {
+			n = len < sizeof(data) ? len : sizeof(data);
+			if (read_full(s->sock, data, n))
+				return NULL;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (type == NBD_CMD_READ && s->armed &&
+		    from < STALL_OFF + 4096 && from + len > STALL_OFF) {
+			s->held = 1;
+			pthread_cond_broadcast(&s->cond);
+			while (!s->release)
+				pthread_cond_wait(&s->cond, &s->lock);
+			s->armed = 0;
+		}
+		pthread_mutex_unlock(&s->lock);
+		memcpy(rep.handle, req.handle, sizeof(rep.handle));
+		if (write_full(s->sock, &rep, sizeof(rep)))
+			return NULL;
+		for (; type == NBD_CMD_READ && len; len -= n) {
+			n = len < sizeof(data) ? len : sizeof(data);
+			if (write_full(s->sock, data, n))
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+struct victim {
+	int go;		/* read: the device is up */
+	int report;	/* write: the mapping, the thread's tid, 'm' */
+	int mmap_go;	/* read (the thread): call mmap() now */
+};
+
+/* Queues a writer on mmap_lock: mmap() takes it for writing. */
+static void *victim_thread(void *arg)
+{
+	struct victim *v = arg;
+	pid_t tid = syscall(SYS_gettid);
+	void *p;
+	char c;
+
+	if (write_full(v->report, &tid, sizeof(tid)) ||
+	    read_full(v->mmap_go, &c, 1))
+		_exit(1);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	c = p == MAP_FAILED ? 'f' : 'm';
+	if (write_full(v->report, &c, 1))
+		_exit(1);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* Maps a page of the device it never touches itself, then sleeps. */
+static void stall_victim(const char *dev, struct victim *v)
+{
+	pthread_t t;
+	void *map;
+	char c;
+	int fd;
+
+	if (read_full(v->go, &c, 1))
+		_exit(1);
+	fd = open(dev, O_RDONLY);
+	if (fd < 0)
+		die("open %s: %s", dev, strerror(errno));
+	map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, STALL_OFF);
+	if (map == MAP_FAILED)
+		die("mmap %s: %s", dev, strerror(errno));
+	madvise(map, 4096, MADV_RANDOM);
+	if (write_full(v->report, &map, sizeof(map)) ||
+	    pthread_create(&t, NULL, victim_thread, v))
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+/* State letter of a thread and the syscall it is in (-1: none). */
+static char thread_state(pid_t pid, pid_t tid, long *nr)
+{
+	char path[64], buf[1024], *rp;
+
+	*nr = -1;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
+	if (slurp(path, buf, sizeof(buf)) > 0 && buf[0] != 'r')
+		*nr = strtol(buf, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	if (slurp(path, buf, sizeof(buf)) <= 0)
+		return '?';
+	rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' ? rp[2] : '?';
+}
+
+/*
+ * A child (the victim) maps a page of an nbd device that this process
+ * serves.  Another child reads that page through /proc/<victim>/mem:
+ * access_remote_vm() takes the victim's mmap_lock for reading and faults
+ * the page in without being able to drop the lock, and this server holds
+ * the read.  Then a thread of the victim calls mmap(), which queues for
+ * the lock in write mode: from then on every reader of the victim's
+ * mmap_lock waits (/proc/<victim>/cmdline, ps, and access_process_vm()),
+ * as behind a fault on a stuck FUSE or NFS file.
+ */
+static int cmd_mmstall(int argc, char **argv)
+{
+	struct stall s = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+	};
+	int sv[2], go[2], report[2], mmap_go[2], nbd, sig;
+	char path[128], text[64], *name, c;
+	pid_t doit, victim, reader, tid;
+	struct victim v;
+	pthread_t server;
+	sigset_t set;
+	double end;
+	void *map;
+	long nr;
+
+	if (argc < 4)
+		die("usage: mmstall DEV RELEASED");
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || pipe(go) ||
+	    pipe(report) || pipe(mmap_go))
+		die("mmstall: %s", strerror(errno));
+	nbd = open(argv[2], O_RDWR);
+	if (nbd < 0 || ioctl(nbd, NBD_SET_BLKSIZE, 4096UL) ||
+	    ioctl(nbd, NBD_SET_SIZE_BLOCKS, (unsigned long)STALL_BLOCKS) ||
+	    ioctl(nbd, NBD_SET_SOCK, sv[0]))
+		die("nbd %s: %s", argv[2], strerror(errno));
+	doit = fork();
+	if (doit == 0) {
+		ioctl(nbd, NBD_DO_IT);
+		_exit(0);
+	}
+	close(sv[0]);
+	v = (struct victim){ go[0], report[1], mmap_go[0] };
+	victim = fork();
+	if (victim == 0) {
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		stall_victim(argv[2], &v);
+	}
+	if (doit < 0 || victim < 0)
+		die("fork: %s", strerror(errno));
+	s.sock = sv[1];
+	if (pthread_create(&server, NULL, stall_server, &s))
+		die("pthread_create");
+
+	/* nbd publishes the server's pid once the device is up. */
+	name = strrchr(argv[2], '/');
+	snprintf(path, sizeof(path), "/sys/block/%s/pid",
+		 name ? name + 1 : argv[2]);
+	for (end = now_ms() + 30e3; access(path, F_OK); usleep(10000))
+		if (now_ms() > end)
+			die("mmstall: %s did not connect", argv[2]);
+	if (write_full(go[1], "g", 1) ||
+	    read_full(report[0], &map, sizeof(map)) ||
+	    read_full(report[0], &tid, sizeof(tid)))
+		die("mmstall: the victim failed");
+
+	pthread_mutex_lock(&s.lock);
+	s.armed = 1;
+	pthread_mutex_unlock(&s.lock);
+	snprintf(path, sizeof(path), "/proc/%d/mem", victim);
+	reader = fork();
+	if (reader == 0) {
+		int fd = open(path, O_RDONLY);
+
+		_exit(fd >= 0 && pread(fd, &c, 1, (off_t)(uintptr_t)map) == 1
+		      ? 0 : 1);
+	}
+	pthread_mutex_lock(&s.lock);
+	while (!s.held)
+		pthread_cond_wait(&s.cond, &s.lock);
+	pthread_mutex_unlock(&s.lock);
+
+	/* The writer is queued once the thread sleeps (D) inside mmap(). */
+	if (write_full(mmap_go[1], "t", 1))
+		die("mmstall: the victim failed");
+	for (end = now_ms() + 30e3;
+	     thread_state(victim, tid, &nr) != 'D' || nr != SYS_mmap;
+	     usleep(10000))
+		if (now_ms() > end)
+			die("mmstall: the writer did not queue");
+	snprintf(text, sizeof(text), "%d %d %d\n", victim, reader, tid);
+	mark_ready_text(text);
+
+	do {
+		sigwait(&set, &sig);
+	} while (sig != SIGUSR1);
+	pthread_mutex_lock(&s.lock);
+	s.release = 1;
+	pthread_cond_broadcast(&s.cond);
+	pthread_mutex_unlock(&s.lock);
+	if (waitpid(reader, NULL, 0) != reader || read_full(report[0], &c, 1))
+		die("mmstall: no release");
+	close(open(argv[3], O_WRONLY | O_CREAT, 0644));
+
+	do {
+		sigwait(&set, &sig);
+	} while (sig != SIGTERM);
+	kill(victim, SIGKILL);
+	waitpid(victim, NULL, 0);
+	ioctl(nbd, NBD_DISCONNECT);
+	shutdown(sv[1], SHUT_RDWR);
+	pthread_join(server, NULL);
+	kill(doit, SIGKILL);
+	waitpid(doit, NULL, 0);
 	return 0;
 }
 
@@ -1240,6 +2058,18 @@ int main(int argc, char **argv)
 		return cmd_zombie();
 	if (!strcmp(cmd, "spawn"))
 		return cmd_spawn(argc, argv);
+	if (!strcmp(cmd, "reaper"))
+		return cmd_reaper(argc, argv);
+	if (!strcmp(cmd, "cancelwrite"))
+		return cmd_cancelwrite(argc, argv);
+	if (!strcmp(cmd, "swapper"))
+		return cmd_swapper(argc, argv);
+	if (!strcmp(cmd, "execloop"))
+		return cmd_execloop(argc, argv);
+	if (!strcmp(cmd, "deepcg"))
+		return cmd_deepcg(argc, argv);
+	if (!strcmp(cmd, "mmstall"))
+		return cmd_mmstall(argc, argv);
 	if (!strcmp(cmd, "churn"))
 		return cmd_churn(argc, argv);
 	if (!strcmp(cmd, "tchurn"))
@@ -1250,6 +2080,12 @@ int main(int argc, char **argv)
 		return cmd_readn(argc, argv);
 	if (!strcmp(cmd, "holdopen"))
 		return cmd_holdopen(argc, argv);
+	if (!strcmp(cmd, "uffdread"))
+		return cmd_uffdread(argc, argv);
+	if (!strcmp(cmd, "tryread"))
+		return cmd_tryread(argc, argv);
+	if (!strcmp(cmd, "within"))
+		return cmd_within(argc, argv);
 	if (!strcmp(cmd, "json"))
 		return cmd_json(argc, argv);
 	if (!strcmp(cmd, "dump"))

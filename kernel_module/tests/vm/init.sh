@@ -38,6 +38,12 @@ newid() {
   head -c 32 /dev/urandom | hexdump -v -e '/1 "%02x"'
 }
 
+# A cgroup name with a quote, a backslash and byte 0xff
+# (tests/check_output.py holds the same bytes).
+hostile_cgroup_name() {
+  printf 'q"\\\377x'
+}
+
 wait_for() {
   # wait_for TRIES CMD...: poll every 0.1 s.
   n="$1"
@@ -49,12 +55,13 @@ wait_for() {
   done
 }
 
-# start ROLE CGROUP_DIR CMD...: run CMD in the cgroup, wait until it is
-# set up, record "ROLE PID" in the manifest.
+# start ROLE CGROUP_DIR CMD...: run CMD in the cgroup (made if missing),
+# wait until it is set up, record "ROLE PID" in the manifest.
 start() {
   role="$1"
   dir="$2"
   shift 2
+  mkdir -p "${dir}"
   GVM_READY="/tmp/ready.${role}" gvm incg "${dir}" "$@" &
   pid=$!
   wait_for 300 test -e "/tmp/ready.${role}" || log "${role} not ready"
@@ -74,6 +81,8 @@ boot() {
   mount -t tmpfs tmpfs "${OUT}"
   mount -t cgroup2 cgroup2 "${CG}"
   mount -t securityfs securityfs /sys/kernel/security
+  # kmemleak, on a debug kernel (kernel_module/debug-kernel.sh).
+  mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
   mode="$(sed -n 's/.*gestor\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)"
   log "booted, mode ${mode}"
 }
@@ -92,6 +101,18 @@ setup_containers() {
   CRI="${CRI}/kubepods-besteffort-pod0f1e2d3c.slice/cri-containerd-${ID_CRI}.scope"
   USER="${CG}/user.slice"
   mkdir -p "${SD}" "${FS}" "${POD}" "${CONMON}" "${CRI}" "${USER}"
+  # The other parents the module accepts: nerdctl (systemd driver),
+  # containerd's default namespace (cgroupfs), Kubernetes with the cgroupfs
+  # driver, CRI-O under a guaranteed pod with the systemd driver.
+  ID_NERD="$(newid)"
+  ID_CTRD="$(newid)"
+  ID_KFS="$(newid)"
+  ID_CRIO="$(newid)"
+  NERD="${CG}/system.slice/nerdctl-${ID_NERD}.scope"
+  CTRD="${CG}/default/${ID_CTRD}"
+  KFS="${CG}/kubepods/burstable/pod7c9e6679-7425-40de-944b-e07fc1f90ae7/${ID_KFS}"
+  CRIO="${CG}/kubepods.slice/kubepods-pod7c9e6679_7425_40de_944b_e07fc1f90ae7.slice/crio-${ID_CRIO}.scope"
+  mkdir -p "${NERD}" "${CTRD}" "${KFS}" "${CRIO}"
   # A cgroup v1 hierarchy (the pids controller, unused on v2 here), with a
   # cgroupfs-driver container in it.
   mkdir -p "${V1}"
@@ -103,11 +124,59 @@ setup_containers() {
     echo "pod ${ID_POD} /machine.slice/libpod-${ID_POD}.scope"
     echo "cri ${ID_CRI} ${CRI#"${CG}"}"
     echo "v1 ${ID_V1} /docker/${ID_V1}"
+    echo "nerd ${ID_NERD} ${NERD#"${CG}"}"
+    echo "ctrd ${ID_CTRD} ${CTRD#"${CG}"}"
+    echo "kfs ${ID_KFS} ${KFS#"${CG}"}"
+    echo "crio ${ID_CRIO} ${CRIO#"${CG}"}"
   } >"${OUT}/containers.txt"
 }
 
+# Cgroups that name no container, each with a sleeper (role decoy_*): a
+# real container's ID where a user can create it (a 64-hex name under
+# user.slice, Docker's layouts inside a systemd user session's delegated
+# subtree), and names that are almost IDs.
+start_decoys() {
+  upper="$(echo "${ID_FS}" | tr a-f A-F)"
+  delegated="${USER}/user-1000.slice/user@1000.service"
+  start decoy_user_id "${USER}/${ID_FS}" gvm sleep
+  start decoy_session_scope "${delegated}/app.slice/docker-${ID_SD}.scope" \
+    gvm sleep
+  start decoy_session_docker "${delegated}/docker/${ID_FS}" gvm sleep
+  start decoy_hex63 "${CG}/docker/$(newid | cut -c1-63)" gvm sleep
+  start decoy_hex65 "${CG}/docker/$(newid)a" gvm sleep
+  start decoy_upper "${CG}/docker/${upper}" gvm sleep
+  start decoy_scopex "${CG}/system.slice/docker-${ID_SD}.scopeX" gvm sleep
+  start decoy_pod_slice "${CG}/kubepods.slice/${ID_CRI}" gvm sleep
+}
+
 start_workloads() {
-  insmod /lib/modules/brd.ko rd_nr=1 rd_size=65536
+  # ram0: the dd writer's device; ram1: swap; ram2: cancelwrite's device.
+  insmod /lib/modules/brd.ko rd_nr=3 rd_size=65536
+  # Swap with pages in use, so that total and free differ.
+  if mkswap /dev/ram1 >/dev/null && swapon /dev/ram1; then
+    start swapper "${FS}" gvm swapper 8
+  else
+    log "swapon /dev/ram1 failed"
+  fi
+  # cancelwrite's pages must still be dirty when it zeroes them out: no
+  # expiry, and a background share for ram2's new bdi (with no writeout
+  # history, its share is 0, and the flusher's first pass would write it).
+  echo 360000 >/proc/sys/vm/dirty_expire_centisecs
+  echo 50 >"/sys/class/bdi/$(cat /sys/block/ram2/dev)/min_ratio"
+  start cancelwrite "${POD}" gvm cancelwrite /dev/ram2 4
+  start reaper "${SD}" gvm reaper 300
+  start nerd "${NERD}" gvm sleep
+  start ctrd "${CTRD}" gvm sleep
+  start kfs "${KFS}" gvm sleep
+  start crio "${CRIO}" gvm sleep
+  # A sub-cgroup of a container with a hostile name, one outside
+  # containers, and a container's cgroup path of PATH_MAX - 1 bytes.
+  start hostilecg "${FS}/$(hostile_cgroup_name)" gvm sleep
+  start hostileout "${USER}/$(hostile_cgroup_name)" gvm sleep
+  GVM_READY=/tmp/ready.deep gvm deepcg "${CG}" "${FS#"${CG}"}" 4095 gvm sleep &
+  wait_for 300 test -e /tmp/ready.deep || log "deep not ready"
+  echo "deep $!" >>"${OUT}/manifest.txt"
+  start_decoys
   start burner "${SD}" gvm burn
   start zleader "${SD}" gvm zleader
   start holder "${FS}" gvm hold 64
@@ -158,7 +227,7 @@ phase_functional() {
   check named_default_absent "$([ -e "${FILE}" ] && echo no || echo yes)"
   cat /proc/gestor_test >"${OUT}/named.json"
   rmmod gestor_containers
-  for bad in proc_name=a/b proc_name= proc_mode=0666; do
+  for bad in proc_name=a/b proc_name= proc_mode=0666 proc_mode=0; do
     if insmod "${KO}" "${bad}" 2>/dev/null; then
       check "reject_${bad%%=*}_${bad#*=}" loaded
       rmmod gestor_containers
@@ -166,6 +235,69 @@ phase_functional() {
       check "reject_${bad%%=*}_${bad#*=}" refused
     fi
   done
+  # A name /proc already has: EEXIST (and no warning in dmesg).
+  if out="$(insmod "${KO}" proc_name=meminfo 2>&1)"; then
+    check reject_proc_name_taken loaded
+    rmmod gestor_containers
+  else
+    case "${out}" in
+      *"File exists"*) check reject_proc_name_taken eexist ;;
+      *) check reject_proc_name_taken "other: ${out}" ;;
+    esac
+  fi
+}
+
+# Only the initial PID namespace's procfs serves the file: a process in a
+# new PID namespace with its own /proc (a container) gets EPERM; the host
+# and a bind mount of the host's /proc (how gestor's container reads it)
+# still read.
+phase_pidns() {
+  insmod "${KO}"
+  mkdir -p /tmp/hostproc
+  mount --bind /proc /tmp/hostproc
+  check pidns_host "$(gvm tryread "${FILE}" | cut -d' ' -f1)"
+  check pidns_own_proc "$(unshare -p -f --mount-proc gvm tryread "${FILE}")"
+  check pidns_host_bind "$(unshare -p -f --mount-proc \
+    gvm tryread /tmp/hostproc/sysinfo_202200075 | cut -d' ' -f1)"
+  umount /tmp/hostproc
+  rmmod gestor_containers
+}
+
+# A process whose mmap_lock is held by a fault that waits on a device that
+# does not answer, with a writer queued behind it (gvm mmstall), must stall
+# neither a read nor rmmod: its command line comes back empty and flagged.
+phase_mmstall() {
+  insmod /lib/modules/nbd.ko nbds_max=1 max_part=0
+  insmod "${KO}"
+  GVM_READY=/tmp/ready.mmstall gvm incg "${FS}" \
+    gvm mmstall /dev/nbd0 /tmp/released.mmstall &
+  stall=$!
+  if ! wait_for 600 test -e /tmp/ready.mmstall; then
+    check mmstall_ready no
+    kill "${stall}"
+    rmmod gestor_containers
+    return
+  fi
+  read -r victim _ </tmp/ready.mmstall
+  echo "mmvictim ${victim}" >>"${OUT}/manifest.txt"
+  check read_while_mm_locked "$(gvm within 30 \
+    sh -c "cat ${FILE} >${OUT}/mmlocked.json" | cut -d' ' -f2-)"
+  check rmmod_while_mm_locked "$(gvm within 30 rmmod gestor_containers |
+    cut -d' ' -f2-)"
+  kill -USR1 "${stall}"
+  if wait_for 600 test -e /tmp/released.mmstall; then
+    log "mmstall released"
+  else
+    log "mmstall not released"
+  fi
+  # A read or rmmod that stalled ends now.
+  wait_for 600 sh -c '! grep -q "^gestor_containers " /proc/modules'
+  insmod "${KO}"
+  cat "${FILE}" >"${OUT}/mmreleased.json"
+  rmmod gestor_containers
+  kill "${stall}"
+  wait "${stall}"
+  log "mmstall done"
 }
 
 slab_active() {
@@ -192,6 +324,9 @@ phase_leaks() {
   t0="$(slab_active task_struct)"
   m0="$(slab_active mm_struct)"
   v0="$(vmalloc_kib)"
+  if [ -e /sys/kernel/debug/kmemleak ]; then
+    echo clear >/sys/kernel/debug/kmemleak
+  fi
 
   GVM_READY=/tmp/ready.leak1 gvm incg "${FS}" gvm spawn 300 &
   spawner=$!
@@ -207,7 +342,44 @@ phase_leaks() {
   echo "task_struct ${t0} ${t1}" >"${OUT}/leaks.txt"
   echo "mm_struct ${m0} ${m1}" >>"${OUT}/leaks.txt"
   echo "vmalloc_kib ${v0} ${v1}" >>"${OUT}/leaks.txt"
+  if [ -e /sys/kernel/debug/kmemleak ]; then
+    # kmemleak reports only objects older than 5 s; the module is still
+    # loaded, so its functions are named in the backtraces.
+    sleep 6
+    echo scan >/sys/kernel/debug/kmemleak
+    cat /sys/kernel/debug/kmemleak >"${OUT}/kmemleak.txt"
+  fi
   rmmod gestor_containers
+}
+
+# rmmod while a read is in progress: the reader's copy to its buffer waits
+# in a userfaultfd fault, inside read(). rmmod must wait for it
+# (proc_entry_rundown) until the fault is served; then the read returns its
+# data and the next one fails with EIO.
+phase_rmmod_midread() {
+  insmod "${KO}"
+  rm -f /tmp/ur.ready /tmp/ur.go
+  gvm uffdread "${FILE}" /tmp/ur.ready /tmp/ur.go >"${OUT}/uffdread.txt" 2>&1 &
+  reader=$!
+  if wait_for 300 test -e /tmp/ur.ready; then
+    check read_in_progress yes
+  else
+    check read_in_progress no
+  fi
+  rmmod gestor_containers &
+  rm=$!
+  if wait_for 300 grep -q '^proc_entry_rundown$' "/proc/${rm}/wchan"; then
+    check rmmod_waits_for_read yes
+  else
+    check rmmod_waits_for_read "$(cat "/proc/${rm}/wchan" 2>/dev/null || echo gone)"
+  fi
+  touch /tmp/ur.go
+  if wait "${rm}"; then
+    check rmmod_after_read ok
+  else
+    check rmmod_after_read fail
+  fi
+  wait "${reader}"
 }
 
 # rmmod while a reader holds the file open (mid-document): the file goes,
@@ -253,6 +425,13 @@ phase_stress() {
   churn3=$!
   gvm incg "${CRI}" gvm sleep &
   mover=$!
+  # Processes that exec all the time: their command lines must be whole.
+  GVM_READY=/tmp/ready.exec1 gvm incg "${SD}" gvm execloop &
+  exec1=$!
+  GVM_READY=/tmp/ready.exec2 gvm incg "${FS}" gvm execloop &
+  exec2=$!
+  wait_for 300 test -e /tmp/ready.exec1 || log "execloop 1 not ready"
+  wait_for 300 test -e /tmp/ready.exec2 || log "execloop 2 not ready"
   (
     end=$(($(date +%s) + 30))
     while [ "$(date +%s)" -lt "${end}" ]; do
@@ -265,9 +444,12 @@ phase_stress() {
     done
   ) &
   flipper=$!
-  gvm readers 8 120 "${FILE}" "${OUT}/stress" &
+  GVM_EXECLOOP="${exec1},${exec2}" gvm readers 8 1200 "${FILE}" "${OUT}/stress" &
   readers=$!
   wait "${churn1}" "${churn2}" "${churn3}" "${flipper}"
+  # Each reader has read 5 times (a slow debug kernel takes longer).
+  wait_for 6000 sh -c "[ \$(ls ${OUT}/stress | grep -c '^min-reads-') -ge 8 ]" ||
+    log "readers did not read 5 times each"
   log "churn done, rmmod with the readers running"
   if rmmod gestor_containers; then
     check rmmod_under_readers ok
@@ -275,8 +457,8 @@ phase_stress() {
     check rmmod_under_readers fail
   fi
   wait "${readers}"
-  kill "${spawner}" "${mover}"
-  wait "${spawner}" "${mover}"
+  kill "${spawner}" "${mover}" "${exec1}" "${exec2}"
+  wait "${spawner}" "${mover}" "${exec1}" "${exec2}"
   insmod "${KO}"
   if gvm json "${FILE}"; then
     check reload_after_stress valid
@@ -305,8 +487,11 @@ mode_test() {
   setup_containers
   start_workloads
   phase_functional
+  phase_pidns
   phase_leaks
   phase_rmmod_open
+  phase_rmmod_midread
+  phase_mmstall
   phase_stress
   phase_lockdown
 }
