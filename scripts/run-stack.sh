@@ -4,8 +4,11 @@
 # once (random secrets, mode 0600), builds the images we build (gestor/gestor,
 # gestor/logger) when they are missing, then starts docker-compose.yml with
 # `docker compose up -d` (Compose v2) or `docker-compose up -d` (1.x), waits
-# for gestor to be healthy and prints the URLs. Optionally installs the cron
-# generator and loads the kernel module. See docs/stack.md.
+# for gestor to be healthy, sets Grafana's admin password from the env file
+# and prints the URLs and that password. Refuses to publish Grafana and the
+# live page beyond loopback (STACK_BIND) with Grafana's default password.
+# Optionally installs the cron generator and loads the kernel module. See
+# docs/stack.md.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,17 +17,24 @@ readonly PROG="run-stack.sh"
 readonly DOCKER="${DOCKER:-/usr/bin/docker}"
 readonly GESTOR_IMAGE="${GESTOR_IMAGE:-gestor/gestor:latest}"
 readonly LOGGER_IMAGE="${LOGGER_IMAGE:-gestor/logger:latest}"
-readonly MONITORING_IMAGES=(prom/prometheus:v2.53.2 grafana/grafana:11.2.2)
+# The monitoring services and their images (the same defaults as
+# docker-compose.yml; *_IMAGE picks another, e.g. a local stand-in).
+readonly MONITORING_SERVICES=(alertmanager prometheus grafana)
+declare -Ar MONITORING_IMAGE=(
+  [prometheus]="${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.2}"
+  [alertmanager]="${ALERTMANAGER_IMAGE:-prom/alertmanager:v0.27.0}"
+  [grafana]="${GRAFANA_IMAGE:-grafana/grafana:11.2.2}"
+)
 readonly SYSINFO=/proc/sysinfo_202200075
 readonly STRESS_IMAGE_DEFAULT=containerstack/alpine-stress
 # The stack's env file: KEY=value lines that docker compose substitutes into
 # docker-compose.yml (run-stack.sh passes --env-file; `docker compose` run by
 # hand in the repo reads ./.env by itself). Created once with mode 0600; a
 # secret named below is generated when the file lacks it, and an existing
-# value is never changed. To have another secret generated (Grafana's admin
-# password, say), add its name here and `${NAME:?...}` in the compose file.
+# value is never changed. To have another secret generated, add its name
+# here and `${NAME:?...}` in the compose file.
 readonly ENV_FILE="${STACK_ENV_FILE:-${REPO_ROOT}/.env}"
-readonly GENERATED_SECRETS=(LOGGER_TOKEN)
+readonly GENERATED_SECRETS=(LOGGER_TOKEN GRAFANA_ADMIN_PASSWORD)
 
 COMPOSE=()
 REBUILD=false
@@ -32,7 +42,7 @@ INIT_ENV=false
 WITH_CRON=false
 WITH_MODULE=false
 DOWN=false
-MONITORING=true
+STARTED=()
 CRON_ARGS=()
 
 err() { printf '%s: %s\n' "${PROG}" "$*" >&2; }
@@ -43,7 +53,8 @@ usage() {
 Usage: ${PROG} [OPTIONS] [-- CRON INSTALL ARGS]
 
 Builds gestor/gestor and gestor/logger when missing, starts gestor, the log
-service, Prometheus and Grafana (docker-compose.yml) and prints their URLs.
+service, Prometheus, Alertmanager and Grafana (docker-compose.yml) and prints
+their URLs and Grafana's password.
 
 Options:
   --rebuild       rebuild gestor's and the logger's images even when present
@@ -56,15 +67,22 @@ Options:
   -h, --help      show this help
 
 The env file (${ENV_FILE}; STACK_ENV_FILE
-moves it) holds the stack's secrets: LOGGER_TOKEN, the bearer token gestor
-sends and the log service requires, random, generated on the first run and
-kept (mode 0600, never overwritten). Compose reads it; a variable set in the
-environment wins over the file.
+moves it) holds the stack's secrets, random, generated on the first run and
+kept (mode 0600, never overwritten): LOGGER_TOKEN, the bearer token gestor and
+Alertmanager send and the log service requires, and GRAFANA_ADMIN_PASSWORD,
+which every run sets as Grafana's admin password. Compose reads it; a
+variable set in the environment wins over the file.
 
-Environment: STACK_BIND (default 127.0.0.1), GESTOR_PORT (9797), LOGGER_PORT
-(8000), PROMETHEUS_PORT (9090), GRAFANA_PORT (3000), GRAFANA_ADMIN_PASSWORD
-(admin), GESTOR_INTERVAL (10), GESTOR_ONLY_LABEL, GESTOR_DRY_RUN (false),
-STACK_ENV_FILE.
+STACK_BIND (default 127.0.0.1) is where Grafana and the log service's live
+page are published; gestor, Prometheus and Alertmanager stay on 127.0.0.1.
+A STACK_BIND beyond loopback is refused while Grafana's password is empty or
+"admin".
+
+Environment: STACK_BIND, GESTOR_PORT (9797), LOGGER_PORT (8000),
+PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), GRAFANA_PORT (3000),
+GRAFANA_ADMIN_USER (admin), STACK_HOSTNAME (gestor), GESTOR_INTERVAL (10),
+GESTOR_ONLY_LABEL, GESTOR_DRY_RUN (false), PROMETHEUS_IMAGE,
+ALERTMANAGER_IMAGE, GRAFANA_IMAGE, STACK_ENV_FILE.
 EOF
 }
 
@@ -118,6 +136,38 @@ compose() {
 
 random_secret() {
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# The value compose uses for a variable: the environment's, else the env
+# file's last line for it ("" when neither has one).
+effective() {
+  local name="$1"
+  if [[ -n "${!name+set}" ]]; then
+    printf '%s\n' "${!name}"
+  elif [[ -f "${ENV_FILE}" ]]; then
+    sed -n "s/^${name}=//p" "${ENV_FILE}" | tail -n 1
+  fi
+}
+
+is_loopback() {
+  case "$1" in
+    127.* | localhost | ::1 | "[::1]") return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# Grafana and the live page published beyond loopback need a real password:
+# Grafana's default (admin/admin) would be open to the network.
+check_bind() {
+  local bind="${STACK_BIND:-127.0.0.1}" password
+  is_loopback "${bind}" && return 0
+  password="$(effective GRAFANA_ADMIN_PASSWORD)"
+  if [[ -z "${password}" || "${password}" == admin ]]; then
+    err "refusing to start: STACK_BIND=${bind} publishes Grafana beyond this host and"
+    err "GRAFANA_ADMIN_PASSWORD is '${password}' (empty, or the default). Remove its line"
+    err "from ${ENV_FILE} (a random one is generated) or set one of your own."
+    return 1
+  fi
 }
 
 # Creates the env file once (mode 0600, atomically: never over an existing
@@ -242,20 +292,43 @@ install_cron() {
   "${REPO_ROOT}/cron/install.sh" "${args[@]}"
 }
 
-# Starts the whole stack; where the monitoring images can be neither found
-# nor pulled (no registry), starts gestor and the logger alone.
+# Starts gestor, the log service and every monitoring service whose image is
+# here or can be pulled; one that cannot (no registry) is left out, said so.
 start_stack() {
-  local missing=() image
-  for image in "${MONITORING_IMAGES[@]}"; do
-    image_present "${image}" || missing+=("${image}")
+  local service
+  STARTED=(gestor logger)
+  for service in "${MONITORING_SERVICES[@]}"; do
+    if image_present "${MONITORING_IMAGE[${service}]}" || compose pull "${service}"; then
+      STARTED+=("${service}")
+    else
+      err "cannot pull ${MONITORING_IMAGE[${service}]}: starting the stack without ${service}"
+    fi
   done
-  if ((${#missing[@]} > 0)) && ! compose pull prometheus grafana; then
-    err "cannot pull ${missing[*]}: starting gestor and the logger without Prometheus and Grafana"
-    MONITORING=false
-    compose up -d gestor logger
-    return 0
+  compose up -d "${STARTED[@]}"
+}
+
+started() {
+  [[ " ${STARTED[*]} " == *" $1 "* ]]
+}
+
+# GF_SECURITY_ADMIN_PASSWORD only counts when Grafana creates its database:
+# set the env file's password on every run, so it stays the one that works.
+set_grafana_password() {
+  local id status="" password
+  started grafana || return 0
+  id="$(compose ps -q grafana)"
+  for _ in $(seq 1 90); do
+    status="$("${DOCKER}" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "${id}" 2>/dev/null || true)"
+    [[ "${status}" == healthy ]] && break
+    sleep 1
+  done
+  password="$(effective GRAFANA_ADMIN_PASSWORD)"
+  if [[ "${status}" != healthy ]] \
+    || ! printf '%s\n' "${password}" | compose exec -T grafana \
+      grafana cli admin reset-admin-password --password-from-stdin >/dev/null 2>&1; then
+    err "could not set Grafana's admin password (status: ${status:-unknown}); on a new"
+    err "Grafana it is already the env file's; else: ${COMPOSE[*]} exec grafana grafana cli admin reset-admin-password"
   fi
-  compose up -d
 }
 
 wait_healthy() {
@@ -270,21 +343,39 @@ wait_healthy() {
   return 1
 }
 
+# The host port Docker published a service's port on (it picks one for 0).
+published_port() {
+  local address
+  address="$(compose port "$1" "$2" 2>/dev/null | tail -n 1)"
+  printf '%s\n' "${address##*:}"
+}
+
 print_urls() {
-  local host="${STACK_BIND:-127.0.0.1}"
+  local host="${STACK_BIND:-127.0.0.1}" service
   [[ "${host}" == 0.0.0.0 ]] && host="$(hostname -f 2>/dev/null || hostname)"
   printf '\ngestor'"'"'s stack is up:\n'
-  printf '  gestor       http://%s:%s/metrics  (also /healthz, /api/v1/state)\n' \
-    "${host}" "${GESTOR_PORT:-9797}"
-  printf '  log service  http://%s:%s/\n' "${host}" "${LOGGER_PORT:-8000}"
-  printf '  (writes need the bearer token LOGGER_TOKEN kept in %s)\n' "${ENV_FILE}"
-  if [[ "${MONITORING}" == true ]]; then
-    printf '  Prometheus   http://%s:%s/  (alerts: /alerts)\n' "${host}" "${PROMETHEUS_PORT:-9090}"
-    printf '  Grafana      http://%s:%s/  (user %s, password GRAFANA_ADMIN_PASSWORD or admin)\n' \
-      "${host}" "${GRAFANA_PORT:-3000}" "${GRAFANA_ADMIN_USER:-admin}"
-  else
-    printf '  Prometheus and Grafana: not started (their images could not be pulled)\n'
+  printf '  log service  http://%s:%s/  (live page; writes need LOGGER_TOKEN)\n' \
+    "${host}" "$(published_port logger 8000)"
+  if started grafana; then
+    printf '  Grafana      http://%s:%s/  user %s, password %s\n' "${host}" \
+      "$(published_port grafana 3000)" "${GRAFANA_ADMIN_USER:-admin}" \
+      "$(effective GRAFANA_ADMIN_PASSWORD)"
   fi
+  printf 'On this host only:\n'
+  printf '  gestor       http://127.0.0.1:%s/metrics  (also /healthz, /api/v1/state)\n' \
+    "$(published_port gestor 9797)"
+  if started prometheus; then
+    printf '  Prometheus   http://127.0.0.1:%s/  (alerts: /alerts)\n' \
+      "$(published_port prometheus 9090)"
+  fi
+  if started alertmanager; then
+    printf '  Alertmanager http://127.0.0.1:%s/  (every alert goes to the log service)\n' \
+      "$(published_port alertmanager 9093)"
+  fi
+  for service in "${MONITORING_SERVICES[@]}"; do
+    started "${service}" || printf '  %s: not started (its image could not be pulled)\n' "${service}"
+  done
+  printf 'Secrets (LOGGER_TOKEN, GRAFANA_ADMIN_PASSWORD): %s\n' "${ENV_FILE}"
   printf 'Stop it with: scripts/%s --down\n' "${PROG}"
 }
 
@@ -293,6 +384,9 @@ main() {
   ensure_env_file
   if [[ "${INIT_ENV}" == true ]]; then
     return 0
+  fi
+  if [[ "${DOWN}" != true ]]; then
+    check_bind
   fi
   if [[ -x "${REPO_ROOT}/scripts/ensure-docker.sh" ]]; then
     "${REPO_ROOT}/scripts/ensure-docker.sh"
@@ -308,6 +402,7 @@ main() {
   fi
   start_stack
   wait_healthy
+  set_grafana_password
   if [[ "${WITH_CRON}" == true ]]; then
     install_cron
   fi

@@ -8,7 +8,7 @@ REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 readonly REPO_ROOT
 readonly PACKAGES=(
   docker.io docker-compose debootstrap
-  prometheus shellcheck cron busybox-static qemu-system-x86 cpio
+  prometheus prometheus-alertmanager shellcheck cron busybox-static qemu-system-x86 cpio
   chromium python3 python3-venv python3-jsonschema curl jq bc make gcc libc6-dev kmod
   dkms xz-utils
 )

@@ -14,7 +14,8 @@ transactions, so they are exactly as durable and never count a duplicate:
 - ``counts``: records per (event, container type), so start-up reads a few
   rows instead of counting the whole table;
 - ``runs``: first and last record time of every gestor run (graph markers);
-- ``hosts``: when each host's last record was received (``/metrics``).
+- ``hosts``: when each host's last record was received (``/metrics``); only
+  gestor's records count, not alerts (event ``alert``, see alerts.py).
 
 Retention deletes old records in small batches and subtracts them from these
 tables in the same transaction.
@@ -35,7 +36,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from .models import LogRecordIn, utc_text
+from .alerts import AlertBoard, AlertRecord
+from .models import ALERT_EVENT, LogRecordIn, utc_text
 
 log = logging.getLogger("logger.db")
 
@@ -150,7 +152,7 @@ BACKFILL = [
         FROM logs GROUP BY 1, 2
     ) WHERE run != ''""",
     """INSERT INTO hosts (host, last_received_ms)
-    SELECT coalesce(host, ''), max(received_ms) FROM logs GROUP BY 1""",
+    SELECT coalesce(host, ''), max(received_ms) FROM logs WHERE event != 'alert' GROUP BY 1""",
 ]
 
 INSERT = """
@@ -281,6 +283,7 @@ class Counters:
     last_time_ms: int | None = None
     last_cycle: dict[str, Any] | None = None
     last_cycle_ms: int | None = None
+    alerts: AlertBoard = field(default_factory=AlertBoard)
 
     def count(self, event: str, container_type: str | None, n: int) -> None:
         """Adds ``n`` records (negative when records are deleted)."""
@@ -294,8 +297,10 @@ class Counters:
             if self.kills_by_type[kind] <= 0:
                 del self.kills_by_type[kind]
 
-    def add(self, record: LogRecordIn, raw: dict[str, Any]) -> None:
+    def add(self, record: LogRecordIn | AlertRecord, raw: dict[str, Any]) -> None:
         self.count(record.event, record.container_type, 1)
+        if isinstance(record, AlertRecord):
+            self.alerts.note(record)
         ms = record.time_ms
         if self.last_time_ms is None or ms >= self.last_time_ms:
             self.last_time_ms = ms
@@ -310,6 +315,7 @@ class Counters:
             "kills_by_type": dict(self.kills_by_type),
             "last_time": utc_text(self.last_time_ms) if self.last_time_ms is not None else None,
             "last_cycle": self.last_cycle,
+            "alerts_firing": self.alerts.firing(),
         }
 
 
@@ -335,7 +341,10 @@ def _dump(raw: dict[str, Any]) -> str:
     return text
 
 
-def _row(rec: LogRecordIn, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
+Record = LogRecordIn | AlertRecord
+
+
+def _row(rec: Record, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
     return (
         rec.id,
         rec.time_ms,
@@ -397,10 +406,10 @@ class _Summary:
 class _Job:
     """One request's records on their way to a (group) commit."""
 
-    records: Sequence[tuple[LogRecordIn, dict[str, Any]]]
+    records: Sequence[tuple[Record, dict[str, Any]]]
     rows: list[tuple[Any, ...]]
     stored: list[dict[str, Any]] = field(default_factory=list)
-    added: list[tuple[LogRecordIn, dict[str, Any]]] = field(default_factory=list)
+    added: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
     error: Exception | None = None
     done: bool = False
 
@@ -602,7 +611,7 @@ class Database:
 
     # -- writes -------------------------------------------------------------
 
-    def insert(self, records: Sequence[tuple[LogRecordIn, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def insert(self, records: Sequence[tuple[Record, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Stores the records not stored yet; returns those it stored.
 
         Returns only after the transaction holding them has committed (durable
@@ -666,16 +675,17 @@ class Database:
                 job.stored.append(raw)
                 job.added.append((rec, raw))
                 summary.add(
-                    rec.host,
+                    rec.host or "",
                     rec.run_id or "",
-                    rec.cycle,
+                    rec.cycle or 0,
                     rec.event,
                     rec.container_type,
                     row[1],
                     rec.memory_bytes,
                     rec.cpu_ratio,
                 )
-                summary.hosts[rec.host] = row[12]
+                if rec.event != ALERT_EVENT:  # an alert is not a record from that host
+                    summary.hosts[rec.host] = row[12]
         if summary.usage:
             conn.executemany(USAGE_UPSERT, [(*k, *v) for k, v in summary.usage.items()])
         if summary.counts:
@@ -835,6 +845,11 @@ class Database:
         ).fetchone()
         if row:
             counters.last_cycle_ms, counters.last_cycle = row[0], json.loads(row[1])
+        # Which alerts fire now: their records, oldest first (a few per alert).
+        for (record,) in conn.execute(
+            "SELECT record FROM logs WHERE event = ? ORDER BY time_ms", (ALERT_EVENT,)
+        ):
+            counters.alerts.note_stored(json.loads(record))
         return counters
 
     def ping(self) -> None:

@@ -33,7 +33,7 @@ from .config import Settings, get_settings
 from .db import Database
 from .events import Broadcaster
 from .metrics import LatencyMiddleware, Metrics
-from .models import LogRecordIn
+from .models import AlertmanagerWebhookIn, LogRecordIn
 from .render import Renderer
 from .routers import api_router
 from .routers.live import STATIC
@@ -147,8 +147,8 @@ async def retention_loop(app: FastAPI, settings: Settings, stop: threading.Event
 
 
 def openapi_with_record_schema(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the body of POST /logs (read as raw bytes by
-    the route, so FastAPI cannot describe it by itself)."""
+    """FastAPI's document, plus the bodies of POST /logs and POST /alerts (read
+    as raw bytes by the routes, so FastAPI cannot describe them by itself)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -162,6 +162,15 @@ def openapi_with_record_schema(app: FastAPI) -> dict[str, Any]:
     schema["paths"]["/logs"]["post"]["requestBody"] = {
         "required": True,
         "content": {"application/json": {"schema": body}},
+    }
+    alerts = AlertmanagerWebhookIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(alerts.pop("$defs", {}))
+    components["AlertmanagerWebhookIn"] = alerts
+    schema["paths"]["/alerts"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AlertmanagerWebhookIn"}}
+        },
     }
     app.openapi_schema = schema
     return schema

@@ -42,8 +42,10 @@ REJECT_REASONS = (
     "bad_request",
     "invalid_json",
     "invalid_record",
+    "invalid_alert",
     "storage_error",
 )
+ALERT_STATUSES = ("firing", "resolved")
 GRAPH_RESULTS = ("rendered", "shared", "cached", "busy")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Long-lived streams and the scrape itself are not request latencies.
@@ -123,7 +125,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.records_stored = Counter(
-            f"{NAMESPACE}_records_stored", "Records newly stored (acknowledged).", registry=r
+            f"{NAMESPACE}_records_stored",
+            "gestor's records newly stored (acknowledged) by POST /logs; alerts are counted"
+            " apart (gestor_logger_alerts_stored_total).",
+            registry=r,
         )
         self.records_duplicate = Counter(
             f"{NAMESPACE}_records_duplicate",
@@ -132,12 +137,22 @@ class Metrics:
         )
         self.rejected = Counter(
             f"{NAMESPACE}_rejected_requests",
-            "POST /logs requests refused, by reason (none of their records is stored).",
+            "POST /logs and POST /alerts requests refused, by reason (none of their records"
+            " is stored).",
             ["reason"],
             registry=r,
         )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+        self.alerts_stored = Counter(
+            f"{NAMESPACE}_alerts_stored",
+            "Alert records newly stored from Alertmanager's notifications (POST /alerts), by"
+            " status; repeated notifications of the same alert are not counted again.",
+            ["status"],
+            registry=r,
+        )
+        for key in ALERT_STATUSES:
+            self.alerts_stored.labels(key)
         self.request_duration = Histogram(
             f"{NAMESPACE}_request_duration_seconds",
             "Time to answer a request, by route template, method and status code.",

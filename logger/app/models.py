@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Event = Literal[
     "cycle",
@@ -35,6 +42,23 @@ EVENTS: tuple[str, ...] = (
     "error",
 )
 CONTAINER_TYPES: tuple[str, ...] = ("cpu", "ram", "io", "disk", "unknown")
+
+# Records of their own kind: one per alert notification (POST /alerts), never
+# sent by gestor to POST /logs. GET /logs filters on every kind.
+ALERT_EVENT = "alert"
+StoredEvent = Literal[
+    "cycle",
+    "keep",
+    "kill",
+    "would_kill",
+    "kill_failed",
+    "remove",
+    "would_remove",
+    "remove_failed",
+    "error",
+    "alert",
+]
+AlertStatus = Literal["firing", "resolved"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -117,6 +141,91 @@ class LogRecordIn(BaseModel):
         return (self.time - EPOCH) // timedelta(milliseconds=1)
 
 
+# Alertmanager writes "no end" as Go's zero time; any time before 1970 is that.
+_NO_END = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AlertIn(BaseModel):
+    """One alert of an Alertmanager webhook notification (format version 4).
+
+    Types are strict (labels and annotations are strings); fields Alertmanager
+    may add in later versions are accepted and ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    status: AlertStatus
+    labels: dict[str, str] = Field(
+        description="Must hold `alertname`; `host` (when present) names the Docker host."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime = Field(strict=False)  # noqa: N815 (the webhook's field names)
+    endsAt: AwareDatetime | None = Field(default=None, strict=False)  # noqa: N815
+    generatorURL: str = Field(default="", max_length=8192)  # noqa: N815
+    fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$")
+
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def _time_is_text(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 string such as 2026-11-29T01:23:45.678Z")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _has_alertname(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("alertname"):
+            raise ValueError("must hold a non-empty `alertname`")
+        if any(not 1 <= len(k) <= 1024 or len(v) > 8192 for k, v in value.items()):
+            raise ValueError("label names are 1..1024 characters, values at most 8192")
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_bounded(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(not 1 <= len(k) <= 1024 or len(v) > 65536 for k, v in value.items()):
+            raise ValueError("annotation names are 1..1024 characters, values at most 65536")
+        return value
+
+    @field_validator("startsAt")
+    @classmethod
+    def _starts_in_range(cls, value: datetime) -> datetime:
+        if not MIN_MS <= (value - EPOCH) // timedelta(milliseconds=1) <= MAX_MS:
+            raise ValueError(f"must be within {TIME_RANGE_TEXT}")
+        return value
+
+    @field_validator("endsAt")
+    @classmethod
+    def _ends_in_range(cls, value: datetime | None) -> datetime | None:
+        if value is None or value < _NO_END:
+            return None  # Go's zero time (0001-01-01T00:00:00Z): no end yet
+        if (value - EPOCH) // timedelta(milliseconds=1) > MAX_MS:
+            raise ValueError(f"must be within {TIME_RANGE_TEXT}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolved_has_an_end(self) -> AlertIn:
+        if self.status == "resolved" and self.endsAt is None:
+            raise ValueError("a resolved alert needs `endsAt`")
+        return self
+
+
+class AlertmanagerWebhookIn(BaseModel):
+    """The body Alertmanager's webhook receiver POSTs (version 4)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    version: Literal["4"]
+    status: AlertStatus
+    receiver: str = Field(default="", max_length=1024)
+    groupKey: str = Field(default="", max_length=65536)  # noqa: N815
+    truncatedAlerts: int = Field(default=0, ge=0, le=MAX_INT)  # noqa: N815
+    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    externalURL: str = Field(default="", max_length=8192)  # noqa: N815
+    alerts: list[AlertIn]
+
+
 class LogRecordOut(BaseModel):
     """A stored record, returned exactly as it was received (extra fields too)."""
 
@@ -162,6 +271,17 @@ class LogPage(BaseModel):
     )
 
 
+class FiringAlert(BaseModel):
+    """An alert whose newest notification says firing."""
+
+    name: str
+    severity: str | None = None
+    host: str | None = None
+    summary: str | None = None
+    since: str = Field(description="When it started firing (RFC 3339, UTC).")
+    fingerprint: str
+
+
 class Stats(BaseModel):
     """Running counters, as the live page shows them."""
 
@@ -170,6 +290,9 @@ class Stats(BaseModel):
     kills_by_type: dict[str, int]
     last_time: str | None = None
     last_cycle: dict[str, Any] | None = None
+    alerts_firing: list[FiringAlert] = Field(
+        default_factory=list, description="Alerts firing now (most severe, then oldest, first)."
+    )
 
 
 class Health(BaseModel):

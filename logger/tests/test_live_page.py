@@ -155,3 +155,51 @@ def test_a_web_page_of_another_origin_cannot_write_records(tmp_path: Path):
     finally:
         other.shutdown()
         other.server_close()
+
+
+@pytest.mark.slow
+def test_an_alert_shows_on_the_live_page_as_it_fires_and_as_it_resolves(tmp_path: Path):
+    """An alert notification (POST /alerts) appears in the list within 2 s and
+    on the "alerts firing" card; its resolution takes it off the card. Its
+    text is shown as text: markup in a label or an annotation stays inert."""
+    from tests.test_alerts import alert, notification
+
+    with Server(tmp_path / "data") as server, Browser() as browser:
+        assert httpx.post(server.url + "/logs", json=simulate(now_ms() - 60_000, 3)).is_success
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.live === 'connected'", timeout=20)
+        assert browser.evaluate("document.getElementById('c-alerts').textContent") == "0"
+
+        starts = now_ms() - 65_000
+        firing = alert(host="<img src=x onerror=window.pwned=1>", starts_ms=starts)
+        firing["annotations"]["summary"] = "<b>not bold</b>"
+        posted = time.monotonic()
+        assert httpx.post(server.url + "/alerts", json=notification(firing)).is_success
+        row = "tr.ev-alert.alert-firing"
+        browser.wait_for(f"!!document.querySelector('{row}')", timeout=2)
+        assert time.monotonic() - posted < 2
+        text = browser.evaluate(f"document.querySelector('{row}').innerText")
+        assert "GestorDown" in text
+        assert "<b>not bold</b>" in text
+        browser.wait_for("document.getElementById('c-alerts').textContent === '1'", timeout=2)
+        card = browser.evaluate("document.getElementById('c-alerts-list').innerText")
+        assert "GestorDown @ <img src=x onerror=window.pwned=1> (critical)" in card
+        assert browser.evaluate("document.querySelectorAll('#rows img, #counters img').length") == 0
+
+        resolved = alert(
+            "resolved", host=firing["labels"]["host"], starts_ms=starts, ends=rfc3339(now_ms())
+        )
+        assert httpx.post(server.url + "/alerts", json=notification(resolved)).is_success
+        browser.wait_for("!!document.querySelector('tr.ev-alert.alert-resolved')", timeout=2)
+        browser.wait_for("document.getElementById('c-alerts').textContent === '0'", timeout=2)
+        # The event filter hides them like any other event.
+        browser.evaluate(
+            "const box = document.querySelector('#filters input[value=alert]');"
+            " box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}))"
+        )
+        assert browser.evaluate(
+            "[...document.querySelectorAll('tr.ev-alert')]"
+            ".every(r => r.classList.contains('hidden'))"
+        )
+        assert browser.evaluate("window.pwned === undefined")
+        assert browser.exceptions() == []

@@ -84,3 +84,18 @@ def test_the_document_describes_the_body_of_post_logs(server: Server):
     assert "run_id" in record["properties"]
     responses = document["paths"]["/logs"]["post"]["responses"]
     assert {"401", "413", "415", "422", "503"} <= set(responses)
+
+
+def test_the_document_describes_the_body_of_post_alerts():
+    body = DOCUMENT["paths"]["/alerts"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/AlertmanagerWebhookIn"}
+    note = DOCUMENT["components"]["schemas"]["AlertmanagerWebhookIn"]
+    assert {"version", "status", "alerts"} <= set(note["required"])
+    assert set(DOCUMENT["components"]["schemas"]["AlertIn"]["required"]) == {
+        "status",
+        "labels",
+        "startsAt",
+    }
+    assert {"401", "413", "415", "422", "503"} <= set(
+        DOCUMENT["paths"]["/alerts"]["post"]["responses"]
+    )

@@ -4,15 +4,25 @@
 static: every dashboard file is valid JSON with a unique uid, panel ids are
     unique, every datasource reference (panels, targets, variables) is the uid
     of the provisioned datasource, every panel but rows has PromQL targets with
-    unique refIds, and the expressions use only the dashboard's variables and
-    Grafana's built-in ones.
+    unique refIds, the expressions use only the dashboard's variables and
+    Grafana's built-in ones, and every one of them follows the `host`
+    variable (a fleet's Prometheus holds many hosts). And what reads wrong at
+    a glance: a `min` that clips series drawn below zero, a `max` that clips
+    the series of another axis, a whole-range figure ($__range) queried as a
+    range (once per step), bars that are not counts per their own interval
+    (increase over $__interval, with a minimum interval), and time series of
+    per-container metrics without topk() (hundreds of series).
 live: resolves each template variable with its own label_values() query on
-    the Prometheus given (picking values that exist at the end of the window),
-    substitutes the variables and Grafana's built-ins into every target of
-    every panel, and runs it as Grafana would (range query, or instant query
-    for instant targets). A target that returns no finite sample fails, named
-    by its panel's title. It then runs everything again with every variable
-    set to "All".
+    the Prometheus given (picking values that exist at the end of the window;
+    a custom variable takes its current value), substitutes the variables and
+    Grafana's built-ins into every target of every panel, and runs it as
+    Grafana would: a range query whose step is the panel's interval
+    ($__interval: the step asked, or the panel's minimum interval when
+    larger), with start and end aligned down to a multiple of the step, or an
+    instant query for instant targets. A target that returns no finite sample
+    fails, named by its panel's title. It then runs everything again with
+    every query variable set to "All", and once more for each other option of
+    each custom variable.
 query: prints the samples of one instant query as "labels value" lines (used
     by run.sh to compare what the dashboards show with what Docker says).
 rules: checks that Prometheus loaded at least N rules and that every one of
@@ -46,6 +56,10 @@ BUILTINS = (
 )
 VAR_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?:(.*)\s*,\s*)?(\w+)\s*\)\s*$", re.DOTALL)
+DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Every target filters on this variable (the Docker host).
+HOST_VARIABLE = "host"
 REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
@@ -125,9 +139,46 @@ def check_datasources(name: str, dash: dict[str, Any], uids: set[str]) -> list[s
     return problems
 
 
+def duration(text: str) -> float:
+    """Grafana's interval text (``30s``, ``1m``) in seconds."""
+    match = DURATION_RE.match(text.strip())
+    if not match:
+        raise CheckError(f"{text!r} is not an interval such as 30s or 1m")
+    return int(match.group(1)) * DURATION_SECONDS[match.group(2)]
+
+
+def custom_options(var: dict[str, Any]) -> list[str]:
+    """The values of a custom variable (``text : value`` pairs or plain values)."""
+    values = []
+    for item in str(var.get("query", "")).split(","):
+        text, sep, value = item.partition(" : ")
+        values.append((value if sep else text).strip())
+    return [v for v in values if v]
+
+
+def custom_current(var: dict[str, Any]) -> str:
+    current = (var.get("current") or {}).get("value")
+    if isinstance(current, list):
+        current = current[0] if current else None
+    return str(current) if current is not None else ""
+
+
 def check_variables(name: str, variables: list[dict[str, Any]]) -> list[str]:
     problems = []
+    names = [var.get("name") for var in variables]
+    if HOST_VARIABLE not in names:
+        problems.append(f"{name}: no `{HOST_VARIABLE}` variable")
     for var in variables:
+        if var.get("type") == "custom":
+            options = custom_options(var)
+            if not options:
+                problems.append(f"{name}: custom variable {var.get('name')!r} has no options")
+            elif custom_current(var) not in options:
+                problems.append(
+                    f"{name}: custom variable {var.get('name')!r}: current value"
+                    f" {custom_current(var)!r} is not one of {options}"
+                )
+            continue
         if var.get("type") != "query":
             continue
         if not LABEL_VALUES_RE.match(variable_query(var)):
@@ -155,10 +206,76 @@ def check_targets(name: str, panel: dict[str, Any], names: set[str]) -> list[str
             problems.append(f"{where} has no expr")
         if "datasource" not in target:
             problems.append(f"{where} has no datasource")
+        used = set()
         for match in VAR_RE.finditer(expr):
             var = next(g for g in match.groups() if g)
+            used.add(var)
             if var not in names and var not in BUILTINS:
                 problems.append(f"{where}: unknown variable ${var} in {expr}")
+        if HOST_VARIABLE not in used:
+            problems.append(f"{where} does not follow the ${HOST_VARIABLE} variable: {expr}")
+    interval = panel.get("interval")
+    if interval:
+        try:
+            duration(interval)
+        except CheckError as exc:
+            problems.append(f"{name}: panel {title!r}: interval: {exc}")
+    return problems
+
+
+def overrides_with(panel: dict[str, Any], prop: str) -> list[dict[str, Any]]:
+    """The overrides of a panel that set the field-config property ``prop``."""
+    return [
+        o
+        for o in panel.get("fieldConfig", {}).get("overrides", [])
+        if any(p.get("id") == prop for p in o.get("properties", []))
+    ]
+
+
+def override_value(override: dict[str, Any], prop: str) -> Any:
+    return next(p.get("value") for p in override["properties"] if p.get("id") == prop)
+
+
+def check_readability(name: str, panel: dict[str, Any]) -> list[str]:
+    """What makes a panel read wrong at a glance (see the module's docstring)."""
+    title = panel.get("title", "?")
+    where = f"{name}: panel {title!r}"
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    custom = defaults.get("custom", {})
+    problems = []
+    below_zero = [
+        o
+        for o in overrides_with(panel, "custom.transform")
+        if override_value(o, "custom.transform") == "negative-Y"
+    ]
+    if below_zero and isinstance(defaults.get("min"), int | float) and defaults["min"] >= 0:
+        problems.append(f"{where}: min {defaults['min']} clips the series drawn below zero")
+    other_axis = [
+        o
+        for o in overrides_with(panel, "custom.axisPlacement")
+        if override_value(o, "custom.axisPlacement") not in ("auto", "left")
+    ]
+    for o in other_axis:
+        if o not in overrides_with(panel, "max") and "max" in defaults:
+            problems.append(
+                f"{where}: max {defaults['max']} clips {o['matcher'].get('options')!r},"
+                " drawn on another axis"
+            )
+    for target in panel_targets(panel):
+        expr = target.get("expr", "")
+        ref = f"{where} target {target.get('refId')}"
+        if "$__range" in expr and not (target.get("instant") and not target.get("range")):
+            problems.append(f"{ref}: a whole-range figure ($__range) must be an instant query")
+        if custom.get("drawStyle") == "bars" and "[$__interval]" not in expr:
+            problems.append(f"{ref}: bars must be counts per bar: increase(...[$__interval])")
+        if (
+            panel.get("type") == "timeseries"
+            and "gestor_container_" in expr
+            and not re.search(r"\btopk\s*\(", expr)
+        ):
+            problems.append(f"{ref}: per-container series without topk(): {expr}")
+    if custom.get("drawStyle") == "bars" and not panel.get("interval"):
+        problems.append(f"{where}: bars need a minimum interval (each bar a whole interval)")
     return problems
 
 
@@ -180,6 +297,7 @@ def check_panels(name: str, dash: dict[str, Any], names: set[str]) -> tuple[int,
         if panel.get("type") != "row":
             n_panels += 1
             problems.extend(check_targets(name, panel, names))
+            problems.extend(check_readability(name, panel))
     return n_panels, problems
 
 
@@ -285,12 +403,15 @@ def resolve_variables(
     end: float,
     builtins: dict[str, str],
 ) -> dict[str, str]:
-    """Picks, in order, one value per variable such that every later variable has values."""
+    """Picks, in order, one value per variable such that every later variable
+    has values (a custom variable keeps its current value)."""
 
     def solve(i: int, chosen: dict[str, str]) -> dict[str, str] | None:
         if i == len(variables):
             return chosen
         var = variables[i]
+        if var.get("type") == "custom":
+            return solve(i + 1, {**chosen, var["name"]: custom_current(var)})
         match = LABEL_VALUES_RE.match(variable_query(var))
         if not match:
             raise CheckError(f"variable {var.get('name')!r}: unsupported query")
@@ -318,6 +439,24 @@ class Window:
     start: float
     end: float
     step: float
+    scrape: float
+
+    def interval(self, panel: dict[str, Any]) -> float:
+        """The panel's $__interval: the step, or its minimum interval if larger."""
+        minimum = panel.get("interval")
+        return max(self.step, duration(minimum)) if minimum else self.step
+
+    def aligned(self, step: float) -> tuple[float, float]:
+        """Grafana aligns a range query's start and end down to its step."""
+        return math.floor(self.start / step) * step, math.floor(self.end / step) * step
+
+
+def interval_builtins(interval: float, scrape: float) -> dict[str, str]:
+    return {
+        "__interval": f"{interval:g}s",
+        "__interval_ms": f"{int(interval * 1000)}",
+        "__rate_interval": f"{max(interval + scrape, 4 * scrape):g}s",
+    }
 
 
 def run_targets(
@@ -331,12 +470,15 @@ def run_targets(
         title = panel.get("title", "?")
         counts = []
         empty = []
+        step = window.interval(panel)
+        local = {**values, **interval_builtins(step, window.scrape)}
         for target in panel_targets(panel):
-            expr = substitute(target["expr"], values)
+            expr = substitute(target["expr"], local)
             if target.get("instant") and not target.get("range"):
                 result = prom.query(expr, window.end)
             else:
-                result = prom.query_range(expr, window.start, window.end, window.step)
+                start, end = window.aligned(step)
+                result = prom.query_range(expr, start, end, step)
             n = finite_series(result)
             counts.append(f"{target['refId']}={n}")
             if n == 0:
@@ -358,9 +500,7 @@ def check_live(args: argparse.Namespace) -> int:
     step = args.step
     scrape = args.scrape_interval
     builtins = {
-        "__interval": f"{step:g}s",
-        "__interval_ms": f"{int(step * 1000)}",
-        "__rate_interval": f"{max(step + scrape, 4 * scrape):g}s",
+        **interval_builtins(step, scrape),
         "__range": f"{int(args.window)}s",
         "__range_s": f"{int(args.window)}",
         "__range_ms": f"{int(args.window * 1000)}",
@@ -369,18 +509,30 @@ def check_live(args: argparse.Namespace) -> int:
     ok = 0
     for path, dash in load_dashboards(Path(args.dashboards)):
         variables = [
-            v for v in dash.get("templating", {}).get("list", []) if v.get("type") == "query"
+            v
+            for v in dash.get("templating", {}).get("list", [])
+            if v.get("type") in ("query", "custom")
         ]
         # Values present at the end of the window, so instant targets find them too.
         chosen = resolve_variables(prom, variables, end - 3 * scrape, end, builtins)
         print(f"{path.name}: variables {chosen}")
         passes = [("chosen values", chosen)]
-        if variables:
-            passes.append(("All", {v["name"]: v.get("allValue") or ".*" for v in variables}))
+        every = {
+            v["name"]: v.get("allValue") or ".*" if v.get("type") == "query" else custom_current(v)
+            for v in variables
+        }
+        if any(v.get("type") == "query" for v in variables):
+            passes.append(("All", every))
+        for var in variables:
+            if var.get("type") != "custom":
+                continue
+            for option in custom_options(var):
+                if option != custom_current(var):
+                    passes.append((f"All, {var['name']}={option}", {**every, var["name"]: option}))
         for label, values in passes:
             print(f" with {label}:")
             n_ok, n_failures = run_targets(
-                prom, dash, {**builtins, **values}, Window(start, end, step)
+                prom, dash, {**builtins, **values}, Window(start, end, step, scrape)
             )
             ok += n_ok
             failures.extend(f"{f} [variables: {label}]" for f in n_failures)

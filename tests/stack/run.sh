@@ -1,48 +1,73 @@
 #!/usr/bin/env bash
 #
 # The stack suite (`make test-stack`): Prometheus config and alert rules,
-# Grafana dashboards, docker-compose.yml and gestor's image, on real software.
+# Alertmanager's routing, Grafana dashboards, docker-compose.yml and gestor's
+# image, on real software.
 #
-#  1. promtool check config / check rules / test rules; the dashboards' JSON
-#     (valid, unique panel ids, every datasource is the provisioned uid);
-#     `docker-compose config` (and `docker compose config` when present); the
-#     stack's env file (run-stack.sh --init-env: created once, mode 0600, a
-#     random LOGGER_TOKEN, never overwritten) and compose refusing to start
-#     without a token.
+#  1. Static: promtool check config / check rules / test rules, and every
+#     alert of rules.yml tested firing and quiet; amtool check-config and
+#     every alert routed to the log service; the dashboards' JSON (valid,
+#     unique panel ids, the provisioned datasource uid, every query following
+#     the `host` variable, nothing that reads wrong at a glance) and its
+#     validation against Grafana's own schema (the Foundation SDK), with
+#     known-bad dashboards it must catch; `docker-compose config`: what is
+#     published beyond loopback, no `service_healthy`, the env file's
+#     secrets (LOGGER_TOKEN, GRAFANA_ADMIN_PASSWORD: created once, 0600,
+#     random, never overwritten) and compose and run-stack.sh refusing to
+#     start without them.
 #  2. The real loop: labelled stress containers of every type (scoped to this
 #     run), the real gestor (target/release/gestor) governing them with kills
 #     on, Debian's prometheus scraping it every 2 s with the repo's rules.
-#     Every panel's PromQL, variables substituted, must return data; the
-#     dashboards' container and kill figures must match what Docker says.
-#  3. The compose file: gestor's image (the Dockerfile's `prebuilt` stage, fed
-#     the binary of step 2) and the logger's image built offline, both started
-#     from docker-compose.yml under a unique project name, scoped to this run
-#     and in dry-run, with the token run-stack.sh generates into this run's
-#     env file; both must become healthy, a real Prometheus must scrape
-#     gestor's and the log service's published ports, and gestor's records
-#     must reach the log service. `down -v` afterwards.
+#     Every panel's PromQL, variables substituted, run as Grafana would
+#     (panel intervals, aligned steps), must return data; the dashboards'
+#     container and kill figures must match what Docker says.
+#  3. The compose file, as the user's one command runs it: gestor's image
+#     (the Dockerfile's `prebuilt` stage, fed the binary of step 2) and the
+#     logger's, built offline; Prometheus and Alertmanager from stand-in
+#     images of Debian's packages (the official ones cannot be pulled here);
+#     scripts/run-stack.sh under a unique project name, scoped to this run, in
+#     dry run. Prometheus scrapes gestor, the log service, Alertmanager and
+#     itself over the compose network, every rule evaluates, nothing fires,
+#     records reach the log service with the generated token. The drill:
+#     `stop gestor` -> GestorDown reaches the log service through
+#     Alertmanager, `start gestor` -> its resolution does. Meanwhile a second
+#     project whose gestor image never becomes healthy: Prometheus and
+#     Alertmanager start all the same and GestorDown reaches that project's
+#     log service. `down -v` afterwards.
 #
-# The official Prometheus and Grafana images cannot be pulled here: they are
-# not started (see docs/stack.md). Everything this suite creates carries the
-# run's scope label or project name and is removed on exit.
+# Grafana is not started (no package, no registry): its dashboards are checked
+# by steps 1 and 2. Everything this suite creates carries the run's scope
+# label or project names and is removed on exit.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO_ROOT
 readonly DOCKER=/usr/bin/docker
 readonly STRESS_IMAGE="${STRESS_IMAGE:-gestor/stress:latest}"
+readonly PROMETHEUS_STANDIN="${PROMETHEUS_STANDIN:-gestor/prometheus-debian:latest}"
+readonly ALERTMANAGER_STANDIN="${ALERTMANAGER_STANDIN:-gestor/alertmanager-debian:latest}"
 readonly GESTOR_BIN="${GESTOR_BIN:-${REPO_ROOT}/target/release/gestor}"
-readonly CHECKER="${REPO_ROOT}/tests/stack/check_dashboards.py"
+readonly SUITE="${REPO_ROOT}/tests/stack"
+readonly CHECKER="${SUITE}/check_dashboards.py"
+readonly CONFIG_CHECKER="${SUITE}/check_config.py"
+readonly VENV="${SUITE}/.venv"
 readonly INTERVAL=2          # gestor's cycle and the scrape interval here, seconds
 readonly PER_TYPE=2          # stress containers started per type
 readonly TYPES=(cpu ram io disk)
+# How long an alert may take to reach the log service, seconds: GestorDown's
+# `for: 1m`, a 10 s scrape and evaluation, Alertmanager's 10 s group_wait
+# (firing) or its 1 min group_interval (resolved), and a margin for this
+# shared machine.
+readonly ALERT_BOUND=150
 RULES="$(grep -c '^ *- alert:' "${REPO_ROOT}/prometheus/rules.yml")"
 readonly RULES
 RUN_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 readonly RUN_ID
 readonly SCOPE="stack-${RUN_ID}"
 readonly PROJECT="gestorstack${RUN_ID}"
+readonly SICK_PROJECT="gestorsick${RUN_ID}"
 readonly TEST_TAG="stack-${RUN_ID}"
+readonly SICK_IMAGE="gestor/gestor:${TEST_TAG}-unhealthy"
 
 WORK=""
 PROM_PORT=""
@@ -50,6 +75,8 @@ COMPOSE=()
 PIDS=()
 PASSED=0
 FAILED=0
+SICK_UP_RC=""
+SICK_STARTED_EPOCH=0
 
 err() { printf 'test-stack: %s\n' "$*" >&2; }
 log() { printf 'test-stack: [%3d s] %s\n' "${SECONDS}" "$*"; }
@@ -137,8 +164,13 @@ cleanup() {
     wait "${pid}" 2>/dev/null || true
   done
   if ((${#COMPOSE[@]} > 0)) && [[ -n "${WORK}" ]]; then
-    [[ -f "${WORK}/stack.env" ]] || printf 'LOGGER_TOKEN=cleanup\n' >"${WORK}/stack.env"
-    stack_compose down -v --remove-orphans >/dev/null 2>&1 || true
+    if [[ ! -f "${WORK}/stack.env" ]]; then
+      printf 'LOGGER_TOKEN=cleanup\nGRAFANA_ADMIN_PASSWORD=cleanup\n' >"${WORK}/stack.env"
+    fi
+    local project
+    for project in "${PROJECT}" "${SICK_PROJECT}" "${PROJECT}x"; do
+      project_compose "${project}" down -v --remove-orphans >/dev/null 2>&1 || true
+    done
   fi
   local scope ids
   for scope in "${SCOPE}" "${SCOPE}-compose"; do
@@ -148,7 +180,8 @@ cleanup() {
       "${DOCKER}" rm -f ${ids} >/dev/null 2>&1 || true
     fi
   done
-  "${DOCKER}" rmi "gestor/gestor:${TEST_TAG}" "gestor/logger:${TEST_TAG}" >/dev/null 2>&1 || true
+  "${DOCKER}" rmi "${SICK_IMAGE}" "gestor/gestor:${TEST_TAG}" "gestor/logger:${TEST_TAG}" \
+    >/dev/null 2>&1 || true
   if [[ -n "${WORK}" ]]; then
     rm -rf "${WORK}"
   fi
@@ -158,7 +191,10 @@ install_missing() {
   local missing=()
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   if ! command -v docker-compose >/dev/null 2>&1 \
     && ! "${DOCKER}" compose version >/dev/null 2>&1; then
@@ -172,6 +208,22 @@ install_missing() {
   fi
 }
 
+# tests/stack/.venv with the pinned requirements (Grafana's Foundation SDK);
+# made again only when requirements.txt changes.
+ensure_venv() {
+  local want stamp="${VENV}/.requirements.sha256"
+  want="$(sha256sum <"${SUITE}/requirements.txt")"
+  if [[ -e "${VENV}" ]] && ! "${VENV}/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "${VENV}"
+  fi
+  [[ -x "${VENV}/bin/python" ]] || /usr/bin/python3 -m venv "${VENV}"
+  if [[ "$(cat "${stamp}" 2>/dev/null || true)" != "${want}" ]]; then
+    log "installing tests/stack/requirements.txt into ${VENV}"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "${VENV}/bin/pip" install -q -r "${SUITE}/requirements.txt"
+    printf '%s\n' "${want}" >"${stamp}"
+  fi
+}
+
 # The compose command: v2 when the Docker CLI has it, else docker-compose 1.x.
 pick_compose() {
   if "${DOCKER}" compose version >/dev/null 2>&1; then
@@ -181,13 +233,20 @@ pick_compose() {
   fi
 }
 
-# Runs a compose command with this run's images, ports and scope.
+# Runs a command with this run's images, ports (Docker picks them), scope
+# and env file, in dry run.
 compose_env() {
-  GESTOR_IMAGE="gestor/gestor:${TEST_TAG}" \
+  GESTOR_IMAGE="${GESTOR_TEST_IMAGE:-gestor/gestor:${TEST_TAG}}" \
     LOGGER_IMAGE="gestor/logger:${TEST_TAG}" \
+    PROMETHEUS_IMAGE="${PROMETHEUS_STANDIN}" \
+    ALERTMANAGER_IMAGE="${ALERTMANAGER_STANDIN}" \
+    GRAFANA_IMAGE="grafana/grafana:11.2.2" \
     STACK_BIND=127.0.0.1 \
     GESTOR_PORT=0 \
     LOGGER_PORT=0 \
+    PROMETHEUS_PORT=0 \
+    ALERTMANAGER_PORT=0 \
+    GRAFANA_PORT=0 \
     GESTOR_ONLY_LABEL="gestor.scope=${SCOPE}-compose" \
     GESTOR_DRY_RUN=true \
     GESTOR_INTERVAL="${INTERVAL}" \
@@ -195,54 +254,133 @@ compose_env() {
     "$@"
 }
 
-# compose on this run's project, with the env file run-stack.sh wrote.
-stack_compose() {
+# compose on project $1, with the env file run-stack.sh wrote.
+project_compose() {
+  local project="$1"
+  shift
   compose_env "${COMPOSE[@]}" --env-file "${WORK}/stack.env" \
-    -f "${REPO_ROOT}/docker-compose.yml" -p "${PROJECT}" "$@"
+    -f "${REPO_ROOT}/docker-compose.yml" -p "${project}" "$@"
+}
+
+stack_compose() {
+  project_compose "${PROJECT}" "$@"
+}
+
+sick_compose() {
+  GESTOR_TEST_IMAGE="${SICK_IMAGE}" project_compose "${SICK_PROJECT}" "$@"
+}
+
+# --- static checks -----------------------------------------------------------
+
+# Every alert of rules.yml goes to the log service's receiver.
+every_alert_routed() {
+  local name severity got
+  while read -r name severity; do
+    got="$(amtool config routes test --config.file="${REPO_ROOT}/alertmanager/alertmanager.yml" \
+      alertname="${name}" severity="${severity}" host=node-1 2>/dev/null)"
+    if [[ "${got}" != log-service ]]; then
+      echo "${name}: routed to '${got}'"
+      return 1
+    fi
+  done < <(python3 "${CONFIG_CHECKER}" alert-names "${REPO_ROOT}/prometheus/rules.yml")
+  echo "${RULES} alerts routed to log-service"
 }
 
 # The stack's env file, as run-stack.sh --init-env leaves it in a fresh
 # directory, on a second run, and next to values someone already wrote.
 env_file_is_kept() {
-  local dir="${WORK}/env-check" file token again
+  local dir="${WORK}/env-check" file token password again
   mkdir -p "${dir}"
   file="${dir}/new/.env"
   STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
   [[ "$(stat -c '%a' "${file}")" == 600 ]] || { echo "mode $(stat -c '%a' "${file}")"; return 1; }
   token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
   [[ "${token}" =~ ^[0-9a-f]{64}$ ]] || { echo "LOGGER_TOKEN is '${token}'"; return 1; }
+  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${file}")"
+  [[ "${password}" =~ ^[0-9a-f]{64}$ && "${password}" != "${token}" ]] \
+    || { echo "GRAFANA_ADMIN_PASSWORD is '${password}'"; return 1; }
   again="$(sha256sum <"${file}")"
   STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
   [[ "$(sha256sum <"${file}")" == "${again}" ]] || { echo "a second run changed it"; return 1; }
-  # A file someone wrote (another setting, a wide mode): kept, the token added.
-  printf 'GRAFANA_ADMIN_PASSWORD=mine\n' >"${dir}/.env"
+  # A file someone wrote (another setting, a wide mode): kept, the secrets added.
+  printf 'GESTOR_INTERVAL=5\n' >"${dir}/.env"
   chmod 644 "${dir}/.env"
   STACK_ENV_FILE="${dir}/.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  grep -qx 'GRAFANA_ADMIN_PASSWORD=mine' "${dir}/.env" || { echo "a value was lost"; return 1; }
+  grep -qx 'GESTOR_INTERVAL=5' "${dir}/.env" || { echo "a value was lost"; return 1; }
   grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "${dir}/.env" || { echo "no token added"; return 1; }
+  grep -Eqx 'GRAFANA_ADMIN_PASSWORD=[0-9a-f]{64}' "${dir}/.env" \
+    || { echo "no Grafana password added"; return 1; }
   [[ "$(stat -c '%a' "${dir}/.env")" == 600 ]] || { echo "mode not tightened"; return 1; }
-  # A token someone chose is never replaced.
-  printf 'LOGGER_TOKEN=chosen\n' >"${dir}/chosen.env"
+  # Secrets someone chose are never replaced.
+  printf 'LOGGER_TOKEN=chosen\nGRAFANA_ADMIN_PASSWORD=mine\n' >"${dir}/chosen.env"
   STACK_ENV_FILE="${dir}/chosen.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  [[ "$(cat "${dir}/chosen.env")" == 'LOGGER_TOKEN=chosen' ]] || { echo "a chosen token changed"; return 1; }
+  [[ "$(cat "${dir}/chosen.env")" == $'LOGGER_TOKEN=chosen\nGRAFANA_ADMIN_PASSWORD=mine' ]] \
+    || { echo "a chosen secret changed"; return 1; }
 }
 
-# gestor and the log service get the same token from the env file, and
-# compose refuses to start them without one.
-compose_shares_the_token() {
-  local file="${WORK}/env-check/new/.env" token config empty="${WORK}/env-check/empty.env"
+# gestor, the log service and Alertmanager get the same token from the env
+# file, Grafana its password; compose refuses to start without either.
+compose_takes_the_secrets() {
+  local file="${WORK}/env-check/new/.env" token password config name
+  local empty="${WORK}/env-check/empty.env"
   token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
-  config="$(env -u LOGGER_TOKEN "${COMPOSE[@]}" --env-file "${file}" \
+  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${file}")"
+  config="$(env -u LOGGER_TOKEN -u GRAFANA_ADMIN_PASSWORD "${COMPOSE[@]}" --env-file "${file}" \
     -f "${REPO_ROOT}/docker-compose.yml" config)"
-  [[ "$(grep -c "TOKEN: ${token}\$" <<<"${config}")" == 2 ]] \
-    || { echo "GESTOR_LOGGER_TOKEN and LOGGER_TOKEN are not both the file's token"; return 1; }
-  : >"${empty}"
-  if env -u LOGGER_TOKEN "${COMPOSE[@]}" --env-file "${empty}" \
-    -f "${REPO_ROOT}/docker-compose.yml" config -q 2>"${WORK}/env-check/err"; then
-    echo "compose accepted a stack without LOGGER_TOKEN"
-    return 1
-  fi
-  grep -q 'run scripts/run-stack.sh' "${WORK}/env-check/err"
+  [[ "$(grep -c "TOKEN: ${token}\$" <<<"${config}")" == 3 ]] \
+    || { echo "gestor, the log service and Alertmanager do not all get the file's token"; return 1; }
+  grep -q "GF_SECURITY_ADMIN_PASSWORD: ${password}\$" <<<"${config}" \
+    || { echo "Grafana does not get the file's password"; return 1; }
+  for name in LOGGER_TOKEN GRAFANA_ADMIN_PASSWORD; do
+    grep -v "^${name}=" "${file}" >"${empty}"
+    if env -u LOGGER_TOKEN -u GRAFANA_ADMIN_PASSWORD "${COMPOSE[@]}" --env-file "${empty}" \
+      -f "${REPO_ROOT}/docker-compose.yml" config -q 2>"${WORK}/env-check/err"; then
+      echo "compose accepted a stack without ${name}"
+      return 1
+    fi
+    grep -q "${name} is not set - run scripts/run-stack.sh" "${WORK}/env-check/err" \
+      || { cat "${WORK}/env-check/err"; return 1; }
+  done
+}
+
+# With STACK_BIND=0.0.0.0, only Grafana and the live page leave loopback.
+only_grafana_and_live_page_leave_loopback() {
+  local published service address port wide
+  published="$(env STACK_BIND=0.0.0.0 LOGGER_TOKEN=t GRAFANA_ADMIN_PASSWORD=p \
+    "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config \
+    | python3 "${CONFIG_CHECKER}" published)"
+  printf '%s\n' "${published}"
+  wide="$(while read -r service address port; do
+    [[ "${address}" == 127.0.0.1 ]] || printf '%s\n' "${service}"
+  done <<<"${published}" | sort | tr '\n' ' ')"
+  [[ "${wide}" == "grafana logger " ]] || { echo "beyond loopback: ${wide}"; return 1; }
+  [[ "$(wc -l <<<"${published}")" == 5 ]]
+}
+
+# Monitoring must not wait for the health of what it monitors.
+no_service_healthy() {
+  ! grep -n 'service_healthy' "${REPO_ROOT}/docker-compose.yml"
+}
+
+# run-stack.sh refuses a STACK_BIND beyond loopback with Grafana's default or
+# an empty password, before it builds or starts anything.
+bind_refused_without_password() {
+  local password out rc
+  for password in admin ""; do
+    rc=0
+    out="$(compose_env env STACK_BIND=0.0.0.0 GRAFANA_ADMIN_PASSWORD="${password}" \
+      COMPOSE_PROJECT_NAME="${PROJECT}x" STACK_ENV_FILE="${WORK}/env-check/bind.env" \
+      "${REPO_ROOT}/scripts/run-stack.sh" 2>&1)" || rc=$?
+    if ((rc == 0)) || ! grep -q 'refusing to start' <<<"${out}"; then
+      printf 'password "%s": exit %d\n%s\n' "${password}" "${rc}" "${out}"
+      return 1
+    fi
+    if [[ -n "$("${DOCKER}" ps -aq --filter "label=com.docker.compose.project=${PROJECT}x")" ]]; then
+      echo "containers were started"
+      return 1
+    fi
+  done
+  grep -m1 'refusing' <<<"${out}"
 }
 
 static_checks() {
@@ -253,22 +391,43 @@ static_checks() {
     promtool check rules "${REPO_ROOT}/prometheus/rules.yml"
   check "promtool test rules prometheus/tests/rules_test.yml" \
     promtool test rules "${REPO_ROOT}/prometheus/tests/rules_test.yml"
-  check "dashboards: valid JSON, unique panel ids, provisioned datasource uid" \
+  check "rules_test.yml: each of the ${RULES} alerts has a firing and a quiet case" \
+    python3 "${CONFIG_CHECKER}" rules-tested "${REPO_ROOT}/prometheus/rules.yml" \
+    "${REPO_ROOT}/prometheus/tests/rules_test.yml"
+  check "amtool check-config alertmanager/alertmanager.yml" \
+    amtool check-config "${REPO_ROOT}/alertmanager/alertmanager.yml"
+  check "alertmanager.yml: every alert of rules.yml is routed to the log service" \
+    every_alert_routed
+  check "dashboards: valid JSON, ids, datasource uid, \$host everywhere, nothing clipped or unbounded" \
     python3 "${CHECKER}" static --dashboards "${REPO_ROOT}/grafana/dashboards" \
     --datasources "${REPO_ROOT}/grafana/provisioning/datasources"
+  check_shown "dashboards: valid against Grafana's schema (grafana-foundation-sdk, Grafana 11.2)" \
+    "${VENV}/bin/python" "${SUITE}/check_schema.py" "${REPO_ROOT}"/grafana/dashboards/*.json
+  check_shown "schema check: catches each known-bad dashboard" \
+    "${VENV}/bin/python" "${SUITE}/check_schema.py" --self-test \
+    "${REPO_ROOT}/grafana/dashboards/gestor.json"
   check "docker-compose.yml: ${COMPOSE[*]} config" \
-    env LOGGER_TOKEN=check "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config -q
+    env LOGGER_TOKEN=check GRAFANA_ADMIN_PASSWORD=check "${COMPOSE[@]}" \
+    -f "${REPO_ROOT}/docker-compose.yml" config -q
   if command -v docker-compose >/dev/null 2>&1 && [[ "${COMPOSE[0]}" != docker-compose ]]; then
     check "docker-compose.yml: docker-compose (1.x) config" \
-      env LOGGER_TOKEN=check docker-compose -f "${REPO_ROOT}/docker-compose.yml" config -q
+      env LOGGER_TOKEN=check GRAFANA_ADMIN_PASSWORD=check docker-compose \
+      -f "${REPO_ROOT}/docker-compose.yml" config -q
   fi
-  check "run-stack.sh --init-env: env file created once, 0600, random LOGGER_TOKEN, never overwritten" \
-    env_file_is_kept
-  check "docker-compose.yml: gestor and the log service share the env file's token; none: refused" \
-    compose_shares_the_token
   check "docker-compose.yml: no top-level name or version key" \
     bash -c "! grep -Eq '^(name|version):' '${REPO_ROOT}/docker-compose.yml'"
+  check "docker-compose.yml: no depends_on waits for service_healthy" no_service_healthy
+  check_shown "docker-compose.yml: with STACK_BIND=0.0.0.0 only Grafana and the live page leave loopback" \
+    only_grafana_and_live_page_leave_loopback
+  check "run-stack.sh --init-env: env file created once, 0600, random LOGGER_TOKEN and GRAFANA_ADMIN_PASSWORD, never overwritten" \
+    env_file_is_kept
+  check "docker-compose.yml: the env file's token for gestor, log service, Alertmanager; its password for Grafana; none: refused" \
+    compose_takes_the_secrets
+  check_shown "run-stack.sh: STACK_BIND=0.0.0.0 with Grafana's password admin or empty is refused, nothing started" \
+    bind_refused_without_password
 }
+
+# --- the live loop -------------------------------------------------------------
 
 start_stress() {
   local type="$1" scope="$2" name
@@ -286,10 +445,10 @@ start_stress() {
   printf '%s\n' "${name}"
 }
 
-# Starts Prometheus on a port of its choosing scraping gestor at $1 (and the
-# log service at $3, when given); sets PROM_PORT.
+# Starts Prometheus on a port of its choosing scraping gestor at $1 as host
+# $3; sets PROM_PORT.
 start_prometheus() {
-  local target="$1" dir="$2" logger="${3:-}"
+  local target="$1" dir="$2" host="$3"
   PROM_PORT=""
   mkdir -p "${dir}/tsdb"
   cat >"${dir}/prometheus.yml" <<EOF
@@ -302,14 +461,9 @@ scrape_configs:
   - job_name: gestor
     static_configs:
       - targets: ["${target}"]
+        labels:
+          host: "${host}"
 EOF
-  if [[ -n "${logger}" ]]; then
-    cat >>"${dir}/prometheus.yml" <<EOF
-  - job_name: logger
-    static_configs:
-      - targets: ["${logger}"]
-EOF
-  fi
   prometheus --config.file="${dir}/prometheus.yml" --storage.tsdb.path="${dir}/tsdb" \
     --web.listen-address=127.0.0.1:0 >"${dir}/prometheus.log" 2>&1 &
   PIDS+=("$!")
@@ -334,6 +488,13 @@ prom_at_least() {
   local value
   value="$(prom_value "$1" "$2")"
   [[ -n "${value}" ]] && awk -v v="${value}" -v min="$3" 'BEGIN { exit !(v >= min) }'
+}
+
+prom_equals() {
+  local value
+  value="$(prom_value "$1" "$2")"
+  echo "$2 = ${value:-nothing} (want $3)"
+  [[ -n "${value}" ]] && awk -v v="${value}" -v want="$3" 'BEGIN { exit !(v == want) }'
 }
 
 # Docker's count of running containers of a type in a scope, against the
@@ -361,13 +522,22 @@ kills_match_docker() {
   [[ "${left}" == "${#TYPES[@]}" && "${counted}" == "${kills}" ]]
 }
 
+# True once the last minute boundary (where Grafana aligns a panel with a
+# 1-minute interval) lies $2 seconds after the epoch second $1: the kills
+# panel's last bar then covers scrapes of gestor.
+minute_boundary_after() {
+  local now
+  now="$(date +%s)"
+  ((now / 60 * 60 >= $1 + $2))
+}
+
 live_loop() {
   log "live loop: ${#TYPES[@]} types x ${PER_TYPE} stress containers, scope ${SCOPE}"
   if [[ ! -x "${GESTOR_BIN}" ]]; then
     fail "gestor binary ${GESTOR_BIN} is missing (cargo build --release)"
     return 0
   fi
-  local type i gestor_port dead prom started
+  local type i gestor_port dead prom started started_epoch
   for type in "${TYPES[@]}"; do
     for ((i = 0; i < PER_TYPE; i++)); do
       start_stress "${type}" "${SCOPE}" >/dev/null
@@ -376,6 +546,7 @@ live_loop() {
   # Nothing listens at the log service's URL: records queue up, retries count.
   dead="$(dead_url)" || { fail "a loopback URL that refuses connections"; return 0; }
   started="${SECONDS}"
+  started_epoch="$(date +%s)"
   "${GESTOR_BIN}" run --listen 127.0.0.1:0 --ready-file "${WORK}/gestor.ready" \
     --only-label "gestor.scope=${SCOPE}" \
     --interval "${INTERVAL}" --min-per-type 1 --dry-run=false --stop-timeout 1 \
@@ -395,7 +566,7 @@ live_loop() {
     return 0
   fi
   pass "gestor answers /metrics on 127.0.0.1:${gestor_port}"
-  if ! start_prometheus "127.0.0.1:${gestor_port}" "${WORK}/prom-live"; then
+  if ! start_prometheus "127.0.0.1:${gestor_port}" "${WORK}/prom-live" "live-${RUN_ID}"; then
     fail "prometheus ready on 127.0.0.1:${PROM_PORT:-?}"
     tail -n 20 "${WORK}/prom-live/prometheus.log" | sed 's/^/    /'
     return 0
@@ -416,6 +587,10 @@ live_loop() {
     kills_match_docker "${prom}" "${SCOPE}" "${kills}"
   check "one container per type runs (docker), and the dashboards' count agrees" \
     running_matches_docker "${prom}" "${SCOPE}"
+  # The kills panel has a 1-minute interval: Grafana aligns its range to whole
+  # minutes, so its newest bar ends at the last minute boundary.
+  wait_for 75 minute_boundary_after "${started_epoch}" $((4 * INTERVAL)) \
+    || fail "a minute boundary passed after gestor's first scrapes"
   check_shown "every dashboard panel returns data from the real Prometheus" \
     python3 "${CHECKER}" live --dashboards "${REPO_ROOT}/grafana/dashboards" \
     --prometheus "${prom}" --window "$((SECONDS - started))" --step "${INTERVAL}" \
@@ -423,6 +598,8 @@ live_loop() {
   check_shown "alert rules load and evaluate without errors on gestor's real series" \
     python3 "${CHECKER}" rules --prometheus "${prom}" --min "${RULES}"
 }
+
+# --- compose -------------------------------------------------------------------
 
 is_running() {
   [[ "$("${DOCKER}" inspect -f '{{.State.Running}}' "$1")" == true ]]
@@ -432,8 +609,15 @@ health_of() {
   "${DOCKER}" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"
 }
 
-both_healthy() {
-  [[ "$(health_of "$1")" == healthy && "$(health_of "$2")" == healthy ]]
+all_healthy() {
+  local id
+  for id in "$@"; do
+    [[ "$(health_of "${id}")" == healthy ]] || return 1
+  done
+}
+
+is_unhealthy() {
+  [[ "$(health_of "$1")" == unhealthy ]]
 }
 
 # gestor's image as run-stack.sh left it: the Dockerfile's runtime-base
@@ -446,25 +630,180 @@ image_is_sound() {
 }
 
 env_file_written() {
-  [[ "$(stat -c '%a' "$1")" == 600 ]] && grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "$1"
+  [[ "$(stat -c '%a' "$1")" == 600 ]] && grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "$1" \
+    && grep -Eqx 'GRAFANA_ADMIN_PASSWORD=[0-9a-f]{64}' "$1"
 }
 
-write_refused() {
-  local code
-  code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
-    --data '[]' "$1/logs")"
-  echo "POST /logs without a token: ${code}"
-  [[ "${code}" == 401 ]]
+writes_refused() {
+  local code path
+  for path in logs alerts; do
+    code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+      --data '[]' "$1/${path}")"
+    echo "POST /${path} without a token: ${code}"
+    [[ "${code}" == 401 ]] || return 1
+  done
 }
 
-# Every rule loads and evaluates; none of the log service's alerts fires.
-logger_rules_quiet() {
+# The published ports of gestor, Prometheus and Alertmanager are on loopback.
+loopback_only() {
+  local service port addr
+  for service in gestor:9797 prometheus:9090 alertmanager:9093; do
+    port="${service#*:}"
+    addr="$(stack_compose port "${service%%:*}" "${port}")"
+    echo "${service%%:*}: ${addr}"
+    [[ "${addr}" == 127.0.0.1:* ]] || return 1
+  done
+}
+
+# Every target of the compose Prometheus is up: gestor (host "gestor"), the
+# log service, Alertmanager and Prometheus itself, found over the compose
+# network.
+all_targets_up() {
+  local job
+  for job in gestor logger alertmanager prometheus; do
+    prom_equals "$1" "sum(up{job=\"${job}\"})" 1 || return 1
+  done
+  prom_equals "$1" 'count(up{job="gestor", host="gestor"} == 1)' 1
+}
+
+# Every rule loads and evaluates; none fires.
+rules_quiet() {
   local firing
   python3 "${CHECKER}" rules --prometheus "$1" --min "${RULES}" || return 1
-  firing="$(python3 "${CHECKER}" query --prometheus "$1" \
-    'ALERTS{alertname=~"GestorLogger.*|GestorRecordsStopped"}')"
-  echo "firing: ${firing:-none}"
+  firing="$(python3 "${CHECKER}" query --prometheus "$1" 'ALERTS')"
+  echo "alerts pending or firing: ${firing:-none}"
   [[ -z "${firing}" ]]
+}
+
+# The alert records of the log service at $1, one per line:
+# "status alertname host fingerprint".
+alert_records() {
+  curl -fsS "$1/logs?event=alert&limit=1000" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["items"]:
+    a = r.get("alert") or {}
+    print(a.get("status"), a.get("name"), r.get("host") or "-", a.get("fingerprint"))
+'
+}
+
+# True once the log service at $1 holds an alert record "$2 $3 $4" (status,
+# alert name, host), of fingerprint $5 when given.
+alert_arrived() {
+  alert_records "$1" | grep -q "^$2 $3 $4 ${5:-}"
+}
+
+fingerprint_of() {
+  alert_records "$1" | awk -v s="$2" -v n="$3" '$1 == s && $2 == n { print $4; exit }'
+}
+
+no_alert_firing_in_stats() {
+  local firing
+  firing="$(curl -fsS "$1/stats" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["alerts_firing"]))')"
+  echo "alerts firing on the live page: ${firing}"
+  [[ "${firing}" == 0 ]]
+}
+
+# stop gestor -> GestorDown in the log service; start -> its resolution.
+drill() {
+  local prom="$1" logger="$2" stopped started fingerprint
+  log "drill: stop gestor"
+  stack_compose stop gestor >/dev/null 2>&1
+  stopped="${SECONDS}"
+  if wait_for "${ALERT_BOUND}" alert_arrived "${logger}" firing GestorDown gestor; then
+    pass "drill: gestor stopped -> GestorDown (host gestor) stored by the log service after $((SECONDS - stopped)) s (bound ${ALERT_BOUND} s)"
+  else
+    fail "drill: gestor stopped -> GestorDown reaches the log service within ${ALERT_BOUND} s"
+    alert_records "${logger}" | sed 's/^/    /'
+    stack_compose logs --tail 20 alertmanager 2>&1 | sed 's/^/    /'
+    stack_compose start gestor >/dev/null 2>&1
+    return 0
+  fi
+  fingerprint="$(fingerprint_of "${logger}" firing GestorDown)"
+  log "drill: start gestor"
+  stack_compose start gestor >/dev/null 2>&1
+  started="${SECONDS}"
+  if wait_for "${ALERT_BOUND}" alert_arrived "${logger}" resolved GestorDown gestor "${fingerprint}"; then
+    pass "drill: gestor started -> GestorDown resolved stored after $((SECONDS - started)) s (bound ${ALERT_BOUND} s)"
+  else
+    fail "drill: gestor started -> the resolution reaches the log service within ${ALERT_BOUND} s"
+    alert_records "${logger}" | sed 's/^/    /'
+  fi
+  check "drill: the live page's 'alerts firing' is empty again" \
+    no_alert_firing_in_stats "${logger}"
+  check "drill: Alertmanager delivered with the token, no failure (its own counters)" \
+    wait_for 60 prom_delivered "${prom}"
+}
+
+prom_delivered() {
+  prom_at_least "$1" 'sum(alertmanager_notifications_total{integration="webhook"})' 2 \
+    && prom_equals "$1" 'sum(alertmanager_notifications_failed_total{integration="webhook"})' 0
+}
+
+# A second project whose gestor never gets healthy: its image keeps the
+# container alive without starting gestor (compose's `command:` arguments
+# are ignored), so its HEALTHCHECK (`gestor healthcheck`, GET /healthz) and
+# Prometheus' scrapes find nothing listening. Started at once, checked later.
+start_sick_stack() {
+  if ! printf 'FROM gestor/gestor:%s\nENTRYPOINT ["/bin/sh", "-c", "exec sleep infinity", "gestor"]\n' \
+    "${TEST_TAG}" | "${DOCKER}" build -q -t "${SICK_IMAGE}" - >/dev/null 2>&1; then
+    fail "build ${SICK_IMAGE}"
+    return 0
+  fi
+  log "compose: project ${SICK_PROJECT} with a gestor that never becomes healthy"
+  SICK_STARTED_EPOCH="$(date +%s)"
+  SICK_UP_RC=0
+  sick_compose up -d gestor logger prometheus alertmanager >"${WORK}/sick-up.log" 2>&1 \
+    || SICK_UP_RC=$?
+}
+
+sick_stack_checks() {
+  local gestor prom_id am_id logger
+  if [[ -z "${SICK_UP_RC}" ]]; then
+    return 0
+  fi
+  if ((SICK_UP_RC == 0)); then
+    pass "unhealthy gestor: compose up -d starts the stack (exit 0)"
+  else
+    fail "unhealthy gestor: compose up -d starts the stack (exit ${SICK_UP_RC})"
+    sed 's/^/    /' "${WORK}/sick-up.log"
+  fi
+  gestor="$(sick_compose ps -q gestor)"
+  prom_id="$(sick_compose ps -q prometheus)"
+  am_id="$(sick_compose ps -q alertmanager)"
+  if [[ -n "${gestor}" ]] && wait_for 90 is_unhealthy "${gestor}"; then
+    pass "unhealthy gestor: gestor's container is unhealthy"
+  else
+    fail "unhealthy gestor: gestor's container is unhealthy (${gestor:+$(health_of "${gestor}")})"
+  fi
+  if [[ -n "${prom_id}" && -n "${am_id}" ]] && wait_for 60 all_healthy "${prom_id}" "${am_id}"; then
+    pass "unhealthy gestor: Prometheus and Alertmanager run and are healthy all the same"
+  else
+    fail "unhealthy gestor: Prometheus and Alertmanager run (prometheus: ${prom_id:-not created}, alertmanager: ${am_id:-not created})"
+    return 0
+  fi
+  logger="http://$(sick_compose port logger 8000)"
+  local left=$((SICK_STARTED_EPOCH + ALERT_BOUND - $(date +%s))) took
+  if ! wait_for "$((left > 0 ? left : 1))" alert_arrived "${logger}" firing GestorDown gestor; then
+    fail "unhealthy gestor: GestorDown reaches the log service within ${ALERT_BOUND} s of up"
+    alert_records "${logger}" | sed 's/^/    /'
+    return 0
+  fi
+  # When it arrived: the log service's own (timestamped) access log line.
+  took="$(first_alert_post "$(sick_compose ps -q logger)")"
+  took=$((took - SICK_STARTED_EPOCH))
+  if ((took <= ALERT_BOUND)); then
+    pass "unhealthy gestor: GestorDown fired and reached the log service ${took} s after up (bound ${ALERT_BOUND} s)"
+  else
+    fail "unhealthy gestor: GestorDown reached the log service ${took} s after up (bound ${ALERT_BOUND} s)"
+  fi
+}
+
+# The epoch second of the first POST /alerts that container $1's log service
+# answered with 200 (Docker's timestamp of uvicorn's access log line).
+first_alert_post() {
+  local stamp
+  stamp="$("${DOCKER}" logs -t "$1" 2>&1 | grep -m 1 '"POST /alerts HTTP/1.1" 200' | cut -d' ' -f1)"
+  date -d "${stamp}" +%s
 }
 
 # The user's one command, on this run's images, ports and scope, in dry run.
@@ -474,60 +813,60 @@ compose_stack() {
     fail "compose: gestor binary missing"
     return 0
   fi
-  local gestor_id logger_id gestor_addr logger_addr prom watched
+  local ids logger prom watched
   watched="$(start_stress cpu "${SCOPE}-compose")"
   # No registry here: run-stack.sh must fall back to the Dockerfile's prebuilt
-  # target for gestor, build the logger from ./logger, find Prometheus and
-  # Grafana unpullable and start gestor and the logger alone.
+  # target for gestor, build the logger from ./logger, find Grafana
+  # unpullable and start the rest (Prometheus and Alertmanager from the
+  # stand-in images).
   if ! compose_env env COMPOSE_PROJECT_NAME="${PROJECT}" \
     "${REPO_ROOT}/scripts/run-stack.sh" >"${WORK}/run-stack.log" 2>&1; then
     fail "scripts/run-stack.sh brings the stack up"
     tail -n 40 "${WORK}/run-stack.log" | sed 's/^/    /'
     return 0
   fi
-  grep '^run-stack.sh:' "${WORK}/run-stack.log" | sed 's/^/    /' || true
-  pass "scripts/run-stack.sh brings the stack up (offline: prebuilt gestor image, logger built)"
+  grep -e '^run-stack.sh:' -e '^  ' "${WORK}/run-stack.log" | sed 's/^/    /' || true
+  pass "scripts/run-stack.sh brings the stack up (offline: prebuilt gestor image, logger built, no Grafana)"
+  start_sick_stack
   check "gestor image: runs as user gestor, has a HEALTHCHECK and the binary" image_is_sound
-  check "compose: run-stack.sh wrote the env file (0600) with a random LOGGER_TOKEN" \
+  check "compose: run-stack.sh wrote the env file (0600) with a random LOGGER_TOKEN and GRAFANA_ADMIN_PASSWORD" \
     env_file_written "${WORK}/stack.env"
-  gestor_id="$(stack_compose ps -q gestor)"
-  logger_id="$(stack_compose ps -q logger)"
-  if [[ -n "${gestor_id}" && -n "${logger_id}" ]] \
-    && wait_for 120 both_healthy "${gestor_id}" "${logger_id}"; then
-    pass "compose: gestor and logger become healthy"
+  ids=()
+  local service
+  for service in gestor logger prometheus alertmanager; do
+    ids+=("$(stack_compose ps -q "${service}")")
+  done
+  if wait_for 120 all_healthy "${ids[@]}"; then
+    pass "compose: gestor, logger, Prometheus and Alertmanager become healthy"
   else
-    fail "compose: gestor and logger become healthy (gestor: $(health_of "${gestor_id}"), logger: $(health_of "${logger_id}"))"
-    "${DOCKER}" logs --tail 20 "${gestor_id}" 2>&1 | sed 's/^/    gestor: /'
-    "${DOCKER}" logs --tail 20 "${logger_id}" 2>&1 | sed 's/^/    logger: /'
+    fail "compose: all healthy (gestor $(health_of "${ids[0]}"), logger $(health_of "${ids[1]}"), prometheus $(health_of "${ids[2]}"), alertmanager $(health_of "${ids[3]}"))"
+    stack_compose logs --tail 20 2>&1 | sed 's/^/    /'
     return 0
   fi
-  # Published on ports Docker picked (GESTOR_PORT=0, LOGGER_PORT=0): ask where.
-  gestor_addr="$(stack_compose port gestor 9797)"
-  logger_addr="$(stack_compose port logger 8000)"
-  if ! start_prometheus "${gestor_addr}" "${WORK}/prom-compose" "${logger_addr}"; then
-    fail "prometheus ready for the compose check"
-    return 0
-  fi
-  prom="http://127.0.0.1:${PROM_PORT}"
-  check "compose: Prometheus scrapes gestor's published port (up == 1, gestor_build_info)" \
-    wait_for 30 prom_at_least "${prom}" 'up{job="gestor"} * on(instance) group_left() gestor_build_info' 1
+  check_shown "compose: gestor, Prometheus and Alertmanager are published on loopback only" loopback_only
+  logger="http://$(stack_compose port logger 8000)"
+  prom="http://$(stack_compose port prometheus 9090)"
+  check_shown "compose: Prometheus scrapes gestor (host gestor), the log service, Alertmanager and itself" \
+    wait_for 60 all_targets_up "${prom}"
   check "compose: gestor reads the host's /proc at /host/proc (userspace source, host CPUs)" \
     wait_for 20 prom_at_least "${prom}" \
     "gestor_snapshot_source{source=\"userspace\"} * on() gestor_host_cpus == $(nproc)" 1
   check "compose: gestor sees the processes of a container on the host (${watched})" \
     wait_for 30 prom_at_least "${prom}" "gestor_container_memory_bytes{name=\"${watched}\"}" 1
-  check "compose: gestor ships records to the compose logger, with the env file's LOGGER_TOKEN" \
-    wait_for 30 prom_at_least "${prom}" 'gestor_log_records_sent_total' 1
-  check "compose: the log service refuses a write without the token (401)" \
-    write_refused "http://${logger_addr}"
-  check "compose: Prometheus scrapes the log service (job logger) and sees gestor's records stored" \
+  check "compose: gestor's records reach the log service with the env file's token (host gestor)" \
     wait_for 30 prom_at_least "${prom}" \
-    'up{job="logger"} * on(instance) group_left() gestor_logger_records_stored_total' 1
-  check "compose: the log service's alert rules evaluate on its real series, none firing" \
-    wait_for 30 logger_rules_quiet "${prom}"
+    'gestor_logger_records_stored_total * on() group_left() gestor_logger_last_record_received_timestamp_seconds{host="gestor"} > 0' 1
+  check_shown "compose: the log service refuses a write without the token (401)" \
+    writes_refused "${logger}"
+  check_shown "compose: all ${RULES} rules evaluate on the stack's real series, none pending or firing" \
+    wait_for 30 rules_quiet "${prom}"
+  drill "${prom}" "${logger}"
   check "compose: dry run kept the scoped container" is_running "${watched}"
+  sick_stack_checks
   if stack_compose down -v >"${WORK}/compose-down.log" 2>&1 \
-    && [[ -z "$("${DOCKER}" volume ls -q --filter "name=${PROJECT}_")" ]]; then
+    && sick_compose down -v >>"${WORK}/compose-down.log" 2>&1 \
+    && [[ -z "$("${DOCKER}" volume ls -q --filter "name=${PROJECT}_")" ]] \
+    && [[ -z "$("${DOCKER}" volume ls -q --filter "name=${SICK_PROJECT}_")" ]]; then
     pass "compose: down -v removes the containers and the named volumes"
   else
     fail "compose: down -v removes the containers and the named volumes"
@@ -538,7 +877,9 @@ compose_stack() {
 main() {
   local start="${SECONDS}"
   install_missing
-  "${REPO_ROOT}/scripts/build-images.sh"
+  ensure_venv
+  env STRESS_IMAGE="${STRESS_IMAGE}" PROMETHEUS_STANDIN="${PROMETHEUS_STANDIN}" \
+    ALERTMANAGER_STANDIN="${ALERTMANAGER_STANDIN}" "${REPO_ROOT}/scripts/build-images.sh"
   pick_compose
   WORK="$(mktemp -d /tmp/gestor-stack.XXXXXX)"
   trap cleanup EXIT

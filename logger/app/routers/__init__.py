@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from . import graphs, health, live, logs, metrics
+from . import alerts, graphs, health, live, logs, metrics
 
 api_router = APIRouter()
 api_router.include_router(logs.router)
+api_router.include_router(alerts.router)
 api_router.include_router(graphs.router)
 api_router.include_router(health.router)
 api_router.include_router(live.router)

@@ -32,7 +32,15 @@ from ..deps import (
 )
 from ..events import sse
 from ..metrics import Metrics
-from ..models import MAX_MS, MIN_MS, ContainerType, Event, IngestResult, LogPage, LogRecordIn
+from ..models import (
+    MAX_MS,
+    MIN_MS,
+    ContainerType,
+    IngestResult,
+    LogPage,
+    LogRecordIn,
+    StoredEvent,
+)
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 
@@ -276,7 +284,9 @@ def filters(
         str | None, Query(max_length=255, description="Container name, id or id prefix")
     ] = None,
     type: Annotated[list[ContainerType] | None, Query(description="Container type")] = None,  # noqa: A002
-    event: Annotated[list[Event] | None, Query(description="Event")] = None,
+    event: Annotated[
+        list[StoredEvent] | None, Query(description="Event (`alert`: alert notifications)")
+    ] = None,
     host: Annotated[str | None, Query(max_length=255)] = None,
     since: Annotated[
         str | None, Query(description="RFC 3339 time or Unix seconds (inclusive)")

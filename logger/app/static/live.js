@@ -41,6 +41,24 @@ function showCounters(c) {
     if (typeof d.host_memory_ratio === "number") parts.push("mem " + fmt(d.host_memory_ratio * 100, 0) + "%");
     text("c-last-details", parts.join(" · "));
   }
+  showAlerts(c.alerts_firing);
+}
+
+// Alerts firing now (the newest notification of each alert says firing).
+function showAlerts(firing) {
+  const list = document.getElementById("c-alerts-list");
+  if (!list || !Array.isArray(firing)) return;
+  text("c-alerts", firing.length);
+  document.getElementById("c-alerts-card").classList.toggle("on", firing.length > 0);
+  list.textContent = "";
+  for (const a of firing) {
+    const li = document.createElement("li");
+    li.className = "sev-" + (a.severity || "none");
+    li.textContent = a.name + (a.host ? " @ " + a.host : "") + (a.severity ? " (" + a.severity + ")" : "") +
+      " since " + String(a.since || "").replace("T", " ").replace("Z", "");
+    if (a.summary) li.title = a.summary;
+    list.appendChild(li);
+  }
 }
 
 function enabledEvents() {
@@ -55,7 +73,17 @@ function makeRow(r, fresh) {
   tr.dataset.event = r.event;
   tr.className = "ev-" + r.event + (fresh ? " fresh" : "");
   if (!enabledEvents().has(r.event)) tr.classList.add("hidden");
-  const cells = [
+  const alert = r.event === "alert" ? (r.alert || {}) : null;
+  if (alert) tr.classList.add("alert-" + (alert.status === "resolved" ? "resolved" : "firing"));
+  const cells = alert ? [
+    [String(r.time || "").replace("T", " ").replace("Z", ""), ""],
+    ["alert " + (alert.status || ""), "event"],
+    [alert.severity || "", ""],
+    [(alert.name || "") + (r.host ? " @ " + r.host : ""), ""],
+    ["", "num"],
+    ["", "num"],
+    [r.reason || "", "reason"],
+  ] : [
     [String(r.time || "").replace("T", " ").replace("Z", ""), ""],
     [r.event, "event"],
     [r.container_type || "", ""],
