@@ -25,7 +25,6 @@ readonly REPO_ROOT="${HERE}/../.."
 readonly DOCKER="${DOCKER:-docker}"
 readonly CONFIG_FILES=(
   "${HERE}/prometheus.yml"
-  "${HERE}/fleet-rules.yml"
   "${HERE}/alertmanager.yml"
   "${REPO_ROOT}/prometheus/rules.yml"
   "${REPO_ROOT}/grafana/provisioning/datasources/prometheus.yml"
