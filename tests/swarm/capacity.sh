@@ -19,7 +19,11 @@
 #     (they come and go with the containers: the series churn Prometheus holds
 #     in its head block for about 2-3 h);
 #   - records per hour, by event, and bytes per record (JSON as sent, and the
-#     log service's database per record, from its own /metrics).
+#     log service's database per record, from its own /metrics);
+#   - the log service's ingest rate for a fleet's traffic: INGEST_CLIENTS
+#     clients (default 16, each a node) each POSTing batches of the size one
+#     node sends per cycle (the run's records per cycle), back to back for
+#     INGEST_SECONDS (default 20): batches and records per second, latency.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,6 +32,8 @@ readonly DOCKER=/usr/bin/docker
 readonly GESTOR_BIN="${GESTOR_BIN:-${REPO_ROOT}/target/release/gestor}"
 readonly DURATION="${1:-600}"
 readonly GENERATOR_EVERY=30
+readonly INGEST_CLIENTS="${INGEST_CLIENTS:-16}"
+readonly INGEST_SECONDS="${INGEST_SECONDS:-20}"
 RUN_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 readonly RUN_ID
 readonly SCOPE="capacity-${RUN_ID}"
@@ -100,6 +106,7 @@ main() {
   start_logger
   start_gestor
   local addr next_gen=0 start=${SECONDS} seen cycles
+  local -a generators=()
   addr="$(cat "${WORK}/ready")"
   log "gestor at ${addr}, log service at ${LOGGER}; ${DURATION} s"
   seen="$(cycles_done "${addr}")"
@@ -107,6 +114,7 @@ main() {
     if ((SECONDS - start >= next_gen)); then
       "${REPO_ROOT}/cron/create_containers.sh" -q --image gestor/stress:latest --log-file '' \
         --label "gestor.scope=${SCOPE}" --lock-file "${WORK}/generator.lock" &
+      generators+=("$!")
       next_gen=$((next_gen + GENERATOR_EVERY))
     fi
     cycles="$(cycles_done "${addr}")"
@@ -116,12 +124,62 @@ main() {
     fi
     sleep 0.5
   done
-  wait
+  # The generator's runs only (a bare `wait` would wait for gestor too).
+  wait "${generators[@]}"
   # Let the last records reach the service, then read the figures.
   wait_for 30 test "$(curl -fsS "http://${addr}/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" = 0
   curl -fsS "${LOGGER}/logs/export?host=${SCOPE}" >"${WORK}/records.jsonl"
   curl -fsS "${LOGGER}/metrics" >"${WORK}/logger.metrics"
   report
+  ingest
+}
+
+# POSTs fleet-shaped traffic to the log service and prints what it took:
+# INGEST_CLIENTS threads, each a node sending one batch per request of the
+# run's mean records per cycle (copies of the run's own records, new ids).
+ingest() {
+  local per_cycle
+  per_cycle="$(jq -s '(length / ([.[] | select(.event == "cycle")] | length)) | ceil' \
+    "${WORK}/records.jsonl")"
+  "${REPO_ROOT}/logger/scripts/ensure-venv.sh" >/dev/null
+  "${REPO_ROOT}/logger/.venv/bin/python" - "${LOGGER}" "${TOKEN}" "${WORK}/records.jsonl" \
+    "${per_cycle}" "${INGEST_CLIENTS}" "${INGEST_SECONDS}" <<'PY'
+import json, statistics, sys, threading, time, urllib.request, uuid
+
+url, token, path, per_cycle, clients, seconds = sys.argv[1:7]
+per_cycle, clients, seconds = int(per_cycle), int(clients), float(seconds)
+sample = [json.loads(line) for line in open(path)][:per_cycle]
+latencies, lock = [], threading.Lock()
+deadline = time.monotonic() + seconds
+
+
+def node(n):
+    mine = []
+    while time.monotonic() < deadline:
+        batch = [dict(r, id=uuid.uuid4().hex, host=f"ingest-{n}") for r in sample]
+        req = urllib.request.Request(
+            url + "/logs", json.dumps(batch).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + token},
+        )
+        t = time.monotonic()
+        urllib.request.urlopen(req, timeout=30).read()
+        mine.append(time.monotonic() - t)
+    with lock:
+        latencies.extend(mine)
+
+
+threads = [threading.Thread(target=node, args=(n,)) for n in range(clients)]
+start = time.monotonic()
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+took = time.monotonic() - start
+q = statistics.quantiles(latencies, n=100)
+print(f"  ingest, {clients} clients, batches of {per_cycle} records (one node's cycle):"
+      f" {len(latencies) / took:.0f} batches/s, {len(latencies) * per_cycle / took:.0f} records/s;"
+      f" batch p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms")
+PY
 }
 
 report() {
