@@ -26,6 +26,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 IMAGE = os.environ.get("LOGGER_IMAGE", "gestor/logger:latest")
 TOKEN = "docker-test-token"
+# A graph request may take as long as the service's own bound on a render
+# (LOGGER_RENDER_TIMEOUT_SECONDS, 30 s by default: the first one starts the
+# render process, at a lower CPU priority) before it answers 200 or 503.
+RENDER_BOUND = 35.0
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -113,7 +117,7 @@ def test_image_runs_healthy_as_non_root_and_keeps_records_across_a_kill(image, s
     assert r.json() == {"received": 5, "stored": 5, "duplicates": 0}
     page = httpx.get(url + "/logs", params={"event": "kill"}).json()
     assert {i["id"] for i in page["items"]} == {rec["id"] for rec in batch}
-    png = httpx.get(url + "/graphs/kills.png", params={"range": "1h"})
+    png = httpx.get(url + "/graphs/kills.png", params={"range": "1h"}, timeout=RENDER_BOUND)
     assert png.status_code == 200
     assert png.content[:4] == b"\x89PNG"
     assert "live.js" in httpx.get(url + "/").text
