@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: all build release run test setup lint test-scripts test-rust test-cron \
-	test-logger test-kernel test-stack test-e2e bench clean
+	test-logger test-kernel test-stack test-swarm test-e2e bench clean
 
 all: build
 
@@ -22,7 +22,7 @@ release:
 run:
 	./scripts/run-stack.sh --with-module --with-cron
 
-test: setup lint test-scripts test-rust test-cron test-logger test-kernel test-stack test-e2e
+test: setup lint test-scripts test-rust test-cron test-logger test-kernel test-stack test-swarm test-e2e
 	@echo "make test: all suites passed"
 
 setup:
@@ -31,7 +31,7 @@ setup:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/*.sh kernel_module/tests/*.sh kernel_module/tests/vm/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh)
+	shellcheck -x scripts/*.sh scripts/tests/*.sh .ci/run $(wildcard cron/*.sh cron/tests/*.sh kernel_module/*.sh kernel_module/tests/*.sh kernel_module/tests/vm/*.sh tests/*/*.sh bench/*.sh logger/tests/*.sh logger/scripts/*.sh deploy/swarm/*.sh) images/swarm-node/node-engine
 
 test-scripts:
 	./scripts/tests/test_apt_mirror.sh
@@ -51,6 +51,11 @@ test-kernel:
 
 test-stack:
 	./tests/stack/run.sh
+
+# The fleet stack (deploy/swarm) on a real 3-node Docker Swarm of
+# Docker-in-Docker nodes: discovery, governing, records, the node-down drill.
+test-swarm:
+	./tests/swarm/run.sh
 
 test-e2e:
 	./tests/e2e/run.sh

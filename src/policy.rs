@@ -330,9 +330,12 @@ pub fn human_bytes(bytes: f64) -> String {
 /// CPU or memory, so there is no hurry to remove it.
 pub const NEVER_STARTED_GRACE_SECS: i64 = 60;
 
-/// The grace a stopped container gets before it is removed.
+/// The grace a stopped container gets before it is removed. `created` is
+/// Docker's state for a container that never started, whatever else is known:
+/// a listing gives it no exit facts, an inspect (the events inventory) gives
+/// empty ones (exit code 0, no finish time).
 fn grace_for(c: &ContainerInfo, config: &PolicyConfig) -> i64 {
-    if c.exit.is_none() && c.state == "created" {
+    if c.state == "created" {
         config.stopped_grace_secs.max(NEVER_STARTED_GRACE_SECS)
     } else {
         config.stopped_grace_secs
@@ -814,6 +817,18 @@ mod tests {
         // Created 30 s ago: maybe `docker run` has not started it yet.
         let mut starting = stopped("starting", "created", None);
         starting.created = 1_970;
+        // The same, as an inspect reports it (the events inventory): empty
+        // exit facts. Still 60 s.
+        let mut inspected = stopped(
+            "inspected-starting",
+            "created",
+            Some(ExitFacts {
+                exit_code: 0,
+                oom_killed: false,
+                finished_at: None,
+            }),
+        );
+        inspected.created = 1_970;
         let cs = vec![
             stopped("oom", "exited", Some(oom)),
             stopped("crashed", "exited", Some(crashed)),
@@ -821,6 +836,7 @@ mod tests {
             never_started,
             managed("live", "ram"),
             starting,
+            inspected,
         ];
         let us = HashMap::from([(cs[4].id.clone(), usage(0.0, 1 << 30, 0.0, 0.0))]);
         let cfg = PolicyConfig {
@@ -865,6 +881,10 @@ mod tests {
                 stopped_secs: 30,
                 grace_secs: NEVER_STARTED_GRACE_SECS
             }
+        );
+        assert_eq!(
+            by_name["inspected-starting"].reason, by_name["starting"].reason,
+            "an inspected created container gets the same 60 s"
         );
         assert_eq!(plan.removals().count(), 2);
         assert_eq!(plan.kills().count(), 0);

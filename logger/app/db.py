@@ -906,34 +906,63 @@ class Database:
         """(host, last record received, epoch ms) for every host."""
         return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
 
+    def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
+        """Per host, gestor's records (alerts left out) since ``since_ms`` (all
+        when None): (host, records, cycles, kills, kill failures, errors, last
+        record's time in epoch ms), ordered by host. One pass over the time
+        index of the window."""
+        where, args = "event != 'alert'", []
+        if since_ms is not None:
+            where += " AND time_ms >= ?"
+            args.append(since_ms)
+        return self._fetch(
+            f"""SELECT coalesce(host, ''), count(*), sum(event = 'cycle'), sum(event = 'kill'),
+                   sum(event = 'kill_failed'), sum(event = 'error'), max(time_ms)
+            FROM logs WHERE {where} GROUP BY 1 ORDER BY 1""",
+            args,
+        )
+
     def usage_series(
-        self, column: str, since_ms: int, until_ms: int, bucket_ms: int
+        self, column: str, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
     ) -> list[tuple[int, str, float]]:
         with self._read() as conn:
-            return usage_series(conn, column, since_ms, until_ms, bucket_ms)
+            return usage_series(conn, column, since_ms, until_ms, bucket_ms, host)
 
     def host_cpu_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int
+        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
     ) -> list[tuple[int, float]]:
         with self._read() as conn:
-            return host_cpu_series(conn, since_ms, until_ms, bucket_ms)
+            return host_cpu_series(conn, since_ms, until_ms, bucket_ms, host)
 
     def kill_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int
+        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
     ) -> list[tuple[int, str, int]]:
         with self._read() as conn:
-            return kill_series(conn, since_ms, until_ms, bucket_ms)
+            return kill_series(conn, since_ms, until_ms, bucket_ms, host)
 
-    def runs(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int, int]]:
+    def runs(
+        self, since_ms: int, until_ms: int, host: str | None = None
+    ) -> list[tuple[str, str, int, int]]:
         with self._read() as conn:
-            return runs(conn, since_ms, until_ms)
+            return runs(conn, since_ms, until_ms, host)
 
 
-# -- the graphs' queries (also run by the render process on its own connection)
+# -- the graphs' queries (also run by the render process on its own connection).
+# Each takes an optional ``host``: only that host's records (a fleet's log
+# service serves every node); None for every host.
+
+
+def _host_clause(host: str | None) -> tuple[str, list[Any]]:
+    return (" AND host = ?", [host]) if host is not None else ("", [])
 
 
 def usage_series(
-    conn: sqlite3.Connection, column: str, since_ms: int, until_ms: int, bucket_ms: int
+    conn: sqlite3.Connection,
+    column: str,
+    since_ms: int,
+    until_ms: int,
+    bucket_ms: int,
+    host: str | None = None,
 ) -> list[tuple[int, str, float]]:
     """Per bucket and container type: the mean over cycles of the type's total.
 
@@ -947,48 +976,54 @@ def usage_series(
         total, count = "cpu_sum", "cpu_n"
     else:
         raise ValueError(f"no usage series for column {column!r}")
+    by_host, host_args = _host_clause(host)
     sql = f"""
         SELECT (time_ms - ?) / ? AS b, container_type, avg({total})
         FROM usage INDEXED BY usage_time
-        WHERE time_ms BETWEEN ? AND ? AND {count} > 0
+        WHERE time_ms BETWEEN ? AND ? AND {count} > 0{by_host}
         GROUP BY b, container_type ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
 
 
 def host_cpu_series(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int
+    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
 ) -> list[tuple[int, float]]:
     """Per bucket: the mean host CPU ratio the cycle records report (from a
     partial covering index; values outside 0..1 are left out)."""
-    sql = """
+    by_host, host_args = _host_clause(host)
+    sql = f"""
         SELECT (time_ms - ?) / ? AS b, avg(host_cpu_ratio)
         FROM logs INDEXED BY logs_host_cpu
         WHERE host_cpu_ratio IS NOT NULL AND time_ms BETWEEN ? AND ?
-          AND host_cpu_ratio BETWEEN 0 AND 1
+          AND host_cpu_ratio BETWEEN 0 AND 1{by_host}
         GROUP BY b ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
 
 
 def kill_series(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int
+    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
 ) -> list[tuple[int, str, int]]:
     """Per bucket and container type: how many containers were killed."""
-    sql = """
+    by_host, host_args = _host_clause(host)
+    sql = f"""
         SELECT (time_ms - ?) / ? AS b, coalesce(container_type, 'unknown'), count(*)
         FROM logs
-        WHERE event = 'kill' AND time_ms BETWEEN ? AND ?
+        WHERE event = 'kill' AND time_ms BETWEEN ? AND ?{by_host}
         GROUP BY b, 2 ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms]).fetchall()
+    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
 
 
-def runs(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[tuple[str, str, int, int]]:
+def runs(
+    conn: sqlite3.Connection, since_ms: int, until_ms: int, host: str | None = None
+) -> list[tuple[str, str, int, int]]:
     """gestor runs that started within the window: (host, run_id, first, last)."""
-    sql = """
+    by_host, host_args = _host_clause(host)
+    sql = f"""
         SELECT host, run_id, first_ms, last_ms FROM runs
-        WHERE first_ms BETWEEN ? AND ? AND run_id != ''
+        WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
         ORDER BY first_ms, host LIMIT 500
     """
-    return conn.execute(sql, [since_ms, until_ms]).fetchall()
+    return conn.execute(sql, [since_ms, until_ms, *host_args]).fetchall()

@@ -145,14 +145,17 @@ def render_request(db_path: Path, request: GraphRequest) -> bytes:
     width_ms = request.bucket_ms
     conn.execute("BEGIN")  # one read transaction: every series from the same snapshot
     try:
-        runs = queries.runs(conn, window.since_ms, window.until_ms)
+        only = request.host
+        runs = queries.runs(conn, window.since_ms, window.until_ms, only)
         if request.kind == "kills":
-            rows = queries.kill_series(conn, window.since_ms, window.until_ms, width_ms)
+            rows = queries.kill_series(conn, window.since_ms, window.until_ms, width_ms, only)
         else:
             column = "memory_bytes" if request.kind == "memory" else "cpu_ratio"
-            rows = queries.usage_series(conn, column, window.since_ms, window.until_ms, width_ms)
+            rows = queries.usage_series(
+                conn, column, window.since_ms, window.until_ms, width_ms, only
+            )
             host = (
-                queries.host_cpu_series(conn, window.since_ms, window.until_ms, width_ms)
+                queries.host_cpu_series(conn, window.since_ms, window.until_ms, width_ms, only)
                 if request.kind == "cpu"
                 else []
             )

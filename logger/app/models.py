@@ -295,6 +295,24 @@ class Stats(BaseModel):
     )
 
 
+class HostTotals(BaseModel):
+    """gestor's records from one host (a fleet's node) in a window; alerts are
+    not counted."""
+
+    host: str
+    records: int
+    cycles: int
+    kills: int
+    kill_failures: int
+    errors: int
+    last_time: str | None = None
+
+
+class HostsPage(BaseModel):
+    since: str | None = None
+    hosts: list[HostTotals]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str

@@ -44,6 +44,7 @@ class GraphRequest:
     bucket_ms: int
     width: int
     height: int
+    host: str | None = None  # one host's records only (None: every host)
 
 
 @dataclass(frozen=True)

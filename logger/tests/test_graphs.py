@@ -203,3 +203,38 @@ def test_records_at_the_time_limits_still_draw(client):
         ]
         == 2
     )
+
+
+def test_host_parameter_draws_only_that_hosts_records(client):
+    # A fleet's log service: node-a killed io containers, node-b disk ones.
+    client.post(
+        "/logs",
+        json=[
+            record(event="kill", container_type=kind, host=host, time=rfc3339(T0 + i * 60_000))
+            for i in range(0, 60, 5)
+            for host, kind in (("node-a", "io"), ("node-b", "disk"))
+        ],
+    )
+
+    def kills(**params):
+        return decode(client.get("/graphs/kills.png", params={**WINDOW, **params}))
+
+    every = kills()
+    assert color_pixels(every, COLORS["io"]) > 200
+    assert color_pixels(every, COLORS["disk"]) > 200
+    only_a = kills(host="node-a")
+    assert color_pixels(only_a, COLORS["io"]) > 200
+    assert color_pixels(only_a, COLORS["disk"]) == 0
+    only_b = kills(host="node-b")
+    assert color_pixels(only_b, COLORS["disk"]) > 200
+    assert color_pixels(only_b, COLORS["io"]) == 0
+    assert color_pixels(kills(host="node-c"), COLORS["io"]) == 0
+
+
+def test_host_parameter_filters_the_usage_graphs(hour_of_data):
+    client = hour_of_data
+    for kind in ("memory", "cpu"):
+        shown = decode(client.get(f"/graphs/{kind}.png", params=WINDOW))
+        other = decode(client.get(f"/graphs/{kind}.png", params={**WINDOW, "host": "no-such"}))
+        assert sum(color_pixels(shown, COLORS[t]) for t in ("cpu", "ram", "io", "disk")) > 200
+        assert sum(color_pixels(other, COLORS[t]) for t in ("cpu", "ram", "io", "disk")) == 0

@@ -203,3 +203,43 @@ def test_an_alert_shows_on_the_live_page_as_it_fires_and_as_it_resolves(tmp_path
         )
         assert browser.evaluate("window.pwned === undefined")
         assert browser.exceptions() == []
+
+
+@pytest.mark.slow
+def test_a_fleet_page_filters_by_host_and_shows_per_host_totals(tmp_path: Path):
+    with Server(tmp_path / "data") as server, Browser() as browser:
+        t = now_ms() - 60_000
+        recs = [
+            record(event=event, host=host, time=rfc3339(t + i * 1000))
+            for i, (host, event) in enumerate(
+                [("node-a", "cycle"), ("node-a", "kill"), ("node-a", "kill"), ("node-b", "cycle")]
+            )
+        ]
+        assert httpx.post(server.url + "/logs", json=recs, timeout=30).status_code == 200
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.querySelectorAll('#hosts tr').length === 2", timeout=20)
+        totals = browser.evaluate(
+            "[...document.querySelectorAll('#hosts tr')]"
+            ".map(r => [...r.cells].slice(0, 4).map(c => c.textContent).join(' '))"
+        )
+        assert totals == ["node-a 3 1 2", "node-b 1 1 0"]
+        browser.wait_for("document.querySelectorAll('#host option').length === 3", timeout=10)
+        browser.wait_for("document.querySelectorAll('#rows tr').length === 4", timeout=10)
+        browser.evaluate(
+            "(() => { const s = document.getElementById('host'); s.value = 'node-b';"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        visible = browser.evaluate(
+            "[...document.querySelectorAll('#rows tr')]"
+            ".filter(r => !r.classList.contains('hidden')).map(r => r.dataset.host)"
+        )
+        assert visible == ["node-b"]
+        assert browser.evaluate("document.getElementById('export').getAttribute('href')") == (
+            "/logs/export?host=node-b"
+        )
+        browser.wait_for(
+            "[...document.querySelectorAll('.graphs img')]"
+            ".every(i => i.src.includes('host=node-b'))",
+            timeout=30,
+        )
+        assert not browser.exceptions()

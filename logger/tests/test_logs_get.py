@@ -241,3 +241,42 @@ def test_last_cycle_is_the_newest_cycle_record_even_when_others_are_newer(client
     stats = client.get("/stats").json()
     assert stats["last_cycle"]["id"] == "c1"
     assert stats["last_time"] == rfc3339(T0 + 20)
+
+
+def test_per_host_totals(client):
+    t0 = 1_795_000_000_000
+    recs = [
+        record(event="cycle", host="node-a", time=rfc3339(t0)),
+        record(event="cycle", host="node-a", time=rfc3339(t0 + 10_000)),
+        record(event="kill", host="node-a", time=rfc3339(t0 + 10_000)),
+        record(event="kill_failed", host="node-a", time=rfc3339(t0 + 20_000)),
+        record(event="cycle", host="node-b", time=rfc3339(t0 + 30_000)),
+        record(event="error", host="node-b", time=rfc3339(t0 + 40_000)),
+    ]
+    assert client.post("/logs", json=recs).status_code == 200
+    body = client.get("/logs/hosts").json()
+    assert body["since"] is None
+    assert body["hosts"] == [
+        {
+            "host": "node-a",
+            "records": 4,
+            "cycles": 2,
+            "kills": 1,
+            "kill_failures": 1,
+            "errors": 0,
+            "last_time": rfc3339(t0 + 20_000),
+        },
+        {
+            "host": "node-b",
+            "records": 2,
+            "cycles": 1,
+            "kills": 0,
+            "kill_failures": 0,
+            "errors": 1,
+            "last_time": rfc3339(t0 + 40_000),
+        },
+    ]
+    # A window: only what was recorded since then.
+    later = client.get("/logs/hosts", params={"since": rfc3339(t0 + 25_000)}).json()
+    assert [(h["host"], h["records"]) for h in later["hosts"]] == [("node-b", 2)]
+    assert client.get("/logs/hosts", params={"since": "yesterday"}).status_code == 422

@@ -53,6 +53,10 @@ async def graph(
     until: Annotated[str | None, Query(description="RFC 3339 time or Unix seconds")] = None,
     width: Annotated[int, Query(ge=320, le=2400, description="Pixels")] = 800,
     height: Annotated[int, Query(ge=200, le=1600, description="Pixels")] = 360,
+    host: Annotated[
+        str | None,
+        Query(max_length=255, description="Only this host's records (a fleet node); all if unset"),
+    ] = None,
 ) -> Response:
     """Memory or CPU per container type over time, or kills per type (time-bucketed);
     dashed vertical lines mark where a gestor run started. The window is widened
@@ -83,7 +87,9 @@ async def graph(
     if since_ms < MIN_MS:  # `until` minus `range` went before 1970
         raise invalid("query", "range", f"the window must lie within {TIME_RANGE_TEXT}", range)
     window, bucket = align(since_ms, until_ms, max_buckets(kind, width))
-    request = GraphRequest(kind, window.since_ms, window.until_ms, bucket, width, height)
+    request = GraphRequest(
+        kind, window.since_ms, window.until_ms, bucket, width, height, host or None
+    )
     try:
         rendered = await renderer.render(request, db.generation)
     except BusyError as busy:

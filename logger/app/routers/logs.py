@@ -36,10 +36,13 @@ from ..models import (
     MAX_MS,
     MIN_MS,
     ContainerType,
+    HostsPage,
+    HostTotals,
     IngestResult,
     LogPage,
     LogRecordIn,
     StoredEvent,
+    utc_text,
 )
 
 router = APIRouter(prefix="/logs", tags=["logs"])
@@ -325,6 +328,34 @@ def get_logs(
     next_cursor = _cursor_encode(rows[-1][0], rows[-1][1]) if len(rows) == limit else None
     return LogPage(
         items=items, count=len(items), limit=limit, offset=offset, next_cursor=next_cursor
+    )
+
+
+@router.get("/hosts", response_model=HostsPage)
+def get_hosts(
+    db: DbDep,
+    since: Annotated[
+        str | None, Query(description="RFC 3339 time or Unix seconds (inclusive); all if unset")
+    ] = None,
+) -> HostsPage:
+    """Per-host totals of gestor's records (alerts left out): records, cycles,
+    kills, kill failures, errors and the newest record's time, since `since`."""
+    since_ms = parse_time("since", since)
+    rows = db.host_totals(since_ms)
+    return HostsPage(
+        since=utc_text(since_ms) if since_ms is not None else None,
+        hosts=[
+            HostTotals(
+                host=h,
+                records=n,
+                cycles=c,
+                kills=k,
+                kill_failures=f,
+                errors=e,
+                last_time=utc_text(last) if last is not None else None,
+            )
+            for h, n, c, k, f, e, last in rows
+        ],
     )
 
 

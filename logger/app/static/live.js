@@ -8,6 +8,8 @@ const GRAPH_DEBOUNCE_MS = 2000;
 const seen = new Set();
 const rowsEl = document.getElementById("rows");
 const rangeEl = document.getElementById("range");
+const hostEl = document.getElementById("host");
+const RANGE_SECONDS = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
 let graphTimer = null;
 
 function text(id, value) {
@@ -67,12 +69,61 @@ function enabledEvents() {
   return on;
 }
 
+// A row is shown when its event is ticked and it is of the chosen host (or
+// all hosts are chosen).
+function shown(tr) {
+  return enabledEvents().has(tr.dataset.event) && (!hostEl.value || tr.dataset.host === hostEl.value);
+}
+
+function refilter() {
+  for (const tr of rowsEl.rows) tr.classList.toggle("hidden", !shown(tr));
+}
+
+// Per-host totals over the chosen range (GET /logs/hosts), and the host
+// selector's choices (every host seen in that range, the chosen one kept).
+async function loadHosts() {
+  const seconds = RANGE_SECONDS[rangeEl.value];
+  const query = seconds ? "?since=" + Math.floor(Date.now() / 1000 - seconds) : "";
+  const response = await fetch("/logs/hosts" + query);
+  if (!response.ok) return;
+  const page = await response.json();
+  const body = document.getElementById("hosts");
+  body.textContent = "";
+  const names = new Set();
+  for (const h of page.hosts) {
+    names.add(h.host);
+    const tr = document.createElement("tr");
+    if (hostEl.value === h.host) tr.className = "chosen";
+    const cells = [[h.host, ""], [h.records, "num"], [h.cycles, "num"], [h.kills, "num"],
+      [h.kill_failures, "num"], [h.errors, "num"],
+      [String(h.last_time || "").replace("T", " ").replace("Z", ""), ""]];
+    for (const [value, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  text("hosts-window", seconds ? "(last " + rangeEl.value + ")" : "(all records)");
+  if (hostEl.value) names.add(hostEl.value);
+  const have = new Set([...hostEl.options].map((o) => o.value));
+  for (const name of [...names].sort()) {
+    if (have.has(name)) continue;
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    hostEl.appendChild(option);
+  }
+}
+
 function makeRow(r, fresh) {
   const tr = document.createElement("tr");
   tr.dataset.id = r.id;
   tr.dataset.event = r.event;
+  tr.dataset.host = r.host || "";
   tr.className = "ev-" + r.event + (fresh ? " fresh" : "");
-  if (!enabledEvents().has(r.event)) tr.classList.add("hidden");
+  if (!shown(tr)) tr.classList.add("hidden");
   const alert = r.event === "alert" ? (r.alert || {}) : null;
   if (alert) tr.classList.add("alert-" + (alert.status === "resolved" ? "resolved" : "firing"));
   const cells = alert ? [
@@ -137,6 +188,7 @@ function refreshGraphs() {
     const width = Math.max(320, Math.min(1600, Math.round(img.clientWidth || 800)));
     const height = Math.max(200, Math.round(width * 0.5));
     const url = "/graphs/" + img.dataset.kind + ".png?range=" + encodeURIComponent(rangeEl.value) +
+      (hostEl.value ? "&host=" + encodeURIComponent(hostEl.value) : "") +
       "&width=" + width + "&height=" + height + "&t=" + Date.now();
     const next = new Image();
     next.onload = () => { img.src = next.src; img.dataset.loaded = String(Date.now()); };
@@ -163,18 +215,30 @@ function connect() {
     addRecords(msg.records, true);
     showCounters(msg.counters);
     scheduleGraphs();
+    scheduleHosts();
   });
   source.addEventListener("resync", () => { loadRecent(); loadStats(); });
 }
 
-document.getElementById("filters").addEventListener("change", () => {
-  const on = enabledEvents();
-  for (const tr of rowsEl.rows) tr.classList.toggle("hidden", !on.has(tr.dataset.event));
+let hostsTimer = null;
+function scheduleHosts() {
+  if (hostsTimer !== null) return;
+  hostsTimer = setTimeout(() => { hostsTimer = null; loadHosts(); }, GRAPH_DEBOUNCE_MS);
+}
+
+document.getElementById("filters").addEventListener("change", refilter);
+hostEl.addEventListener("change", () => {
+  document.getElementById("export").href =
+    "/logs/export" + (hostEl.value ? "?host=" + encodeURIComponent(hostEl.value) : "");
+  refilter();
+  refreshGraphs();
+  loadHosts();
 });
-rangeEl.addEventListener("change", refreshGraphs);
+rangeEl.addEventListener("change", () => { refreshGraphs(); loadHosts(); });
 window.addEventListener("resize", scheduleGraphs);
 
 loadStats();
+loadHosts();
 refreshGraphs();
 setInterval(refreshGraphs, GRAPH_REFRESH_MS);
 connect();
