@@ -115,6 +115,9 @@ main() {
   if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
     cp /etc/ssl/certs/ca-certificates.crt "${rootfs}/etc/ssl/certs/ca-certificates.crt"
   fi
+  # The image's / is the rootfs directory itself, made by mktemp (0700): as
+  # in the official image, 0755, or non-root users cannot reach anything.
+  chmod 0755 "${rootfs}"
   tar -C "${rootfs}" -c . | "${DOCKER}" import \
     --change 'CMD ["bash"]' \
     --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
