@@ -265,6 +265,15 @@ impl DockerClient {
     /// One container as `inspect` shows it (how it ended, when it is not
     /// running); `None` when it does not exist.
     pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
+        Ok(self.inspect_response(id).await?.and_then(info_from_inspect))
+    }
+
+    /// Docker's whole answer to an inspect; `None` when the container does
+    /// not exist.
+    async fn inspect_response(
+        &self,
+        id: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
         let docker = self.connect().await?;
         match self
             .bounded(
@@ -275,7 +284,7 @@ impl DockerClient {
             )
             .await
         {
-            Ok(c) => Ok(info_from_inspect(c)),
+            Ok(c) => Ok(Some(c)),
             Err(e) if e.is_status(404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -304,23 +313,11 @@ impl DockerClient {
     /// The cgroup parent a container was created with (`HostConfig.CgroupParent`;
     /// `None` for the engine's default); `Ok(None)` too when it does not exist.
     pub async fn cgroup_parent(&self, id: &str) -> Result<Option<String>, DockerError> {
-        let docker = self.connect().await?;
-        match self
-            .bounded(
-                "inspect",
-                "inspecting a container",
-                deadline::INSPECT,
-                docker.inspect_container(id, None),
-            )
-            .await
-        {
-            Ok(c) => Ok(c
-                .host_config
-                .and_then(|h| h.cgroup_parent)
-                .filter(|p| !p.is_empty())),
-            Err(e) if e.is_status(404) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self
+            .inspect_response(id)
+            .await?
+            .and_then(|c| c.host_config?.cgroup_parent)
+            .filter(|p| !p.is_empty()))
     }
 
     /// Docker's container events from `since` (Unix seconds: Docker replays
