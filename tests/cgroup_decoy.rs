@@ -111,11 +111,7 @@ fn a_process_in_a_forged_cgroup_is_not_counted_for_the_container() {
         "the decoy's CPU was counted for {name}: {cores} cores; {report}"
     );
     let metrics = d.metrics();
-    let misplaced: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gestor_processes_misplaced "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no gestor_processes_misplaced in\n{metrics}"));
+    let misplaced = metric_required(&metrics, "gestor_processes_misplaced ");
     assert!(misplaced >= 1.0, "misplaced {misplaced}");
     assert!(
         d.log().contains("PROCESS NOT COUNTED")

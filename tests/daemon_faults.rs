@@ -8,13 +8,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn metric(text: &str, line_prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn a_dead_docker_endpoint_is_an_error_each_cycle_not_a_crash() {
     let d = Daemon::start(&[

@@ -8,13 +8,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn metric(text: &str, line_prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(line_prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The container the last cycle reported under `name`, if any.
 fn reported(d: &Daemon, name: &str) -> Option<serde_json::Value> {
     d.state()["containers"]
@@ -49,11 +42,11 @@ fn what_happens_to_containers_is_in_the_next_cycles_with_no_request_per_cycle() 
 
     // Steady state: cycles go on, Docker is not asked anything.
     d.wait_cycles(1, Duration::from_secs(10));
-    let requests = metric(&d.metrics(), "gestor_docker_requests_total");
+    let requests = metric_sum(&d.metrics(), "gestor_docker_requests_total");
     let cycles = d.cycle();
     d.wait_cycles(8, Duration::from_secs(20));
     assert_eq!(
-        metric(&d.metrics(), "gestor_docker_requests_total"),
+        metric_sum(&d.metrics(), "gestor_docker_requests_total"),
         requests,
         "Docker requests during {} steady cycles",
         d.cycle() - cycles
@@ -108,13 +101,16 @@ fn what_happens_to_containers_is_in_the_next_cycles_with_no_request_per_cycle() 
         })
     });
     let m = d.metrics();
-    assert_eq!(metric(&m, "gestor_inventory_stale"), 0.0);
+    assert_eq!(metric_sum(&m, "gestor_inventory_stale"), 0.0);
     assert_eq!(
-        metric(&m, "gestor_docker_requests_total{op=\"list\"}"),
+        metric_sum(&m, "gestor_docker_requests_total{op=\"list\"}"),
         1.0,
         "one listing, at start"
     );
-    assert!(metric(&m, "gestor_inventory_events_total") >= 6.0, "{m}");
+    assert!(
+        metric_sum(&m, "gestor_inventory_events_total") >= 6.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -151,7 +147,7 @@ fn a_burst_of_creations_loses_no_event() {
     // Full listings since then (one every 3 cycles) found nothing missed.
     d.wait_cycles(7, Duration::from_secs(30));
     let m = d.metrics();
-    assert_eq!(metric(&m, "gestor_inventory_drift_total"), 0.0, "{m}");
-    assert!(metric(&m, "gestor_docker_requests_total{op=\"list\"}") >= 3.0);
+    assert_eq!(metric_sum(&m, "gestor_inventory_drift_total"), 0.0, "{m}");
+    assert!(metric_sum(&m, "gestor_docker_requests_total{op=\"list\"}") >= 3.0);
     eprintln!("200 creations in {took:?}: all seen from events, drift 0");
 }

@@ -7,13 +7,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn metric(text: &str, line_prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn a_stop_with_a_long_grace_ends_removed_not_exited() {
     let scope = Scope::new("longstop");

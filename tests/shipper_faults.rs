@@ -7,14 +7,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-}
-
 fn spool_bytes_on_disk(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -45,16 +37,16 @@ fn a_full_spool_drops_counted_records_and_gestor_keeps_running() {
         "4",
     ]);
     d.wait_for("drops", Duration::from_secs(30), || {
-        metric(
+        metric_required(
             &d.metrics(),
             "gestor_log_records_dropped_total{reason=\"spool_full\"}",
         ) > 0.0
     });
     d.wait_cycles(5, Duration::from_secs(20));
     let m = d.metrics();
-    assert!(metric(&m, "gestor_log_spool_bytes") <= 4096.0);
+    assert!(metric_required(&m, "gestor_log_spool_bytes") <= 4096.0);
     assert!(spool_bytes_on_disk(dir.path()) <= 4096);
-    assert_eq!(metric(&m, "gestor_log_records_sent_total"), 0.0);
+    assert_eq!(metric_required(&m, "gestor_log_records_sent_total"), 0.0);
     // Every record is accounted for: waiting, or dropped and counted. Cycles
     // go on producing, so the three figures are compared in one scrape taken
     // between a cycle's hand-over and the next (most are).
@@ -63,9 +55,9 @@ fn a_full_spool_drops_counted_records_and_gestor_keeps_running() {
         Duration::from_secs(20),
         || {
             let m = d.metrics();
-            let produced = metric(&m, "gestor_log_records_total");
-            let queued = metric(&m, "gestor_log_queue_records");
-            let dropped = metric(
+            let produced = metric_required(&m, "gestor_log_records_total");
+            let queued = metric_required(&m, "gestor_log_queue_records");
+            let dropped = metric_required(
                 &m,
                 "gestor_log_records_dropped_total{reason=\"spool_full\"}",
             );
@@ -119,7 +111,7 @@ fn a_spool_on_a_full_disk_is_counted_and_gestor_keeps_running() {
         "4",
     ]);
     d.wait_for("I/O drops", Duration::from_secs(60), || {
-        metric(
+        metric_required(
             &d.metrics(),
             "gestor_log_records_dropped_total{reason=\"spool_io\"}",
         ) > 0.0
@@ -127,10 +119,10 @@ fn a_spool_on_a_full_disk_is_counted_and_gestor_keeps_running() {
     d.wait_cycles(5, Duration::from_secs(20));
     let m = d.metrics();
     assert_eq!(
-        metric(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
+        metric_required(&m, "gestor_cycle_stage_success{stage=\"read\"}"),
         1.0
     );
     assert!(d.log().contains("No space left on device"), "{}", d.log());
-    assert!(metric(&m, "gestor_log_spool_bytes") <= 64.0 * 1024.0);
+    assert!(metric_required(&m, "gestor_log_spool_bytes") <= 64.0 * 1024.0);
     assert!(d.get("/healthz").is_some());
 }

@@ -204,6 +204,29 @@ impl Default for DeadPort {
     }
 }
 
+/// The value of the first line of a Prometheus exposition that starts with
+/// `line_prefix` (a family's name, with labels to pick one series).
+pub fn metric(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// As `metric`, and the exposition in the panic when there is no such line.
+pub fn metric_required(text: &str, line_prefix: &str) -> f64 {
+    metric(text, line_prefix).unwrap_or_else(|| panic!("no {line_prefix} in\n{text}"))
+}
+
+/// The sum of every series whose line starts with `line_prefix` (0 when
+/// there is none).
+pub fn metric_sum(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn gestor_bin() -> &'static str {
     env!("CARGO_BIN_EXE_gestor")
 }
