@@ -73,36 +73,15 @@ WORK=""
 PROM_PORT=""
 COMPOSE=()
 PIDS=()
-PASSED=0
-FAILED=0
 SICK_UP_RC=""
 SICK_STARTED_EPOCH=0
 
 err() { printf 'test-stack: %s\n' "$*" >&2; }
 log() { printf 'test-stack: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
-pass() {
-  PASSED=$((PASSED + 1))
-  printf 'PASS %s\n' "$*"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  printf 'FAIL %s\n' "$*"
-}
-
-# Runs a command as one check: PASS, or FAIL followed by its output.
-check() {
-  local name="$1"
-  shift
-  local out
-  if out="$("$@" 2>&1)"; then
-    pass "${name}"
-  else
-    fail "${name}"
-    printf '%s\n' "${out}" | sed 's/^/    /'
-  fi
-}
+# pass, fail, check and the PASSED/FAILED counts.
+# shellcheck source=tests/lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
 # As check, but shows the command's output either way.
 check_shown() {

@@ -70,34 +70,13 @@ NODE_IPS=()
 PROM=""         # http://<node 1>:9090
 LOGS=""         # http://<node 1>:8000
 EXTRA_IMAGES=()
-PASSED=0
-FAILED=0
 
 err() { printf 'test-swarm: %s\n' "$*" >&2; }
 log() { printf 'test-swarm: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
-pass() {
-  PASSED=$((PASSED + 1))
-  printf 'PASS %s\n' "$*"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  printf 'FAIL %s\n' "$*"
-}
-
-# Runs a command as one check: PASS, or FAIL followed by its output.
-check() {
-  local name="$1"
-  shift
-  local out
-  if out="$("$@" 2>&1)"; then
-    pass "${name}"
-  else
-    fail "${name}"
-    printf '%s\n' "${out}" | sed 's/^/    /'
-  fi
-}
+# pass, fail, check and the PASSED/FAILED counts.
+# shellcheck source=tests/lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
 # Waits up to $1 seconds for the command after it to succeed; on time-out
 # runs it once more with its output shown.
