@@ -8,7 +8,7 @@ import hmac
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -30,7 +30,7 @@ from ..deps import (
     invalid,
     parse_time,
 )
-from ..events import sse
+from ..events import Broadcaster, sse
 from ..metrics import Metrics
 from ..models import (
     MAX_MS,
@@ -203,9 +203,60 @@ def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
     return list(zip(records, items, strict=True))
 
 
-def _ingest(db: Database, body: bytes) -> tuple[int, list[dict[str, Any]]]:
-    records = parse_records(body)
+# What the write endpoints (POST /logs, POST /alerts) answer besides 200,
+# each adding its own 422.
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid Content-Length, or the sender went away mid-body"},
+    401: {"description": "LOGGER_TOKEN is set and the bearer token is missing or wrong"},
+    413: {"description": "Body larger than LOGGER_MAX_BODY_BYTES"},
+    415: {"description": "The body is not declared `Content-Type: application/json`"},
+    503: {
+        "description": "The database cannot be written (disk full, read-only): retry later",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
+
+def _ingest(
+    db: Database, body: bytes, parse: Callable[[bytes], list[Any]]
+) -> tuple[int, list[dict[str, Any]]]:
+    records = parse(body)
     return len(records), db.insert(records)
+
+
+async def store_body(
+    request: Request,
+    settings: Settings,
+    db: Database,
+    broadcaster: Broadcaster,
+    metrics: Metrics,
+    parse: Callable[[bytes], list[Any]],
+) -> tuple[int, list[dict[str, Any]]]:
+    """Reads a write's body, turns it into records with `parse` and stores
+    them, all or none, off the event loop; returns only once they are durably
+    committed, as (records received, records newly stored), after showing the
+    newest to the live page. A body `parse` rejects is its 4xx; a database
+    that cannot be written is a 503 with Retry-After, nothing of the batch
+    stored, so the sender keeps it and retries."""
+    body = await read_body(request, settings.max_body_bytes, metrics)
+    try:
+        received, stored = await run_in_threadpool(_ingest, db, body, parse)
+    except InvalidBody as exc:
+        raise rejected(metrics, exc.reason, exc) from None
+    except sqlite3.Error as exc:
+        raise rejected(
+            metrics,
+            "storage_error",
+            HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the database cannot be written: {exc}",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ),
+        ) from None
+    if stored and broadcaster.subscribers:
+        newest = sorted(stored, key=lambda r: r["time"], reverse=True)[:LIVE_BATCH]
+        broadcaster.publish(sse("records", {"records": newest, "counters": db.counters.as_dict()}))
+    return received, stored
 
 
 @router.post(
@@ -213,15 +264,8 @@ def _ingest(db: Database, body: bytes) -> tuple[int, list[dict[str, Any]]]:
     response_model=IngestResult,
     dependencies=[Depends(require_token), Depends(require_json)],
     responses={
-        400: {"description": "Invalid Content-Length, or the sender went away mid-body"},
-        401: {"description": "LOGGER_TOKEN is set and the bearer token is missing or wrong"},
-        413: {"description": "Body larger than LOGGER_MAX_BODY_BYTES"},
-        415: {"description": "The body is not declared `Content-Type: application/json`"},
+        **WRITE_RESPONSES,
         422: {"description": "Invalid JSON or record; `loc` names the bad field"},
-        503: {
-            "description": "The database cannot be written (disk full, read-only): retry later",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        },
     },
 )
 async def post_logs(
@@ -236,27 +280,9 @@ async def post_logs(
     The response comes after the records are durably committed. Records whose
     id is already stored (a retried batch) count as duplicates and change nothing.
     """
-    body = await read_body(request, settings.max_body_bytes, metrics)
-    try:
-        received, stored = await run_in_threadpool(_ingest, db, body)
-    except InvalidBody as exc:
-        raise rejected(metrics, exc.reason, exc) from None
-    except sqlite3.Error as exc:
-        # Nothing of the batch is stored; the sender keeps it and retries.
-        raise rejected(
-            metrics,
-            "storage_error",
-            HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the database cannot be written: {exc}",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ),
-        ) from None
+    received, stored = await store_body(request, settings, db, broadcaster, metrics, parse_records)
     metrics.records_stored.inc(len(stored))
     metrics.records_duplicate.inc(received - len(stored))
-    if stored and broadcaster.subscribers:
-        newest = sorted(stored, key=lambda r: r["time"], reverse=True)[:LIVE_BATCH]
-        broadcaster.publish(sse("records", {"records": newest, "counters": db.counters.as_dict()}))
     return IngestResult(received=received, stored=len(stored), duplicates=received - len(stored))
 
 
