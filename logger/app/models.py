@@ -14,6 +14,9 @@ from pydantic import (
     model_validator,
 )
 
+# `would_kill`: a kill gestor decided in --dry-run mode and did not carry out.
+# `remove`: a managed container that had stopped by itself (exited, OOM-killed,
+# never started) and was removed; `would_remove` its dry-run form.
 Event = Literal[
     "cycle",
     "keep",
@@ -27,37 +30,10 @@ Event = Literal[
 ]
 ContainerType = Literal["cpu", "ram", "io", "disk", "unknown"]
 
-# `would_kill`: a kill gestor decided in --dry-run mode and did not carry out.
-# `remove`: a managed container that had stopped by itself (exited, OOM-killed,
-# never started) and was removed; `would_remove` its dry-run form.
-EVENTS: tuple[str, ...] = (
-    "cycle",
-    "keep",
-    "kill",
-    "would_kill",
-    "kill_failed",
-    "remove",
-    "would_remove",
-    "remove_failed",
-    "error",
-)
-CONTAINER_TYPES: tuple[str, ...] = ("cpu", "ram", "io", "disk", "unknown")
-
 # Records of their own kind: one per alert notification (POST /alerts), never
 # sent by gestor to POST /logs. GET /logs filters on every kind.
 ALERT_EVENT = "alert"
-StoredEvent = Literal[
-    "cycle",
-    "keep",
-    "kill",
-    "would_kill",
-    "kill_failed",
-    "remove",
-    "would_remove",
-    "remove_failed",
-    "error",
-    "alert",
-]
+StoredEvent = Literal[Event, "alert"]
 AlertStatus = Literal["firing", "resolved"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
