@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "logger"))
 
 import httpx  # noqa: E402
-from tests.factory import now_ms, simulate  # noqa: E402
+from tests.factory import OLD_SCHEMA, now_ms, simulate  # noqa: E402
 from tests.server import Server  # noqa: E402
 
 INGEST_GOAL = 5000.0
@@ -298,30 +298,6 @@ def under_load(server: Server, seconds: float, clients: int) -> dict:
         f" {verdict(out['with_graph_load']['p99_ms'] <= LOADED_P99_GOAL_MS)}"
     )
     return out
-
-
-# The schema of the previous version (before issue 12): usage keyed by (host,
-# cycle, type), no counts table, auto_vacuum off.
-OLD_SCHEMA = """
-CREATE TABLE logs (
-    id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, host TEXT, cycle INTEGER,
-    event TEXT NOT NULL, container_id TEXT, container_name TEXT, container_type TEXT,
-    cpu_ratio REAL, cpu_cores REAL, memory_bytes INTEGER, memory_ratio REAL,
-    received_ms INTEGER NOT NULL, record TEXT NOT NULL
-);
-CREATE INDEX logs_time ON logs (time_ms, id);
-CREATE INDEX logs_event_time ON logs (event, time_ms);
-CREATE INDEX logs_name_time ON logs (container_name, time_ms);
-CREATE INDEX logs_cid_time ON logs (container_id, time_ms);
-CREATE TABLE usage (
-    host TEXT NOT NULL, cycle INTEGER NOT NULL, container_type TEXT NOT NULL,
-    time_ms INTEGER NOT NULL, memory_sum INTEGER NOT NULL DEFAULT 0,
-    memory_n INTEGER NOT NULL DEFAULT 0, cpu_sum REAL NOT NULL DEFAULT 0,
-    cpu_n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, cycle, container_type)
-) WITHOUT ROWID;
-CREATE INDEX usage_time ON usage
-    (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
-"""
 
 
 def old_database(path: Path, count: int) -> float:

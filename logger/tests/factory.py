@@ -124,3 +124,28 @@ def simulate(
         for rec in out:
             rec["run_id"] = run_id
     return out
+
+
+# The schema of the databases written before issue 12: usage keyed by
+# (host, cycle, container_type), no counts table, auto_vacuum off; what the
+# migration on start-up turns into the current one.
+OLD_SCHEMA = """
+CREATE TABLE logs (
+    id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, host TEXT, cycle INTEGER,
+    event TEXT NOT NULL, container_id TEXT, container_name TEXT, container_type TEXT,
+    cpu_ratio REAL, cpu_cores REAL, memory_bytes INTEGER, memory_ratio REAL,
+    received_ms INTEGER NOT NULL, record TEXT NOT NULL
+);
+CREATE INDEX logs_time ON logs (time_ms, id);
+CREATE INDEX logs_event_time ON logs (event, time_ms);
+CREATE INDEX logs_name_time ON logs (container_name, time_ms);
+CREATE INDEX logs_cid_time ON logs (container_id, time_ms);
+CREATE TABLE usage (
+    host TEXT NOT NULL, cycle INTEGER NOT NULL, container_type TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, memory_sum INTEGER NOT NULL DEFAULT 0,
+    memory_n INTEGER NOT NULL DEFAULT 0, cpu_sum REAL NOT NULL DEFAULT 0,
+    cpu_n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, cycle, container_type)
+) WITHOUT ROWID;
+CREATE INDEX usage_time ON usage
+    (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
+"""

@@ -18,7 +18,7 @@ from matplotlib.image import imread
 
 from app.db import Database
 from app.routers.logs import parse_records
-from tests.factory import record, rfc3339, simulate
+from tests.factory import OLD_SCHEMA, record, rfc3339, simulate
 
 T0 = 1_795_000_000_000
 HOUR = 3_600_000
@@ -114,30 +114,6 @@ def test_a_run_start_is_a_vertical_marker_on_the_graphs(client, kind):
     # A window with no run start has no marker.
     quiet = {"since": rfc3339(T0 + 60_000), "until": rfc3339(T0 + 20 * 60_000)}
     assert marker_columns(decode(client.get(f"/graphs/{kind}.png", params=quiet))) == 0
-
-
-# The schema of the databases written before issue 12: usage keyed by
-# (host, cycle, container_type), counters computed from the logs at start-up.
-OLD_SCHEMA = """
-CREATE TABLE logs (
-    id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, host TEXT, cycle INTEGER,
-    event TEXT NOT NULL, container_id TEXT, container_name TEXT, container_type TEXT,
-    cpu_ratio REAL, cpu_cores REAL, memory_bytes INTEGER, memory_ratio REAL,
-    received_ms INTEGER NOT NULL, record TEXT NOT NULL
-);
-CREATE INDEX logs_time ON logs (time_ms, id);
-CREATE INDEX logs_event_time ON logs (event, time_ms);
-CREATE INDEX logs_name_time ON logs (container_name, time_ms);
-CREATE INDEX logs_cid_time ON logs (container_id, time_ms);
-CREATE TABLE usage (
-    host TEXT NOT NULL, cycle INTEGER NOT NULL, container_type TEXT NOT NULL,
-    time_ms INTEGER NOT NULL, memory_sum INTEGER NOT NULL DEFAULT 0,
-    memory_n INTEGER NOT NULL DEFAULT 0, cpu_sum REAL NOT NULL DEFAULT 0,
-    cpu_n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, cycle, container_type)
-) WITHOUT ROWID;
-CREATE INDEX usage_time ON usage
-    (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
-"""
 
 
 def write_old_database(path: Path, records: list[dict]) -> None:
