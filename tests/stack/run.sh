@@ -551,7 +551,7 @@ live_loop() {
     return 0
   fi
   prom="http://127.0.0.1:${PROM_PORT}"
-  local kills=$((${#TYPES[@]} * (PER_TYPE - 1))) killed_at
+  local kills=$((${#TYPES[@]} * (PER_TYPE - 1))) killed_at killed_epoch
   if wait_for 90 prom_at_least "${prom}" 'sum(gestor_kills_total)' "${kills}"; then
     pass "gestor killed the ${kills} surplus containers (Prometheus: sum(gestor_kills_total))"
   else
@@ -560,16 +560,23 @@ live_loop() {
   fi
   # A full rate() window ($__rate_interval = 4 scrapes) after the last kill.
   killed_at="${SECONDS}"
+  killed_epoch="$(date +%s)"
   wait_for 60 scraped_since "${prom}" "${killed_at}" 5 \
     || fail "Prometheus scrapes gestor 5 times after the last kill"
   check "the kill counter equals the containers Docker no longer has (${kills})" \
     kills_match_docker "${prom}" "${SCOPE}" "${kills}"
   check "one container per type runs (docker), and the dashboards' count agrees" \
     running_matches_docker "${prom}" "${SCOPE}"
-  # The kills panel has a 1-minute interval: Grafana aligns its range to whole
-  # minutes, so its newest bar ends at the last minute boundary.
+  # The kills panels have a 1-minute interval: Grafana aligns their range to
+  # whole minutes, so their newest bar ends at the last minute boundary, and
+  # increase() over it needs two scrapes of the kill counter before it. The
+  # counter exists from the first kill on, which a loaded host may delay well
+  # past gestor's start: wait for a boundary two scrapes after the kills were
+  # seen, not only after gestor's first scrapes.
   wait_for 75 minute_boundary_after "${started_epoch}" $((4 * INTERVAL)) \
     || fail "a minute boundary passed after gestor's first scrapes"
+  wait_for 75 minute_boundary_after "${killed_epoch}" $((2 * INTERVAL)) \
+    || fail "a minute boundary passed two scrapes after the kills"
   check_shown "every dashboard panel returns data from the real Prometheus" \
     python3 "${CHECKER}" live --dashboards "${REPO_ROOT}/grafana/dashboards" \
     --prometheus "${prom}" --window "$((SECONDS - started))" --step "${INTERVAL}" \
