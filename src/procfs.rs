@@ -756,23 +756,65 @@ pub fn collect(procfs_root: &Path, all_processes: bool) -> Result<Snapshot, Coll
     Collector::new(procfs_root, all_processes, false).collect()
 }
 
+/// Below this many `/proc` entries a scan runs on one thread: starting a
+/// thread would cost more than it saves.
+pub const PARALLEL_MIN_ENTRIES: usize = 512;
+
+/// At most this many threads scan at once.
+const MAX_SCAN_THREADS: usize = 4;
+
+/// How many threads scan a large procfs: one per CPU gestor may use (the
+/// affinity mask and the cgroup's CPU quota count), at most
+/// `MAX_SCAN_THREADS`.
+fn scan_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, MAX_SCAN_THREADS)
+}
+
 /// The userspace collector, kept from one snapshot to the next so that each
 /// process's cgroup and command line (which almost never change while it
 /// lives) are read once, not at every snapshot: a process in a container
 /// then costs two reads (`stat`, `io`) instead of four.
+///
+/// A large procfs is read by several threads at once, each over its own
+/// share of the pids (`pid % shares`), with its own part of the cache, so
+/// they share nothing but the list of entries: the reads are system calls
+/// into independent processes' files, and spread over the CPUs. The shares
+/// are fixed when the collector is made, so a process's cached identity is
+/// always in the same part.
 pub struct Collector {
     root: PathBuf,
     all_processes: bool,
-    cache: Option<ProcessCache>,
+    /// One cache per share of the pids; empty when nothing is cached.
+    caches: Vec<ProcessCache>,
+    shares: usize,
 }
 
 impl Collector {
     /// `cache`: keep identities between snapshots (else read everything every time).
     pub fn new(root: &Path, all_processes: bool, cache: bool) -> Collector {
+        Collector::with_threads(root, all_processes, cache, scan_threads())
+    }
+
+    /// A collector that scans a large procfs with `threads` threads.
+    pub fn with_threads(
+        root: &Path,
+        all_processes: bool,
+        cache: bool,
+        threads: usize,
+    ) -> Collector {
+        let shares = threads.max(1);
         Collector {
             root: root.to_path_buf(),
             all_processes,
-            cache: cache.then(ProcessCache::default),
+            caches: if cache {
+                (0..shares).map(|_| ProcessCache::default()).collect()
+            } else {
+                Vec::new()
+            },
+            shares,
         }
     }
 
@@ -782,23 +824,80 @@ impl Collector {
 
     /// One snapshot (see [`collect`]).
     pub fn collect(&mut self) -> Result<Snapshot, CollectError> {
-        if let Some(c) = self.cache.as_mut() {
+        for c in &mut self.caches {
             c.read += 1;
         }
-        let snapshot = scan(&self.root, self.all_processes, self.cache.as_mut());
-        if let Some(c) = self.cache.as_mut() {
-            if snapshot.is_ok() {
+        let snapshot = scan(
+            &self.root,
+            self.all_processes,
+            self.shares,
+            &mut self.caches,
+        );
+        if snapshot.is_ok() {
+            for c in &mut self.caches {
                 c.sweep();
             }
         }
         snapshot
+    }
+
+    #[cfg(test)]
+    fn cached_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .caches
+            .iter()
+            .flat_map(|c| c.entries.keys().copied())
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+/// The numbered entries of a procfs root: (pid, inode of `/proc/<pid>`).
+fn list_pids(procfs_root: &Path) -> Result<Vec<(u32, u64)>, CollectError> {
+    use std::os::unix::fs::DirEntryExt;
+    let entries = std::fs::read_dir(procfs_root).map_err(|source| CollectError::Read {
+        path: procfs_root.to_path_buf(),
+        source,
+    })?;
+    Ok(entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&pid| pid > 0)?;
+            Some((pid, entry.ino()))
+        })
+        .collect())
+}
+
+impl Scan<'_> {
+    /// The processes of one share of the pids, with that share's cache.
+    fn share(&self, pids: &[(u32, u64)], mut cache: Option<&mut ProcessCache>) -> Vec<Process> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let mut path = PathBuf::with_capacity(self.root.as_os_str().len() + 32);
+        let mut processes = Vec::new();
+        for &(pid, ino) in pids {
+            match self.process(pid, ino, &mut path, &mut buf, cache.as_deref_mut()) {
+                Ok(p) => processes.push(p),
+                Err(Skip::NotInContainer | Skip::Vanished) => {}
+                Err(Skip::Failed(file, message)) => {
+                    tracing::warn!(pid, file = %file.display(), %message, "skipping process");
+                }
+            }
+        }
+        processes
     }
 }
 
 fn scan(
     procfs_root: &Path,
     all_processes: bool,
-    mut cache: Option<&mut ProcessCache>,
+    shares: usize,
+    caches: &mut [ProcessCache],
 ) -> Result<Snapshot, CollectError> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let ns_per_tick = ns_per_tick();
@@ -846,35 +945,48 @@ fn scan(
         page_size: page_size(),
         mem_total_kib: mem.total_kib,
     };
-    let entries = std::fs::read_dir(procfs_root).map_err(|source| CollectError::Read {
-        path: procfs_root.to_path_buf(),
-        source,
-    })?;
-    let mut processes = Vec::new();
-    let mut path = PathBuf::with_capacity(procfs_root.as_os_str().len() + 32);
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|&pid| pid > 0)
-        else {
-            continue;
-        };
-        let ino = {
-            use std::os::unix::fs::DirEntryExt;
-            entry.ino()
-        };
-        match scan.process(pid, ino, &mut path, &mut buf, cache.as_deref_mut()) {
-            Ok(p) => processes.push(p),
-            Err(Skip::NotInContainer | Skip::Vanished) => {}
-            Err(Skip::Failed(file, message)) => {
-                tracing::warn!(pid, file = %file.display(), %message, "skipping process");
-            }
-        }
+    let pids = list_pids(procfs_root)?;
+    let shares = shares.max(1);
+    let mut parts: Vec<Vec<(u32, u64)>> = vec![Vec::with_capacity(pids.len() / shares + 1); shares];
+    for &(pid, ino) in &pids {
+        parts[pid as usize % shares].push((pid, ino));
     }
+    let mut caches: Vec<Option<&mut ProcessCache>> = if caches.is_empty() {
+        (0..shares).map(|_| None).collect()
+    } else {
+        caches.iter_mut().map(Some).collect()
+    };
+    let mut processes: Vec<Process> = if shares > 1 && pids.len() >= PARALLEL_MIN_ENTRIES {
+        let scan = &scan;
+        std::thread::scope(|threads| {
+            let mut work = parts.iter().zip(caches.iter_mut());
+            let (first_part, first_cache) = work.next().expect("at least one share");
+            let others: Vec<_> = work
+                .map(|(part, cache)| {
+                    let cache = cache.as_deref_mut();
+                    std::thread::Builder::new()
+                        .name("gestor-procfs".into())
+                        .spawn_scoped(threads, move || scan.share(part, cache))
+                })
+                .collect();
+            let mut all = scan.share(first_part, first_cache.as_deref_mut());
+            for (other, part) in others.into_iter().zip(&parts[1..]) {
+                match other.map(|handle| handle.join()) {
+                    Ok(Ok(found)) => all.extend(found),
+                    // No thread to spare (or it panicked): this share is
+                    // read here, not lost.
+                    _ => all.extend(scan.share(part, None)),
+                }
+            }
+            all
+        })
+    } else {
+        parts
+            .iter()
+            .zip(caches.iter_mut())
+            .flat_map(|(part, cache)| scan.share(part, cache.as_deref_mut()))
+            .collect()
+    };
     processes.sort_unstable_by_key(|p| p.pid);
 
     Ok(Snapshot {
@@ -1359,7 +1471,50 @@ mod tests {
         // A process that left (pid 301 gone) is forgotten.
         std::fs::remove_dir_all(fake.root().join("301")).unwrap();
         cached.collect().unwrap();
-        assert!(!cached.cache.as_ref().unwrap().entries.contains_key(&301));
+        assert!(!cached.cached_pids().contains(&301));
+    }
+
+    #[test]
+    fn a_scan_on_several_threads_finds_what_one_thread_finds() {
+        let fake = FakeProc::new();
+        let in_docker = format!("0::/docker/{ID}\n");
+        let count = PARALLEL_MIN_ENTRIES as u32 + 100;
+        for pid in 2..2 + count {
+            let (cgroup, cmdline) = if pid % 3 == 0 {
+                ("0::/user.slice\n".to_string(), "host\0".to_string())
+            } else {
+                (in_docker.clone(), format!("stress\0{pid}\0"))
+            };
+            fake.process(
+                pid,
+                &cgroup,
+                &stat_line(pid, 1),
+                cmdline.as_bytes(),
+                Some(IO),
+            );
+        }
+        let strip = |mut s: Snapshot| {
+            s.timestamp_ns = 0;
+            s
+        };
+        let one = strip(
+            Collector::with_threads(fake.root(), false, false, 1)
+                .collect()
+                .unwrap(),
+        );
+        assert_eq!(
+            one.processes.len(),
+            (2..2 + count).filter(|p| p % 3 != 0).count()
+        );
+        for cache in [false, true] {
+            let mut three = Collector::with_threads(fake.root(), false, cache, 3);
+            for _ in 0..2 {
+                assert_eq!(strip(three.collect().unwrap()), one, "cache {cache}");
+            }
+        }
+        let mut cached = Collector::with_threads(fake.root(), true, true, 3);
+        cached.collect().unwrap();
+        assert_eq!(cached.cached_pids(), (2..2 + count).collect::<Vec<_>>());
     }
 
     #[test]
