@@ -46,13 +46,19 @@ remove_containers() {
 # dry_run_cycles SCOPE N [GESTOR FLAG...]: runs gestor in dry run (so the
 # set of containers stays the same) on the scope's containers at a 0.5 s
 # interval until N cycles after the first (which has no previous snapshot)
-# are done; prints "median_ms max_rss_kib docker_requests_per_cycle" (the
-# requests of those N cycles, from gestor_docker_requests_total). The daemon
-# is stopped on return or interruption.
+# are done; prints "median_ms max_rss_kib docker_requests_per_cycle
+# gestor_cpu_ms_per_cycle dockerd_cpu_ms_per_cycle" over those N cycles (the
+# requests from gestor_docker_requests_total; CPU is user + system time, of
+# the whole gestor process and of dockerd, in 10 ms ticks). Each of those
+# cycles' durations (ms) is also appended to $DRY_RUN_DURATIONS when set. The
+# daemon is stopped on return or interruption.
 dry_run_cycles() {
-  local scope="$1" n="$2" log pid rss rss_max=0 port r0 r1
+  local scope="$1" n="$2" log pid rss rss_max=0 port r0 r1 g0 g1 d0 d1 dockerd caller_trap
   shift 2
+  # The caller's EXIT trap (its own cleanup) is put back on return.
+  caller_trap="$(trap -p EXIT)"
   log="$(mktemp)"
+  dockerd="$(pidof dockerd | awk '{print $1}')"
   "${GESTOR}" run --dry-run --interval 0.5 --listen 127.0.0.1:0 --ready-file "${log}.ready" \
     --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false "$@" 2>"${log}" &
   pid=$!
@@ -63,19 +69,35 @@ dry_run_cycles() {
   done
   port="$(sed 's/.*://' "${log}.ready")"
   r0="$(docker_requests "${port}")"
+  g0="$(cpu_ticks "${pid}")"
+  d0="$(cpu_ticks "${dockerd}")"
   until [[ "$(grep -c '"cycle done"' "${log}")" -gt "${n}" ]]; do
     rss="$(awk '/VmRSS/ {print $2}' "/proc/${pid}/status")"
     ((rss > rss_max)) && rss_max="${rss}"
     sleep 0.2
   done
+  g1="$(cpu_ticks "${pid}")"
+  d1="$(cpu_ticks "${dockerd}")"
   r1="$(docker_requests "${port}")"
   kill "${pid}"
   wait "${pid}" || true
-  printf '%s %s %s\n' \
-    "$(grep '"cycle done"' "${log}" | tail -n "${n}" | jq -r '.duration_ms' | median)" \
-    "${rss_max}" "$(echo "(${r1} - ${r0}) / ${n}" | bc -l)"
-  rm -f "${log}" "${log}.ready"
-  trap - EXIT
+  grep '"cycle done"' "${log}" | tail -n "${n}" | jq -r '.duration_ms' >"${log}.ms"
+  if [[ -n "${DRY_RUN_DURATIONS:-}" ]]; then
+    cat "${log}.ms" >>"${DRY_RUN_DURATIONS}"
+  fi
+  printf '%s %s %s %s %s\n' "$(median <"${log}.ms")" "${rss_max}" \
+    "$(echo "(${r1} - ${r0}) / ${n}" | bc -l)" \
+    "$(echo "(${g1} - ${g0}) * 10 / ${n}" | bc -l)" \
+    "$(echo "(${d1} - ${d0}) * 10 / ${n}" | bc -l)"
+  rm -f "${log}" "${log}.ready" "${log}.ms"
+  eval "${caller_trap:-trap - EXIT}"
+}
+
+# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks
+# (10 ms), its exited threads and waited-for children included.
+cpu_ticks() {
+  # The name (field 2) may hold spaces: count the fields after its ")".
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13 + $14 + $15}'
 }
 
 # docker_requests PORT: the Docker requests gestor at PORT has made so far.
