@@ -34,13 +34,10 @@ start_containers() {
   done
 }
 
+# remove_containers SCOPE: removes the scope's containers, 50 at a time (a
+# single `docker rm -f` of 1,000 asks the engine for all of them at once).
 remove_containers() {
-  local scope="$1"
-  local -a ids
-  mapfile -t ids < <("${DOCKER}" ps -aq --filter "label=gestor.scope=${scope}")
-  if ((${#ids[@]} > 0)); then
-    "${DOCKER}" rm -f "${ids[@]}" >/dev/null
-  fi
+  "${DOCKER}" ps -aq --filter "label=gestor.scope=$1" | xargs -r -n 50 "${DOCKER}" rm -f >/dev/null
 }
 
 # dry_run_cycles SCOPE N [GESTOR FLAG...]: runs gestor in dry run (so the

@@ -24,16 +24,22 @@ readonly ROUNDS="${ROUNDS:-3}"
 SCOPE="${SCALE_SCOPE:-bench-scale-$$}"
 readonly SCOPE
 
+WORK=""
+
 cleanup() {
   remove_containers "${SCOPE}"
+  [[ -z "${WORK}" ]] || rm -rf "${WORK}"
 }
 
 # grow_to N: starts sleeping stress containers until the scope has N. They
-# allocate 1 MiB and sleep, so 500 of them do not load a 2-core host.
+# allocate 1 MiB and sleep, so 500 of them do not load a 2-core host. They
+# have no network: a bridge takes at most 1,024 ports, and Debian's engine
+# (20.10) deadlocked in its network controller removing 1,000 bridged
+# containers at once.
 grow_to() {
   local target="$1" have
   have="$("${DOCKER}" ps -q --filter "label=gestor.scope=${SCOPE}" | wc -l)"
-  seq "${have}" $((target - 1)) | xargs -r -P 8 -I{} "${DOCKER}" run -d \
+  seq "${have}" $((target - 1)) | xargs -r -P 8 -I{} "${DOCKER}" run -d --network none \
     --label "gestor.scope=${SCOPE}" --label gestor.managed=true --label gestor.type=ram \
     --name "ram-scale-${SCOPE}-{}" "${STRESS_IMAGE}" \
     stress --vm 1 --vm-bytes 1M --vm-hang 0 >/dev/null
@@ -70,11 +76,11 @@ summary() {
 
 main() {
   local -a sizes=("$@")
-  local n r work lms lrss lreq lcpu ldcpu ems erss ereq ecpu edcpu
+  local n r lms lrss lreq lcpu ldcpu ems erss ereq ecpu edcpu
   local first_n="" first_l="" first_e=""
   ((${#sizes[@]})) || sizes=(10 100 500 1000)
-  work="$(mktemp -d)"
-  trap 'cleanup; rm -rf "${work}"' EXIT
+  WORK="$(mktemp -d)"
+  trap cleanup EXIT
   build_gestor
   printf '%-6s | %-55s | %-55s | %s\n' "" "list, no cache (old path)" \
     "events + collector cache (default)" ""
@@ -83,18 +89,18 @@ main() {
     cycle "CPU" "dockerd" "RSS" "req/cyc" "ms/added" speedup
   for n in "${sizes[@]}"; do
     grow_to "${n}"
-    rm -f "${work}"/*
+    rm -f "${WORK}"/*
     for ((r = 0; r < ROUNDS; r++)); do
       if ((r % 2 == 0)); then
-        one_round list "${work}/list"
-        one_round events "${work}/events"
+        one_round list "${WORK}/list"
+        one_round events "${WORK}/events"
       else
-        one_round events "${work}/events"
-        one_round list "${work}/list"
+        one_round events "${WORK}/events"
+        one_round list "${WORK}/list"
       fi
     done
-    read -r lms lrss lreq lcpu ldcpu < <(summary "${work}/list")
-    read -r ems erss ereq ecpu edcpu < <(summary "${work}/events")
+    read -r lms lrss lreq lcpu ldcpu < <(summary "${WORK}/list")
+    read -r ems erss ereq ecpu edcpu < <(summary "${WORK}/events")
     if [[ -z "${first_n}" ]]; then
       first_n="${n}"
       first_l="${lms}"
