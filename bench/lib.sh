@@ -55,7 +55,9 @@ dry_run_cycles() {
   # The caller's EXIT trap (its own cleanup) is put back on return.
   caller_trap="$(trap -p EXIT)"
   log="$(mktemp)"
-  dockerd="$(pidof dockerd | awk '{print $1}')"
+  # The host's engine (its pid file): other dockerds (Docker-in-Docker
+  # test nodes) may run too.
+  dockerd="$(cat /var/run/docker.pid)"
   "${GESTOR}" run --dry-run --interval 0.5 --listen 127.0.0.1:0 --ready-file "${log}.ready" \
     --only-label "gestor.scope=${scope}" --logger-url '' --create-logger=false "$@" 2>"${log}" &
   pid=$!
