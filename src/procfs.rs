@@ -9,11 +9,15 @@
 //! root (`/proc`, or `/host/proc` when gestor runs in a container with the
 //! host's procfs mounted there).
 //!
-//! Per process it reads `cgroup` first (every process; that decides whether
-//! the process is in a container), then, for the processes it reports,
-//! `stat` (state, ppid, CPU times, start time, virtual size and RSS, so no
-//! `statm` or `status` is needed), `cmdline` and `io`. Each file is read with
-//! one `open` and `read` into a buffer reused for the whole scan.
+//! Per process it reads `stat` first (state, ppid, CPU times, start time,
+//! virtual size and RSS, so no `statm` or `status` is needed; the start time
+//! tells a process from an earlier one with the same pid), then `cgroup`
+//! (which decides whether the process is in a container) and, for the
+//! processes it reports, `cmdline` and `io`. A [`Collector`] with its cache
+//! keeps `cgroup` and `cmdline` between snapshots, and skips a process it
+//! knows to be outside any container without reading anything. Each file is
+//! read with one `open` and `read` into a buffer that each scanning thread
+//! reuses.
 //!
 //! Processes come and go during a scan: a process whose files disappear
 //! (`ENOENT`, `ESRCH`) or come back empty is skipped silently; one whose `io`
