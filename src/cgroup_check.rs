@@ -252,51 +252,21 @@ mod tests {
 
     #[test]
     fn the_engines_default_places() {
-        assert!(docker_placed(
-            &format!("/docker/{ID}"),
-            ID,
-            Some(Cgroupfs),
-            None
-        ));
-        assert!(docker_placed(
-            &format!("/docker/{ID}/init.scope"),
-            ID,
-            Some(Cgroupfs),
-            None
-        ));
-        assert!(docker_placed(
-            &format!("/docker/{ID}/docker/{OTHER}"),
-            ID,
-            Some(Cgroupfs),
-            None
-        ));
-        assert!(docker_placed(
-            &format!("/system.slice/docker-{ID}.scope"),
-            ID,
-            Some(Systemd),
-            None
-        ));
-        // Seen from gestor's own cgroup namespace.
-        assert!(docker_placed(
-            &format!("/../{ID}"),
-            ID,
-            Some(Cgroupfs),
-            None
-        ));
-        assert!(docker_placed(
-            &format!("/../docker-{ID}.scope"),
-            ID,
-            Some(Systemd),
-            None
-        ));
-        // Not knowing the driver: either default place.
-        assert!(docker_placed(&format!("/docker/{ID}"), ID, None, None));
-        assert!(docker_placed(
-            &format!("/system.slice/docker-{ID}.scope"),
-            ID,
-            None,
-            None
-        ));
+        let placed = [
+            (format!("/docker/{ID}"), Some(Cgroupfs)),
+            (format!("/docker/{ID}/init.scope"), Some(Cgroupfs)),
+            (format!("/docker/{ID}/docker/{OTHER}"), Some(Cgroupfs)),
+            (format!("/system.slice/docker-{ID}.scope"), Some(Systemd)),
+            // Seen from gestor's own cgroup namespace.
+            (format!("/../{ID}"), Some(Cgroupfs)),
+            (format!("/../docker-{ID}.scope"), Some(Systemd)),
+            // Not knowing the driver: either default place.
+            (format!("/docker/{ID}"), None),
+            (format!("/system.slice/docker-{ID}.scope"), None),
+        ];
+        for (path, driver) in &placed {
+            assert!(docker_placed(path, ID, *driver, None), "{path} {driver:?}");
+        }
     }
 
     #[test]
@@ -323,61 +293,44 @@ mod tests {
             assert!(!docker_placed(d, ID, None, None), "{d}");
         }
         // The right place for the other driver is the wrong one for this one.
-        assert!(!docker_placed(
-            &format!("/docker/{ID}"),
-            ID,
-            Some(Systemd),
-            None
-        ));
-        assert!(!docker_placed(
-            &format!("/system.slice/docker-{ID}.scope"),
-            ID,
-            Some(Cgroupfs),
-            None
-        ));
+        for (path, driver) in [
+            (format!("/docker/{ID}"), Systemd),
+            (format!("/system.slice/docker-{ID}.scope"), Cgroupfs),
+        ] {
+            assert!(!docker_placed(&path, ID, Some(driver), None), "{path}");
+        }
     }
 
     #[test]
     fn a_containers_own_cgroup_parent() {
-        assert!(docker_placed(
-            &format!("/ci/jobs/{ID}"),
-            ID,
-            Some(Cgroupfs),
-            Some("/ci/jobs")
-        ));
-        assert!(docker_placed(
-            &format!("/ci/jobs/{ID}"),
-            ID,
-            Some(Cgroupfs),
-            Some("ci/jobs/")
-        ));
-        assert!(!docker_placed(
-            &format!("/docker/{ID}"),
-            ID,
-            Some(Cgroupfs),
-            Some("/ci/jobs")
-        ));
-        // No relative form for a parent of its own: gestor is not its sibling.
-        assert!(!docker_placed(
-            &format!("/../{ID}"),
-            ID,
-            Some(Cgroupfs),
-            Some("/ci")
-        ));
         assert_eq!(slice_path("ci-jobs.slice"), "/ci.slice/ci-jobs.slice");
         assert_eq!(slice_path("-.slice"), "");
-        assert!(docker_placed(
-            &format!("/ci.slice/ci-jobs.slice/docker-{ID}.scope"),
-            ID,
-            Some(Systemd),
-            Some("ci-jobs.slice")
-        ));
-        assert!(!docker_placed(
-            &format!("/system.slice/docker-{ID}.scope"),
-            ID,
-            Some(Systemd),
-            Some("ci-jobs.slice")
-        ));
+        let cases = [
+            (format!("/ci/jobs/{ID}"), Cgroupfs, "/ci/jobs", true),
+            (format!("/ci/jobs/{ID}"), Cgroupfs, "ci/jobs/", true),
+            (format!("/docker/{ID}"), Cgroupfs, "/ci/jobs", false),
+            // No relative form for a parent of its own: gestor is not its sibling.
+            (format!("/../{ID}"), Cgroupfs, "/ci", false),
+            (
+                format!("/ci.slice/ci-jobs.slice/docker-{ID}.scope"),
+                Systemd,
+                "ci-jobs.slice",
+                true,
+            ),
+            (
+                format!("/system.slice/docker-{ID}.scope"),
+                Systemd,
+                "ci-jobs.slice",
+                false,
+            ),
+        ];
+        for (path, driver, parent, placed) in &cases {
+            assert_eq!(
+                docker_placed(path, ID, Some(*driver), Some(parent)),
+                *placed,
+                "{path} {driver:?} parent {parent}"
+            );
+        }
     }
 
     fn snapshot_of(processes: Vec<Process>) -> Snapshot {
