@@ -44,13 +44,13 @@ soak() {
   pid="${DAEMON_PID}"
   sleep 2
   hz="$(getconf CLK_TCK)"
-  start_ticks="$(awk '{print $14 + $15}' "/proc/${pid}/stat")"
+  start_ticks="$(cpu_ticks "${pid}")"
   for ((t = 0; t < SOAK_SECONDS; t += 5)); do
     rss="$(awk '/VmRSS/ {print $2}' "/proc/${pid}/status")"
     ((rss > rss_max)) && rss_max="${rss}"
     sleep 5
   done
-  end_ticks="$(awk '{print $14 + $15}' "/proc/${pid}/stat")"
+  end_ticks="$(cpu_ticks "${pid}")"
   rss="$(awk '/VmRSS/ {print $2}' "/proc/${pid}/status")"
   kill "${pid}"
   wait "${pid}" || true
