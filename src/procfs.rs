@@ -951,7 +951,10 @@ fn scan(
     };
     let pids = list_pids(procfs_root)?;
     let shares = shares.max(1);
-    let mut parts: Vec<Vec<(u32, u64)>> = vec![Vec::with_capacity(pids.len() / shares + 1); shares];
+    // Not `vec![...; shares]`: its clones would not keep the capacity.
+    let mut parts: Vec<Vec<(u32, u64)>> = (0..shares)
+        .map(|_| Vec::with_capacity(pids.len() / shares + 1))
+        .collect();
     for &(pid, ino) in &pids {
         parts[pid as usize % shares].push((pid, ino));
     }
