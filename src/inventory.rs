@@ -327,9 +327,14 @@ fn end_gap(s: &mut State, gaps0: u64) -> Option<String> {
 }
 
 fn unix_now() -> i64 {
+    unix_now_ns() / 1_000_000_000
+}
+
+/// The time now in ns, as Docker stamps its events (`timeNano`).
+fn unix_now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
 
@@ -410,11 +415,26 @@ impl EventInventory {
             .list(&self.label_filters)
             .await
             .map_err(|e| e.to_string())?;
-        let listed_ns = unix_now() * 1_000_000_000;
-        let settle_by = tokio::time::Instant::now() + SETTLE;
-        while self.state.lock().unwrap().last_event_ns < listed_ns
-            && tokio::time::Instant::now() < settle_by
-        {
+        // In ns: truncated to the second it would count as applied the
+        // events of up to a second before the listing.
+        let listed_ns = unix_now_ns();
+        // Wait while events are still being applied (each may take an
+        // inspect, so a burst can lag seconds behind under load), until the
+        // stream is past the listing or has been quiet for SETTLE; never
+        // longer than a listing may take.
+        let give_up = tokio::time::Instant::now() + crate::docker::deadline::LIST;
+        let mut last_seen = self.state.lock().unwrap().last_event_ns;
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            let last = self.state.lock().unwrap().last_event_ns;
+            let now = tokio::time::Instant::now();
+            if last != last_seen {
+                last_seen = last;
+                quiet_since = now;
+            }
+            if last >= listed_ns || now - quiet_since >= SETTLE || now >= give_up {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         {
