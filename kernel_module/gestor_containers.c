@@ -97,6 +97,8 @@ static struct proc_dir_entry *gc_entry;
 
 /* Size of the last complete document, to pre-size the next read's buffer. */
 static size_t gc_last_size;
+/* Its bytes per process collected, to grow the buffer once these are known. */
+static size_t gc_last_per_task;
 /* Processes the last read collected: the size of the next one's array. */
 static unsigned int gc_last_nr;
 
@@ -146,23 +148,6 @@ struct gc_chunk {
 	char data[];
 };
 
-/* Scratch state of one read, allocated with no lock held. */
-struct gc_read {
-	struct seq_file *m;
-	struct task_struct **tasks;
-	unsigned int nr_tasks;
-	char *cmdline;		/* GC_CMDLINE_MAX */
-	unsigned long totalram;	/* pages */
-	bool all;
-	/* Cgroups by (root, id): open addressing, at most half full. */
-	struct gc_cg *cgs;
-	unsigned int cg_bits;
-	unsigned int nr_cgs;
-	struct gc_chunk *chunks;
-	char *chunk_free;
-	size_t chunk_left;
-};
-
 /* What is printed for one process (the thread group of a leader). */
 struct gc_proc {
 	pid_t pid;
@@ -177,6 +162,31 @@ struct gc_proc {
 	unsigned long rss;	/* pages */
 	unsigned long vsz;	/* pages */
 	size_t cmdline_len;
+};
+
+/*
+ * Scratch state of one read, allocated with no lock held.  The per-process
+ * scratch lives here rather than on the stack: the kernel zeroes automatic
+ * variables (INIT_STACK_ALL_ZERO), which would be a memset per process.
+ */
+struct gc_read {
+	struct seq_file *m;
+	struct task_struct **tasks;
+	unsigned int nr_tasks;
+	char *cmdline;		/* GC_CMDLINE_MAX */
+	unsigned long totalram;	/* pages */
+	bool all;
+	/* Cgroups by (root, id): open addressing, at most half full. */
+	struct gc_cg *cgs;
+	unsigned int cg_bits;
+	unsigned int nr_cgs;
+	struct gc_chunk *chunks;
+	char *chunk_free;
+	size_t chunk_left;
+	/* gc_container()'s v1 cgroups already looked at. */
+	struct cgroup *seen[CGROUP_SUBSYS_COUNT];
+	/* The process being printed. */
+	struct gc_proc st;
 };
 
 /* --- JSON output ------------------------------------------------------ */
@@ -239,11 +249,15 @@ static __always_inline char *gc_lit(char *p, const char *s)
 	return p + n;
 }
 
+/* "00" to "99" (filled by gc_init()): a division by 100 gives two digits. */
+static char gc_pairs[200] __ro_after_init;
+
 /*
  * Decimal @num at @p; returns the end.  Digits come two at a time, in
- * 32-bit arithmetic once the number fits.
+ * 32-bit arithmetic once the number fits.  Inlined: an entry has 17
+ * numbers, and a call each is a fair part of printing them.
  */
-static char *gc_u64(char *p, u64 num)
+static __always_inline char *gc_u64(char *p, u64 num)
 {
 	unsigned int len = 1;
 	char *end;
@@ -263,21 +277,16 @@ static char *gc_u64(char *p, u64 num)
 	while (num > U32_MAX) {
 		lo = do_div(num, 100);
 		p -= 2;
-		p[0] = '0' + lo / 10;
-		p[1] = '0' + lo % 10;
+		memcpy(p, &gc_pairs[2 * lo], 2);
 	}
 	for (lo = num; lo >= 100; lo /= 100) {
 		p -= 2;
-		p[0] = '0' + lo % 100 / 10;
-		p[1] = '0' + lo % 10;
+		memcpy(p, &gc_pairs[2 * (lo % 100)], 2);
 	}
-	if (lo >= 10) {
-		p -= 2;
-		p[0] = '0' + lo / 10;
-		p[1] = '0' + lo % 10;
-	} else {
-		*--p = '0' + lo;
-	}
+	if (lo >= 10)
+		memcpy(p - 2, &gc_pairs[2 * lo], 2);
+	else
+		p[-1] = '0' + lo;
 	return end;
 }
 
@@ -555,7 +564,8 @@ static int gc_cg_reserve(struct gc_read *c)
  * rcu_read_lock(), which keeps the cgroup alive; cgroup_path() only takes
  * a spinlock.  gc_cg_reserve() made room.
  */
-static struct gc_cg *gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
+static __always_inline struct gc_cg *
+gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
 {
 	const unsigned int mask = (1U << c->cg_bits) - 1;
 	u64 id = cgroup_id(cgrp);
@@ -595,7 +605,7 @@ static struct gc_cg *gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
  */
 static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 {
-	struct cgroup *seen[CGROUP_SUBSYS_COUNT];
+	struct cgroup **seen = c->seen;
 	struct css_set *cset = task_css_set(p);
 	struct cgroup *dfl = cset->dfl_cgrp;
 	unsigned int nr_seen = 0, i, j;
@@ -684,9 +694,12 @@ static bool gc_group_stats(struct task_struct *p, struct gc_proc *st,
 	} while (need_seqretry(&sig->stats_lock, seq));
 	done_seqretry_irqrestore(&sig->stats_lock, seq, flags);
 
-	/* As get_task_comm() and get_task_mm(), under task_lock(). */
+	/*
+	 * As get_task_comm() and get_task_mm(), under task_lock(); the name
+	 * is printed up to its first NUL, so a plain copy of the array does.
+	 */
 	task_lock(p);
-	strscpy_pad(st->comm, p->comm, sizeof(st->comm));
+	memcpy(st->comm, p->comm, sizeof(st->comm));
 	if (p->mm && !kthread) {
 		*mm = p->mm;
 		mmget(*mm);
@@ -925,7 +938,7 @@ static int gc_show_task(struct gc_read *c, struct task_struct *p,
 {
 	struct task_struct *mm_task = NULL;
 	struct mm_struct *mm = NULL;
-	struct gc_proc st;
+	struct gc_proc *st = &c->st;
 	struct gc_cg *cg;
 	bool listed = false;
 	int ret;
@@ -936,13 +949,13 @@ static int gc_show_task(struct gc_read *c, struct task_struct *p,
 	rcu_read_lock();
 	cg = gc_container(c, p);
 	if (cg->cid || c->all)
-		listed = gc_group_stats(p, &st, &mm, &mm_task);
+		listed = gc_group_stats(p, st, &mm, &mm_task);
 	rcu_read_unlock();
 	if (!listed)
 		return 0;
 
-	gc_mm_stats(c, &st, p, mm, mm_task);
-	gc_show_proc(c, &st, cg, *first);
+	gc_mm_stats(c, st, p, mm, mm_task);
+	gc_show_proc(c, st, cg, *first);
 	*first = false;
 	return 0;
 }
@@ -1160,6 +1173,29 @@ static int gc_read_init(struct gc_read *c)
 }
 
 /*
+ * Once the processes are collected, and before anything is written: if
+ * there are more than the buffer was sized for (as many bytes each as the
+ * last document took, and a quarter more), a larger buffer, so that a read
+ * after the count grew does not run show() several times over, doubling the
+ * buffer each time.  If none can be had, the doubling still works.
+ */
+static void gc_fit(struct seq_file *m, unsigned int nr_tasks)
+{
+	size_t size = (size_t)nr_tasks * READ_ONCE(gc_last_per_task);
+	char *buf;
+
+	size += size / 4;
+	if (size <= m->size || size > GC_BUF_MAX)
+		return;
+	buf = kvmalloc(size, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return;
+	kvfree(m->buf);
+	m->buf = buf;
+	m->size = size;
+}
+
+/*
  * The whole document in one show(): seq_file calls it again with a buffer
  * twice as large if it overflowed, so stop gathering as soon as it has.
  */
@@ -1175,6 +1211,7 @@ static int gc_show(struct seq_file *m, void *v)
 		gc_read_free(&c);
 		return ret;
 	}
+	gc_fit(m, c.nr_tasks);
 
 	seq_put_decimal_ull(m, "{\"version\":", GC_VERSION);
 	seq_puts(m, ",\"source\":\"kernel\"");
@@ -1190,12 +1227,15 @@ static int gc_show(struct seq_file *m, void *v)
 				ret = -EINTR;
 		}
 		put_task_struct(c.tasks[i]);
-		cond_resched();
+		if (i % 16 == 15)
+			cond_resched();
 	}
 	seq_puts(m, "\n]}\n");
 
-	if (!ret && !seq_has_overflowed(m))
+	if (!ret && !seq_has_overflowed(m) && c.nr_tasks) {
 		WRITE_ONCE(gc_last_size, m->count);
+		WRITE_ONCE(gc_last_per_task, DIV_ROUND_UP(m->count, c.nr_tasks));
+	}
 	gc_read_free(&c);
 	return ret;
 }
@@ -1299,7 +1339,7 @@ static int __init gc_init(void)
 {
 	struct file_system_type *procfs;
 	struct cred *kcred;
-	int ret;
+	int ret, i;
 
 	if (!proc_name || !*proc_name || strlen(proc_name) > NAME_MAX ||
 	    strchr(proc_name, '/') || !strcmp(proc_name, ".") ||
@@ -1311,6 +1351,11 @@ static int __init gc_init(void)
 	if (!proc_mode || proc_mode & ~0444) {
 		pr_err("invalid proc_mode %#o: from 01 to 0444\n", proc_mode);
 		return -EINVAL;
+	}
+
+	for (i = 0; i < 100; i++) {
+		gc_pairs[2 * i] = '0' + i / 10;
+		gc_pairs[2 * i + 1] = '0' + i % 10;
 	}
 
 	procfs = get_fs_type("proc");
