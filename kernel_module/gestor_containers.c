@@ -20,7 +20,9 @@
  * thread-group totals, the mm), then, with no lock held, the command line,
  * read through the mm already held with mmap_read_trylock() and without
  * faulting pages in: a busy lock gives an empty command line flagged
- * "cmdline_unavailable", never a wait.
+ * "cmdline_unavailable", never a wait.  Command lines are kept from one
+ * read to the next (struct gc_cmd) and read again from memory only when
+ * the kernel saw them change or every cmdline_refresh reads.
  *
  * Output: entries are written straight into the seq_file buffer; if it
  * overflows, seq_file calls show() again with a larger buffer and the whole
@@ -77,6 +79,7 @@
 /* Path storage: room for one process's worth of paths, and more. */
 #define GC_CHUNK_SIZE		((GC_CG_PER_TASK + 1) * PATH_MAX)
 #define GC_MEMINFO_MAX		4096
+#define GC_REFRESH_MAX		1000
 
 static char *proc_name = "sysinfo_202200075";
 module_param(proc_name, charp, 0444);
@@ -92,6 +95,21 @@ static ushort proc_mode = 0400;
 module_param(proc_mode, ushort, 0444);
 MODULE_PARM_DESC(proc_mode,
 		 "Permissions of the /proc file, 0 < mode <= 0444 (default 0400)");
+
+/* Between 1 (every read) and GC_REFRESH_MAX. */
+static unsigned int cmdline_refresh = 8;
+static int gc_set_refresh(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, GC_REFRESH_MAX);
+}
+
+static const struct kernel_param_ops gc_refresh_ops = {
+	.set = gc_set_refresh,
+	.get = param_get_uint,
+};
+module_param_cb(cmdline_refresh, &gc_refresh_ops, &cmdline_refresh, 0644);
+MODULE_PARM_DESC(cmdline_refresh,
+		 "a command line unchanged in every way the kernel can see is read again from the process's memory every this many reads (1-1000, default 8; 1: every read)");
 
 static struct proc_dir_entry *gc_entry;
 
@@ -161,8 +179,74 @@ struct gc_proc {
 	struct task_io_accounting io;
 	unsigned long rss;	/* pages */
 	unsigned long vsz;	/* pages */
+	const char *cmdline;	/* c->cmdline or kept text */
 	size_t cmdline_len;
 };
+
+/*
+ * Command lines kept between reads.  Reading one means walking the
+ * process's memory map and page tables to its argument page, about half of
+ * what a read costs per process (the same walk /proc/<pid>/cmdline does).
+ * The text changes only when the process exec's, moves its arguments
+ * (PR_SET_MM) or rewrites them in place (setproctitle(3)); the kernel sees
+ * the first two, not the last.  So each read keeps what it read for the
+ * next one: a kept text is used again while the process (pid and start
+ * time), its program image (mm and the exec count of the thread that uses
+ * it) and its argument range are the same, and is read again from memory
+ * every cmdline_refresh reads; a process seen to have rewritten its
+ * arguments in place is read every time from then on.
+ */
+struct gc_cmd {
+	u64 start_ns;
+	u64 exec_id;
+	unsigned long mm;	/* identity only: never dereferenced */
+	unsigned long arg_start;
+	unsigned long arg_end;
+	pid_t pid;
+	u32 off;		/* of the text in its gc_cmds' text */
+	u32 len;
+	u32 due;		/* the reads at which to read it again */
+	bool rewrites;		/* rewrote its arguments in place */
+};
+
+/* A slot of the index by pid: used if gen is the reads of its gc_cmds. */
+struct gc_slot {
+	u32 gen;
+	u32 idx;		/* in ents */
+};
+
+struct gc_cmds {
+	struct gc_cmd *ents;
+	unsigned int nr;
+	unsigned int cap;
+	struct gc_slot *slots;	/* by pid hash, linear probing */
+	unsigned int slot_bits;
+	char *text;
+	size_t text_len;
+	size_t text_cap;
+	u32 reads;		/* reads that kept their command lines */
+};
+
+/*
+ * What a read keeps for the next one: the command lines, and the buffers
+ * a read needs, which would otherwise be allocated, and zeroed
+ * (INIT_ON_ALLOC_DEFAULT_ON), on every read.  Held by one read at a time,
+ * taken with mutex_trylock(): a read that finds it taken neither waits nor
+ * uses it (it reads every command line).
+ */
+struct gc_keep {
+	struct gc_cmds cmds;		/* the last read's command lines */
+	struct gc_cmd *spare_ents;	/* arrays of the read before, reused */
+	unsigned int spare_cap;
+	char *spare_text;
+	size_t spare_text_cap;
+	struct task_struct **tasks;	/* gc_collect()'s array */
+	unsigned int tasks_cap;
+	struct gc_chunk *chunk;		/* a chunk of cgroup paths */
+};
+
+static DEFINE_MUTEX(gc_keep_lock);
+static struct gc_keep gc_keep;	/* under gc_keep_lock */
 
 /*
  * Scratch state of one read, allocated with no lock held.  The per-process
@@ -173,6 +257,7 @@ struct gc_read {
 	struct seq_file *m;
 	struct task_struct **tasks;
 	unsigned int nr_tasks;
+	unsigned int tasks_cap;
 	char *cmdline;		/* GC_CMDLINE_MAX */
 	unsigned long totalram;	/* pages */
 	bool all;
@@ -183,6 +268,15 @@ struct gc_read {
 	struct gc_chunk *chunks;
 	char *chunk_free;
 	size_t chunk_left;
+	/*
+	 * Command lines: kept by the last read (old, NULL if another read has
+	 * them) and kept by this one (cmds, until something fails).
+	 */
+	struct gc_cmds *old;
+	struct gc_cmds cmds;
+	unsigned int refresh;	/* cmdline_refresh for this read */
+	bool locked;		/* holds gc_keep_lock */
+	bool keep;
 	/* gc_container()'s v1 cgroups already looked at. */
 	struct cgroup *seen[CGROUP_SUBSYS_COUNT];
 	/* The process being printed. */
@@ -513,7 +607,10 @@ static void gc_cg_free(struct gc_read *c)
 	while (c->chunks) {
 		chunk = c->chunks;
 		c->chunks = chunk->next;
-		kvfree(chunk);
+		if (c->locked && !gc_keep.chunk)
+			gc_keep.chunk = chunk;
+		else
+			kvfree(chunk);
 	}
 	kvfree(c->cgs);
 }
@@ -548,7 +645,12 @@ static int gc_cg_reserve(struct gc_read *c)
 		c->cg_bits = bits;
 	}
 	if (c->chunk_left < GC_CG_PER_TASK * PATH_MAX) {
-		chunk = kvmalloc(GC_CHUNK_SIZE, GFP_KERNEL);
+		if (c->locked && gc_keep.chunk) {
+			chunk = gc_keep.chunk;
+			gc_keep.chunk = NULL;
+		} else {
+			chunk = kvmalloc(GC_CHUNK_SIZE, GFP_KERNEL);
+		}
 		if (!chunk)
 			return -ENOMEM;
 		chunk->next = c->chunks;
@@ -758,7 +860,8 @@ static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
 }
 
 /*
- * Copy the command line of @t (which uses @mm) into c->cmdline: arguments
+ * Copy the command line of @t (which uses @mm, arguments from @arg_start to
+ * @arg_end) into c->cmdline: arguments
  * joined by single spaces, at most GC_CMDLINE_MAX bytes.  As in
  * /proc/<pid>/cmdline, a process that overwrote its argv with
  * setproctitle(3) (the last argv byte is not NUL) gets the string up to the
@@ -770,17 +873,13 @@ static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
  * empty and *@unavailable is set.  Called with no lock held.
  */
 static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
-			      struct mm_struct *mm, bool *unavailable)
+			      struct mm_struct *mm, unsigned long arg_start,
+			      unsigned long arg_end, bool *unavailable)
 {
-	unsigned long arg_start, arg_end;
 	char *buf = c->cmdline, last = '\0';
 	bool proctitle, absent = false;
 	size_t len, got, i;
 
-	spin_lock(&mm->arg_lock);
-	arg_start = mm->arg_start;
-	arg_end = mm->arg_end;
-	spin_unlock(&mm->arg_lock);
 	if (arg_start >= arg_end)
 		return 0;
 	if (!mmap_read_trylock(mm)) {
@@ -821,6 +920,136 @@ static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
 	return got;
 }
 
+static void gc_cmds_free(struct gc_cmds *cs)
+{
+	kvfree(cs->ents);
+	kvfree(cs->slots);
+	kvfree(cs->text);
+	memset(cs, 0, sizeof(*cs));
+}
+
+/* The kept command line of @pid, or NULL. */
+static const struct gc_cmd *gc_cmd_find(const struct gc_cmds *cs, pid_t pid)
+{
+	const struct gc_slot *slot;
+	unsigned int mask, i;
+
+	if (!cs->slots)
+		return NULL;
+	mask = (1U << cs->slot_bits) - 1;
+	for (i = hash_32(pid, cs->slot_bits);; i = (i + 1) & mask) {
+		slot = &cs->slots[i];
+		if (slot->gen != cs->reads || slot->idx >= cs->nr)
+			return NULL;
+		if (cs->ents[slot->idx].pid == pid)
+			return &cs->ents[slot->idx];
+	}
+}
+
+/*
+ * Keep @e, with its text @text (@e->len bytes), for the next read.  If
+ * memory runs out, this read keeps nothing (the last read's stay).
+ */
+static void gc_cmd_keep(struct gc_read *c, const struct gc_cmd *e,
+			const char *text)
+{
+	struct gc_cmds *cs = &c->cmds;
+	struct gc_cmd *n;
+
+	if (!c->keep || cs->nr == cs->cap)
+		return;
+	if (cs->text_len + e->len > cs->text_cap) {
+		size_t cap = max(2 * cs->text_cap, cs->text_len + e->len);
+		char *text_new = kvmalloc(cap, GFP_KERNEL);
+
+		if (!text_new) {
+			c->keep = false;
+			return;
+		}
+		memcpy(text_new, cs->text, cs->text_len);
+		kvfree(cs->text);
+		cs->text = text_new;
+		cs->text_cap = cap;
+	}
+	n = &cs->ents[cs->nr++];
+	*n = *e;
+	n->off = cs->text_len;
+	memcpy(cs->text + cs->text_len, text, e->len);
+	cs->text_len += e->len;
+}
+
+/*
+ * The command line of @p into @st: the one the last read kept if it is
+ * still good, else read from memory (see struct gc_cmd); kept for the next
+ * read either way.
+ */
+static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
+		       struct mm_struct *mm, struct task_struct *mm_task)
+{
+	const u32 reads = c->cmds.reads, refresh = c->refresh;
+	const struct gc_cmd *old = NULL;
+	struct gc_cmd e = {
+		.start_ns = st->start_ns,
+		.exec_id = READ_ONCE(mm_task->self_exec_id),
+		.mm = (unsigned long)mm,
+		.pid = st->pid,
+	};
+	bool same;
+
+	/*
+	 * Without mm->arg_lock: prctl(PR_SET_MM) changes the range under it,
+	 * and a pair read across such a change matches no kept one (or is
+	 * the range before it): then it is read again under the lock.
+	 */
+	e.arg_start = READ_ONCE(mm->arg_start);
+	e.arg_end = READ_ONCE(mm->arg_end);
+	if (c->old)
+		old = gc_cmd_find(c->old, st->pid);
+	same = old && old->start_ns == e.start_ns && old->exec_id == e.exec_id &&
+	       old->mm == e.mm && old->arg_start == e.arg_start &&
+	       old->arg_end == e.arg_end;
+	if (same && refresh > 1 && reads < old->due) {
+		st->cmdline = c->old->text + old->off;
+		st->cmdline_len = old->len;
+		e = *old;
+		gc_cmd_keep(c, &e, st->cmdline);
+		return;
+	}
+
+	spin_lock(&mm->arg_lock);
+	e.arg_start = mm->arg_start;
+	e.arg_end = mm->arg_end;
+	spin_unlock(&mm->arg_lock);
+	same = same && old->arg_start == e.arg_start &&
+	       old->arg_end == e.arg_end;
+	st->cmdline = c->cmdline;
+	st->cmdline_len = gc_read_cmdline(c, mm_task, mm, e.arg_start,
+					  e.arg_end, &st->cmdline_unavailable);
+	if (st->cmdline_unavailable) {
+		if (!same)
+			return;
+		/* Not readable now: what was read of this image, again next read. */
+		st->cmdline_unavailable = false;
+		st->cmdline = c->old->text + old->off;
+		st->cmdline_len = old->len;
+		e = *old;
+		e.due = reads + 1;
+		gc_cmd_keep(c, &e, st->cmdline);
+		return;
+	}
+	e.len = st->cmdline_len;
+	e.rewrites = same && (old->rewrites || old->len != e.len ||
+			      memcmp(c->old->text + old->off, st->cmdline,
+				     e.len));
+	if (e.rewrites)
+		e.due = reads + 1;
+	else if (same)
+		e.due = reads + refresh;
+	else	/* first seen: spread the refreshes over the reads */
+		e.due = reads + 1 + (u32)st->pid % refresh;
+	gc_cmd_keep(c, &e, st->cmdline);
+}
+
 /*
  * What needs no lock: memory figures and the command line.  Drops the
  * references gc_group_stats() took.
@@ -831,14 +1060,14 @@ static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 {
 	st->rss = 0;
 	st->vsz = 0;
+	st->cmdline = c->cmdline;
 	st->cmdline_len = 0;
 	st->cmdline_unavailable = false;
 	if (!mm)
 		return;
 	st->rss = get_mm_rss(mm);
 	st->vsz = READ_ONCE(mm->total_vm);
-	st->cmdline_len = gc_read_cmdline(c, mm_task, mm,
-					  &st->cmdline_unavailable);
+	gc_cmdline(c, st, mm, mm_task);
 	mmput(mm);
 	if (mm_task != p)
 		put_task_struct(mm_task);
@@ -899,7 +1128,7 @@ static void gc_show_proc(struct gc_read *c, const struct gc_proc *st,
 	p = gc_u64(p, st->pid);
 	p = gc_u64(gc_lit(p, ",\"ppid\":"), st->ppid);
 	p = gc_string(gc_lit(p, ",\"comm\":"), st->comm, comm_len);
-	p = gc_string(gc_lit(p, ",\"cmdline\":"), c->cmdline, st->cmdline_len);
+	p = gc_string(gc_lit(p, ",\"cmdline\":"), st->cmdline, st->cmdline_len);
 	if (st->cmdline_unavailable)
 		p = gc_lit(p, ",\"cmdline_unavailable\":true");
 	else
@@ -1124,9 +1353,18 @@ static int gc_collect(struct gc_read *c)
 		cap = gc_count_processes();
 	for (;;) {
 		cap += cap / 4 + 64;
-		c->tasks = kvmalloc_array(cap, sizeof(*c->tasks), GFP_KERNEL);
+		if (c->locked && gc_keep.tasks_cap >= cap) {
+			c->tasks = gc_keep.tasks;
+			cap = gc_keep.tasks_cap;
+			gc_keep.tasks = NULL;
+			gc_keep.tasks_cap = 0;
+		} else {
+			c->tasks = kvmalloc_array(cap, sizeof(*c->tasks),
+						  GFP_KERNEL);
+		}
 		if (!c->tasks)
 			return -ENOMEM;
+		c->tasks_cap = cap;
 
 		nr = 0;
 		rcu_read_lock();
@@ -1154,22 +1392,167 @@ static int gc_collect(struct gc_read *c)
 	}
 }
 
+/*
+ * Take what the last read kept (gc_keep), unless another read has it.
+ * Before anything is allocated.
+ */
+static void gc_keep_take(struct gc_read *c)
+{
+	c->refresh = READ_ONCE(cmdline_refresh);
+	c->locked = mutex_trylock(&gc_keep_lock);
+}
+
+/*
+ * Use the command lines the last read kept and make room for this read's,
+ * in the arrays of the read before when they are large enough.  After
+ * gc_collect().  With cmdline_refresh=1 nothing is kept.
+ */
+static void gc_cmds_begin(struct gc_read *c)
+{
+	struct gc_keep *k = &gc_keep;
+	size_t text_cap;
+
+	if (!c->locked)
+		return;
+	if (c->refresh == 1) {
+		gc_cmds_free(&k->cmds);
+		kvfree(k->spare_ents);
+		kvfree(k->spare_text);
+		k->spare_ents = NULL;
+		k->spare_cap = 0;
+		k->spare_text = NULL;
+		k->spare_text_cap = 0;
+		return;
+	}
+	c->old = &k->cmds;
+	c->cmds.reads = k->cmds.reads + 1;
+	if (k->spare_cap >= c->nr_tasks) {
+		c->cmds.ents = k->spare_ents;
+		c->cmds.cap = k->spare_cap;
+	} else {
+		kvfree(k->spare_ents);
+		c->cmds.ents = kvmalloc_array(c->nr_tasks, sizeof(*c->cmds.ents),
+					      GFP_KERNEL);
+		c->cmds.cap = c->cmds.ents ? c->nr_tasks : 0;
+	}
+	text_cap = k->cmds.text_len + k->cmds.text_len / 4 + PAGE_SIZE;
+	if (k->spare_text_cap >= text_cap) {
+		c->cmds.text = k->spare_text;
+		c->cmds.text_cap = k->spare_text_cap;
+	} else {
+		kvfree(k->spare_text);
+		c->cmds.text = kvmalloc(text_cap, GFP_KERNEL);
+		c->cmds.text_cap = c->cmds.text ? text_cap : 0;
+	}
+	k->spare_ents = NULL;
+	k->spare_cap = 0;
+	k->spare_text = NULL;
+	k->spare_text_cap = 0;
+	c->keep = c->cmds.ents && c->cmds.text;
+}
+
+/*
+ * Index this read's command lines by pid, in the last read's index if it
+ * is large enough (its slots are stale: they carry the last read's
+ * generation); false if memory ran out.  Once nothing more is looked up in
+ * the last read's.
+ */
+static bool gc_cmds_index(struct gc_cmds *cs, struct gc_cmds *last)
+{
+	unsigned int bits = 4, mask, i, j;
+	struct gc_slot *slots;
+
+	while ((1U << bits) < 2 * cs->nr)
+		bits++;
+	if (last->slots && last->slot_bits >= bits) {
+		slots = last->slots;
+		bits = last->slot_bits;
+	} else {
+		/* Zeroed: generation 0 is no read's. */
+		slots = kvcalloc(1U << bits, sizeof(*slots), GFP_KERNEL);
+		if (!slots)
+			return false;
+		kvfree(last->slots);
+	}
+	last->slots = NULL;
+	cs->slots = slots;
+	cs->slot_bits = bits;
+	mask = (1U << bits) - 1;
+	for (i = 0; i < cs->nr; i++) {
+		for (j = hash_32(cs->ents[i].pid, bits);
+		     slots[j].gen == cs->reads; j = (j + 1) & mask)
+			;
+		slots[j].gen = cs->reads;
+		slots[j].idx = i;
+	}
+	return true;
+}
+
+/*
+ * A read that produced its whole document (@done) keeps its command lines
+ * for the next one in place of the last read's, whose arrays are kept to
+ * be reused; otherwise this read's arrays are.
+ */
+static void gc_cmds_end(struct gc_read *c, bool done)
+{
+	struct gc_keep *k = &gc_keep;
+	struct gc_cmds *spare = &c->cmds;
+
+	if (!c->locked)
+		return;
+	if (done && c->keep && gc_cmds_index(&c->cmds, &k->cmds)) {
+		swap(k->cmds, c->cmds);
+		spare = &c->cmds;
+	}
+	if (!k->spare_ents) {
+		k->spare_ents = spare->ents;
+		k->spare_cap = spare->cap;
+		spare->ents = NULL;
+	}
+	if (!k->spare_text) {
+		k->spare_text = spare->text;
+		k->spare_text_cap = spare->text_cap;
+		spare->text = NULL;
+	}
+	gc_cmds_free(spare);
+	c->keep = false;
+	c->old = NULL;
+}
+
+/* Give back what the read took from gc_keep, and gc_keep_lock. */
 static void gc_read_free(struct gc_read *c)
 {
+	gc_cmds_end(c, false);
+	if (c->locked && c->tasks && c->tasks_cap > gc_keep.tasks_cap) {
+		kvfree(gc_keep.tasks);
+		gc_keep.tasks = c->tasks;
+		gc_keep.tasks_cap = c->tasks_cap;
+		c->tasks = NULL;
+	}
 	kvfree(c->tasks);
 	kfree(c->cmdline);
 	gc_cg_free(c);
+	if (c->locked)
+		mutex_unlock(&gc_keep_lock);
+	c->locked = false;
 }
 
 static int gc_read_init(struct gc_read *c)
 {
+	int ret;
+
 	c->all = READ_ONCE(all_processes);
+	gc_keep_take(c);
 	c->cg_bits = GC_CG_BITS_MIN;
 	c->cgs = kvcalloc(1U << c->cg_bits, sizeof(*c->cgs), GFP_KERNEL);
 	c->cmdline = kmalloc(GC_CMDLINE_MAX, GFP_KERNEL);
 	if (!c->cgs || !c->cmdline)
 		return -ENOMEM;
-	return gc_collect(c);
+	ret = gc_collect(c);
+	if (ret)
+		return ret;
+	gc_cmds_begin(c);
+	return 0;
 }
 
 /*
@@ -1236,6 +1619,7 @@ static int gc_show(struct seq_file *m, void *v)
 		WRITE_ONCE(gc_last_size, m->count);
 		WRITE_ONCE(gc_last_per_task, DIV_ROUND_UP(m->count, c.nr_tasks));
 	}
+	gc_cmds_end(&c, !ret && !seq_has_overflowed(m));
 	gc_read_free(&c);
 	return ret;
 }
@@ -1403,6 +1787,11 @@ static void __exit gc_exit(void)
 {
 	proc_remove(gc_entry);
 	kvfree(gc_spare);
+	gc_cmds_free(&gc_keep.cmds);
+	kvfree(gc_keep.spare_ents);
+	kvfree(gc_keep.spare_text);
+	kvfree(gc_keep.tasks);
+	kvfree(gc_keep.chunk);
 	put_cred(gc_kcred);
 	kern_unmount(gc_procfs);
 	pr_info("removed /proc/%s\n", proc_name);

@@ -685,6 +685,10 @@ class Checker:
             "rmmod_under_readers": "ok",
             "reload_after_stress": "valid",
             "lockdown_refuses_unsigned": "refused",
+            "cmdline_refresh_default": "8",
+            "reject_cmdline_refresh_0": "refused",
+            "reject_cmdline_refresh_1001": "refused",
+            "reject_cmdline_refresh_x": "refused",
         }
         for key, want in expected.items():
             self.check(f"guest: {key}", checks.get(key) == want, checks.get(key))
@@ -703,6 +707,7 @@ class Checker:
             uffdread,
         )
         self.section("mmstall", self.check_mmstall)
+        self.section("cmdcache", self.check_cmdcache)
         leaks = {
             name: (int(a), int(b))
             for name, a, b in (
@@ -766,6 +771,61 @@ class Checker:
                 and entry.get("cmdline_unavailable") is False,
                 entry,
             )
+
+    def check_cmdcache(self) -> None:
+        """Kept command lines: gvm retitle's texts read by read (cmdcache-N)."""
+        manifest = dict(
+            ln.split()
+            for ln in (self.results / "manifest.txt").read_text().splitlines()
+        )
+
+        def cmdlines(pid: int, reads) -> list:
+            seen = []
+            for n in reads:
+                doc = self.load(f"cmdcache-{n}.json")
+                entry = {p["pid"]: p for p in doc["processes"]}.get(pid)
+                seen.append(
+                    None
+                    if entry is None or entry["cmdline_unavailable"]
+                    else entry["cmdline"]
+                )
+            return seen
+
+        pid = int(manifest["retitle"])
+        refresh = int(manifest["refresh"])
+        first, titled = "gvm retitle /tmp/done.retitle", "gvm titled1 /tmp/done.retitle"
+        # Read 1 saw it first; its refresh is read 2 + pid % refresh (>= 4).
+        due = 2 + pid % refresh
+        want = [first] + [first if n < due else titled for n in range(2, 15)]
+        got = cmdlines(pid, range(1, 15))
+        self.check(
+            f"kept command line: an in-place rewrite shows at the refresh (read {due})",
+            due >= 4 and got == want,
+            (got, want),
+        )
+        for n, text, what in (
+            (
+                15,
+                "gvm titled2 /tmp/done.retitle",
+                "a process seen rewriting is read every time",
+            ),
+            (16, "gvm moved", "arguments moved with PR_SET_MM show at once"),
+            (
+                17,
+                "gvm retitle /tmp/done.retitle again",
+                "a new image (exec) shows at once",
+            ),
+        ):
+            got = cmdlines(pid, [n])[0]
+            self.check(f"kept command line: {what}", got == text, (got, text))
+        pid2 = int(manifest["retitle2"])
+        got = cmdlines(pid2, [18, 19])
+        want = ["gvm retitle /tmp/done.retitle2", "gvm titled1 /tmp/done.retitle2"]
+        self.check(
+            "cmdline_refresh=1: an in-place rewrite shows at the next read",
+            got == want,
+            (got, want),
+        )
 
     def check_stress(self) -> None:
         stress = self.results / "stress"

@@ -17,6 +17,11 @@
  *   gvm cancelwrite DEV MIB    write MIB MiB to block device DEV, zero them
  *                              out (BLKZEROOUT) before writeback, sleep
  *   gvm swapper MIB            touch MIB MiB, page them out to swap, sleep
+ *   gvm retitle DONE           on SIGUSR1 rewrite its argv in place
+ *                              ("retitle" becomes "titled1", "titled2"...),
+ *                              on SIGHUP move its arguments (PR_SET_MM) to
+ *                              "gvm moved", on SIGUSR2 exec itself with one
+ *                              more argument; DONE then says which
  *   gvm execloop               exec itself forever (no ASLR), alternating
  *                              two argument lists of different lengths
  *   gvm deepcg DIR LEN CMD...  create cgroups below DIR (a cgroup whose path
@@ -126,15 +131,12 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Create $GVM_READY, holding @text if not NULL. */
-static void mark_ready_text(const char *text)
+/* Create @path at once (through a rename), holding @text if not NULL. */
+static void put_file(const char *path, const char *text)
 {
-	const char *path = getenv("GVM_READY");
 	char tmp[4096];
 	int fd;
 
-	if (!path)
-		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
@@ -143,6 +145,15 @@ static void mark_ready_text(const char *text)
 		die("write %s: %s", tmp, strerror(errno));
 	close(fd);
 	rename(tmp, path);
+}
+
+/* Create $GVM_READY, holding @text if not NULL. */
+static void mark_ready_text(const char *text)
+{
+	const char *path = getenv("GVM_READY");
+
+	if (path)
+		put_file(path, text);
 }
 
 static void mark_ready(void)
@@ -763,6 +774,62 @@ static int cmd_execloop(int argc, char **argv)
 		execv("/proc/self/exe", longer);
 	}
 	die("exec: %s", strerror(errno));
+	return 1;
+}
+
+/*
+ * gvm retitle DONE: the three ways a command line changes after exec, on
+ * signals, for the module's kept command lines (cmdline_refresh): in place
+ * as setproctitle(3) does (SIGUSR1: argv[1] "retitle" becomes "titled1",
+ * then "titled2"... of the same length), moved with prctl(PR_SET_MM) to
+ * "gvm moved" on the heap (SIGHUP), and a new image from exec (SIGUSR2:
+ * "gvm retitle DONE again").  DONE gets "usr1 N", "moved" or "exec" once
+ * it is done.
+ */
+static int cmd_retitle(int argc, char **argv)
+{
+	static const char moved[] = "gvm\0moved";
+	char *heap, *args[] = { "gvm", "retitle", argv[2], "again", NULL };
+	char done[64];
+	sigset_t set;
+	int sig, n = 0;
+
+	if (argc < 3 || strlen(argv[1]) != strlen("titled1"))
+		die("usage: retitle DONE");
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (argc > 3)
+		put_file(argv[2], "exec");
+	mark_ready();
+	for (;;) {
+		if (sigwait(&set, &sig))
+			die("sigwait");
+		if (sig == SIGUSR1) {
+			n++;
+			snprintf(argv[1], strlen(argv[1]) + 1, "titled%d", n % 10);
+			snprintf(done, sizeof(done), "usr1 %d", n);
+			put_file(argv[2], done);
+		} else if (sig == SIGHUP) {
+			heap = malloc(sizeof(moved));
+			if (!heap)
+				die("out of memory");
+			memcpy(heap, moved, sizeof(moved));
+			/* The start first: the range must stay ordered. */
+			if (prctl(PR_SET_MM, PR_SET_MM_ARG_START,
+				  (unsigned long)heap, 0, 0) ||
+			    prctl(PR_SET_MM, PR_SET_MM_ARG_END,
+				  (unsigned long)heap + sizeof(moved), 0, 0))
+				die("PR_SET_MM: %s", strerror(errno));
+			put_file(argv[2], "moved");
+		} else {
+			sigprocmask(SIG_UNBLOCK, &set, NULL);
+			execv("/proc/self/exe", args);
+			die("exec: %s", strerror(errno));
+		}
+	}
 	return 1;
 }
 
@@ -2066,6 +2133,8 @@ int main(int argc, char **argv)
 		return cmd_swapper(argc, argv);
 	if (!strcmp(cmd, "execloop"))
 		return cmd_execloop(argc, argv);
+	if (!strcmp(cmd, "retitle"))
+		return cmd_retitle(argc, argv);
 	if (!strcmp(cmd, "deepcg"))
 		return cmd_deepcg(argc, argv);
 	if (!strcmp(cmd, "mmstall"))

@@ -468,6 +468,69 @@ phase_stress() {
   rmmod gestor_containers
 }
 
+# signal_retitle PID SIGNAL DONE WANT: send SIGNAL to gvm retitle PID and
+# wait until it says WANT in DONE.
+signal_retitle() {
+  rm -f "$3"
+  kill "-$2" "$1"
+  wait_for 300 grep -qx "$4" "$3" || log "retitle $1: no '$4' after $2"
+}
+
+# Command lines kept between reads (cmdline_refresh, default 8): a process
+# that rewrites its argv in place (gvm retitle, SIGUSR1) shows the new text
+# at its refresh, read 2 + pid % cmdline_refresh after the module is loaded
+# (the first read saw it, and refreshes are spread by pid; the refresh is
+# picked so that 2 to 12 reads show the kept text), and on every read
+# once it was seen rewriting; a move of its arguments (PR_SET_MM) and an
+# exec show at the next read; with cmdline_refresh=1 every read reads every
+# command line.  Documents cmdcache-N.json, checked by check_output.py.
+phase_cmdcache() {
+  param=/sys/module/gestor_containers/parameters/cmdline_refresh
+  insmod "${KO}"
+  check cmdline_refresh_default "$(cat "${param}")"
+  GVM_READY=/tmp/ready.retitle gvm incg "${FS}" gvm retitle /tmp/done.retitle &
+  retitle=$!
+  wait_for 600 test -e /tmp/ready.retitle || log "retitle not ready"
+  refresh=8
+  while [ $((retitle % refresh)) -lt 2 ] || [ $((retitle % refresh)) -gt 12 ]; do
+    refresh=$((refresh + 1))
+  done
+  echo "${refresh}" >"${param}"
+  echo "retitle ${retitle}" >>"${OUT}/manifest.txt"
+  echo "refresh ${refresh}" >>"${OUT}/manifest.txt"
+  cat "${FILE}" >"${OUT}/cmdcache-1.json"
+  signal_retitle "${retitle}" USR1 /tmp/done.retitle "usr1 1"
+  for n in 2 3 4 5 6 7 8 9 10 11 12 13 14; do
+    cat "${FILE}" >"${OUT}/cmdcache-${n}.json"
+  done
+  signal_retitle "${retitle}" USR1 /tmp/done.retitle "usr1 2"
+  cat "${FILE}" >"${OUT}/cmdcache-15.json"
+  signal_retitle "${retitle}" HUP /tmp/done.retitle moved
+  cat "${FILE}" >"${OUT}/cmdcache-16.json"
+  signal_retitle "${retitle}" USR2 /tmp/done.retitle exec
+  cat "${FILE}" >"${OUT}/cmdcache-17.json"
+
+  for bad in 0 1001 x; do
+    if echo "${bad}" >"${param}" 2>/dev/null; then
+      check "reject_cmdline_refresh_${bad}" accepted
+    else
+      check "reject_cmdline_refresh_${bad}" refused
+    fi
+  done
+  echo 1 >"${param}"
+  rm -f /tmp/ready.retitle2
+  GVM_READY=/tmp/ready.retitle2 gvm incg "${FS}" gvm retitle /tmp/done.retitle2 &
+  retitle2=$!
+  wait_for 600 test -e /tmp/ready.retitle2 || log "retitle2 not ready"
+  echo "retitle2 ${retitle2}" >>"${OUT}/manifest.txt"
+  cat "${FILE}" >"${OUT}/cmdcache-18.json"
+  signal_retitle "${retitle2}" USR1 /tmp/done.retitle2 "usr1 1"
+  cat "${FILE}" >"${OUT}/cmdcache-19.json"
+  kill "${retitle}" "${retitle2}"
+  wait "${retitle}" "${retitle2}" 2>/dev/null
+  rmmod gestor_containers
+}
+
 # With lockdown=integrity (as under Secure Boot) an unsigned module must be
 # refused: the README's reason to sign with a MOK.
 phase_lockdown() {
@@ -492,6 +555,7 @@ mode_test() {
   phase_rmmod_open
   phase_rmmod_midread
   phase_mmstall
+  phase_cmdcache
   phase_stress
   phase_lockdown
 }
