@@ -179,6 +179,7 @@ struct gc_proc {
 	struct task_io_accounting io;
 	unsigned long rss;	/* pages */
 	unsigned long vsz;	/* pages */
+	bool has_mm;		/* not a kernel thread or a zombie */
 	const char *cmdline;	/* c->cmdline or kept text */
 	size_t cmdline_len;
 };
@@ -281,6 +282,10 @@ struct gc_read {
 	struct cgroup *seen[CGROUP_SUBSYS_COUNT];
 	/* The process being printed. */
 	struct gc_proc st;
+	/* Its command line's key, and the kept one it matches (or NULL). */
+	struct gc_cmd key;
+	const struct gc_cmd *kept;
+	bool kept_due;		/* kept matches, but is due to be read again */
 };
 
 /* --- JSON output ------------------------------------------------------ */
@@ -740,24 +745,31 @@ static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 
 /* --- per-process data --------------------------------------------------- */
 
+static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
+		       struct task_struct *t, struct mm_struct **mm,
+		       struct task_struct **mm_task);
+
 /*
- * Name, parent, thread-group totals (CPU time, I/O counters) and a
- * reference on the mm, under rcu_read_lock() (spinlocks only), for @p
- * (referenced by the caller).  Like
+ * Name, parent, thread-group totals (CPU time, I/O counters), memory
+ * figures and the kept command line (gc_mm_look()), under rcu_read_lock()
+ * (spinlocks only), for @p (referenced by the caller).  Like
  * thread_group_cputime(), a lockless pass is retried under sig->stats_lock
  * if a thread exited meanwhile (__exit_signal() moves its counters into the
  * signal_struct, and wait_task_zombie() adds a reaped child's time to
  * cutime/cstime, under that seqlock).
  *
  * Returns false if @p was reaped since it was collected (state X, or its
- * pid already detached): it is not listed.  Otherwise *@mm is the mm with a
- * reference (mmput() it) and *@mm_task a referenced thread that uses it, or
- * NULL for kernel threads and processes whose threads have all released
- * their mm (zombies).  The leader may have exited while other threads still
- * run: then the mm is found through one of them.
+ * pid already detached): it is not listed.  Otherwise, if the command line
+ * must be read from memory, *@mm is the mm with a reference (mmput() it)
+ * and *@mm_task a referenced thread that uses it; NULL if the kept one is
+ * good, for kernel threads and for processes whose threads have all
+ * released their mm (zombies; st->has_mm tells).  The leader may have
+ * exited while other threads still run: then the mm is found through one
+ * of them.
  */
-static bool gc_group_stats(struct task_struct *p, struct gc_proc *st,
-			   struct mm_struct **mm, struct task_struct **mm_task)
+static bool gc_group_stats(struct gc_read *c, struct task_struct *p,
+			   struct gc_proc *st, struct mm_struct **mm,
+			   struct task_struct **mm_task)
 {
 	struct signal_struct *sig = p->signal;
 	bool kthread = p->flags & PF_KTHREAD;
@@ -800,24 +812,19 @@ static bool gc_group_stats(struct task_struct *p, struct gc_proc *st,
 	 * As get_task_comm() and get_task_mm(), under task_lock(); the name
 	 * is printed up to its first NUL, so a plain copy of the array does.
 	 */
+	st->has_mm = false;
 	task_lock(p);
 	memcpy(st->comm, p->comm, sizeof(st->comm));
-	if (p->mm && !kthread) {
-		*mm = p->mm;
-		mmget(*mm);
-		*mm_task = p;
-	}
+	if (p->mm && !kthread)
+		gc_mm_look(c, st, p, mm, mm_task);
 	task_unlock(p);
-	if (!*mm && !kthread) {
+	if (!st->has_mm && !kthread) {
 		for_each_thread(p, t) {
 			task_lock(t);
-			if (t->mm) {
-				*mm = t->mm;
-				mmget(*mm);
-				*mm_task = t;
-			}
+			if (t->mm)
+				gc_mm_look(c, st, t, mm, mm_task);
 			task_unlock(t);
-			if (*mm)
+			if (st->has_mm)
 				break;
 		}
 	}
@@ -979,52 +986,72 @@ static void gc_cmd_keep(struct gc_read *c, const struct gc_cmd *e,
 }
 
 /*
- * The command line of @p into @st: the one the last read kept if it is
- * still good, else read from memory (see struct gc_cmd); kept for the next
- * read either way.
+ * With task_lock(@t) held and @t->mm not NULL (and @t a thread of the
+ * process in @st): memory figures, and the command line's key (see struct
+ * gc_cmd) looked up among the kept ones.  The lock keeps the mm alive, so
+ * that a process whose kept command line is used needs no reference on it;
+ * otherwise *@mm gets one, and *@mm_task is @t, for gc_mm_stats().
+ */
+static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
+		       struct task_struct *t, struct mm_struct **mm,
+		       struct task_struct **mm_task)
+{
+	struct mm_struct *tmm = t->mm;
+	const struct gc_cmd *old = NULL;
+	struct gc_cmd *e = &c->key;
+
+	st->has_mm = true;
+	st->rss = get_mm_rss(tmm);
+	st->vsz = READ_ONCE(tmm->total_vm);
+	e->start_ns = st->start_ns;
+	e->exec_id = READ_ONCE(t->self_exec_id);
+	e->mm = (unsigned long)tmm;
+	e->pid = st->pid;
+	/*
+	 * Without mm->arg_lock: prctl(PR_SET_MM) changes the range under it,
+	 * and a pair read across such a change matches no kept one (or is
+	 * the range before it): a command line read from memory reads the
+	 * range again under the lock.
+	 */
+	e->arg_start = READ_ONCE(tmm->arg_start);
+	e->arg_end = READ_ONCE(tmm->arg_end);
+	if (c->old)
+		old = gc_cmd_find(c->old, st->pid);
+	if (old && (old->start_ns != e->start_ns ||
+		    old->exec_id != e->exec_id || old->mm != e->mm ||
+		    old->arg_start != e->arg_start ||
+		    old->arg_end != e->arg_end))
+		old = NULL;
+	c->kept = old;
+	c->kept_due = old && (c->refresh == 1 || c->cmds.reads >= old->due);
+	if (old && !c->kept_due)
+		return;
+	*mm = tmm;
+	mmget(tmm);
+	*mm_task = t;
+}
+
+/*
+ * The command line of @st from memory, its key in c->key and the kept one
+ * of the same image in c->kept (if any); kept for the next read.
  */
 static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 		       struct mm_struct *mm, struct task_struct *mm_task)
 {
 	const u32 reads = c->cmds.reads, refresh = c->refresh;
-	const struct gc_cmd *old = NULL;
-	struct gc_cmd e = {
-		.start_ns = st->start_ns,
-		.exec_id = READ_ONCE(mm_task->self_exec_id),
-		.mm = (unsigned long)mm,
-		.pid = st->pid,
-	};
+	const struct gc_cmd *old = c->kept;
+	struct gc_cmd *e = &c->key;
 	bool same;
 
-	/*
-	 * Without mm->arg_lock: prctl(PR_SET_MM) changes the range under it,
-	 * and a pair read across such a change matches no kept one (or is
-	 * the range before it): then it is read again under the lock.
-	 */
-	e.arg_start = READ_ONCE(mm->arg_start);
-	e.arg_end = READ_ONCE(mm->arg_end);
-	if (c->old)
-		old = gc_cmd_find(c->old, st->pid);
-	same = old && old->start_ns == e.start_ns && old->exec_id == e.exec_id &&
-	       old->mm == e.mm && old->arg_start == e.arg_start &&
-	       old->arg_end == e.arg_end;
-	if (same && refresh > 1 && reads < old->due) {
-		st->cmdline = c->old->text + old->off;
-		st->cmdline_len = old->len;
-		e = *old;
-		gc_cmd_keep(c, &e, st->cmdline);
-		return;
-	}
-
 	spin_lock(&mm->arg_lock);
-	e.arg_start = mm->arg_start;
-	e.arg_end = mm->arg_end;
+	e->arg_start = mm->arg_start;
+	e->arg_end = mm->arg_end;
 	spin_unlock(&mm->arg_lock);
-	same = same && old->arg_start == e.arg_start &&
-	       old->arg_end == e.arg_end;
+	same = old && old->arg_start == e->arg_start &&
+	       old->arg_end == e->arg_end;
 	st->cmdline = c->cmdline;
-	st->cmdline_len = gc_read_cmdline(c, mm_task, mm, e.arg_start,
-					  e.arg_end, &st->cmdline_unavailable);
+	st->cmdline_len = gc_read_cmdline(c, mm_task, mm, e->arg_start,
+					  e->arg_end, &st->cmdline_unavailable);
 	if (st->cmdline_unavailable) {
 		if (!same)
 			return;
@@ -1032,41 +1059,48 @@ static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 		st->cmdline_unavailable = false;
 		st->cmdline = c->old->text + old->off;
 		st->cmdline_len = old->len;
-		e = *old;
-		e.due = reads + 1;
-		gc_cmd_keep(c, &e, st->cmdline);
+		*e = *old;
+		e->due = reads + 1;
+		gc_cmd_keep(c, e, st->cmdline);
 		return;
 	}
-	e.len = st->cmdline_len;
-	e.rewrites = same && (old->rewrites || old->len != e.len ||
-			      memcmp(c->old->text + old->off, st->cmdline,
-				     e.len));
-	if (e.rewrites)
-		e.due = reads + 1;
+	e->len = st->cmdline_len;
+	e->rewrites = same && (old->rewrites || old->len != e->len ||
+			       memcmp(c->old->text + old->off, st->cmdline,
+				      e->len));
+	if (e->rewrites)
+		e->due = reads + 1;
 	else if (same)
-		e.due = reads + refresh;
+		e->due = reads + refresh;
 	else	/* first seen: spread the refreshes over the reads */
-		e.due = reads + 1 + (u32)st->pid % refresh;
-	gc_cmd_keep(c, &e, st->cmdline);
+		e->due = reads + 1 + (u32)st->pid % refresh;
+	gc_cmd_keep(c, e, st->cmdline);
 }
 
 /*
- * What needs no lock: memory figures and the command line.  Drops the
- * references gc_group_stats() took.
+ * With no lock held: the command line, kept or read from memory.  Drops
+ * the references gc_group_stats() took.
  */
 static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 			struct task_struct *p, struct mm_struct *mm,
 			struct task_struct *mm_task)
 {
-	st->rss = 0;
-	st->vsz = 0;
+	const struct gc_cmd *old = c->kept;
+
 	st->cmdline = c->cmdline;
 	st->cmdline_len = 0;
 	st->cmdline_unavailable = false;
-	if (!mm)
+	if (!st->has_mm) {
+		st->rss = 0;
+		st->vsz = 0;
 		return;
-	st->rss = get_mm_rss(mm);
-	st->vsz = READ_ONCE(mm->total_vm);
+	}
+	if (!mm) {	/* the kept one is good */
+		st->cmdline = c->old->text + old->off;
+		st->cmdline_len = old->len;
+		gc_cmd_keep(c, old, st->cmdline);
+		return;
+	}
 	gc_cmdline(c, st, mm, mm_task);
 	mmput(mm);
 	if (mm_task != p)
@@ -1178,7 +1212,7 @@ static int gc_show_task(struct gc_read *c, struct task_struct *p,
 	rcu_read_lock();
 	cg = gc_container(c, p);
 	if (cg->cid || c->all)
-		listed = gc_group_stats(p, st, &mm, &mm_task);
+		listed = gc_group_stats(c, p, st, &mm, &mm_task);
 	rcu_read_unlock();
 	if (!listed)
 		return 0;
