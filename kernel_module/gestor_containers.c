@@ -285,7 +285,6 @@ struct gc_read {
 	/* Its command line's key, and the kept one it matches (or NULL). */
 	struct gc_cmd key;
 	const struct gc_cmd *kept;
-	bool kept_due;		/* kept matches, but is due to be read again */
 };
 
 /* --- JSON output ------------------------------------------------------ */
@@ -985,6 +984,15 @@ static void gc_cmd_keep(struct gc_read *c, const struct gc_cmd *e,
 	cs->text_len += e->len;
 }
 
+/* Print the kept command line @e of this read's last (c->old), and keep it. */
+static void gc_cmd_use(struct gc_read *c, struct gc_proc *st,
+		       const struct gc_cmd *e)
+{
+	st->cmdline = c->old->text + e->off;
+	st->cmdline_len = e->len;
+	gc_cmd_keep(c, e, st->cmdline);
+}
+
 /*
  * With task_lock(@t) held and @t->mm not NULL (and @t a thread of the
  * process in @st): memory figures, and the command line's key (see struct
@@ -1023,8 +1031,8 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 		    old->arg_end != e->arg_end))
 		old = NULL;
 	c->kept = old;
-	c->kept_due = old && (c->refresh == 1 || c->cmds.reads >= old->due);
-	if (old && !c->kept_due)
+	/* Good, and not due to be read again (c->old is NULL if refresh is 1). */
+	if (old && c->cmds.reads < old->due)
 		return;
 	*mm = tmm;
 	mmget(tmm);
@@ -1057,11 +1065,9 @@ static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 			return;
 		/* Not readable now: what was read of this image, again next read. */
 		st->cmdline_unavailable = false;
-		st->cmdline = c->old->text + old->off;
-		st->cmdline_len = old->len;
 		*e = *old;
 		e->due = reads + 1;
-		gc_cmd_keep(c, e, st->cmdline);
+		gc_cmd_use(c, st, e);
 		return;
 	}
 	e->len = st->cmdline_len;
@@ -1085,8 +1091,6 @@ static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 			struct task_struct *p, struct mm_struct *mm,
 			struct task_struct *mm_task)
 {
-	const struct gc_cmd *old = c->kept;
-
 	st->cmdline = c->cmdline;
 	st->cmdline_len = 0;
 	st->cmdline_unavailable = false;
@@ -1096,9 +1100,7 @@ static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 		return;
 	}
 	if (!mm) {	/* the kept one is good */
-		st->cmdline = c->old->text + old->off;
-		st->cmdline_len = old->len;
-		gc_cmd_keep(c, old, st->cmdline);
+		gc_cmd_use(c, st, c->kept);
 		return;
 	}
 	gc_cmdline(c, st, mm, mm_task);
@@ -1426,6 +1428,17 @@ static int gc_collect(struct gc_read *c)
 	}
 }
 
+/* Free the arrays of the read before the last, kept to be reused. */
+static void gc_spares_free(struct gc_keep *k)
+{
+	kvfree(k->spare_ents);
+	kvfree(k->spare_text);
+	k->spare_ents = NULL;
+	k->spare_cap = 0;
+	k->spare_text = NULL;
+	k->spare_text_cap = 0;
+}
+
 /*
  * Take what the last read kept (gc_keep), unless another read has it.
  * Before anything is allocated.
@@ -1450,12 +1463,7 @@ static void gc_cmds_begin(struct gc_read *c)
 		return;
 	if (c->refresh == 1) {
 		gc_cmds_free(&k->cmds);
-		kvfree(k->spare_ents);
-		kvfree(k->spare_text);
-		k->spare_ents = NULL;
-		k->spare_cap = 0;
-		k->spare_text = NULL;
-		k->spare_text_cap = 0;
+		gc_spares_free(k);
 		return;
 	}
 	c->old = &k->cmds;
@@ -1822,8 +1830,7 @@ static void __exit gc_exit(void)
 	proc_remove(gc_entry);
 	kvfree(gc_spare);
 	gc_cmds_free(&gc_keep.cmds);
-	kvfree(gc_keep.spare_ents);
-	kvfree(gc_keep.spare_text);
+	gc_spares_free(&gc_keep);
 	kvfree(gc_keep.tasks);
 	kvfree(gc_keep.chunk);
 	put_cred(gc_kcred);

@@ -248,16 +248,20 @@ class Checker:
 
     # --- the read in the quiet phase --------------------------------------
 
-    def run(self) -> None:
-        before = parse_dump(self.results / "before/procs.txt")
-        after = parse_dump(self.results / "after/procs.txt")
-        manifest = {
+    def manifest(self) -> dict[str, int]:
+        """The guest's manifest.txt: "ROLE PID" lines (and "refresh N")."""
+        return {
             role: int(pid)
             for role, pid in (
                 ln.split()
                 for ln in (self.results / "manifest.txt").read_text().splitlines()
             )
         }
+
+    def run(self) -> None:
+        before = parse_dump(self.results / "before/procs.txt")
+        after = parse_dump(self.results / "after/procs.txt")
+        manifest = self.manifest()
         containers = {}
         for line in (self.results / "containers.txt").read_text().splitlines():
             key, cid, path = line.split()
@@ -736,12 +740,9 @@ class Checker:
 
     def check_mmstall(self) -> None:
         """The reads during and after gvm mmstall held the victim's mmap_lock."""
-        manifest = dict(
-            ln.split()
-            for ln in (self.results / "manifest.txt").read_text().splitlines()
-        )
-        victim = int(manifest["mmvictim"])
-        holder = int(manifest["holder"])
+        manifest = self.manifest()
+        victim = manifest["mmvictim"]
+        holder = manifest["holder"]
         locked = self.load("mmlocked.json")
         if locked:
             listed = {p["pid"]: p for p in locked["processes"]}
@@ -774,10 +775,7 @@ class Checker:
 
     def check_cmdcache(self) -> None:
         """Kept command lines: gvm retitle's texts read by read (cmdcache-N)."""
-        manifest = dict(
-            ln.split()
-            for ln in (self.results / "manifest.txt").read_text().splitlines()
-        )
+        manifest = self.manifest()
 
         def cmdlines(pid: int, reads) -> list:
             seen = []
@@ -791,8 +789,8 @@ class Checker:
                 )
             return seen
 
-        pid = int(manifest["retitle"])
-        refresh = int(manifest["refresh"])
+        pid = manifest["retitle"]
+        refresh = manifest["refresh"]
         first, titled = "gvm retitle /tmp/done.retitle", "gvm titled1 /tmp/done.retitle"
         # Read 1 saw it first; its refresh is read 2 + pid % refresh (>= 4).
         due = 2 + pid % refresh
@@ -818,7 +816,7 @@ class Checker:
         ):
             got = cmdlines(pid, [n])[0]
             self.check(f"kept command line: {what}", got == text, (got, text))
-        pid2 = int(manifest["retitle2"])
+        pid2 = manifest["retitle2"]
         got = cmdlines(pid2, [18, 19])
         want = ["gvm retitle /tmp/done.retitle2", "gvm titled1 /tmp/done.retitle2"]
         self.check(
