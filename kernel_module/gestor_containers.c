@@ -22,7 +22,8 @@
  * faulting pages in: a busy lock gives an empty command line flagged
  * "cmdline_unavailable", never a wait.  Command lines are kept from one
  * read to the next (struct gc_cmd) and read again from memory only when
- * the kernel saw them change or every cmdline_refresh reads.
+ * the kernel saw them change, or every cmdline_refresh reads if the
+ * process ran meanwhile.
  *
  * Output: entries are written straight into the seq_file buffer; if it
  * overflows, seq_file calls show() again with a larger buffer and the whole
@@ -109,7 +110,7 @@ static const struct kernel_param_ops gc_refresh_ops = {
 };
 module_param_cb(cmdline_refresh, &gc_refresh_ops, &cmdline_refresh, 0644);
 MODULE_PARM_DESC(cmdline_refresh,
-		 "a command line unchanged in every way the kernel can see is read again from the process's memory every this many reads (1-1000, default 8; 1: every read)");
+		 "a command line unchanged in every way the kernel can see is read again from the process's memory every this many reads if the process ran meanwhile (1-1000, default 8; 1: every read)");
 
 static struct proc_dir_entry *gc_entry;
 
@@ -177,6 +178,10 @@ struct gc_proc {
 	u64 children_cpu_ns;
 	u64 start_ns;
 	struct task_io_accounting io;
+	/* Whether it ran since a kept command line was read: gc_idle(). */
+	u64 activity;		/* CPU time (ns) plus context switches */
+	unsigned int nr_threads;
+	bool on_cpu;		/* a thread of it runs now */
 	unsigned long rss;	/* pages */
 	unsigned long vsz;	/* pages */
 	bool has_mm;		/* not a kernel thread or a zombie */
@@ -194,8 +199,10 @@ struct gc_proc {
  * next one: a kept text is used again while the process (pid and start
  * time), its program image (mm and the exec count of the thread that uses
  * it) and its argument range are the same, and is read again from memory
- * every cmdline_refresh reads; a process seen to have rewritten its
- * arguments in place is read every time from then on.
+ * every cmdline_refresh reads, or every read for a process seen to have
+ * rewritten its arguments in place, but only if the process ran since it
+ * was read (gc_idle()): a process that did not run cannot have rewritten
+ * them.
  */
 struct gc_cmd {
 	u64 start_ns;
@@ -208,6 +215,9 @@ struct gc_cmd {
 	u32 len;
 	u32 due;		/* the reads at which to read it again */
 	bool rewrites;		/* rewrote its arguments in place */
+	/* The process's, measured just before the text was read. */
+	unsigned int nr_threads;
+	u64 activity;
 };
 
 /* A slot of the index by pid: used if gen is the reads of its gc_cmds. */
@@ -748,6 +758,21 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 		       struct task_struct *t, struct mm_struct **mm,
 		       struct task_struct **mm_task);
 
+/* Whether @t is on a CPU now.  Without SMP only the reader runs. */
+static __always_inline bool gc_on_cpu(struct task_struct *t)
+{
+#ifdef CONFIG_SMP
+	/*
+	 * Acquire: a thread seen off its CPU is seen with the context switch
+	 * and the CPU time of its leaving it (finish_task() clears on_cpu
+	 * with a release).
+	 */
+	return smp_load_acquire(&t->on_cpu);
+#else
+	return t == current;
+#endif
+}
+
 /*
  * Name, parent, thread-group totals (CPU time, I/O counters), memory
  * figures and the kept command line (gc_mm_look()), under rcu_read_lock()
@@ -799,13 +824,21 @@ static bool gc_group_stats(struct gc_read *c, struct task_struct *p,
 		st->cpu_ns = sig->sum_sched_runtime;
 		st->children_cpu_ns = sig->cutime + sig->cstime;
 		st->io = sig->ioac;
+		st->activity = sig->nvcsw + sig->nivcsw;
+		st->nr_threads = READ_ONCE(sig->nr_threads);
+		st->on_cpu = false;
 		for_each_thread(p, t) {
+			if (gc_on_cpu(t))
+				st->on_cpu = true;
 			st->cpu_ns += READ_ONCE(t->se.sum_exec_runtime);
+			st->activity += READ_ONCE(t->nvcsw) +
+					READ_ONCE(t->nivcsw);
 			task_io_accounting_add(&st->io, &t->ioac);
 		}
 		nextseq = 1;
 	} while (need_seqretry(&sig->stats_lock, seq));
 	done_seqretry_irqrestore(&sig->stats_lock, seq, flags);
+	st->activity += st->cpu_ns;
 
 	/*
 	 * As get_task_comm() and get_task_mm(), under task_lock(); the name
@@ -994,6 +1027,24 @@ static void gc_cmd_use(struct gc_read *c, struct gc_proc *st,
 }
 
 /*
+ * Whether the process of @st has not run since its kept command line @old
+ * was read from memory, so that the text is still what is there: no thread
+ * of it is on a CPU, and its CPU time, context switches (a thread that ran
+ * and left its CPU counts one) and thread count are the same.  Its mm
+ * (@mm, kept alive by the caller) must have no user but its threads: a
+ * process sharing it (CLONE_VM), or a kernel thread working in it, could
+ * write there.  A write by another process while it does not run (a
+ * debugger's, process_vm_writev()) shows once it runs again.
+ */
+static bool gc_idle(const struct gc_proc *st, const struct gc_cmd *old,
+		    struct mm_struct *mm)
+{
+	return !st->on_cpu && st->activity == old->activity &&
+	       st->nr_threads == old->nr_threads &&
+	       atomic_read(&mm->mm_users) <= st->nr_threads;
+}
+
+/*
  * With task_lock(@t) held and @t->mm not NULL (and @t a thread of the
  * process in @st): memory figures, and the command line's key (see struct
  * gc_cmd) looked up among the kept ones.  The lock keeps the mm alive, so
@@ -1023,6 +1074,8 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 	 */
 	e->arg_start = READ_ONCE(tmm->arg_start);
 	e->arg_end = READ_ONCE(tmm->arg_end);
+	e->activity = st->activity;
+	e->nr_threads = st->nr_threads;
 	if (c->old)
 		old = gc_cmd_find(c->old, st->pid);
 	if (old && (old->start_ns != e->start_ns ||
@@ -1031,8 +1084,11 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 		    old->arg_end != e->arg_end))
 		old = NULL;
 	c->kept = old;
-	/* Good, and not due to be read again (c->old is NULL if refresh is 1). */
-	if (old && c->cmds.reads < old->due)
+	/*
+	 * Good, and not due to be read again or its process did not run
+	 * since it was read (c->old is NULL if refresh is 1).
+	 */
+	if (old && (c->cmds.reads < old->due || gc_idle(st, old, tmm)))
 		return;
 	*mm = tmm;
 	mmget(tmm);

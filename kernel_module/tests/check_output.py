@@ -693,6 +693,8 @@ class Checker:
             "reject_cmdline_refresh_0": "refused",
             "reject_cmdline_refresh_1001": "refused",
             "reject_cmdline_refresh_x": "refused",
+            "poke_sleeping": "poked",
+            "poke_shared": "poked",
         }
         for key, want in expected.items():
             self.check(f"guest: {key}", checks.get(key) == want, checks.get(key))
@@ -821,6 +823,32 @@ class Checker:
         want = ["gvm retitle /tmp/done.retitle2", "gvm titled1 /tmp/done.retitle2"]
         self.check(
             "cmdline_refresh=1: an in-place rewrite shows at the next read",
+            got == want,
+            (got, want),
+        )
+        # cmdline_refresh=2 from read 20 (which saw both first): gvm poke
+        # wrote "poked01" over argv[1] of both after it (/proc/PID/mem),
+        # while they slept.
+        pid3, pid4 = manifest["retitle3"], manifest["retitle4"]
+        old3, poked3 = (f"gvm {t} /tmp/done.retitle3" for t in ("retitle", "poked01"))
+        got = cmdlines(pid3, range(20, 25))
+        want = [old3] * 4 + [poked3]
+        self.check(
+            "a process that did not run is not read again, even past its"
+            " refresh; once it ran (SIGALRM), the next read reads it",
+            got == want,
+            (got, want),
+        )
+        old4, poked4 = (
+            f"gvm {t} /tmp/done.retitle4 share" for t in ("retitle", "poked01")
+        )
+        got = cmdlines(pid4, range(20, 24))
+        # Its refresh is read 21 + pid % 2; from there on, the poked text.
+        due = 21 + pid4 % 2
+        want = [old4 if n < due else poked4 for n in range(20, 24)]
+        self.check(
+            "a process whose memory another process shares (CLONE_VM) is"
+            f" read again at its refresh (read {due}) though it did not run",
             got == want,
             (got, want),
         )

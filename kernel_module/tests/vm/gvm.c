@@ -17,11 +17,16 @@
  *   gvm cancelwrite DEV MIB    write MIB MiB to block device DEV, zero them
  *                              out (BLKZEROOUT) before writeback, sleep
  *   gvm swapper MIB            touch MIB MiB, page them out to swap, sleep
- *   gvm retitle DONE           on SIGUSR1 rewrite its argv in place
+ *   gvm retitle DONE [share]   on SIGUSR1 rewrite its argv in place
  *                              ("retitle" becomes "titled1", "titled2"...),
  *                              on SIGHUP move its arguments (PR_SET_MM) to
  *                              "gvm moved", on SIGUSR2 exec itself with one
- *                              more argument; DONE then says which
+ *                              more argument, on SIGALRM only wake up; DONE
+ *                              then says which; with share, a child process
+ *                              shares its memory (CLONE_VM) and sleeps
+ *   gvm poke PID TEXT          write TEXT over PID's argv[1] (from its
+ *                              /proc/PID/stat arg_start) through
+ *                              /proc/PID/mem: PID does not run
  *   gvm execloop               exec itself forever (no ASLR), alternating
  *                              two argument lists of different lengths
  *   gvm deepcg DIR LEN CMD...  create cgroups below DIR (a cgroup whose path
@@ -79,6 +84,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -777,37 +783,57 @@ static int cmd_execloop(int argc, char **argv)
 	return 1;
 }
 
+/* The CLONE_VM child of gvm retitle share: raw system calls only. */
+static int retitle_sharer(void *arg)
+{
+	syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	for (;;)
+		syscall(SYS_pause);
+	return 0;
+}
+
 /*
- * gvm retitle DONE: the three ways a command line changes after exec, on
- * signals, for the module's kept command lines (cmdline_refresh): in place
- * as setproctitle(3) does (SIGUSR1: argv[1] "retitle" becomes "titled1",
- * then "titled2"... of the same length), moved with prctl(PR_SET_MM) to
- * "gvm moved" on the heap (SIGHUP), and a new image from exec (SIGUSR2:
- * "gvm retitle DONE again").  DONE gets "usr1 N", "moved" or "exec" once
- * it is done.
+ * gvm retitle DONE [share]: the three ways a command line changes after
+ * exec, on signals, for the module's kept command lines (cmdline_refresh):
+ * in place as setproctitle(3) does (SIGUSR1: argv[1] "retitle" becomes
+ * "titled1", then "titled2"... of the same length), moved with
+ * prctl(PR_SET_MM) to "gvm moved" on the heap (SIGHUP), and a new image
+ * from exec (SIGUSR2: "gvm retitle DONE again").  SIGALRM only makes it run.
+ * DONE gets "usr1 N", "moved", "exec" or "alrm N" once it is done.  With
+ * share, a child process (not a thread) shares its memory: another
+ * process could rewrite its arguments.
  */
 static int cmd_retitle(int argc, char **argv)
 {
 	static const char moved[] = "gvm\0moved";
+	static char stack[64 * 1024] __attribute__((aligned(16)));
 	char *heap, *args[] = { "gvm", "retitle", argv[2], "again", NULL };
 	char done[64];
 	sigset_t set;
-	int sig, n = 0;
+	int sig, n = 0, alrm = 0;
 
 	if (argc < 3 || strlen(argv[1]) != strlen("titled1"))
-		die("usage: retitle DONE");
+		die("usage: retitle DONE [share]");
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	if (argc > 3)
+	if (argc > 3 && !strcmp(argv[3], "again"))
 		put_file(argv[2], "exec");
+	if (argc > 3 && !strcmp(argv[3], "share") &&
+	    clone(retitle_sharer, stack + sizeof(stack), CLONE_VM | SIGCHLD,
+		  NULL) < 0)
+		die("clone: %s", strerror(errno));
 	mark_ready();
 	for (;;) {
 		if (sigwait(&set, &sig))
 			die("sigwait");
-		if (sig == SIGUSR1) {
+		if (sig == SIGALRM) {
+			snprintf(done, sizeof(done), "alrm %d", ++alrm);
+			put_file(argv[2], done);
+		} else if (sig == SIGUSR1) {
 			n++;
 			snprintf(argv[1], strlen(argv[1]) + 1, "titled%d", n % 10);
 			snprintf(done, sizeof(done), "usr1 %d", n);
@@ -831,6 +857,49 @@ static int cmd_retitle(int argc, char **argv)
 		}
 	}
 	return 1;
+}
+
+static ssize_t slurp(const char *path, char *buf, size_t size);
+
+/*
+ * gvm poke PID TEXT: TEXT over argv[1] of PID, which stays asleep, written
+ * by this process through /proc/PID/mem as a debugger would: its arguments
+ * start at arg_start (field 48 of /proc/PID/stat), argv[1] after the first
+ * NUL of /proc/PID/cmdline.
+ */
+static int cmd_poke(int argc, char **argv)
+{
+	char path[64], stat[1024], cmdline[256], *p;
+	unsigned long arg_start = 0;
+	size_t len;
+	int field, fd;
+
+	if (argc < 4)
+		die("usage: poke PID TEXT");
+	snprintf(path, sizeof(path), "/proc/%s/stat", argv[2]);
+	if (slurp(path, stat, sizeof(stat)) <= 0)
+		die("read %s", path);
+	p = strrchr(stat, ')');
+	/* Field 3 starts after ") ". */
+	for (field = 3, p = p ? p + 2 : stat; *p && field < 48; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 48 || sscanf(p, "%lu", &arg_start) != 1 || !arg_start)
+		die("no arg_start in %s", path);
+	snprintf(path, sizeof(path), "/proc/%s/cmdline", argv[2]);
+	if (slurp(path, cmdline, sizeof(cmdline)) <= 0)
+		die("read %s", path);
+	snprintf(path, sizeof(path), "/proc/%s/mem", argv[2]);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		die("open %s: %s", path, strerror(errno));
+	len = strlen(argv[3]);
+	if (pwrite(fd, argv[3], len, arg_start + strlen(cmdline) + 1) !=
+	    (ssize_t)len)
+		die("write %s: %s", path, strerror(errno));
+	close(fd);
+	puts("poked");
+	return 0;
 }
 
 /*
@@ -2135,6 +2204,8 @@ int main(int argc, char **argv)
 		return cmd_execloop(argc, argv);
 	if (!strcmp(cmd, "retitle"))
 		return cmd_retitle(argc, argv);
+	if (!strcmp(cmd, "poke"))
+		return cmd_poke(argc, argv);
 	if (!strcmp(cmd, "deepcg"))
 		return cmd_deepcg(argc, argv);
 	if (!strcmp(cmd, "mmstall"))

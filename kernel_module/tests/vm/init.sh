@@ -483,7 +483,11 @@ signal_retitle() {
 # picked so that 2 to 12 reads show the kept text), and on every read
 # once it was seen rewriting; a move of its arguments (PR_SET_MM) and an
 # exec show at the next read; with cmdline_refresh=1 every read reads every
-# command line.  Documents cmdcache-N.json, checked by check_output.py.
+# command line.  A process that did not run is not read again: text written
+# into a sleeping one through /proc/PID/mem (gvm poke) shows only once it
+# has run (SIGALRM), unless a process sharing its memory could have written
+# it (gvm retitle share: at its refresh).  Documents cmdcache-N.json, checked
+# by check_output.py.
 phase_cmdcache() {
   param=/sys/module/gestor_containers/parameters/cmdline_refresh
   insmod "${KO}"
@@ -526,8 +530,28 @@ phase_cmdcache() {
   cat "${FILE}" >"${OUT}/cmdcache-18.json"
   signal_retitle "${retitle2}" USR1 /tmp/done.retitle2 "usr1 1"
   cat "${FILE}" >"${OUT}/cmdcache-19.json"
-  kill "${retitle}" "${retitle2}"
-  wait "${retitle}" "${retitle2}" 2>/dev/null
+
+  echo 2 >"${param}"
+  rm -f /tmp/ready.retitle3 /tmp/ready.retitle4
+  GVM_READY=/tmp/ready.retitle3 gvm incg "${FS}" gvm retitle /tmp/done.retitle3 &
+  retitle3=$!
+  GVM_READY=/tmp/ready.retitle4 gvm incg "${FS}" \
+    gvm retitle /tmp/done.retitle4 share &
+  retitle4=$!
+  wait_for 600 test -e /tmp/ready.retitle3 || log "retitle3 not ready"
+  wait_for 600 test -e /tmp/ready.retitle4 || log "retitle4 not ready"
+  echo "retitle3 ${retitle3}" >>"${OUT}/manifest.txt"
+  echo "retitle4 ${retitle4}" >>"${OUT}/manifest.txt"
+  cat "${FILE}" >"${OUT}/cmdcache-20.json"
+  check poke_sleeping "$(gvm poke "${retitle3}" poked01 2>&1)"
+  check poke_shared "$(gvm poke "${retitle4}" poked01 2>&1)"
+  for n in 21 22 23; do
+    cat "${FILE}" >"${OUT}/cmdcache-${n}.json"
+  done
+  signal_retitle "${retitle3}" ALRM /tmp/done.retitle3 "alrm 1"
+  cat "${FILE}" >"${OUT}/cmdcache-24.json"
+  kill "${retitle}" "${retitle2}" "${retitle3}" "${retitle4}"
+  wait "${retitle}" "${retitle2}" "${retitle3}" "${retitle4}" 2>/dev/null
   rmmod gestor_containers
 }
 
