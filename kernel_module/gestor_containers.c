@@ -181,6 +181,7 @@ struct gc_proc {
 	/* Whether it ran since a kept command line was read: gc_idle(). */
 	u64 activity;		/* CPU time (ns) plus context switches */
 	unsigned int nr_threads;
+	unsigned int mm_threads;	/* of them, with an mm */
 	bool on_cpu;		/* a thread of it runs now */
 	unsigned long rss;	/* pages */
 	unsigned long vsz;	/* pages */
@@ -826,10 +827,13 @@ static bool gc_group_stats(struct gc_read *c, struct task_struct *p,
 		st->io = sig->ioac;
 		st->activity = sig->nvcsw + sig->nivcsw;
 		st->nr_threads = READ_ONCE(sig->nr_threads);
+		st->mm_threads = 0;
 		st->on_cpu = false;
 		for_each_thread(p, t) {
 			if (gc_on_cpu(t))
 				st->on_cpu = true;
+			if (READ_ONCE(t->mm))
+				st->mm_threads++;
 			st->cpu_ns += READ_ONCE(t->se.sum_exec_runtime);
 			st->activity += READ_ONCE(t->nvcsw) +
 					READ_ONCE(t->nivcsw);
@@ -1031,17 +1035,18 @@ static void gc_cmd_use(struct gc_read *c, struct gc_proc *st,
  * was read from memory, so that the text is still what is there: no thread
  * of it is on a CPU, and its CPU time, context switches (a thread that ran
  * and left its CPU counts one) and thread count are the same.  Its mm
- * (@mm, kept alive by the caller) must have no user but its threads: a
- * process sharing it (CLONE_VM), or a kernel thread working in it, could
- * write there.  A write by another process while it does not run (a
- * debugger's, process_vm_writev()) shows once it runs again.
+ * (@mm, kept alive by the caller) must have no user but its threads (those
+ * that still have it: an exited leader does not): a process sharing it
+ * (CLONE_VM), or a kernel thread working in it, could write there.  A
+ * write by another process while it does not run (a debugger's, through
+ * /proc/<pid>/mem or process_vm_writev()) shows once it runs again.
  */
 static bool gc_idle(const struct gc_proc *st, const struct gc_cmd *old,
 		    struct mm_struct *mm)
 {
 	return !st->on_cpu && st->activity == old->activity &&
 	       st->nr_threads == old->nr_threads &&
-	       atomic_read(&mm->mm_users) <= st->nr_threads;
+	       atomic_read(&mm->mm_users) <= st->mm_threads;
 }
 
 /*

@@ -540,6 +540,11 @@ phase_cmdcache() {
   retitle4=$!
   wait_for 600 test -e /tmp/ready.retitle3 || log "retitle3 not ready"
   wait_for 600 test -e /tmp/ready.retitle4 || log "retitle4 not ready"
+  # Off its CPU in sigwait (rt_sigtimedwait, 128): /proc/PID/syscall waits
+  # for the task to be inactive, so the first read's figures for it are
+  # final until it is woken.
+  wait_for 600 grep -q '^128 ' "/proc/${retitle3}/syscall" ||
+    log "retitle3 not asleep"
   echo "retitle3 ${retitle3}" >>"${OUT}/manifest.txt"
   echo "retitle4 ${retitle4}" >>"${OUT}/manifest.txt"
   cat "${FILE}" >"${OUT}/cmdcache-20.json"
