@@ -4,7 +4,7 @@
  *
  * Reading /proc/sysinfo_202200075 (the name is the proc_name parameter)
  * returns one JSON document (schema/sysinfo.schema.json in the gestor
- * repository, version 2): system memory and CPU time, and one entry per
+ * repository, version 3): system memory and CPU time, and one entry per
  * process that runs in a container, with the 64-hex container ID taken from
  * its cgroup path.  With all_processes=1 every process is listed.
  *
@@ -18,17 +18,21 @@
  * references.  Everything else is gathered per task afterwards: one short
  * RCU section that takes spinlocks but never sleeps (cgroup path, name,
  * thread-group totals, the mm), then, with no lock held, the command line,
- * read through the mm already held with mmap_read_trylock() and without
- * faulting pages in: a busy lock gives an empty command line flagged
- * "cmdline_unavailable", never a wait.  Command lines are kept from one
- * read to the next (struct gc_cmd) and read again from memory only when
- * the kernel saw them change, or every cmdline_refresh reads if the
- * process ran meanwhile.
+ * read through the mm already held with mmap_read_trylock(), taking
+ * minor faults (a NUMA hinting fault) but never waiting for I/O: a busy
+ * lock gives an empty command line flagged "cmdline_unavailable", never a
+ * wait.  Command lines are kept from one read to the next (struct gc_cmd)
+ * and read again from memory only when the kernel saw them change, or
+ * every cmdline_refresh reads if the process ran meanwhile; a kept one is
+ * flagged "cmdline_cached".
  *
- * Output: entries are written straight into the seq_file buffer; if it
- * overflows, seq_file calls show() again with a larger buffer and the whole
- * document is redone.  Each cgroup's path is resolved once per read: the
- * processes of a container share it.
+ * Output: entries are written straight into the document buffer, which is
+ * allocated at the first read of an open file (nothing at open), grown in
+ * place when an entry would not fit, charged to the reader's memory cgroup,
+ * and given back once the document has been read out.  Each cgroup's path
+ * is resolved once per read: the processes of a container share it.
+ *
+ * Kernel interfaces that changed between 5.10 and 7.x are in gc_compat.h.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -62,25 +66,39 @@
 #include <linux/uio.h>
 #include <linux/vmstat.h>
 
+#include "gc_compat.h"
+
 /* rchar/wchar/syscr/syscw and read/write/cancelled_write_bytes. */
 #if !IS_ENABLED(CONFIG_TASK_XACCT) || !IS_ENABLED(CONFIG_TASK_IO_ACCOUNTING)
 #error "gestor_containers needs CONFIG_TASK_XACCT and CONFIG_TASK_IO_ACCOUNTING"
 #endif
 
-#define GC_VERSION		2
+#define GC_VERSION		3
 #define GC_ID_LEN		64
 #define GC_CMDLINE_MAX		1024
 /* A container process takes about 490 bytes, a kernel thread 320. */
 #define GC_PROC_SIZE_GUESS	512
 #define GC_BUF_MIN		(64 * 1024)
-#define GC_BUF_MAX		(256 * 1024 * 1024)
+/*
+ * The largest document the module produces: a read that would need more
+ * fails with EFBIG (the reader can fall back to scanning /proc).  100,000
+ * container processes take about 50 MB.
+ */
+#define GC_DOC_MAX		(256 * 1024 * 1024)
 /* Cgroups one process can need: the v2 one and one per v1 hierarchy. */
 #define GC_CG_PER_TASK		(CGROUP_SUBSYS_COUNT + 1)
 #define GC_CG_BITS_MIN		6
-/* Path storage: room for one process's worth of paths, and more. */
-#define GC_CHUNK_SIZE		((GC_CG_PER_TASK + 1) * PATH_MAX)
+/* Path storage: paths are packed into chunks of this size (or larger). */
+#define GC_CHUNK_SIZE		(16 * 1024)
 #define GC_MEMINFO_MAX		4096
 #define GC_REFRESH_MAX		1000
+/*
+ * A buffer kept for the next read is given up when it is more than twice
+ * what the last read needed (and more than this): kept memory shrinks
+ * when the number of processes falls.
+ */
+#define GC_KEEP_SLACK		(64 * 1024)
+#define GC_ALLOC		GFP_KERNEL_ACCOUNT
 
 static char *proc_name = "sysinfo_202200075";
 module_param(proc_name, charp, 0444);
@@ -95,13 +113,22 @@ MODULE_PARM_DESC(all_processes,
 static ushort proc_mode = 0400;
 module_param(proc_mode, ushort, 0444);
 MODULE_PARM_DESC(proc_mode,
-		 "Permissions of the /proc file, 0 < mode <= 0444 (default 0400)");
+		 "Permissions of the /proc file, 0 < mode <= 0444 (default 0400; read bits for group or others show every process's command line and I/O counters to them: a warning at load)");
 
 /* Between 1 (every read) and GC_REFRESH_MAX. */
 static unsigned int cmdline_refresh = 8;
 static int gc_set_refresh(const char *val, const struct kernel_param *kp)
 {
-	return param_set_uint_minmax(val, kp, 1, GC_REFRESH_MAX);
+	unsigned int n;
+	int ret;
+
+	ret = kstrtouint(val, 0, &n);
+	if (ret)
+		return ret;
+	if (n < 1 || n > GC_REFRESH_MAX)
+		return -EINVAL;
+	*(unsigned int *)kp->arg = n;
+	return 0;
 }
 
 static const struct kernel_param_ops gc_refresh_ops = {
@@ -111,6 +138,16 @@ static const struct kernel_param_ops gc_refresh_ops = {
 module_param_cb(cmdline_refresh, &gc_refresh_ops, &cmdline_refresh, 0644);
 MODULE_PARM_DESC(cmdline_refresh,
 		 "a command line unchanged in every way the kernel can see is read again from the process's memory every this many reads if the process ran meanwhile (1-1000, default 8; 1: every read)");
+
+/*
+ * For the test suite: writing N moves the kept command lines' generation
+ * counter (a u32 counting reads) to N reads before it wraps, at the next
+ * read, so that the wrap can be seen to neither hang nor serve stale text.
+ */
+static unsigned int test_wrap_in;
+module_param(test_wrap_in, uint, 0600);
+MODULE_PARM_DESC(test_wrap_in,
+		 "testing only: the kept command lines' read counter wraps this many reads after the next one (0: leave it)");
 
 static struct proc_dir_entry *gc_entry;
 
@@ -124,7 +161,8 @@ static unsigned int gc_last_nr;
 /*
  * The buffer of the last document, kept for the next read: with 2,000
  * processes a document takes a megabyte, and allocating (vmalloc) and
- * freeing it at every read cost about a sixth of the read.  One is kept.
+ * freeing it at every read cost about a sixth of the read.  One is kept,
+ * and given up when it is much larger than the last document.
  */
 static DEFINE_SPINLOCK(gc_spare_lock);
 static char *gc_spare;
@@ -132,15 +170,17 @@ static size_t gc_spare_size;
 
 /*
  * The swap total is not exported to modules (si_swapinfo() and
- * total_swap_pages are not), so it is read from meminfo of a private procfs
- * mount, with kernel credentials, before each document is produced (not in
- * show(): that runs under the seq_file lock, and meminfo's read takes
- * another lock of the same class).
+ * total_swap_pages are not), nor, before 5.14, the swap cache's size
+ * (total_swapcache_pages()), so they are read from meminfo of a private procfs
+ * mount, opened with kernel credentials, before each document is produced
+ * (not in show(): that runs under the seq_file lock, and meminfo's read
+ * takes another lock of the same class).
  */
 static struct vfsmount *gc_procfs;
+static struct path gc_meminfo;
 static const struct cred *gc_kcred;
 static DEFINE_SPINLOCK(gc_swap_lock);
-static u64 gc_swap_total_kib, gc_swap_free_kib;
+static u64 gc_swap_total_kib, gc_swap_free_kib, gc_swap_cached_kib;
 
 /*
  * One cgroup seen during a read: its path, and where the container ID is
@@ -153,6 +193,7 @@ struct gc_cg {
 	const char *path;	/* NUL-terminated, in a chunk */
 	const char *cid;	/* the container ID inside path, or NULL */
 	size_t path_len;
+	bool cut;		/* longer than PATH_MAX - 1: cut there */
 	/*
 	 * Where its ,"container_id":...,"cgroup":"..." was first written in
 	 * the seq_file buffer of this show() call; frag_len 0: not yet.
@@ -164,6 +205,7 @@ struct gc_cg {
 /* Path storage: chunks freed together at the end of the read. */
 struct gc_chunk {
 	struct gc_chunk *next;
+	size_t size;
 	char data[];
 };
 
@@ -173,6 +215,8 @@ struct gc_proc {
 	pid_t ppid;
 	char state;
 	bool cmdline_unavailable;
+	bool cmdline_cached;	/* the text an earlier read kept */
+	bool cmdline_truncated;	/* cut at GC_CMDLINE_MAX bytes */
 	char comm[TASK_COMM_LEN];
 	u64 cpu_ns;
 	u64 children_cpu_ns;
@@ -216,6 +260,7 @@ struct gc_cmd {
 	u32 len;
 	u32 due;		/* the reads at which to read it again */
 	bool rewrites;		/* rewrote its arguments in place */
+	bool truncated;		/* cut at GC_CMDLINE_MAX bytes */
 	/* The process's, measured just before the text was read. */
 	unsigned int nr_threads;
 	u64 activity;
@@ -280,6 +325,7 @@ struct gc_read {
 	struct gc_chunk *chunks;
 	char *chunk_free;
 	size_t chunk_left;
+	bool chunk_full;	/* a path did not fit in chunk_left */
 	/*
 	 * Command lines: kept by the last read (old, NULL if another read has
 	 * them) and kept by this one (cmds, until something fails).
@@ -346,8 +392,11 @@ static unsigned int gc_utf8_len(const u8 *s, size_t left)
  * turns a byte into at most 6 ("\u00XX").
  */
 #define GC_ESC_MAX		6
-/* Keys, punctuation and 17 numbers of an entry, strings aside. */
-#define GC_ENTRY_FIXED		768
+/*
+ * Keys, punctuation, 17 numbers and 3 booleans of an entry, strings aside,
+ * and the end of the document ("\n]}\n").
+ */
+#define GC_ENTRY_FIXED		1024
 
 /* String literal @s at @p; returns the end (inlined to plain stores). */
 static __always_inline char *gc_lit(char *p, const char *s)
@@ -622,7 +671,7 @@ static void gc_cg_free(struct gc_read *c)
 	while (c->chunks) {
 		chunk = c->chunks;
 		c->chunks = chunk->next;
-		if (c->locked && !gc_keep.chunk)
+		if (c->locked && !gc_keep.chunk && chunk->size == GC_CHUNK_SIZE)
 			gc_keep.chunk = chunk;
 		else
 			kvfree(chunk);
@@ -631,8 +680,10 @@ static void gc_cg_free(struct gc_read *c)
 }
 
 /*
- * Make room, before rcu_read_lock(), for every cgroup one process can add:
- * a slot each (the table stays at most half full) and PATH_MAX bytes each.
+ * Before rcu_read_lock(): a slot for every cgroup one process can add (the
+ * table stays at most half full) and, if the last process's paths did not
+ * fit in what was left of the chunk (c->chunk_full), a new chunk with room
+ * for a path of PATH_MAX bytes.
  */
 static int gc_cg_reserve(struct gc_read *c)
 {
@@ -643,7 +694,7 @@ static int gc_cg_reserve(struct gc_read *c)
 	while ((c->nr_cgs + GC_CG_PER_TASK) * 2 > (1U << bits))
 		bits++;
 	if (bits != c->cg_bits) {
-		cgs = kvcalloc(1U << bits, sizeof(*cgs), GFP_KERNEL);
+		cgs = kvcalloc(1U << bits, sizeof(*cgs), GC_ALLOC);
 		if (!cgs)
 			return -ENOMEM;
 		for (i = 0; c->cgs && i < (1U << c->cg_bits); i++) {
@@ -659,27 +710,31 @@ static int gc_cg_reserve(struct gc_read *c)
 		c->cgs = cgs;
 		c->cg_bits = bits;
 	}
-	if (c->chunk_left < GC_CG_PER_TASK * PATH_MAX) {
-		if (c->locked && gc_keep.chunk) {
-			chunk = gc_keep.chunk;
-			gc_keep.chunk = NULL;
-		} else {
-			chunk = kvmalloc(GC_CHUNK_SIZE, GFP_KERNEL);
-		}
+	if (!c->chunk_full)
+		return 0;
+	if (c->locked && gc_keep.chunk) {
+		chunk = gc_keep.chunk;
+		gc_keep.chunk = NULL;
+	} else {
+		chunk = kvmalloc(GC_CHUNK_SIZE, GC_ALLOC);
 		if (!chunk)
 			return -ENOMEM;
-		chunk->next = c->chunks;
-		c->chunks = chunk;
-		c->chunk_free = chunk->data;
-		c->chunk_left = GC_CHUNK_SIZE - sizeof(*chunk);
+		chunk->size = GC_CHUNK_SIZE;
 	}
+	chunk->next = c->chunks;
+	c->chunks = chunk;
+	c->chunk_free = chunk->data;
+	c->chunk_left = GC_CHUNK_SIZE - sizeof(*chunk);
+	c->chunk_full = false;
 	return 0;
 }
 
 /*
- * The entry of @cgrp, its path resolved on first sight.  Under
- * rcu_read_lock(), which keeps the cgroup alive; cgroup_path() only takes
- * a spinlock.  gc_cg_reserve() made room.
+ * The entry of @cgrp, its path resolved on first sight, or NULL if the path
+ * did not fit in what is left of the chunk (c->chunk_full is then set: the
+ * caller makes room and looks again).  Under rcu_read_lock(), which keeps
+ * the cgroup alive; cgroup_path() only takes a spinlock.  gc_cg_reserve()
+ * made room in the table.
  */
 static __always_inline struct gc_cg *
 gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
@@ -687,7 +742,9 @@ gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
 	const unsigned int mask = (1U << c->cg_bits) - 1;
 	u64 id = cgroup_id(cgrp);
 	unsigned int i = hash_64(id ^ (uintptr_t)cgrp->root, c->cg_bits);
+	size_t room = min_t(size_t, c->chunk_left, PATH_MAX);
 	struct gc_cg *e;
+	bool cut;
 	int len;
 
 	for (;; i = (i + 1) & mask) {
@@ -697,16 +754,32 @@ gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
 		if (e->id == id && e->root == cgrp->root)
 			return e;
 	}
-	/* As /proc/<pid>/cgroup: a path longer than PATH_MAX - 1 is cut. */
-	len = cgroup_path(cgrp, c->chunk_free, PATH_MAX);
-	if (len < 0)
+	if (room < 2) {
+		c->chunk_full = true;
+		return NULL;
+	}
+	/*
+	 * As /proc/<pid>/cgroup: a path longer than PATH_MAX - 1 is cut
+	 * there.  cgroup_path() returns the length the whole path needs (up
+	 * to 6.2) or -E2BIG (since) when it does not fit; either way what
+	 * fits is in the buffer.
+	 */
+	len = cgroup_path(cgrp, c->chunk_free, room);
+	cut = len == -E2BIG || len >= (int)room;
+	if (cut && room < PATH_MAX) {
+		c->chunk_full = true;
+		return NULL;
+	}
+	if (cut)
+		len = strnlen(c->chunk_free, room - 1);
+	else if (len < 0)
 		len = 0;
-	len = min(len, PATH_MAX - 1);
 	c->chunk_free[len] = '\0';
 	e->root = cgrp->root;
 	e->id = id;
 	e->path = c->chunk_free;
 	e->path_len = len;
+	e->cut = cut;
 	e->cid = gc_find_id(e->path);
 	c->chunk_free += len + 1;
 	c->chunk_left -= len + 1;
@@ -717,8 +790,9 @@ gc_cg_get(struct gc_read *c, struct cgroup *cgrp)
 /*
  * The cgroup that tells which container @p runs in: its cgroup v2 one if
  * that names a container, else the first cgroup v1 one that does (in
- * controller order), else the v2 one (no container).  Under
- * rcu_read_lock(), which keeps the css_set alive.
+ * controller order), else the v2 one (no container); NULL if a path did
+ * not fit (gc_cg_get()).  Under rcu_read_lock(), which keeps the css_set
+ * alive.
  */
 static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 {
@@ -729,7 +803,7 @@ static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 	struct gc_cg *v2, *e;
 
 	v2 = gc_cg_get(c, dfl);
-	if (v2->cid)
+	if (!v2 || v2->cid)
 		return v2;
 	for (i = 0; i < CGROUP_SUBSYS_COUNT; i++) {
 		struct cgroup_subsys_state *css = cset->subsys[i];
@@ -747,7 +821,7 @@ static struct gc_cg *gc_container(struct gc_read *c, struct task_struct *p)
 			continue;
 		seen[nr_seen++] = cgrp;
 		e = gc_cg_get(c, cgrp);
-		if (e->cid)
+		if (!e || e->cid)
 			return e;
 	}
 	return v2;
@@ -872,9 +946,12 @@ static bool gc_group_stats(struct gc_read *c, struct task_struct *p,
 
 /*
  * Copy @len bytes at @addr of @mm into @buf through the page tables, with
- * mmap_lock held for reading: present pages only (FOLL_NOFAULT: a page on
- * swap would mean waiting for I/O).  Returns the bytes copied; *@absent
- * tells that it stopped at a mapped page that is not present.
+ * mmap_lock held for reading, from anonymous memory only (FOLL_ANON: a
+ * file's page could mean waiting on its filesystem).  A fault that needs
+ * no waiting is taken (FOLL_NOWAIT): a NUMA hinting fault on a multi-node
+ * host, a page never touched; one that would wait (a page on swap, whose
+ * read it starts) is not.  Returns the bytes copied; *@absent tells that
+ * it stopped at a mapped page it could not have.
  */
 static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
 			 size_t len, bool *absent)
@@ -885,16 +962,13 @@ static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
 		size_t off = offset_in_page(addr);
 		size_t n = min(len - done, PAGE_SIZE - off);
 		struct page *page;
-		void *kaddr;
 
-		if (get_user_pages_remote(mm, addr, 1, FOLL_ANON | FOLL_NOFAULT,
-					  &page, NULL, NULL) != 1) {
-			*absent = !!vma_lookup(mm, addr);
+		if (gc_get_remote_page(mm, addr, FOLL_ANON | FOLL_NOWAIT,
+				       &page) != 1) {
+			*absent = gc_vma_at(mm, addr);
 			break;
 		}
-		kaddr = kmap_local_page(page);
-		memcpy(buf + done, kaddr + off, n);
-		kunmap_local(kaddr);
+		gc_copy_from_page(buf + done, page, off, n);
 		put_page(page);
 		done += n;
 		addr += n;
@@ -904,8 +978,8 @@ static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
 
 /*
  * Copy the command line of @t (which uses @mm, arguments from @arg_start to
- * @arg_end) into c->cmdline: arguments
- * joined by single spaces, at most GC_CMDLINE_MAX bytes.  As in
+ * @arg_end) into c->cmdline: arguments joined by single spaces, at most
+ * GC_CMDLINE_MAX bytes (*@truncated if there was more).  As in
  * /proc/<pid>/cmdline, a process that overwrote its argv with
  * setproctitle(3) (the last argv byte is not NUL) gets the string up to the
  * first NUL.
@@ -917,7 +991,8 @@ static size_t gc_copy_vm(struct mm_struct *mm, unsigned long addr, char *buf,
  */
 static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
 			      struct mm_struct *mm, unsigned long arg_start,
-			      unsigned long arg_end, bool *unavailable)
+			      unsigned long arg_end, bool *unavailable,
+			      bool *truncated)
 {
 	char *buf = c->cmdline, last = '\0';
 	bool proctitle, absent = false;
@@ -949,13 +1024,20 @@ static size_t gc_read_cmdline(struct gc_read *c, struct task_struct *t,
 
 	if (arg_end - arg_start > len) {
 		proctitle = got == len && last != '\0';
+		/* More than the NUL that ends the last argument was left. */
+		*truncated = got == len &&
+			     (arg_end - arg_start > len + 1 || last != '\0');
 	} else {
 		proctitle = got == len && buf[got - 1] != '\0';
 		if (got == len && !proctitle)
 			got--;	/* the NUL that ends the last argument */
 	}
-	if (proctitle)
-		return strnlen(buf, got);
+	if (proctitle) {
+		len = strnlen(buf, got);
+		/* The title is cut only if it runs past what was read. */
+		*truncated = *truncated && len == got;
+		return len;
+	}
 
 	for (i = 0; i < got; i++)
 		if (buf[i] == '\0')
@@ -971,22 +1053,27 @@ static void gc_cmds_free(struct gc_cmds *cs)
 	memset(cs, 0, sizeof(*cs));
 }
 
-/* The kept command line of @pid, or NULL. */
+/*
+ * The kept command line of @pid, or NULL.  At most one probe per slot,
+ * whatever the slots hold (the table is at most half full).
+ */
 static const struct gc_cmd *gc_cmd_find(const struct gc_cmds *cs, pid_t pid)
 {
 	const struct gc_slot *slot;
-	unsigned int mask, i;
+	unsigned int mask, i, n;
 
 	if (!cs->slots)
 		return NULL;
 	mask = (1U << cs->slot_bits) - 1;
-	for (i = hash_32(pid, cs->slot_bits);; i = (i + 1) & mask) {
+	i = hash_32(pid, cs->slot_bits);
+	for (n = 0; n <= mask; n++, i = (i + 1) & mask) {
 		slot = &cs->slots[i];
 		if (slot->gen != cs->reads || slot->idx >= cs->nr)
 			return NULL;
 		if (cs->ents[slot->idx].pid == pid)
 			return &cs->ents[slot->idx];
 	}
+	return NULL;
 }
 
 /*
@@ -1003,7 +1090,7 @@ static void gc_cmd_keep(struct gc_read *c, const struct gc_cmd *e,
 		return;
 	if (cs->text_len + e->len > cs->text_cap) {
 		size_t cap = max(2 * cs->text_cap, cs->text_len + e->len);
-		char *text_new = kvmalloc(cap, GFP_KERNEL);
+		char *text_new = kvmalloc(cap, GC_ALLOC);
 
 		if (!text_new) {
 			c->keep = false;
@@ -1027,7 +1114,15 @@ static void gc_cmd_use(struct gc_read *c, struct gc_proc *st,
 {
 	st->cmdline = c->old->text + e->off;
 	st->cmdline_len = e->len;
+	st->cmdline_cached = true;
+	st->cmdline_truncated = e->truncated;
 	gc_cmd_keep(c, e, st->cmdline);
+}
+
+/* Whether read @reads comes before read @due (u32 counters; they wrap). */
+static bool gc_before(u32 reads, u32 due)
+{
+	return (s32)(reads - due) < 0;
 }
 
 /*
@@ -1093,7 +1188,8 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 	 * Good, and not due to be read again or its process did not run
 	 * since it was read (c->old is NULL if refresh is 1).
 	 */
-	if (old && (c->cmds.reads < old->due || gc_idle(st, old, tmm)))
+	if (old && (gc_before(c->cmds.reads, old->due) ||
+		    gc_idle(st, old, tmm)))
 		return;
 	*mm = tmm;
 	mmget(tmm);
@@ -1120,7 +1216,8 @@ static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 	       old->arg_end == e->arg_end;
 	st->cmdline = c->cmdline;
 	st->cmdline_len = gc_read_cmdline(c, mm_task, mm, e->arg_start,
-					  e->arg_end, &st->cmdline_unavailable);
+					  e->arg_end, &st->cmdline_unavailable,
+					  &st->cmdline_truncated);
 	if (st->cmdline_unavailable) {
 		if (!same)
 			return;
@@ -1132,6 +1229,7 @@ static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 		return;
 	}
 	e->len = st->cmdline_len;
+	e->truncated = st->cmdline_truncated;
 	e->rewrites = same && (old->rewrites || old->len != e->len ||
 			       memcmp(c->old->text + old->off, st->cmdline,
 				      e->len));
@@ -1146,7 +1244,10 @@ static void gc_cmdline(struct gc_read *c, struct gc_proc *st,
 
 /*
  * With no lock held: the command line, kept or read from memory.  Drops
- * the references gc_group_stats() took.
+ * the references gc_group_stats() took: the mm with mmput_async(), since
+ * the process may have exited meanwhile and this be the last reference,
+ * whose teardown (exit_aio() waiting for I/O) must not run under this
+ * read's locks.
  */
 static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 			struct task_struct *p, struct mm_struct *mm,
@@ -1155,6 +1256,8 @@ static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 	st->cmdline = c->cmdline;
 	st->cmdline_len = 0;
 	st->cmdline_unavailable = false;
+	st->cmdline_cached = false;
+	st->cmdline_truncated = false;
 	if (!st->has_mm) {
 		st->rss = 0;
 		st->vsz = 0;
@@ -1165,22 +1268,23 @@ static void gc_mm_stats(struct gc_read *c, struct gc_proc *st,
 		return;
 	}
 	gc_cmdline(c, st, mm, mm_task);
-	mmput(mm);
+	mmput_async(mm);
 	if (mm_task != p)
 		put_task_struct(mm_task);
 }
 
-/* Longest ,"container_id":...,"cgroup":"..." of @cg can be. */
+/* Longest ,"container_id":...,"cgroup_truncated":... of @cg can be. */
 static size_t gc_cgroup_max(const struct gc_cg *cg)
 {
 	if (cg->frag_len)
 		return cg->frag_len;
-	return 40 + GC_ID_LEN + GC_ESC_MAX * cg->path_len;
+	return 64 + GC_ID_LEN + GC_ESC_MAX * cg->path_len;
 }
 
 /*
- * ,"container_id":...,"cgroup":"..." of @cg at @p (in the seq_file buffer
- * @m): written out once per show() call, then copied from there.
+ * ,"container_id":...,"cgroup":"...","cgroup_truncated":... of @cg at @p
+ * (in the document buffer of @m): written out once per read, then copied
+ * from there.
  */
 static char *gc_cgroup(struct seq_file *m, char *p, struct gc_cg *cg)
 {
@@ -1198,25 +1302,63 @@ static char *gc_cgroup(struct seq_file *m, char *p, struct gc_cg *cg)
 		p = gc_lit(p, ",\"container_id\":null,\"cgroup\":");
 	}
 	p = gc_string(p, cg->path, cg->path_len);
+	if (cg->cut)
+		p = gc_lit(p, ",\"cgroup_truncated\":true");
+	else
+		p = gc_lit(p, ",\"cgroup_truncated\":false");
 	cg->frag_off = start - m->buf;
 	cg->frag_len = p - start;
 	return p;
 }
 
+/* A literal for each value of a boolean field. */
+static __always_inline char *gc_bool(char *p, bool v, const char *yes,
+				     const char *no)
+{
+	return v ? gc_lit(p, yes) : gc_lit(p, no);
+}
+
+/*
+ * Make room for @need more bytes in the document buffer of @m: a larger
+ * buffer (twice as large, or what is needed), the document so far copied
+ * into it, so that nothing is redone.  -EFBIG past GC_DOC_MAX.
+ */
+static int gc_grow(struct seq_file *m, size_t need)
+{
+	size_t size;
+	char *buf;
+
+	if (m->count + need <= m->size)
+		return 0;
+	if (m->count + need > GC_DOC_MAX)
+		return -EFBIG;
+	size = clamp_t(size_t, 2 * m->size, m->count + need, GC_DOC_MAX);
+	buf = kvmalloc(size, GC_ALLOC);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, m->buf, m->count);
+	kvfree(m->buf);
+	m->buf = buf;
+	m->size = size;
+	return 0;
+}
+
 /* Print one process entry, after ",\n" unless it is the first. */
-static void gc_show_proc(struct gc_read *c, const struct gc_proc *st,
-			 struct gc_cg *cg, bool first)
+static int gc_show_proc(struct gc_read *c, const struct gc_proc *st,
+			struct gc_cg *cg, bool first)
 {
 	size_t comm_len = strnlen(st->comm, sizeof(st->comm));
 	struct seq_file *m = c->m;
 	char *start, *p;
 	u64 pct = 0;
+	int ret;
 
-	if (seq_get_buf(m, &start) < GC_ENTRY_FIXED + gc_cgroup_max(cg) +
-	    GC_ESC_MAX * (comm_len + st->cmdline_len)) {
-		seq_commit(m, -1);	/* overflow: show() is redone */
-		return;
-	}
+	/* The entry at its longest, and the end of the document. */
+	ret = gc_grow(m, GC_ENTRY_FIXED + gc_cgroup_max(cg) +
+		      GC_ESC_MAX * (comm_len + st->cmdline_len));
+	if (ret)
+		return ret;
+	seq_get_buf(m, &start);
 	if (c->totalram)
 		pct = min_t(u64, div64_ul((u64)st->rss * 10000, c->totalram),
 			    10000);
@@ -1226,10 +1368,12 @@ static void gc_show_proc(struct gc_read *c, const struct gc_proc *st,
 	p = gc_u64(gc_lit(p, ",\"ppid\":"), st->ppid);
 	p = gc_string(gc_lit(p, ",\"comm\":"), st->comm, comm_len);
 	p = gc_string(gc_lit(p, ",\"cmdline\":"), st->cmdline, st->cmdline_len);
-	if (st->cmdline_unavailable)
-		p = gc_lit(p, ",\"cmdline_unavailable\":true");
-	else
-		p = gc_lit(p, ",\"cmdline_unavailable\":false");
+	p = gc_bool(p, st->cmdline_unavailable, ",\"cmdline_unavailable\":true",
+		    ",\"cmdline_unavailable\":false");
+	p = gc_bool(p, st->cmdline_cached, ",\"cmdline_cached\":true",
+		    ",\"cmdline_cached\":false");
+	p = gc_bool(p, st->cmdline_truncated, ",\"cmdline_truncated\":true",
+		    ",\"cmdline_truncated\":false");
 	p = gc_cgroup(m, p, cg);
 	p = gc_lit(p, ",\"state\":\"");
 	*p++ = st->state;
@@ -1252,6 +1396,7 @@ static void gc_show_proc(struct gc_read *c, const struct gc_proc *st,
 	p = gc_u64(gc_lit(p, ",\"syscw\":"), st->io.syscw);
 	*p++ = '}';
 	seq_commit(m, p - start);
+	return 0;
 }
 
 /*
@@ -1269,47 +1414,50 @@ static int gc_show_task(struct gc_read *c, struct task_struct *p,
 	bool listed = false;
 	int ret;
 
-	ret = gc_cg_reserve(c);
-	if (ret)
-		return ret;
-	rcu_read_lock();
-	cg = gc_container(c, p);
-	if (cg->cid || c->all)
-		listed = gc_group_stats(c, p, st, &mm, &mm_task);
-	rcu_read_unlock();
+	do {
+		ret = gc_cg_reserve(c);
+		if (ret)
+			return ret;
+		rcu_read_lock();
+		cg = gc_container(c, p);
+		if (cg && (cg->cid || c->all))
+			listed = gc_group_stats(c, p, st, &mm, &mm_task);
+		rcu_read_unlock();
+	} while (!cg);	/* a path did not fit: with a new chunk */
 	if (!listed)
 		return 0;
 
 	gc_mm_stats(c, st, p, mm, mm_task);
-	gc_show_proc(c, st, cg, *first);
+	ret = gc_show_proc(c, st, cg, *first);
 	*first = false;
-	return 0;
+	return ret;
 }
 
 /* --- system-wide figures ------------------------------------------------- */
 
-/* SwapTotal and SwapFree (KiB) from the private procfs mount's meminfo. */
-static int gc_read_swap(u64 *total, u64 *free)
+/*
+ * SwapTotal, SwapFree and SwapCached (KiB) from the private procfs mount's
+ * meminfo, opened with kernel credentials (so no LSM profile of the reader
+ * applies).
+ */
+static int gc_read_swap(u64 *total, u64 *free, u64 *cached)
 {
-	const struct cred *old;
 	bool got_total = false, got_free = false;
 	char *buf, *line, *next;
 	struct file *file;
 	loff_t pos = 0;
 	ssize_t n;
 
-	buf = kmalloc(GC_MEMINFO_MAX, GFP_KERNEL);
+	buf = kmalloc(GC_MEMINFO_MAX, GC_ALLOC);
 	if (!buf)
 		return -ENOMEM;
-	old = override_creds(gc_kcred);
-	file = file_open_root_mnt(gc_procfs, "meminfo", O_RDONLY, 0);
+	file = dentry_open(&gc_meminfo, O_RDONLY, gc_kcred);
 	if (IS_ERR(file)) {
 		n = PTR_ERR(file);
 	} else {
 		n = kernel_read(file, buf, GC_MEMINFO_MAX - 1, &pos);
 		fput(file);
 	}
-	revert_creds(old);
 	if (n < 0) {
 		kfree(buf);
 		return n;
@@ -1325,6 +1473,8 @@ static int gc_read_swap(u64 *total, u64 *free)
 			got_total = true;
 		else if (sscanf(line, "SwapFree: %llu kB", free) == 1)
 			got_free = true;
+		else if (sscanf(line, "SwapCached: %llu kB", cached) == 1)
+			continue;
 	}
 	kfree(buf);
 	return got_total && got_free ? 0 : -EINVAL;
@@ -1333,10 +1483,10 @@ static int gc_read_swap(u64 *total, u64 *free)
 /* Before each document: the swap figures it will show. */
 static void gc_update_swap(void)
 {
-	u64 total, free;
+	u64 total, free, cached = 0;
 	int ret;
 
-	ret = gc_read_swap(&total, &free);
+	ret = gc_read_swap(&total, &free, &cached);
 	if (ret) {
 		/* Free swap is exported: a lower bound of the total. */
 		pr_warn_once("cannot read SwapTotal from meminfo (%d)\n", ret);
@@ -1346,6 +1496,7 @@ static void gc_update_swap(void)
 	spin_lock(&gc_swap_lock);
 	gc_swap_total_kib = total;
 	gc_swap_free_kib = free;
+	gc_swap_cached_kib = cached;
 	spin_unlock(&gc_swap_lock);
 }
 
@@ -1365,7 +1516,7 @@ static u64 gc_idle_ns(struct kernel_cpustat *kcs, int cpu, bool iowait)
 static void gc_show_system(struct seq_file *m, struct gc_read *c)
 {
 	u64 user = 0, nice = 0, system = 0, idle = 0, iowait = 0;
-	u64 irq = 0, softirq = 0, steal = 0, swap_total, swap_free;
+	u64 irq = 0, softirq = 0, steal = 0, swap_total, swap_free, swap_cached;
 	unsigned long avail;
 	struct sysinfo si;
 	long cached;
@@ -1385,15 +1536,17 @@ static void gc_show_system(struct seq_file *m, struct gc_read *c)
 		steal += kcs.cpustat[CPUTIME_STEAL];
 	}
 
-	si_meminfo(&si);
-	avail = si_mem_available();
-	cached = global_node_page_state(NR_FILE_PAGES) -
-		 total_swapcache_pages() - si.bufferram;
-	c->totalram = si.totalram;
 	spin_lock(&gc_swap_lock);
 	swap_total = gc_swap_total_kib;
 	swap_free = gc_swap_free_kib;
+	swap_cached = gc_swap_cached_kib;
 	spin_unlock(&gc_swap_lock);
+	si_meminfo(&si);
+	avail = si_mem_available();
+	/* As meminfo's Cached: file pages less the swap cache and buffers. */
+	cached = global_node_page_state(NR_FILE_PAGES) -
+		 (long)(swap_cached >> (PAGE_SHIFT - 10)) - si.bufferram;
+	c->totalram = si.totalram;
 
 	seq_put_decimal_ull(m, ",\"system\":{\"cpu_count\":",
 			    num_online_cpus());
@@ -1436,6 +1589,15 @@ static unsigned int gc_count_processes(void)
 }
 
 /*
+ * Whether a buffer of @cap bytes kept for reads that need @need is too
+ * large to keep: kept memory follows the number of processes down.
+ */
+static bool gc_too_big(size_t cap, size_t need)
+{
+	return cap > 2 * need + GC_KEEP_SLACK;
+}
+
+/*
  * Take a reference on every thread-group leader.  The array is allocated
  * before rcu_read_lock(), sized from the last read's count; if it is too
  * small, drop the references and retry with the count just seen (plus a
@@ -1444,20 +1606,29 @@ static unsigned int gc_count_processes(void)
 static int gc_collect(struct gc_read *c)
 {
 	unsigned int cap = READ_ONCE(gc_last_nr), nr, i;
+	struct gc_keep *k = &gc_keep;
 	struct task_struct *p;
 
 	if (!cap)
 		cap = gc_count_processes();
 	for (;;) {
 		cap += cap / 4 + 64;
-		if (c->locked && gc_keep.tasks_cap >= cap) {
-			c->tasks = gc_keep.tasks;
-			cap = gc_keep.tasks_cap;
-			gc_keep.tasks = NULL;
-			gc_keep.tasks_cap = 0;
+		if (c->locked && k->tasks &&
+		    (k->tasks_cap < cap ||
+		     gc_too_big(k->tasks_cap * sizeof(*k->tasks),
+				cap * sizeof(*k->tasks)))) {
+			kvfree(k->tasks);
+			k->tasks = NULL;
+			k->tasks_cap = 0;
+		}
+		if (c->locked && k->tasks) {
+			c->tasks = k->tasks;
+			cap = k->tasks_cap;
+			k->tasks = NULL;
+			k->tasks_cap = 0;
 		} else {
 			c->tasks = kvmalloc_array(cap, sizeof(*c->tasks),
-						  GFP_KERNEL);
+						  GC_ALLOC);
 		}
 		if (!c->tasks)
 			return -ENOMEM;
@@ -1479,8 +1650,11 @@ static int gc_collect(struct gc_read *c)
 			WRITE_ONCE(gc_last_nr, nr);
 			return 0;
 		}
-		for (i = 0; i < cap; i++)
+		for (i = 0; i < cap; i++) {
 			put_task_struct(c->tasks[i]);
+			if (i % 1024 == 1023)
+				cond_resched();
+		}
 		kvfree(c->tasks);
 		c->tasks = NULL;
 		if (fatal_signal_pending(current))
@@ -1511,13 +1685,33 @@ static void gc_keep_take(struct gc_read *c)
 }
 
 /*
+ * Move the kept command lines @cs to generation @to (test_wrap_in), as if
+ * that many reads had kept them: the slots of the current generation and
+ * the reads at which each is due move with it; stale slots get a
+ * generation no read before the wrap has.
+ */
+static void gc_cmds_jump(struct gc_cmds *cs, u32 to)
+{
+	const u32 delta = to - cs->reads;
+	unsigned int i;
+
+	for (i = 0; cs->slots && i < (1U << cs->slot_bits); i++)
+		cs->slots[i].gen = cs->slots[i].gen == cs->reads ? to : to - 1;
+	for (i = 0; i < cs->nr; i++)
+		cs->ents[i].due += delta;
+	cs->reads = to;
+}
+
+/*
  * Use the command lines the last read kept and make room for this read's,
- * in the arrays of the read before when they are large enough.  After
- * gc_collect().  With cmdline_refresh=1 nothing is kept.
+ * in the arrays of the read before when they are large enough (and not
+ * much larger).  After gc_collect().  With cmdline_refresh=1 nothing is
+ * kept.
  */
 static void gc_cmds_begin(struct gc_read *c)
 {
 	struct gc_keep *k = &gc_keep;
+	unsigned int wrap_in;
 	size_t text_cap;
 
 	if (!c->locked)
@@ -1527,24 +1721,40 @@ static void gc_cmds_begin(struct gc_read *c)
 		gc_spares_free(k);
 		return;
 	}
+	wrap_in = xchg(&test_wrap_in, 0);
+	if (wrap_in)
+		gc_cmds_jump(&k->cmds, U32_MAX - wrap_in);
 	c->old = &k->cmds;
 	c->cmds.reads = k->cmds.reads + 1;
-	if (k->spare_cap >= c->nr_tasks) {
+	if (!c->cmds.reads) {
+		/*
+		 * The counter wrapped (2^32 reads): a zeroed slot would read
+		 * as one of this read's.  Start over: this read reads every
+		 * command line and indexes them in a new, zeroed table.
+		 */
+		gc_cmds_free(&k->cmds);
+		c->old = NULL;
+		c->cmds.reads = 1;
+	}
+	if (k->spare_cap >= c->nr_tasks &&
+	    !gc_too_big(k->spare_cap * sizeof(*k->spare_ents),
+			c->nr_tasks * sizeof(*k->spare_ents))) {
 		c->cmds.ents = k->spare_ents;
 		c->cmds.cap = k->spare_cap;
 	} else {
 		kvfree(k->spare_ents);
 		c->cmds.ents = kvmalloc_array(c->nr_tasks, sizeof(*c->cmds.ents),
-					      GFP_KERNEL);
+					      GC_ALLOC);
 		c->cmds.cap = c->cmds.ents ? c->nr_tasks : 0;
 	}
 	text_cap = k->cmds.text_len + k->cmds.text_len / 4 + PAGE_SIZE;
-	if (k->spare_text_cap >= text_cap) {
+	if (k->spare_text_cap >= text_cap &&
+	    !gc_too_big(k->spare_text_cap, text_cap)) {
 		c->cmds.text = k->spare_text;
 		c->cmds.text_cap = k->spare_text_cap;
 	} else {
 		kvfree(k->spare_text);
-		c->cmds.text = kvmalloc(text_cap, GFP_KERNEL);
+		c->cmds.text = kvmalloc(text_cap, GC_ALLOC);
 		c->cmds.text_cap = c->cmds.text ? text_cap : 0;
 	}
 	k->spare_ents = NULL;
@@ -1556,23 +1766,24 @@ static void gc_cmds_begin(struct gc_read *c)
 
 /*
  * Index this read's command lines by pid, in the last read's index if it
- * is large enough (its slots are stale: they carry the last read's
- * generation); false if memory ran out.  Once nothing more is looked up in
- * the last read's.
+ * is large enough and not much larger (its slots are stale: they carry
+ * older generations); false if memory ran out.  Once nothing more is
+ * looked up in the last read's.
  */
 static bool gc_cmds_index(struct gc_cmds *cs, struct gc_cmds *last)
 {
-	unsigned int bits = 4, mask, i, j;
+	unsigned int bits = 4, mask, i, j, n;
 	struct gc_slot *slots;
 
 	while ((1U << bits) < 2 * cs->nr)
 		bits++;
-	if (last->slots && last->slot_bits >= bits) {
+	if (last->slots && last->slot_bits >= bits &&
+	    last->slot_bits <= bits + 1) {
 		slots = last->slots;
 		bits = last->slot_bits;
 	} else {
 		/* Zeroed: generation 0 is no read's. */
-		slots = kvcalloc(1U << bits, sizeof(*slots), GFP_KERNEL);
+		slots = kvcalloc(1U << bits, sizeof(*slots), GC_ALLOC);
 		if (!slots)
 			return false;
 		kvfree(last->slots);
@@ -1582,11 +1793,15 @@ static bool gc_cmds_index(struct gc_cmds *cs, struct gc_cmds *last)
 	cs->slot_bits = bits;
 	mask = (1U << bits) - 1;
 	for (i = 0; i < cs->nr; i++) {
-		for (j = hash_32(cs->ents[i].pid, bits);
-		     slots[j].gen == cs->reads; j = (j + 1) & mask)
-			;
+		/* At most half full: a free slot is always found. */
+		j = hash_32(cs->ents[i].pid, bits);
+		for (n = 0; slots[j].gen == cs->reads; j = (j + 1) & mask)
+			if (++n > mask)
+				return false;
 		slots[j].gen = cs->reads;
 		slots[j].idx = i;
+		if (i % 4096 == 4095)
+			cond_resched();
 	}
 	return true;
 }
@@ -1647,8 +1862,9 @@ static int gc_read_init(struct gc_read *c)
 	c->all = READ_ONCE(all_processes);
 	gc_keep_take(c);
 	c->cg_bits = GC_CG_BITS_MIN;
-	c->cgs = kvcalloc(1U << c->cg_bits, sizeof(*c->cgs), GFP_KERNEL);
-	c->cmdline = kmalloc(GC_CMDLINE_MAX, GFP_KERNEL);
+	c->chunk_full = true;	/* no chunk yet */
+	c->cgs = kvcalloc(1U << c->cg_bits, sizeof(*c->cgs), GC_ALLOC);
+	c->cmdline = kmalloc(GC_CMDLINE_MAX, GC_ALLOC);
 	if (!c->cgs || !c->cmdline)
 		return -ENOMEM;
 	ret = gc_collect(c);
@@ -1661,29 +1877,22 @@ static int gc_read_init(struct gc_read *c)
 /*
  * Once the processes are collected, and before anything is written: if
  * there are more than the buffer was sized for (as many bytes each as the
- * last document took, and a quarter more), a larger buffer, so that a read
- * after the count grew does not run show() several times over, doubling the
- * buffer each time.  If none can be had, the doubling still works.
+ * last document took, and a quarter more), a larger buffer at once rather
+ * than several doublings.  If none can be had, growing entry by entry
+ * still works.
  */
 static void gc_fit(struct seq_file *m, unsigned int nr_tasks)
 {
 	size_t size = (size_t)nr_tasks * READ_ONCE(gc_last_per_task);
-	char *buf;
 
 	size += size / 4;
-	if (size <= m->size || size > GC_BUF_MAX)
-		return;
-	buf = kvmalloc(size, GFP_KERNEL_ACCOUNT);
-	if (!buf)
-		return;
-	kvfree(m->buf);
-	m->buf = buf;
-	m->size = size;
+	if (size > m->size)
+		gc_grow(m, min_t(size_t, size, GC_DOC_MAX));
 }
 
 /*
- * The whole document in one show(): seq_file calls it again with a buffer
- * twice as large if it overflowed, so stop gathering as soon as it has.
+ * The whole document in one show(), which grows the buffer as it goes
+ * (gc_grow()), so nothing is done twice.
  */
 static int gc_show(struct seq_file *m, void *v)
 {
@@ -1693,6 +1902,9 @@ static int gc_show(struct seq_file *m, void *v)
 	int ret;
 
 	ret = gc_read_init(&c);
+	/* The head and the system figures take under 1 KiB. */
+	if (!ret)
+		ret = gc_grow(m, 2048);
 	if (ret) {
 		gc_read_free(&c);
 		return ret;
@@ -1707,7 +1919,7 @@ static int gc_show(struct seq_file *m, void *v)
 	seq_puts(m, ",\"processes\":[");
 
 	for (i = 0; i < c.nr_tasks; i++) {
-		if (!ret && !seq_has_overflowed(m)) {
+		if (!ret) {
 			ret = gc_show_task(&c, c.tasks[i], &first);
 			if (!ret && fatal_signal_pending(current))
 				ret = -EINTR;
@@ -1716,6 +1928,7 @@ static int gc_show(struct seq_file *m, void *v)
 		if (i % 16 == 15)
 			cond_resched();
 	}
+	/* Each entry made room for this. */
 	seq_puts(m, "\n]}\n");
 
 	if (!ret && !seq_has_overflowed(m) && c.nr_tasks) {
@@ -1727,76 +1940,168 @@ static int gc_show(struct seq_file *m, void *v)
 	return ret;
 }
 
+/* --- the document buffer of an open file -------------------------------- */
+
 /*
- * Only the procfs instances of the initial PID namespace serve the file:
- * a container's own /proc would show it host-wide command lines, IDs and
- * I/O counters that its PID namespace hides.  Then pre-size the seq_file
- * buffer so that show() runs once: the last document's size plus a margin,
- * or with all_processes an estimate from the process count.
+ * What the next document is likely to need: the last one's size and a
+ * quarter more, or with all_processes an estimate from the process count.
  */
-static int gc_open(struct inode *inode, struct file *file)
+static size_t gc_doc_size(void)
 {
 	size_t size = READ_ONCE(gc_last_size);
-	struct seq_file *m;
-	char *buf = NULL;
-	int ret;
 
-	if (proc_pid_ns(inode->i_sb) != &init_pid_ns)
-		return -EPERM;
 	size += size / 4;
 	if (READ_ONCE(all_processes))
 		size = max_t(size_t, size,
 			     (size_t)gc_count_processes() * GC_PROC_SIZE_GUESS);
-	size = clamp_t(size_t, size, GC_BUF_MIN, GC_BUF_MAX);
-
-	spin_lock(&gc_spare_lock);
-	if (gc_spare && gc_spare_size >= size) {
-		buf = gc_spare;
-		size = gc_spare_size;
-		gc_spare = NULL;
-	}
-	spin_unlock(&gc_spare_lock);
-	if (!buf) {
-		/* As seq_file allocates its buffers. */
-		buf = kvmalloc(size, GFP_KERNEL_ACCOUNT);
-		if (!buf)
-			return -ENOMEM;
-	}
-	ret = single_open(file, gc_show, NULL);
-	if (ret) {
-		kvfree(buf);
-		return ret;
-	}
-	m = file->private_data;
-	m->buf = buf;
-	m->size = size;
-	return 0;
+	return clamp_t(size_t, size, GC_BUF_MIN, GC_DOC_MAX);
 }
 
-/* Keep the document buffer for the next read, unless a larger one is. */
-static int gc_release(struct inode *inode, struct file *file)
+/* The spare document buffer if it holds @size bytes and not many more. */
+static char *gc_spare_take(size_t *size)
 {
-	struct seq_file *m = file->private_data;
-	char *buf = m->buf;
-	size_t size = m->size;
+	char *buf = NULL;
+	size_t have = 0;
 
-	m->buf = NULL;
 	spin_lock(&gc_spare_lock);
-	if (buf && (!gc_spare || gc_spare_size < size)) {
+	if (gc_spare && gc_spare_size >= *size) {
+		buf = gc_spare;
+		have = gc_spare_size;
+		gc_spare = NULL;
+		gc_spare_size = 0;
+	}
+	spin_unlock(&gc_spare_lock);
+	if (buf && gc_too_big(have, *size)) {
+		kvfree(buf);
+		return NULL;
+	}
+	if (buf)
+		*size = have;
+	return buf;
+}
+
+/*
+ * A document buffer no open file needs any more: kept as the spare unless
+ * a larger one is, or it is much larger than the last document.
+ */
+static void gc_spare_put(char *buf, size_t size)
+{
+	size_t need = READ_ONCE(gc_last_size);
+
+	if (!buf)
+		return;
+	if (gc_too_big(size, need + need / 4)) {
+		kvfree(buf);
+		return;
+	}
+	spin_lock(&gc_spare_lock);
+	if (!gc_spare || gc_spare_size < size) {
 		swap(buf, gc_spare);
 		swap(size, gc_spare_size);
 	}
 	spin_unlock(&gc_spare_lock);
 	kvfree(buf);
+}
+
+/*
+ * At a read from offset 0, before seq_file takes its one page: a buffer
+ * the size the document is likely to need, charged to the reader.  If
+ * none can be had, show() grows seq_file's.
+ */
+static void gc_doc_begin(struct seq_file *m)
+{
+	size_t size;
+	char *buf;
+
+	mutex_lock(&m->lock);
+	if (!m->buf) {
+		size = gc_doc_size();
+		buf = gc_spare_take(&size);
+		if (!buf)
+			buf = kvmalloc(size, GC_ALLOC);
+		if (buf) {
+			m->buf = buf;
+			m->size = size;
+		}
+	}
+	mutex_unlock(&m->lock);
+}
+
+/*
+ * Whether the document was read out and its buffer given back, and a read
+ * at @pos (where the last one ended) has nothing left: end of file, with
+ * no buffer taken again.
+ */
+static bool gc_doc_over(struct seq_file *m, loff_t pos)
+{
+	bool over;
+
+	mutex_lock(&m->lock);
+	over = !m->buf && m->index > 0 && !m->count && pos == m->read_pos;
+	mutex_unlock(&m->lock);
+	return over;
+}
+
+/* After a read: once the whole document was read out, give its buffer back. */
+static void gc_doc_end(struct seq_file *m)
+{
+	size_t size = 0;
+	char *buf = NULL;
+
+	mutex_lock(&m->lock);
+	if (m->buf && m->index > 0 && !m->count) {
+		buf = m->buf;
+		size = m->size;
+		m->buf = NULL;
+		m->size = 0;
+	}
+	mutex_unlock(&m->lock);
+	gc_spare_put(buf, size);
+}
+
+/*
+ * Only the procfs instances of the initial PID namespace serve the file:
+ * a container's own /proc would show it host-wide command lines, IDs and
+ * I/O counters that its PID namespace hides.  Nothing is allocated here
+ * beyond seq_file's own: thousands of open files that are never read cost
+ * no document buffer.
+ */
+static int gc_open(struct inode *inode, struct file *file)
+{
+	if (proc_pid_ns(inode->i_sb) != &init_pid_ns)
+		return -EPERM;
+	return single_open(file, gc_show, NULL);
+}
+
+/* A document buffer still held (not read out) is given back. */
+static int gc_release(struct inode *inode, struct file *file)
+{
+	struct seq_file *m = file->private_data;
+
+	gc_spare_put(m->buf, m->size);
+	m->buf = NULL;
 	return single_release(inode, file);
 }
 
-/* A read from offset 0 starts a new document: refresh the swap figures. */
+/*
+ * A read from offset 0 starts a new document: refresh the swap figures and
+ * size its buffer.  The buffer is given back once the document is read
+ * out.
+ */
 static ssize_t gc_read_iter(struct kiocb *iocb, struct iov_iter *to)
 {
-	if (iocb->ki_pos == 0)
+	struct seq_file *m = iocb->ki_filp->private_data;
+	ssize_t ret;
+
+	if (iocb->ki_pos == 0) {
 		gc_update_swap();
-	return seq_read_iter(iocb, to);
+		gc_doc_begin(m);
+	} else if (gc_doc_over(m, iocb->ki_pos)) {
+		return 0;
+	}
+	ret = seq_read_iter(iocb, to);
+	gc_doc_end(m);
+	return ret;
 }
 
 static const struct proc_ops gc_proc_ops = {
@@ -1812,10 +2117,8 @@ static const struct proc_ops gc_proc_ops = {
  */
 static bool gc_name_taken(const char *name)
 {
-	struct dentry *dentry;
+	struct dentry *dentry = gc_lookup_positive(gc_procfs->mnt_root, name);
 
-	dentry = lookup_positive_unlocked(name, gc_procfs->mnt_root,
-					  strlen(name));
 	if (IS_ERR(dentry))
 		return false;
 	dput(dentry);
@@ -1854,27 +2157,40 @@ static int __init gc_init(void)
 		pr_err("cannot mount procfs\n");
 		return PTR_ERR(gc_procfs);
 	}
-	kcred = prepare_kernel_cred(NULL);
+	/* init_task's: prepare_kernel_cred(NULL) is refused since 6.2. */
+	kcred = prepare_kernel_cred(&init_task);
 	if (!kcred) {
 		ret = -ENOMEM;
 		goto out_unmount;
 	}
 	gc_kcred = kcred;
+	gc_meminfo.dentry = gc_lookup_positive(gc_procfs->mnt_root, "meminfo");
+	if (IS_ERR(gc_meminfo.dentry)) {
+		ret = PTR_ERR(gc_meminfo.dentry);
+		pr_err("no meminfo in procfs (%d)\n", ret);
+		goto out_put_cred;
+	}
+	gc_meminfo.mnt = mntget(gc_procfs);
 
 	if (gc_name_taken(proc_name)) {
 		pr_err("/proc/%s exists already\n", proc_name);
 		ret = -EEXIST;
-		goto out_put_cred;
+		goto out_put_path;
 	}
 	gc_entry = proc_create(proc_name, proc_mode, NULL, &gc_proc_ops);
 	if (!gc_entry) {
 		pr_err("cannot create /proc/%s\n", proc_name);
 		ret = -ENOMEM;
-		goto out_put_cred;
+		goto out_put_path;
 	}
+	if (proc_mode & 0044)
+		pr_warn("proc_mode=%#o: users other than root can read /proc/%s, with every process's command line, cgroup path and I/O counters (rchar, wchar, syscr, syscw, read_bytes, write_bytes: what /proc/<pid>/io shows only to those allowed to ptrace the process), whatever hidepid= is set to\n",
+			proc_mode, proc_name);
 	pr_info("created /proc/%s\n", proc_name);
 	return 0;
 
+out_put_path:
+	path_put(&gc_meminfo);
 out_put_cred:
 	put_cred(gc_kcred);
 out_unmount:
@@ -1894,6 +2210,7 @@ static void __exit gc_exit(void)
 	gc_spares_free(&gc_keep);
 	kvfree(gc_keep.tasks);
 	kvfree(gc_keep.chunk);
+	path_put(&gc_meminfo);
 	put_cred(gc_kcred);
 	kern_unmount(gc_procfs);
 	pr_info("removed /proc/%s\n", proc_name);
@@ -1905,4 +2222,4 @@ module_exit(gc_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("gestor authors");
 MODULE_DESCRIPTION("Container processes and system usage as JSON in /proc");
-MODULE_VERSION("2.0.0");
+MODULE_VERSION("3.0.0");
