@@ -6,7 +6,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: all build release run test setup lint test-scripts test-rust test-cron \
-	test-logger test-kernel test-stack test-swarm test-e2e bench clean
+	test-logger test-kernel test-kernels test-kernel-debug test-stack test-swarm \
+	test-e2e bench clean
 
 all: build
 
@@ -46,8 +47,21 @@ test-cron:
 test-logger:
 	./logger/tests/run.sh
 
+# The kernel module on the kernel matrix (Debian's 5.10, 6.1, 6.12 and the
+# newest): built against every kernel's headers, and the qemu suite run on
+# the oldest, the host's 6.1 and the newest.
 test-kernel:
-	./kernel_module/tests/run.sh
+	./kernel_module/tests/matrix.sh
+
+# The qemu suite on every kernel of the matrix, and 100,000 processes read
+# end to end (not in `make test`: about 20 minutes more).
+test-kernels:
+	./kernel_module/tests/matrix.sh --all
+
+# The qemu suite on a debug build (lockdep, PROVE_RCU, KASAN, kmemleak) of
+# the newest kernel, two NUMA nodes (the first build takes about 40 min).
+test-kernel-debug:
+	./kernel_module/debug-kernel.sh
 
 test-stack:
 	./tests/stack/run.sh

@@ -305,7 +305,7 @@ class Checker:
 
     def check_default(self, doc, before, after, manifest, containers) -> None:
         self.check(
-            "version and source", doc["version"] == 2 and doc["source"] == "kernel"
+            "version and source", doc["version"] == 3 and doc["source"] == "kernel"
         )
         listed = {p["pid"]: p for p in doc["processes"]}
         self.check("no pid listed twice", len(listed) == len(doc["processes"]))
@@ -383,6 +383,26 @@ class Checker:
                 f"{role} (outside containers) not listed", manifest[role] not in listed
             )
         self.check("init not listed", 1 not in listed)
+        self.check(
+            "the first read after loading keeps no command line (none cached)",
+            not any(p["cmdline_cached"] for p in doc["processes"]),
+        )
+        longargs = listed.get(manifest["longargs"])
+        self.check(
+            "a command line over 1,024 bytes is flagged cmdline_truncated",
+            longargs is not None and longargs["cmdline_truncated"] is True,
+            longargs and longargs["cmdline_truncated"],
+        )
+        cut = [p["pid"] for p in doc["processes"] if p["cmdline_truncated"]]
+        self.check(
+            "no other command line is flagged cmdline_truncated",
+            cut == [manifest["longargs"]],
+            cut,
+        )
+        self.check(
+            "no cgroup path of at most 4,095 bytes is flagged cgroup_truncated",
+            not any(p["cgroup_truncated"] for p in doc["processes"]),
+        )
         unavailable = [
             p["pid"] for p in doc["processes"] if p.get("cmdline_unavailable", True)
         ]
@@ -714,6 +734,9 @@ class Checker:
         )
         self.section("mmstall", self.check_mmstall)
         self.section("cmdcache", self.check_cmdcache)
+        self.section("numa", self.check_numa)
+        self.section("wrap", self.check_wrap)
+        self.section("memory", self.check_memory)
         leaks = {
             name: (int(a), int(b))
             for name, a, b in (
@@ -775,6 +798,103 @@ class Checker:
                 entry,
             )
 
+    def check_numa(self) -> None:
+        """gvm numahint's argument page carried a NUMA hinting fault."""
+        checks = parse_kv(self.results / "checks.txt")
+        self.check("guest: two NUMA nodes", checks.get("numa_nodes") == "2", checks)
+        self.check(
+            "guest: NUMA balancing on",
+            checks.get("numa_balancing") == "1",
+            checks.get("numa_balancing"),
+        )
+        info = dict(kv.split("=") for kv in (self.results / "numa.txt").read_text().split())
+        scans = int(info["scans"]) if info["scans"].lstrip("-").isdigit() else -1
+        self.check("NUMA balancing scanned gvm numahint 4 times", scans >= 4, info)
+        doc = self.load("numa.json")
+        if not doc:
+            return
+        entry = {p["pid"]: p for p in doc["processes"]}.get(self.manifest()["numahint"])
+        self.check(
+            "a process whose argument page carries a NUMA hinting fault shows its"
+            " command line, read from memory",
+            entry is not None
+            and entry["cmdline"] == "gvm numahint"
+            and not entry["cmdline_unavailable"]
+            and not entry["cmdline_cached"],
+            entry,
+        )
+        kernel = (self.results / "kernel.txt").read_text().strip()
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", kernel).groups())
+        faults = int(info["faults_after"]) - int(info["faults_before"])
+        if (major, minor) < (6, 5):
+            # get_user_pages_remote() honours NUMA hinting faults here: the
+            # read took the fault (FOLL_NOFAULT would have failed it).
+            self.check(
+                f"{kernel}: the read took the NUMA hinting fault", faults >= 1, info
+            )
+        else:
+            print(
+                f"skip - {kernel}: get_user_pages_remote() reads a page that carries"
+                f" a NUMA hinting fault without taking it ({faults} taken)"
+            )
+
+    def check_wrap(self) -> None:
+        """test_wrap_in: the kept command lines' read counter wrapped at read 3."""
+        checks = parse_kv(self.results / "checks.txt")
+        for n in range(1, 6):
+            self.check(
+                f"read {n} around the counter's wrap ends",
+                checks.get(f"wrap_read_{n}") == "done rc=0",
+                checks.get(f"wrap_read_{n}"),
+            )
+        pid = self.manifest()["wrapper"]
+        before, after = "gvm retitle /tmp/done.wrap", "gvm retitle /tmp/done.wrap again"
+        docs = {n: self.load(f"wrap-{n}.json") for n in range(1, 6)}
+        if not all(docs.values()):
+            return
+        got = [
+            {p["pid"]: p for p in docs[n]["processes"]}.get(pid, {}).get("cmdline")
+            for n in range(1, 6)
+        ]
+        want = [before, before, after, after, after]
+        self.check(
+            "around the wrap every read shows the current command line"
+            " (an exec just before it included)",
+            got == want,
+            (got, want),
+        )
+        self.check(
+            "the read at the wrap reads every command line afresh",
+            not any(p["cmdline_cached"] for p in docs[3]["processes"]),
+        )
+        for n in (2, 5):
+            self.check(
+                f"read {n} (before and after the wrap) uses kept command lines",
+                any(p["cmdline_cached"] for p in docs[n]["processes"]),
+            )
+
+    def check_memory(self) -> None:
+        """gvm memprobe: what a read and 10,000 unread opens charge."""
+        text = (self.results / "memprobe.txt").read_text()
+        info = {k: int(v) for k, v in (kv.split("=") for kv in text.split())}
+        self.check(
+            "a read charges its document to the reader's memory cgroup",
+            info["read_mid"] >= info["doc_bytes"],
+            info,
+        )
+        extra = info["opens_file"] - info["opens_ref"]
+        self.check(
+            f"{info['opens']} opens without a read cost no more than one read"
+            f" ({extra} bytes more than as many opens of /proc/version)",
+            extra <= info["read_mid"],
+            info,
+        )
+        self.check(
+            "kept buffers shrink once the processes are gone",
+            info["kept_after"] < info["kept_before"] - info["doc_bytes"] // 2,
+            info,
+        )
+
     def check_cmdcache(self) -> None:
         """Kept command lines: gvm retitle's texts read by read (cmdcache-N)."""
         manifest = self.manifest()
@@ -802,6 +922,18 @@ class Checker:
             f"kept command line: an in-place rewrite shows at the refresh (read {due})",
             due >= 4 and got == want,
             (got, want),
+        )
+        cached = []
+        for n in range(1, 15):
+            entry = {p["pid"]: p for p in self.load(f"cmdcache-{n}.json")["processes"]}
+            cached.append(entry[pid]["cmdline_cached"] if pid in entry else None)
+        # Read 1 read it, read `due` read it again; every other read used
+        # the kept text (after the refresh the process did not run).
+        want = [False] + [n != due for n in range(2, 15)]
+        self.check(
+            "cmdline_cached: true for the kept text, false for text read at the refresh",
+            cached == want,
+            (cached, want),
         )
         for n, text, what in (
             (

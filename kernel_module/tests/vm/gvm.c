@@ -68,7 +68,27 @@
  *   gvm timeread FILE N        time N whole reads of FILE (ms)
  *   gvm scan N [all]           time N userspace scans of /proc gathering
  *                              the module's fields, as JSON (ms)
- *   gvm compare FILE ROUNDS    ROUNDS x (3 timed reads of FILE, 1 scan)
+ *   gvm compare FILE ROUNDS    ROUNDS x (3 timed reads of FILE, 1 scan);
+ *                              with GVM_ACTIVE=PATH (gvm spawn N active),
+ *                              the spawned processes run before each
+ *   gvm spawn N active         as spawn, but each process does a little work
+ *                              whenever gvm compare wakes them (SIGUSR1 to
+ *                              their process group; a counter shared
+ *                              through the file $GVM_ACTIVE says they did)
+ *   gvm numahint               a thread runs until NUMA balancing has
+ *                              scanned this process's memory 4 times (so
+ *                              the pages it did not touch meanwhile, its
+ *                              argument page among them, carry NUMA hinting
+ *                              faults), then sleeps; GVM_READY gets
+ *                              "scans N" (N < 0: NUMA balancing never ran)
+ *   gvm memprobe FILE N REF    in its memory cgroup: what one read of FILE
+ *                              charges mid-document and after it, and what
+ *                              N opens of FILE and of REF (another seq_file
+ *                              of procfs) charge, as key=value
+ *   gvm spawnvm N              N processes (CLONE_VM: one mm, a kernel stack
+ *                              each) that sleep; on SIGTERM all are killed
+ *   gvm bigread FILE OUT       read FILE once (ms, bytes, the memory cgroup's
+ *                              charge mid-read and its peak), into OUT
  *
  * With GVM_READY=PATH in the environment, long-running workloads create PATH
  * once they are set up.
@@ -95,6 +115,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -530,25 +551,80 @@ static void on_term(int sig)
 }
 
 /*
- * Fork @n sleeping children, write one byte to @ready_fd, and on SIGTERM
- * kill and reap them.
+ * gvm spawn N active: a counter shared through a file (GVM_ACTIVE) that
+ * each process adds one to whenever it has worked (SIGUSR1), and the
+ * process group gvm compare signals.
+ */
+struct active {
+	long pgid;
+	long procs;
+	long worked;
+};
+
+static struct active *active;
+
+/* A little work: what a process that wakes up to serve something does. */
+static void active_work(void)
+{
+	volatile unsigned long x = 0;
+	char buf[2048];
+	int i;
+
+	for (i = 0; i < 2000; i++)
+		x += i * i;
+	memset(buf, (int)x, sizeof(buf));
+	x += buf[x % sizeof(buf)];
+	__atomic_add_fetch(&active->worked, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Map $GVM_ACTIVE (created) as the shared counter. */
+static struct active *active_map(int create)
+{
+	const char *path = getenv("GVM_ACTIVE");
+	struct active *a;
+	int fd;
+
+	if (!path)
+		die("GVM_ACTIVE is not set");
+	fd = open(path, O_RDWR | (create ? O_CREAT | O_TRUNC : 0), 0644);
+	if (fd < 0 || (create && ftruncate(fd, sizeof(*a))))
+		die("%s: %s", path, strerror(errno));
+	a = mmap(NULL, sizeof(*a), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (a == MAP_FAILED)
+		die("mmap %s: %s", path, strerror(errno));
+	close(fd);
+	return a;
+}
+
+/*
+ * Fork @n sleeping children (with active, each works at every SIGUSR1),
+ * write one byte to @ready_fd, and on SIGTERM kill and reap them.
  */
 static void spawn_children(long n, const sigset_t *old, int ready_fd)
 {
 	pid_t *pids = calloc(n + 1, sizeof(*pids));
+	sigset_t wait_usr1;
+	int sig;
 	long i;
 
 	if (!pids)
 		die("out of memory");
+	sigemptyset(&wait_usr1);
+	sigaddset(&wait_usr1, SIGUSR1);
 	for (i = 0; i < n; i++) {
 		pids[i] = fork();
 		if (pids[i] < 0)
 			die("fork %ld: %s", i, strerror(errno));
 		if (pids[i] == 0) {
 			signal(SIGTERM, SIG_DFL);
-			sigprocmask(SIG_SETMASK, old, NULL);
+			if (!active) {
+				sigprocmask(SIG_SETMASK, old, NULL);
+				for (;;)
+					pause();
+			}
 			for (;;)
-				pause();
+				if (!sigwait(&wait_usr1, &sig))
+					active_work();
 		}
 	}
 	if (write(ready_fd, "r", 1) != 1)
@@ -576,13 +652,21 @@ static int cmd_spawn(int argc, char **argv)
 	char c;
 
 	if (argc < 3)
-		die("usage: spawn N");
+		die("usage: spawn N [active]");
 	n = strtol(argv[2], NULL, 10) - 3;
 	if (n < 0)
 		die("spawn: N must be at least 3");
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGUSR1);	/* only active children take it */
 	sigprocmask(SIG_BLOCK, &block, &old);
+	if (argc > 3 && !strcmp(argv[3], "active")) {
+		if (setpgid(0, 0))
+			die("setpgid: %s", strerror(errno));
+		active = active_map(1);
+		active->pgid = getpgrp();
+		active->procs = n;
+	}
 	sigaction(SIGTERM, &sa, NULL);
 	if (pipe(ready))
 		die("pipe: %s", strerror(errno));
@@ -1852,6 +1936,29 @@ static void print_agreement(const char *mod, size_t mod_len, const char *scan,
  * both see the same host load over time; both timings are printed, and
  * whether the last read and scan list the same processes the same way.
  */
+/*
+ * With gvm spawn N active: wake every spawned process and wait until each
+ * has done its bit of work (untimed), so that each read or scan finds
+ * processes that ran since the last one.
+ */
+static void active_wake(void)
+{
+	long want;
+	int tries;
+
+	if (!active)
+		return;
+	want = __atomic_load_n(&active->worked, __ATOMIC_SEQ_CST) + active->procs;
+	if (kill(-active->pgid, SIGUSR1))
+		die("kill -USR1 %ld: %s", active->pgid, strerror(errno));
+	for (tries = 0; __atomic_load_n(&active->worked, __ATOMIC_SEQ_CST) < want;
+	     tries++) {
+		if (tries > 600000)
+			die("active processes did not all run");
+		usleep(100);
+	}
+}
+
 static int cmd_compare(int argc, char **argv)
 {
 	double tm[3 * 33], ts[33];
@@ -1867,11 +1974,16 @@ static int cmd_compare(int argc, char **argv)
 	rounds = atoi(argv[3]);
 	if (rounds < 1 || rounds > 33)
 		die("ROUNDS out of range");
+	if (getenv("GVM_ACTIVE"))
+		active = active_map(0);
 	for (r = 0; r < rounds; r++) {
 		double t0;
 
-		for (k = 0; k < 3; k++)
+		for (k = 0; k < 3; k++) {
+			active_wake();
 			tm[3 * r + k] = time_read(argv[2], &buf, &cap, &len);
+		}
+		active_wake();
 		t0 = now_ms();
 		listed = scan_once(&o, 0);
 		ts[r] = now_ms() - t0;
@@ -2164,6 +2276,283 @@ static int cmd_mmstall(int argc, char **argv)
 	return 0;
 }
 
+/* --- NUMA hinting faults, memory charges, 100,000 processes ------------- */
+
+/* mm->numa_scan_seq of this process (/proc/self/sched), or -1. */
+static long numa_scan_seq(void)
+{
+	char buf[16384], *p;
+	ssize_t n = slurp("/proc/self/sched", buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "numa_scan_seq");
+	if (!p || !(p = strchr(p, ':')))
+		return -1;
+	return strtol(p + 1, NULL, 10);
+}
+
+/*
+ * The thread that runs while NUMA balancing scans this process's memory:
+ * its ticks drive the scans (task_numa_work()), each of which makes the
+ * pages of the whole (small) address space fault on their next access.
+ * Only this thread's own stack and the loop's code are touched meanwhile:
+ * the main thread, blocked in pthread_join(), never touches its argument
+ * page again.
+ */
+static void *numahint_thread(void *arg)
+{
+	volatile unsigned long x = 0;
+	char text[64];
+	double end = now_ms() + 120000;
+	long seq = -1, cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t one, all;
+	char ready[256], *p;
+	int i, cpu;
+
+	/*
+	 * The environment's strings share the argument page: read
+	 * GVM_READY now, not after the scans (getenv() would touch it).
+	 */
+	snprintf(ready, sizeof(ready), "%s", getenv("GVM_READY") ?: "/dev/null");
+
+	/*
+	 * A page just faulted in sits in its CPU's LRU batch, which holds a
+	 * reference, and NUMA balancing skips pages with a reference more
+	 * (a shared copy-on-write page, for all it knows): fill each CPU's
+	 * batch with new pages so that the argument page leaves it.
+	 */
+	sched_getaffinity(0, sizeof(all), &all);
+	for (cpu = 0; cpu < cpus; cpu++) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one))
+			continue;
+		p = mmap(NULL, 64 << 12, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("mmap: %s", strerror(errno));
+		for (i = 0; i < 64; i++)
+			p[i << 12] = 1;
+		munmap(p, 64 << 12);
+	}
+	sched_setaffinity(0, sizeof(all), &all);
+
+	while (now_ms() < end) {
+		for (i = 0; i < 1000000; i++)
+			x += i;
+		seq = numa_scan_seq();
+		if (seq >= 4)
+			break;
+	}
+	snprintf(text, sizeof(text), "scans %ld\n", seq);
+	put_file(ready, text);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static int cmd_numahint(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, numahint_thread, NULL))
+		die("pthread_create");
+	pthread_join(t, NULL);
+	return 0;
+}
+
+/* memory.current of this process's cgroup (v2), in bytes, or -1. */
+static long long cg_memory(const char *file)
+{
+	char path[4200], buf[4200], *nl;
+	ssize_t n = slurp("/proc/self/cgroup", buf, sizeof(buf) - 1);
+	char *p;
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "0::");
+	if (!p)
+		return -1;
+	nl = strchr(p, '\n');
+	if (nl)
+		*nl = '\0';
+	snprintf(path, sizeof(path), "/sys/fs/cgroup%s/%s", p + 3, file);
+	n = slurp(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtoll(buf, NULL, 10);
+}
+
+/* Open @path @n times (descriptors in @fds), or die. */
+static void open_many(const char *path, int *fds, long n)
+{
+	long i;
+
+	for (i = 0; i < n; i++) {
+		fds[i] = open(path, O_RDONLY);
+		if (fds[i] < 0)
+			die("open %s (%ld): %s", path, i, strerror(errno));
+	}
+}
+
+static void close_many(int *fds, long n)
+{
+	long i;
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/*
+ * gvm memprobe FILE N REF: run on one CPU (one per-CPU charge stock) in
+ * its own memory cgroup.  What one read of FILE charges: held mid-document
+ * (one byte read), then once read out; then N opens of FILE and N of REF,
+ * never read.  Figures in bytes.
+ */
+static int cmd_memprobe(int argc, char **argv)
+{
+	long long c0, c1, c2, c3, c4, c5, c6;
+	struct rlimit rl;
+	size_t cap = 0;
+	char *buf = NULL, byte;
+	cpu_set_t one;
+	ssize_t len;
+	int fd, *fds;
+	long n;
+
+	if (argc < 5)
+		die("usage: memprobe FILE N REF");
+	n = strtol(argv[3], NULL, 10);
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	rl.rlim_cur = rl.rlim_max = n + 64;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		die("setrlimit: %s", strerror(errno));
+	fds = calloc(n, sizeof(*fds));
+	if (!fds)
+		die("out of memory");
+
+	c0 = cg_memory("memory.current");
+	fd = open(argv[2], O_RDONLY);
+	if (fd < 0 || read(fd, &byte, 1) != 1)
+		die("read %s: %s", argv[2], strerror(errno));
+	c1 = cg_memory("memory.current");
+	len = read_all(fd, &buf, &cap);
+	close(fd);
+	c2 = cg_memory("memory.current");
+
+	open_many(argv[4], fds, n);
+	c3 = cg_memory("memory.current");
+	close_many(fds, n);
+	c4 = cg_memory("memory.current");
+	open_many(argv[2], fds, n);
+	c5 = cg_memory("memory.current");
+	close_many(fds, n);
+	c6 = cg_memory("memory.current");
+	printf("doc_bytes=%zd read_mid=%lld read_after=%lld opens=%ld opens_ref=%lld opens_file=%lld\n",
+	       len + 1, c1 - c0, c2 - c0, n, c3 - c2, c5 - c4);
+	(void)c6;
+	return 0;
+}
+
+/*
+ * gvm spawnvm N: N processes that share this one's memory (CLONE_VM, and
+ * its files, fs and signal handlers: a process costs the kernel little
+ * more than its task and kernel stack), each asleep in pause(); on SIGTERM
+ * all are killed and reaped.  GVM_READY once all exist.
+ */
+#define SPAWNVM_STACK	512
+
+static int spawnvm_child(void *arg)
+{
+	for (;;)
+		syscall(SYS_pause);
+	return 0;
+}
+
+static int cmd_spawnvm(int argc, char **argv)
+{
+	const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+			  SIGCHLD;
+	sigset_t block, old;
+	char *stacks;
+	pid_t *pids;
+	long n, i;
+	int sig;
+
+	if (argc < 3)
+		die("usage: spawnvm N");
+	n = strtol(argv[2], NULL, 10);
+	pids = calloc(n, sizeof(*pids));
+	stacks = mmap(NULL, (size_t)n * SPAWNVM_STACK, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!pids || stacks == MAP_FAILED)
+		die("out of memory");
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	for (i = 0; i < n; i++) {
+		pids[i] = clone(spawnvm_child,
+				stacks + (i + 1) * (size_t)SPAWNVM_STACK - 64,
+				flags, NULL);
+		if (pids[i] < 0)
+			die("clone %ld: %s", i, strerror(errno));
+	}
+	mark_ready();
+	sigwait(&block, &sig);
+	for (i = 0; i < n; i++)
+		kill(pids[i], SIGKILL);
+	while (waitpid(-1, NULL, __WALL) > 0)
+		;
+	return 0;
+}
+
+/*
+ * gvm bigread FILE OUT: one whole read of FILE into OUT, from its own
+ * memory cgroup: "ms=T bytes=B mid=M peak=P" (charges in bytes; mid is
+ * after the first byte, when the document is built and held; peak is
+ * memory.peak, -1 where the kernel has none).
+ */
+static int cmd_bigread(int argc, char **argv)
+{
+	long long c0, mid, peak;
+	size_t cap = 0;
+	char *buf = NULL;
+	double t0, ms;
+	ssize_t len;
+	int fd, out;
+
+	if (argc < 4)
+		die("usage: bigread FILE OUT");
+	c0 = cg_memory("memory.current");
+	t0 = now_ms();
+	fd = open(argv[2], O_RDONLY);
+	cap = 1;
+	buf = malloc(cap);
+	if (fd < 0 || !buf || read(fd, buf, 1) != 1)
+		die("read %s: %s", argv[2], strerror(errno));
+	mid = cg_memory("memory.current");
+	len = read_all(fd, &buf, &cap);
+	ms = now_ms() - t0;
+	close(fd);
+	peak = cg_memory("memory.peak");
+	if (len < 0)
+		die("read %s: %s", argv[2], strerror(-len));
+	out = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	/* The first byte was read alone: it is the document's "{". */
+	if (out < 0 || write_full(out, "{", 1) || write_full(out, buf, len))
+		die("write %s: %s", argv[3], strerror(errno));
+	close(out);
+	printf("ms=%.1f bytes=%zd mid=%lld peak=%lld\n", ms, len + 1, mid - c0,
+	       peak < 0 ? -1 : peak - c0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -2236,6 +2625,14 @@ int main(int argc, char **argv)
 		return cmd_scan(argc, argv);
 	if (!strcmp(cmd, "compare"))
 		return cmd_compare(argc, argv);
+	if (!strcmp(cmd, "numahint"))
+		return cmd_numahint();
+	if (!strcmp(cmd, "memprobe"))
+		return cmd_memprobe(argc, argv);
+	if (!strcmp(cmd, "spawnvm"))
+		return cmd_spawnvm(argc, argv);
+	if (!strcmp(cmd, "bigread"))
+		return cmd_bigread(argc, argv);
 	die("unknown command %s", cmd);
 	return 1;
 }
