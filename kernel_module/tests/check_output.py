@@ -148,9 +148,7 @@ def container_of(cgroup_lines: list[str]) -> tuple[str | None, str]:
     v1 lines does not matter.
     """
     v2 = next((ln[3:] for ln in cgroup_lines if ln.startswith("0::")), "/")
-    paths = [v2] + [
-        ln.split(":", 2)[2] for ln in cgroup_lines if not ln.startswith("0::")
-    ]
+    paths = [v2] + [ln.split(":", 2)[2] for ln in cgroup_lines if not ln.startswith("0::")]
     for path in paths:
         for pattern in CONTAINER_PATHS:
             m = pattern.match(path)
@@ -253,8 +251,7 @@ class Checker:
         return {
             role: int(pid)
             for role, pid in (
-                ln.split()
-                for ln in (self.results / "manifest.txt").read_text().splitlines()
+                ln.split() for ln in (self.results / "manifest.txt").read_text().splitlines()
             )
         }
 
@@ -281,9 +278,7 @@ class Checker:
             self.section("system", self.check_system, default["system"], default)
         everything = self.load("all.json")
         if everything:
-            self.section(
-                "all.json", self.check_all, everything, after, manifest, containers
-            )
+            self.section("all.json", self.check_all, everything, after, manifest, containers)
         named = self.load("named.json")
         if named:
             self.check(
@@ -304,9 +299,7 @@ class Checker:
             self.check(f"{name}: checks ran to the end", False, repr(exc))
 
     def check_default(self, doc, before, after, manifest, containers) -> None:
-        self.check(
-            "version and source", doc["version"] == 3 and doc["source"] == "kernel"
-        )
+        self.check("version and source", doc["version"] == 3 and doc["source"] == "kernel")
         listed = {p["pid"]: p for p in doc["processes"]}
         self.check("no pid listed twice", len(listed) == len(doc["processes"]))
 
@@ -335,8 +328,7 @@ class Checker:
         extra = [
             pid
             for pid in listed
-            if container_of((after.get(pid) or before.get(pid) or Proc(pid)).cgroup)[0]
-            is None
+            if container_of((after.get(pid) or before.get(pid) or Proc(pid)).cgroup)[0] is None
         ]
         self.check("no process outside a container is listed", not extra, extra)
         self.check(
@@ -349,9 +341,7 @@ class Checker:
             cid, path = containers[key]
             self.check(
                 f"{role} listed in its {key} container",
-                entry is not None
-                and entry["container_id"] == cid
-                and entry["cgroup"] == path,
+                entry is not None and entry["container_id"] == cid and entry["cgroup"] == path,
                 entry and (entry["container_id"], entry["cgroup"]),
             )
         for role, key in SUB_ROLES.items():
@@ -368,8 +358,7 @@ class Checker:
         self.check(
             "a cgroup name with a quote, a backslash and 0xff round-trips",
             hostilecg is not None
-            and hostilecg["cgroup"]
-            == containers["fs"][1] + "/" + decode_per_byte(HOSTILE_CGROUP),
+            and hostilecg["cgroup"] == containers["fs"][1] + "/" + decode_per_byte(HOSTILE_CGROUP),
             hostilecg and repr(hostilecg["cgroup"]),
         )
         deep = listed.get(manifest["deep"])
@@ -379,9 +368,7 @@ class Checker:
             deep and len(deep["cgroup"]),
         )
         for role in OUTSIDE_ROLES:
-            self.check(
-                f"{role} (outside containers) not listed", manifest[role] not in listed
-            )
+            self.check(f"{role} (outside containers) not listed", manifest[role] not in listed)
         self.check("init not listed", 1 not in listed)
         self.check(
             "the first read after loading keeps no command line (none cached)",
@@ -403,9 +390,7 @@ class Checker:
             "no cgroup path of at most 4,095 bytes is flagged cgroup_truncated",
             not any(p["cgroup_truncated"] for p in doc["processes"]),
         )
-        unavailable = [
-            p["pid"] for p in doc["processes"] if p.get("cmdline_unavailable", True)
-        ]
+        unavailable = [p["pid"] for p in doc["processes"] if p.get("cmdline_unavailable", True)]
         self.check(
             "no command line unavailable when nothing holds a lock",
             not unavailable,
@@ -465,8 +450,7 @@ class Checker:
         if writer:
             self.check(
                 "dd writer's write_bytes = the 24 MiB it wrote",
-                24 * MIB <= writer["write_bytes"] <= 25 * MIB
-                and writer["wchar"] >= 24 * MIB,
+                24 * MIB <= writer["write_bytes"] <= 25 * MIB and writer["wchar"] >= 24 * MIB,
                 (writer["write_bytes"], writer["wchar"]),
             )
         zleader = listed.get(manifest["zleader"])
@@ -498,9 +482,7 @@ class Checker:
         if zombie:
             self.check(
                 "zombie: state Z, empty cmdline, no memory",
-                zombie["state"] == "Z"
-                and zombie["cmdline"] == ""
-                and zombie["rss_kib"] == 0,
+                zombie["state"] == "Z" and zombie["cmdline"] == "" and zombie["rss_kib"] == 0,
                 zombie,
             )
         longargs = listed.get(manifest["longargs"])
@@ -510,8 +492,10 @@ class Checker:
                 longargs["cmdline"] == decode_per_byte(LONGARGS),
                 longargs["cmdline"][-8:],
             )
+        self.check_against_proc(listed, before, after, stable)
 
-        # Every listed process against /proc/<pid>/... just before and after.
+    def check_against_proc(self, listed, before, after, stable) -> None:
+        """Every listed process against /proc/<pid>/... just before and after."""
         problems = []
         for pid, entry in listed.items():
             b, a = before.get(pid), after.get(pid)
@@ -578,8 +562,7 @@ class Checker:
         )
         self.check(
             "mem_used_kib = total - available",
-            system["mem_used_kib"]
-            == system["mem_total_kib"] - system["mem_available_kib"],
+            system["mem_used_kib"] == system["mem_total_kib"] - system["mem_available_kib"],
         )
         near = []
         for key, name in (
@@ -602,12 +585,10 @@ class Checker:
         )
         names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
         stat_b = [
-            int(x) * USER_HZ_NS
-            for x in (self.results / "before/stat").read_text().split()[1:9]
+            int(x) * USER_HZ_NS for x in (self.results / "before/stat").read_text().split()[1:9]
         ]
         stat_a = [
-            int(x) * USER_HZ_NS
-            for x in (self.results / "after/stat").read_text().split()[1:9]
+            int(x) * USER_HZ_NS for x in (self.results / "after/stat").read_text().split()[1:9]
         ]
         off = []
         for i, name in enumerate(names):
@@ -644,17 +625,13 @@ class Checker:
         kthreadd = listed.get(2)
         self.check(
             "all_processes: kernel thread listed with an empty cmdline",
-            kthreadd is not None
-            and kthreadd["cmdline"] == ""
-            and kthreadd["ppid"] == 0,
+            kthreadd is not None and kthreadd["cmdline"] == "" and kthreadd["ppid"] == 0,
             kthreadd,
         )
         user = listed.get(manifest["user"])
         self.check(
             "all_processes: non-container process has its cgroup v2 path",
-            user is not None
-            and user["container_id"] is None
-            and user["cgroup"] == "/user.slice",
+            user is not None and user["container_id"] is None and user["cgroup"] == "/user.slice",
             user,
         )
         for role in ("conmon", *DECOY_ROLES):
@@ -668,8 +645,7 @@ class Checker:
         self.check(
             "all_processes: a hostile cgroup name outside containers round-trips",
             hostileout is not None
-            and hostileout["cgroup"]
-            == "/user.slice/" + decode_per_byte(HOSTILE_CGROUP),
+            and hostileout["cgroup"] == "/user.slice/" + decode_per_byte(HOSTILE_CGROUP),
             hostileout and repr(hostileout["cgroup"]),
         )
         holder = listed.get(manifest["holder"])
@@ -740,8 +716,7 @@ class Checker:
         leaks = {
             name: (int(a), int(b))
             for name, a, b in (
-                ln.split()
-                for ln in (self.results / "leaks.txt").read_text().splitlines()
+                ln.split() for ln in (self.results / "leaks.txt").read_text().splitlines()
             )
         }
         for name, limit in (
@@ -829,9 +804,7 @@ class Checker:
         if (major, minor) < (6, 5):
             # get_user_pages_remote() honours NUMA hinting faults here: the
             # read took the fault (FOLL_NOFAULT would have failed it).
-            self.check(
-                f"{kernel}: the read took the NUMA hinting fault", faults >= 1, info
-            )
+            self.check(f"{kernel}: the read took the NUMA hinting fault", faults >= 1, info)
         else:
             print(
                 f"skip - {kernel}: get_user_pages_remote() reads a page that carries"
@@ -905,9 +878,7 @@ class Checker:
                 doc = self.load(f"cmdcache-{n}.json")
                 entry = {p["pid"]: p for p in doc["processes"]}.get(pid)
                 seen.append(
-                    None
-                    if entry is None or entry["cmdline_unavailable"]
-                    else entry["cmdline"]
+                    None if entry is None or entry["cmdline_unavailable"] else entry["cmdline"]
                 )
             return seen
 
@@ -971,9 +942,7 @@ class Checker:
             got == want,
             (got, want),
         )
-        old4, poked4 = (
-            f"gvm {t} /tmp/done.retitle4 share" for t in ("retitle", "poked01")
-        )
+        old4, poked4 = (f"gvm {t} /tmp/done.retitle4 share" for t in ("retitle", "poked01"))
         got = cmdlines(pid4, range(20, 24))
         # Its refresh is read 21 + pid % 2; from there on, the poked text.
         due = 21 + pid4 % 2
@@ -995,9 +964,7 @@ class Checker:
             execseen += int(kv["execseen"])
             self.check(
                 f"stress {path.stem}: 5+ reads, all valid JSON, stopped by rmmod",
-                int(kv["invalid"]) == 0
-                and int(kv["reads"]) >= 5
-                and kv["stop"] == "gone",
+                int(kv["invalid"]) == 0 and int(kv["reads"]) >= 5 and kv["stop"] == "gone",
                 kv,
             )
             bad = stress / f"bad-entry-{path.stem.split('-')[1]}.txt"
@@ -1013,9 +980,7 @@ class Checker:
                 (kv["badexec"], example),
             )
         self.check("stress: the exec'ing processes were seen", execseen > 0, execseen)
-        self.check(
-            "stress: no invalid document kept", not list(stress.glob("invalid-*"))
-        )
+        self.check("stress: no invalid document kept", not list(stress.glob("invalid-*")))
         samples = sorted(stress.glob("sample-*.json"))
         self.check("stress: samples kept", bool(samples))
         for path in samples:
@@ -1040,10 +1005,7 @@ class Checker:
         self.check("dmesg: no BUG, WARNING, Oops or RCU stall", not bad, bad[:5])
         self.check(
             "dmesg: the module loaded",
-            any(
-                "gestor_containers: created /proc/sysinfo_202200075" in ln
-                for ln in lines
-            ),
+            any("gestor_containers: created /proc/sysinfo_202200075" in ln for ln in lines),
         )
 
     def check_daemon_parser(self) -> None:
@@ -1083,9 +1045,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, required=True, help="the guest's /out")
     parser.add_argument("--schema", type=Path, required=True)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to the guest")
-    parser.add_argument(
-        "--gestor", help="gestor binary, to run `gestor snapshot` on the output"
-    )
+    parser.add_argument("--gestor", help="gestor binary, to run `gestor snapshot` on the output")
     args = parser.parse_args()
 
     checker = Checker(args.results, args.schema, args.cpus, args.gestor)

@@ -4,8 +4,9 @@
 # a build root of its Debian suite, and the qemu test suite (run.sh) runs on
 # the oldest, the host's and the newest kernel (`make test-kernel`), or on
 # all of them (--all, `make test-kernels`, which also reads 100,000
-# processes: big.sh). Closing line: "kernel_module matrix: N passed, M
-# failed".
+# processes, run.sh --big, and proves that a failed DKMS build never fails
+# a kernel's installation, dkms_hook.sh). Closing line: "kernel_module
+# matrix: N passed, M failed".
 #
 # Usage (as root): kernel_module/tests/matrix.sh [--all]
 set -euo pipefail
@@ -36,6 +37,23 @@ run_suite() {
   RESULTS+=("${suite}${1:+ $1}: ${line#kernel_module } ($((SECONDS - start)) s)")
 }
 
+# dkms_hook.sh: a failed DKMS build never fails a kernel's installation.
+run_dkms_hook() {
+  local out line start=${SECONDS}
+  out="$(mktemp)"
+  "${KM_TESTS}/dkms_hook.sh" 2>&1 | tee "${out}" || true
+  line="$(grep -E '^dkms hook: [0-9]+ passed, [0-9]+ failed$' "${out}" | tail -n 1)"
+  rm -f "${out}"
+  if [[ -z "${line}" ]]; then
+    FAILED=$((FAILED + 1))
+    RESULTS+=("dkms hook: did not finish")
+    return
+  fi
+  PASSED=$((PASSED + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"${line}")))
+  FAILED=$((FAILED + $(sed -E 's/.*, ([0-9]+) failed$/\1/' <<<"${line}")))
+  RESULTS+=("${line} ($((SECONDS - start)) s)")
+}
+
 main() {
   local suite all=0 start=${SECONDS}
   [[ "${1:-}" == --all ]] && all=1
@@ -53,6 +71,7 @@ main() {
   done
   if ((all)); then
     run_suite "${KM_HOST_SUITE}" --big
+    run_dkms_hook
   fi
   printf '%s\n' "${RESULTS[@]}"
   log "matrix wall time $((SECONDS - start)) s"

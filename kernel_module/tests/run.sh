@@ -119,10 +119,10 @@ dkms_build() {
   [[ -z "${KM_ROOT}" ]] || rm -rf "${base}"
 }
 
-# The daemon's parser, built when missing (`make test` builds it first).
-# Prints only the binary's path.
+# The daemon's parser, built when missing (`make test` builds it first), or
+# $GESTOR_KM_GESTOR. Prints only the binary's path.
 gestor_binary() {
-  local bin="${KM_REPO}/target/release/gestor"
+  local bin="${GESTOR_KM_GESTOR:-${KM_REPO}/target/release/gestor}"
   if [[ ! -x "${bin}" ]] && command -v cargo >/dev/null; then
     log "building gestor (cargo build --release)" >&2
     (cd "${KM_REPO}" && cargo build --release -q) >&2 || true
