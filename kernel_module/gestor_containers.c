@@ -1901,10 +1901,10 @@ static int gc_show(struct seq_file *m, void *v)
 	unsigned int i;
 	int ret;
 
-	ret = gc_read_init(&c);
 	/* The head and the system figures take under 1 KiB. */
+	ret = gc_grow(m, 2048);
 	if (!ret)
-		ret = gc_grow(m, 2048);
+		ret = gc_read_init(&c);
 	if (ret) {
 		gc_read_free(&c);
 		return ret;

@@ -132,10 +132,10 @@ km_fetch_image() {
     # Newer suites split the image into linux-binary- and linux-modules-.
     # shellcheck disable=SC2016 # expanded in the root
     if ! chroot "${KM_ROOT}" sh -c 'cd /tmp/gestor-image &&
-      apt-get download -q "linux-image-$1" >/dev/null &&
+      apt-get download -q -o APT::Sandbox::User=root "linux-image-$1" >/dev/null &&
       extra="$(dpkg-deb -f linux-image-*.deb Depends | tr "," "\n" |
         sed -n "s/^ *\(linux-\(binary\|modules\)-$1\)\( .*\)\{0,1\}$/\1/p")" &&
-      if [ -n "${extra}" ]; then apt-get download -q ${extra} >/dev/null; fi' \
+      if [ -n "${extra}" ]; then apt-get download -q -o APT::Sandbox::User=root ${extra} >/dev/null; fi' \
       _ "${KM_KVER}"; then
       err "cannot download linux-image-${KM_KVER}"
       return 1
@@ -185,10 +185,12 @@ km_resolve_kernel() {
     return 0
   fi
   if [[ -n "${KM_ROOT}" ]]; then
+    # The metapackage's linux-headers-<version> dependency (sid's lists
+    # linux-base-amd64 first).
     # shellcheck disable=SC2016 # dpkg-query's format
-    dep="$(chroot "${KM_ROOT}" dpkg-query -W -f='${Depends}' linux-headers-amd64)"
-    dep="${dep%%[ ,]*}"
-    KM_KVER="${GESTOR_KVER:-${dep#linux-headers-}}"
+    dep="$(chroot "${KM_ROOT}" dpkg-query -W -f='${Depends}' linux-headers-amd64 |
+      tr ',' '\n' | sed -n 's/^ *linux-headers-\([0-9][^ ]*\).*$/\1/p' | head -n 1)"
+    KM_KVER="${GESTOR_KVER:-${dep}}"
     KM_KDIR="/usr/src/linux-headers-${KM_KVER}"
     [[ -d "${KM_ROOT}${KM_KDIR}" ]] || { err "no ${KM_KDIR} in ${KM_ROOT}"; return 1; }
     km_fetch_image || return 1

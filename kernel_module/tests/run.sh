@@ -114,8 +114,10 @@ dkms_build() {
     cat "${WORK}/dkms.log" >&2
     return 1
   fi
-  ko="${tree}/gestor-containers/${version}/${KM_KVER}/x86_64/module/gestor_containers.ko"
-  [[ -f "${ko}" && "$(modinfo -F vermagic "${ko}")" == "${KM_KVER} "* ]] || return 1
+  # dkms compresses it as the kernel's modules are (.ko.xz from 6.12 on).
+  ko="$(find "${tree}/gestor-containers/${version}/${KM_KVER}/x86_64/module" \
+    -name 'gestor_containers.ko*' | head -n 1)"
+  [[ -n "${ko}" && "$(modinfo -F vermagic "${ko}")" == "${KM_KVER} "* ]] || return 1
   [[ -z "${KM_ROOT}" ]] || rm -rf "${base}"
 }
 
