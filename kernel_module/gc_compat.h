@@ -2,8 +2,9 @@
 /*
  * gc_compat.h - the kernel interfaces gestor_containers uses that changed
  * between Linux 5.10 and 7.x, each behind one wrapper chosen by
- * LINUX_VERSION_CODE (Debian's kernels do not backport these changes), so
- * that gestor_containers.c has no version test of its own.
+ * LINUX_VERSION_CODE (Debian's kernels do not backport these changes) or,
+ * where a stable update did backport one, by a feature test in Kbuild
+ * (GC_HAVE_*), so that gestor_containers.c has no version test of its own.
  *
  * Tested against Debian's 5.10 (bullseye), 6.1 (bookworm), 6.12 (trixie)
  * and 7.2 (sid) headers.  Everything else the module calls exists with the
@@ -63,6 +64,24 @@ static inline void gc_copy_from_page(void *dst, struct page *page, size_t off,
 
 	memcpy(dst, kaddr + off, n);
 	kunmap_atomic(kaddr);
+#endif
+}
+
+/*
+ * Resident pages of @mm, as /proc/<pid>/statm counts them: the exact sum of
+ * the per-CPU counters where the kernel has get_mm_counter_sum() (a Kbuild
+ * feature test: it came with /proc's use of it in 6.16 and in stable
+ * updates of older kernels), the cheaper approximation before, as /proc
+ * then.
+ */
+static inline unsigned long gc_mm_rss(struct mm_struct *mm)
+{
+#ifdef GC_HAVE_MM_COUNTER_SUM
+	return get_mm_counter_sum(mm, MM_FILEPAGES) +
+	       get_mm_counter_sum(mm, MM_ANONPAGES) +
+	       get_mm_counter_sum(mm, MM_SHMEMPAGES);
+#else
+	return get_mm_rss(mm);
 #endif
 }
 

@@ -1160,7 +1160,7 @@ static void gc_mm_look(struct gc_read *c, struct gc_proc *st,
 	struct gc_cmd *e = &c->key;
 
 	st->has_mm = true;
-	st->rss = get_mm_rss(tmm);
+	st->rss = gc_mm_rss(tmm);
 	st->vsz = READ_ONCE(tmm->total_vm);
 	e->start_ns = st->start_ns;
 	e->exec_id = READ_ONCE(t->self_exec_id);

@@ -670,7 +670,7 @@ class Checker:
             "reject_proc_name_": "refused",
             "reject_proc_mode_0666": "refused",
             "reject_proc_mode_0": "refused",
-            "reject_proc_name_taken": "eexist",
+            "reject_proc_name_taken": "refused",
             "pidns_host": "ok",
             "pidns_own_proc": "errno EPERM",
             "pidns_host_bind": "ok",
@@ -692,6 +692,15 @@ class Checker:
             "poke_sleeping": "poked",
             "poke_shared": "poked",
         }
+        if checks.get("mmstall_ready") == "unsupported":
+            # Sid's 7.2 fails the /proc/PID/mem read of the nbd page with EIO
+            # before any request reaches the server: no stuck mmap_lock to test.
+            print(
+                "skip - mmap_lock held by a stuck fault: this kernel refuses the"
+                f" /proc/PID/mem read that would hold it ({self.results / 'mmstall.txt'})"
+            )
+            for key in ("read_while_mm_locked", "rmmod_while_mm_locked"):
+                del expected[key]
         for key, want in expected.items():
             self.check(f"guest: {key}", checks.get(key) == want, checks.get(key))
 
@@ -708,7 +717,8 @@ class Checker:
             and "second read -1 errno EIO" in uffdread,
             uffdread,
         )
-        self.section("mmstall", self.check_mmstall)
+        if checks.get("mmstall_ready") != "unsupported":
+            self.section("mmstall", self.check_mmstall)
         self.section("cmdcache", self.check_cmdcache)
         self.section("numa", self.check_numa)
         self.section("wrap", self.check_wrap)
@@ -1003,6 +1013,10 @@ class Checker:
         lines = (self.results / "dmesg.txt").read_text(errors="replace").splitlines()
         bad = [ln for ln in lines if BAD_DMESG.search(ln)]
         self.check("dmesg: no BUG, WARNING, Oops or RCU stall", not bad, bad[:5])
+        self.check(
+            "dmesg: proc_name=meminfo refused because /proc has it",
+            any("gestor_containers: /proc/meminfo exists already" in ln for ln in lines),
+        )
         self.check(
             "dmesg: the module loaded",
             any("gestor_containers: created /proc/sysinfo_202200075" in ln for ln in lines),

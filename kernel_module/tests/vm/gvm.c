@@ -115,6 +115,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -2000,6 +2001,8 @@ static int cmd_compare(int argc, char **argv)
 
 #define STALL_BLOCKS	1024		/* a 4 MiB nbd device */
 #define STALL_OFF	(2L << 20)	/* the page whose read is held */
+/* Exit status: this kernel refuses the read that would hold the lock. */
+#define MMSTALL_UNSUPPORTED	3
 
 struct stall {
 	int sock;		/* this end of the nbd connection */
@@ -2225,20 +2228,51 @@ static int cmd_mmstall(int argc, char **argv)
 	    read_full(report[0], &tid, sizeof(tid)))
 		die("mmstall: the victim failed");
 
+	/*
+	 * The stall page must be read from the server, not found in the page
+	 * cache: newer kernels read more of a new block device (partition
+	 * scans, large folios). Drop its clean pages first.
+	 */
+	if (ioctl(nbd, BLKFLSBUF, 0))
+		die("mmstall: BLKFLSBUF: %s", strerror(errno));
 	pthread_mutex_lock(&s.lock);
 	s.armed = 1;
 	pthread_mutex_unlock(&s.lock);
 	snprintf(path, sizeof(path), "/proc/%d/mem", victim);
 	reader = fork();
 	if (reader == 0) {
-		int fd = open(path, O_RDONLY);
+		int fd;
 
-		_exit(fd >= 0 && pread(fd, &c, 1, (off_t)(uintptr_t)map) == 1
-		      ? 0 : 1);
+		/*
+		 * Kernels built with PROC_MEM_FORCE_PTRACE (Debian's from 7.x)
+		 * let /proc/PID/mem force access only to a tracer: attach
+		 * (without stopping the victim) to read as on the others.
+		 */
+		ptrace(PTRACE_SEIZE, victim, NULL, NULL);
+		fd = open(path, O_RDONLY);
+		if (fd < 0 || pread(fd, &c, 1, (off_t)(uintptr_t)map) != 1) {
+			fprintf(stderr, "gvm: mmstall: reading %s: %s\n", path,
+				strerror(errno));
+			_exit(1);
+		}
+		_exit(0);
 	}
 	pthread_mutex_lock(&s.lock);
-	while (!s.held)
-		pthread_cond_wait(&s.cond, &s.lock);
+	for (end = now_ms() + 30e3; !s.held; ) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s.cond, &s.lock, &ts);
+		if (!s.held && waitpid(reader, NULL, WNOHANG) == reader) {
+			fprintf(stderr, "gvm: mmstall: unsupported: /proc/PID/mem"
+				" read of the victim's nbd page failed before any"
+				" request reached the server\n");
+			exit(MMSTALL_UNSUPPORTED);
+		}
+		if (!s.held && now_ms() > end)
+			die("mmstall: the read of the victim's page never reached the server");
+	}
 	pthread_mutex_unlock(&s.lock);
 
 	/* The writer is queued once the thread sleeps (D) inside mmap(). */
