@@ -1319,20 +1319,14 @@ static __always_inline char *gc_bool(char *p, bool v, const char *yes,
 }
 
 /*
- * Make room for @need more bytes in the document buffer of @m: a larger
- * buffer (twice as large, or what is needed), the document so far copied
- * into it, so that nothing is redone.  -EFBIG past GC_DOC_MAX.
+ * Replace the document buffer of @m by one of @size bytes (at least what
+ * it holds), the document so far copied into it, so that nothing is
+ * redone.
  */
-static int gc_grow(struct seq_file *m, size_t need)
+static int gc_resize(struct seq_file *m, size_t size)
 {
-	size_t size;
 	char *buf;
 
-	if (m->count + need <= m->size)
-		return 0;
-	if (m->count + need > GC_DOC_MAX)
-		return -EFBIG;
-	size = clamp_t(size_t, 2 * m->size, m->count + need, GC_DOC_MAX);
 	buf = kvmalloc(size, GC_ALLOC);
 	if (!buf)
 		return -ENOMEM;
@@ -1341,6 +1335,20 @@ static int gc_grow(struct seq_file *m, size_t need)
 	m->buf = buf;
 	m->size = size;
 	return 0;
+}
+
+/*
+ * Make room for @need more bytes in the document buffer of @m: twice as
+ * large, or what is needed.  -EFBIG past GC_DOC_MAX.
+ */
+static int gc_grow(struct seq_file *m, size_t need)
+{
+	if (m->count + need <= m->size)
+		return 0;
+	if (m->count + need > GC_DOC_MAX)
+		return -EFBIG;
+	return gc_resize(m, clamp_t(size_t, 2 * m->size, m->count + need,
+				    GC_DOC_MAX));
 }
 
 /* Print one process entry, after ",\n" unless it is the first. */
@@ -1887,7 +1895,7 @@ static void gc_fit(struct seq_file *m, unsigned int nr_tasks)
 
 	size += size / 4;
 	if (size > m->size)
-		gc_grow(m, min_t(size_t, size, GC_DOC_MAX));
+		gc_resize(m, min_t(size_t, size, GC_DOC_MAX));
 }
 
 /*
@@ -1957,14 +1965,18 @@ static size_t gc_doc_size(void)
 	return clamp_t(size_t, size, GC_BUF_MIN, GC_DOC_MAX);
 }
 
-/* The spare document buffer if it holds @size bytes and not many more. */
-static char *gc_spare_take(size_t *size)
+/*
+ * The spare document buffer if it holds the last document (@min bytes) and
+ * not many more than @size, what the next one is likely to need; *@size is
+ * then its size.  A document that outgrows it grows it in place.
+ */
+static char *gc_spare_take(size_t min, size_t *size)
 {
 	char *buf = NULL;
 	size_t have = 0;
 
 	spin_lock(&gc_spare_lock);
-	if (gc_spare && gc_spare_size >= *size) {
+	if (gc_spare && gc_spare_size >= min) {
 		buf = gc_spare;
 		have = gc_spare_size;
 		gc_spare = NULL;
@@ -2016,7 +2028,8 @@ static void gc_doc_begin(struct seq_file *m)
 	mutex_lock(&m->lock);
 	if (!m->buf) {
 		size = gc_doc_size();
-		buf = gc_spare_take(&size);
+		buf = gc_spare_take(max_t(size_t, READ_ONCE(gc_last_size),
+					  GC_BUF_MIN), &size);
 		if (!buf)
 			buf = kvmalloc(size, GC_ALLOC);
 		if (buf) {

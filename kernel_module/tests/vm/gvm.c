@@ -2397,10 +2397,10 @@ static int cmd_numahint(void)
 	return 0;
 }
 
-/* memory.current of this process's cgroup (v2), in bytes, or -1. */
-static long long cg_memory(const char *file)
+/* The path of @file in this process's cgroup (v2) into @path. */
+static int cg_path(const char *file, char *path, size_t size)
 {
-	char path[4200], buf[4200], *nl;
+	char buf[4200], *nl;
 	ssize_t n = slurp("/proc/self/cgroup", buf, sizeof(buf) - 1);
 	char *p;
 
@@ -2413,7 +2413,18 @@ static long long cg_memory(const char *file)
 	nl = strchr(p, '\n');
 	if (nl)
 		*nl = '\0';
-	snprintf(path, sizeof(path), "/sys/fs/cgroup%s/%s", p + 3, file);
+	snprintf(path, size, "/sys/fs/cgroup%s/%s", p + 3, file);
+	return 0;
+}
+
+/* memory.current (or another number file) of this cgroup, or -1. */
+static long long cg_memory(const char *file)
+{
+	char path[4300], buf[64];
+	ssize_t n;
+
+	if (cg_path(file, path, sizeof(path)))
+		return -1;
 	n = slurp(path, buf, sizeof(buf) - 1);
 	if (n <= 0)
 		return -1;
@@ -2571,6 +2582,19 @@ static int cmd_bigread(int argc, char **argv)
 	if (fd < 0 || !buf || read(fd, buf, 1) != 1)
 		die("read %s: %s", argv[2], strerror(errno));
 	mid = cg_memory("memory.current");
+	/* What the charge held mid-read is made of: OUT.memstat. */
+	{
+		char path[4300], stat[8192], name[4300];
+		ssize_t n = -1;
+
+		if (!cg_path("memory.stat", path, sizeof(path)))
+			n = slurp(path, stat, sizeof(stat) - 1);
+		if (n > 0) {
+			stat[n] = '\0';
+			snprintf(name, sizeof(name), "%s.memstat", argv[3]);
+			put_file(name, stat);
+		}
+	}
 	len = read_all(fd, &buf, &cap);
 	ms = now_ms() - t0;
 	close(fd);
