@@ -1,9 +1,9 @@
 //! Benchmark: size and render time of one `/metrics` scrape with N
 //! containers' series. Run through `bench/metrics.sh`.
 
-use gestor::container::ContainerType;
+use gestor::collect::usage::{RateBasis, Totals, Usage};
+use gestor::docker::container::ContainerType;
 use gestor::metrics::{ContainerSample, Metrics};
-use gestor::usage::{RateBasis, Totals, Usage};
 use std::time::Instant;
 
 fn usage(i: u64) -> Usage {

@@ -3,12 +3,12 @@
 
 use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
-use crate::docker::{DockerClient, LoggerSpec};
-use crate::endpoint::{EndpointUpdater, LoggerEndpoint};
+use crate::docker::client::{DockerClient, LoggerSpec};
+use crate::docker::inventory::{EventInventory, Inventory, ListInventory};
+use crate::docker::log_service::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
-use crate::inventory::{EventInventory, Inventory, ListInventory};
 use crate::metrics::Metrics;
-use crate::shipper::{self, ShipperConfig, ShipperHandle};
+use crate::ship::shipper::{self, ShipperConfig, ShipperHandle};
 use anyhow::Context;
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -208,12 +208,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 
     let kind = governor.source().current_kind();
     match kind {
-        crate::snapshot::SourceKind::Kernel => tracing::info!(
+        crate::collect::snapshot::SourceKind::Kernel => tracing::info!(
             source = "kernel",
             file = %config.sysinfo.display(),
             "SNAPSHOT SOURCE: kernel module file"
         ),
-        crate::snapshot::SourceKind::Userspace => tracing::warn!(
+        crate::collect::snapshot::SourceKind::Userspace => tracing::warn!(
             source = "userspace",
             procfs = %config.procfs.display(),
             missing = %config.sysinfo.display(),

@@ -3,8 +3,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+use gestor::collect::source;
 use gestor::config::{Cli, Command, Config, LogFormat};
-use gestor::{daemon, source, table};
+use gestor::cycle::table;
+use gestor::daemon;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 

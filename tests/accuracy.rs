@@ -12,9 +12,9 @@
 mod common;
 
 use common::*;
-use gestor::procfs::collect;
-use gestor::snapshot::Snapshot;
-use gestor::usage::container_usage;
+use gestor::collect::procfs::collect;
+use gestor::collect::snapshot::Snapshot;
+use gestor::collect::usage::container_usage;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

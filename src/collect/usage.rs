@@ -1,7 +1,7 @@
 //! Per-container usage: processes grouped by container ID, and rates computed
 //! from two consecutive snapshots. Pure.
 
-use crate::snapshot::{Process, Snapshot};
+use crate::collect::snapshot::{Process, Snapshot};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -309,7 +309,7 @@ pub fn host_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HostUsage 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{CpuTimes, SourceKind, System};
+    use crate::collect::snapshot::{CpuTimes, SourceKind, System};
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

@@ -3,10 +3,12 @@
 //! Per-container series are removed when their container is gone, so series
 //! do not pile up with 28,800 short-lived containers a day.
 
-use crate::container::ContainerType;
-use crate::container_metrics::ContainerFamilies;
-use crate::snapshot::SourceKind;
-use crate::usage::HostUsage;
+pub mod containers;
+
+use crate::collect::snapshot::SourceKind;
+use crate::collect::usage::HostUsage;
+use crate::docker::container::ContainerType;
+use crate::metrics::containers::ContainerFamilies;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -65,7 +67,7 @@ pub struct Metrics {
     exported_states: Mutex<HashSet<[String; 2]>>,
 }
 
-pub use crate::container_metrics::ContainerSample;
+pub use crate::metrics::containers::ContainerSample;
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NAMESPACE)
@@ -474,7 +476,7 @@ fn encode(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::{RateBasis, Totals, Usage};
+    use crate::collect::usage::{RateBasis, Totals, Usage};
 
     fn usage(cpu_ns: u64, mem: u64) -> Usage {
         let totals = Totals {

@@ -9,8 +9,8 @@
 //! scrapes between two cycles), by a direct writer of the text exposition
 //! format: the generic registry took 20 ms for 1,000 containers.
 
-use crate::container::ContainerType;
-use crate::usage::{RateBasis, Totals, Usage};
+use crate::collect::usage::{RateBasis, Totals, Usage};
+use crate::docker::container::ContainerType;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

@@ -25,8 +25,8 @@
 //! the driver (once) and for a container's parent (only when a path does not
 //! fit the default one).
 
-use crate::docker::DockerClient;
-use crate::snapshot::Snapshot;
+use crate::collect::snapshot::Snapshot;
+use crate::docker::client::DockerClient;
 use std::collections::{HashMap, HashSet};
 
 /// Where the engine creates containers' cgroups (`docker info`).
@@ -215,7 +215,7 @@ impl CgroupCheck {
                     self.parents.insert(id, parent);
                 }
                 Err(e) => {
-                    tracing::warn!(id = %crate::container::short_id(&id), error = %e, "cannot ask a container's cgroup parent; its processes outside the default place are not counted this cycle")
+                    tracing::warn!(id = %crate::docker::container::short_id(&id), error = %e, "cannot ask a container's cgroup parent; its processes outside the default place are not counted this cycle")
                 }
             }
         }
@@ -230,7 +230,7 @@ impl CgroupCheck {
             if !self.reported.contains(&(r.pid, r.container_id.clone())) {
                 tracing::warn!(
                     pid = r.pid,
-                    container = %crate::container::short_id(&r.container_id),
+                    container = %crate::docker::container::short_id(&r.container_id),
                     cgroup = %r.cgroup,
                     "PROCESS NOT COUNTED: its cgroup names a container but is not where Docker placed that container"
                 );
@@ -244,7 +244,7 @@ impl CgroupCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Process;
+    use crate::collect::snapshot::Process;
     use CgroupDriver::{Cgroupfs, Systemd};
 
     const ID: &str = "a5965c2060b9d063b96b7b09d23fa0eef7e01be99223c7940294c5d648881461";
@@ -336,7 +336,7 @@ mod tests {
     fn snapshot_of(processes: Vec<Process>) -> Snapshot {
         Snapshot {
             version: 2,
-            source: crate::snapshot::SourceKind::Userspace,
+            source: crate::collect::snapshot::SourceKind::Userspace,
             timestamp_ns: 0,
             uptime_ns: 0,
             system: Default::default(),

@@ -1,8 +1,8 @@
 //! The Docker side, through bollard: list containers, stop and remove them,
 //! and create the log service container. The only module that talks to Docker.
 
-use crate::cgroup_check::CgroupDriver;
-use crate::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
+use crate::docker::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
+use crate::docker::placement::CgroupDriver;
 use bollard::container::{
     Config as CreateConfig, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
@@ -414,7 +414,7 @@ impl DockerClient {
             // 304: already stopped; go on and remove it.
             Some(Err(e)) if e.is_status(304) => false,
             Some(Err(e)) => {
-                tracing::warn!(id = %crate::container::short_id(id), error = %e, "stop failed; removing by force");
+                tracing::warn!(id = %crate::docker::container::short_id(id), error = %e, "stop failed; removing by force");
                 true
             }
             None => true,

@@ -1,8 +1,8 @@
 //! Log records shipped to the log service: one per decision, one per cycle,
 //! one per error. Pure builders; the contract is in the README.
 
-use crate::container::ContainerType;
-use crate::usage::Usage;
+use crate::collect::usage::Usage;
+use crate::docker::container::ContainerType;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 

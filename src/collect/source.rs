@@ -1,9 +1,9 @@
 //! Where snapshots come from: the kernel module's /proc file, or the
 //! userspace collector when that file does not exist.
 
+use crate::collect::procfs;
+use crate::collect::snapshot::{self, ParseError, Snapshot, SourceKind};
 use crate::config::SourceMode;
-use crate::procfs;
-use crate::snapshot::{self, ParseError, Snapshot, SourceKind};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -211,7 +211,7 @@ pub fn read_file(path: &Path) -> Result<Snapshot, SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::tests::sample_json;
+    use crate::collect::snapshot::tests::sample_json;
 
     #[tokio::test]
     async fn a_read_that_blocks_fails_in_time_and_the_next_ones_at_once() {

@@ -10,10 +10,10 @@
 //! idempotent on record ids, so a batch sent again after a crash or a lost
 //! answer adds nothing twice.
 
-use crate::endpoint::LoggerEndpoint;
+use crate::docker::log_service::LoggerEndpoint;
 use crate::metrics::Metrics;
-use crate::records::Record;
-use crate::spool::{Spool, SpoolError};
+use crate::ship::records::Record;
+use crate::ship::spool::{Spool, SpoolError};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -417,7 +417,7 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::tests::records;
+    use crate::ship::spool::tests::records;
     use std::path::Path;
 
     /// A stand-in log service on loopback: answers each POST with the next

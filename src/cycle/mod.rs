@@ -3,18 +3,20 @@
 //! snapshot and the last trusted one) → decide (the pure policy) → act (kills
 //! and removals) → publish (metrics, log lines, records).
 
-use crate::cgroup_check::CgroupCheck;
+pub mod table;
+
+use crate::collect::snapshot::{Snapshot, SourceKind};
+use crate::collect::source::{SnapshotReader, SnapshotSource};
+use crate::collect::usage::{self, HostUsage, Usage};
 use crate::config::Config;
-use crate::container::{ContainerInfo, ContainerType, ExitFacts};
-use crate::docker::{DockerClient, KillOutcome};
-use crate::inventory::{Inventory, Recheck};
+use crate::decide::policy::{self, Action, Blocked, Plan, PolicyConfig, Reason, Verdict};
+use crate::docker::client::{DockerClient, KillOutcome};
+use crate::docker::container::{ContainerInfo, ContainerType, ExitFacts};
+use crate::docker::inventory::{Inventory, Recheck};
+use crate::docker::placement::CgroupCheck;
 use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS};
-use crate::policy::{self, Action, Blocked, Plan, PolicyConfig, Reason, Verdict};
-use crate::records::{rfc3339_millis, Record, RecordContext, RecordIds};
-use crate::shipper::ShipperHandle;
-use crate::snapshot::{Snapshot, SourceKind};
-use crate::source::{SnapshotReader, SnapshotSource};
-use crate::usage::{self, HostUsage, Usage};
+use crate::ship::records::{rfc3339_millis, Record, RecordContext, RecordIds};
+use crate::ship::shipper::ShipperHandle;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -770,7 +772,7 @@ fn container_reports(
 }
 
 fn short(id: &str) -> &str {
-    crate::container::short_id(id)
+    crate::docker::container::short_id(id)
 }
 
 /// How long a cycle may wait for a snapshot: half the interval, between 1
@@ -782,11 +784,11 @@ pub fn read_timeout(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::tests::sample_json;
+    use crate::collect::snapshot::tests::sample_json;
 
     #[test]
     fn a_snapshot_whose_time_did_not_advance_is_stale() {
-        let a = crate::snapshot::parse(sample_json().as_bytes()).unwrap();
+        let a = crate::collect::snapshot::parse(sample_json().as_bytes()).unwrap();
         assert_eq!(untrusted(None, &a), None);
         let why = untrusted(Some(&a), &a).unwrap();
         assert!(why.contains("stale"), "{why}");

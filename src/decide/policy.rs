@@ -11,8 +11,8 @@
 //! Every decision carries its reason as data ([`Reason`]); `Display` makes
 //! the sentence the logs and records show.
 
-use crate::container::{ContainerInfo, ContainerType, ExitFacts};
-use crate::usage::Usage;
+use crate::collect::usage::Usage;
+use crate::docker::container::{ContainerInfo, ContainerType, ExitFacts};
 use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -541,10 +541,10 @@ fn ordinal(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::tests::container;
-    use crate::container::ContainerType;
-    use crate::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
-    use crate::usage::{RateBasis, Totals};
+    use crate::collect::usage::{RateBasis, Totals};
+    use crate::docker::container::tests::container;
+    use crate::docker::container::ContainerType;
+    use crate::docker::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
     use proptest::prelude::*;
 
     fn usage(cpu: f64, mem: u64, io: f64, disk: f64) -> Usage {

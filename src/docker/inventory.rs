@@ -17,8 +17,8 @@
 //! - the cycle re-checks (one inspect) each container the policy would kill
 //!   before it stops it (`Inventory::recheck`).
 
-use crate::container::{ContainerInfo, ExitFacts};
-use crate::docker::{ContainerEvent, DockerClient, DockerError};
+use crate::docker::client::{ContainerEvent, DockerClient, DockerError};
+use crate::docker::container::{ContainerInfo, ExitFacts};
 use crate::metrics::Metrics;
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
@@ -110,7 +110,7 @@ async fn learn_exits(
                 known.insert(id, f);
             }
             Err(e) => {
-                tracing::warn!(id = %crate::container::short_id(&id), error = %e, "cannot inspect a stopped container")
+                tracing::warn!(id = %crate::docker::container::short_id(&id), error = %e, "cannot inspect a stopped container")
             }
         }
     }
@@ -193,7 +193,7 @@ impl State {
 const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long the first cycle waits for the first listing.
-const FIRST_LISTING_WAIT: Duration = crate::docker::deadline::LIST;
+const FIRST_LISTING_WAIT: Duration = crate::docker::client::deadline::LIST;
 
 /// The inventory kept from Docker's event stream.
 pub struct EventInventory {
@@ -307,7 +307,7 @@ where
             s.gaps += 1;
             s.gap = Some(format!(
                 "cannot inspect {} after its {} event: {e}",
-                crate::container::short_id(&event.id),
+                crate::docker::container::short_id(&event.id),
                 event.action
             ));
         }
@@ -422,7 +422,7 @@ impl EventInventory {
         // inspect, so a burst can lag seconds behind under load), until the
         // stream is past the listing or has been quiet for SETTLE; never
         // longer than a listing may take.
-        let give_up = tokio::time::Instant::now() + crate::docker::deadline::LIST;
+        let give_up = tokio::time::Instant::now() + crate::docker::client::deadline::LIST;
         let mut last_seen = self.state.lock().unwrap().last_event_ns;
         let mut quiet_since = tokio::time::Instant::now();
         loop {
@@ -578,7 +578,7 @@ async fn follow_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::tests::container;
+    use crate::docker::container::tests::container;
 
     fn event(id: &str, action: &str, name: Option<&str>) -> ContainerEvent {
         ContainerEvent {

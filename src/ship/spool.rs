@@ -13,7 +13,7 @@
 //! again; in any segment, a line that does not parse (a torn write) is
 //! counted and skipped, never the whole file.
 
-use crate::records::Record;
+use crate::ship::records::Record;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -267,7 +267,7 @@ impl Spool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::records::{RecordContext, RecordIds};
+    use crate::ship::records::{RecordContext, RecordIds};
 
     pub(crate) fn records(n: usize) -> Vec<Record> {
         let ids = RecordIds::random();

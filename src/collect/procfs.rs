@@ -33,8 +33,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cgroup;
-use crate::snapshot::{
+use crate::collect::cgroup;
+use crate::collect::snapshot::{
     lossy_utf8_per_byte, CpuTimes, Process, Snapshot, SourceKind, System, FORMAT_VERSION,
 };
 
@@ -1576,7 +1576,7 @@ mod tests {
 
         // What we produce is what the kernel's document parses into.
         let json = serde_json::to_vec(&s).unwrap();
-        assert_eq!(crate::snapshot::parse(&json).unwrap(), s);
+        assert_eq!(crate::collect::snapshot::parse(&json).unwrap(), s);
     }
 
     #[test]
@@ -1628,7 +1628,7 @@ mod tests {
         let s = collect(Path::new("/proc"), true).unwrap();
         assert!(s.processes.iter().any(|p| p.pid == std::process::id()));
         let json = serde_json::to_vec(&s).unwrap();
-        crate::snapshot::parse(&json).unwrap();
+        crate::collect::snapshot::parse(&json).unwrap();
     }
 
     proptest! {

@@ -28,7 +28,7 @@
 //! Everything here is a pure function of strings; reading `/proc/<pid>/cgroup`
 //! lives in `procfs.rs`.
 
-use crate::snapshot::is_container_id;
+use crate::collect::snapshot::is_container_id;
 
 /// Prefixes of the `<prefix><id>.scope` systemd units that hold a container.
 const SCOPE_PREFIXES: [&str; 3] = ["docker-", "cri-containerd-", "libpod-"];
