@@ -435,7 +435,7 @@ impl Config {
 
     /// How long a cycle may wait for its snapshot.
     pub fn read_timeout(&self) -> Duration {
-        crate::cycle::read_timeout(self.interval())
+        read_timeout(self.interval())
     }
 
     /// The host name records carry: the configured one, else the kernel's.
@@ -486,6 +486,12 @@ impl Config {
         }
         Ok(Some(url))
     }
+}
+
+/// How long a cycle may wait for a snapshot: half the interval, between 1
+/// and 10 s.
+pub fn read_timeout(interval: Duration) -> Duration {
+    (interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
 #[cfg(test)]
@@ -622,5 +628,21 @@ mod tests {
         let c = parse(&["--listen", "127.0.0.1:0", "--ready-file", "/tmp/x"]).unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.ready_file, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn the_read_bound_follows_the_interval() {
+        assert_eq!(
+            read_timeout(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            read_timeout(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            read_timeout(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -21,7 +21,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// How many stop+remove calls run at once.
@@ -775,12 +775,6 @@ fn short(id: &str) -> &str {
     crate::docker::container::short_id(id)
 }
 
-/// How long a cycle may wait for a snapshot: half the interval, between 1
-/// and 10 s.
-pub fn read_timeout(interval: Duration) -> Duration {
-    (interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,21 +796,5 @@ mod tests {
             SourceKind::Userspace => SourceKind::Kernel,
         };
         assert_eq!(untrusted(Some(&a), &other), None);
-    }
-
-    #[test]
-    fn the_read_bound_follows_the_interval() {
-        assert_eq!(
-            read_timeout(Duration::from_millis(500)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            read_timeout(Duration::from_secs(10)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            read_timeout(Duration::from_secs(600)),
-            Duration::from_secs(10)
-        );
     }
 }

@@ -2,7 +2,6 @@
 //! and create the log service container. The only module that talks to Docker.
 
 use crate::docker::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
-use crate::docker::placement::CgroupDriver;
 use bollard::container::{
     Config as CreateConfig, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
@@ -39,6 +38,26 @@ pub mod deadline {
 /// bollard's client-wide timeout: above every deadline of ours (a stop may
 /// wait up to 300 s), so ours always fire first.
 const CLIENT_TIMEOUT_SECS: u64 = 3_600;
+
+/// Where the engine creates containers' cgroups (`docker info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl CgroupDriver {
+    /// From `docker info`'s `CgroupDriver`; anything but `systemd` is
+    /// Docker's cgroupfs layout (`none`, on a host without cgroups, has no
+    /// container processes to confirm).
+    pub fn from_docker(name: &str) -> CgroupDriver {
+        if name == "systemd" {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {

@@ -26,28 +26,8 @@
 //! fit the default one).
 
 use crate::collect::snapshot::Snapshot;
-use crate::docker::client::DockerClient;
+use crate::docker::client::{CgroupDriver, DockerClient};
 use std::collections::{HashMap, HashSet};
-
-/// Where the engine creates containers' cgroups (`docker info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupDriver {
-    Cgroupfs,
-    Systemd,
-}
-
-impl CgroupDriver {
-    /// From `docker info`'s `CgroupDriver`; anything but `systemd` is
-    /// Docker's cgroupfs layout (`none`, on a host without cgroups, has no
-    /// container processes to confirm).
-    pub fn from_docker(name: &str) -> CgroupDriver {
-        if name == "systemd" {
-            CgroupDriver::Systemd
-        } else {
-            CgroupDriver::Cgroupfs
-        }
-    }
-}
 
 /// The cgroup path of a systemd slice unit: `a-b-c.slice` is
 /// `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root.
