@@ -43,7 +43,7 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
         InventoryMode::Events if follow_events => Inventory::Events(EventInventory::start(
             docker.clone(),
             config.label_filters(),
-            metrics.clone(),
+            metrics.inventory.clone(),
             config.resync_every,
             cancel.clone(),
         )),

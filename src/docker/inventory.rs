@@ -19,12 +19,45 @@
 
 use crate::docker::client::{ContainerEvent, DockerClient, DockerError};
 use crate::docker::container::{ContainerInfo, ExitFacts};
-use crate::metrics::Metrics;
 use futures_util::stream::{self, StreamExt};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The inventory's own series. `Metrics` registers them in gestor's registry
+/// and hands them over, so the inventory never reaches up into the metrics
+/// stage.
+#[derive(Debug, Clone)]
+pub struct InventoryMetrics {
+    /// `gestor_inventory_drift_total`.
+    pub drift: IntCounter,
+    /// `gestor_inventory_resyncs_total`.
+    pub resyncs: IntCounter,
+    /// `gestor_inventory_events_total{action}`.
+    pub events: IntCounterVec,
+    /// `gestor_inventory_stale`.
+    pub stale: IntGauge,
+}
+
+impl InventoryMetrics {
+    fn set_stale(&self, stale: bool) {
+        self.stale.set(i64::from(stale));
+    }
+
+    fn drifted(&self, n: usize) {
+        self.drift.inc_by(n as u64);
+    }
+
+    fn resynced(&self) {
+        self.resyncs.inc();
+    }
+
+    fn applied(&self, action: &str) {
+        self.events.with_label_values(&[action]).inc();
+    }
+}
 
 /// How many stopped containers are inspected at once.
 const INSPECT_CONCURRENCY: usize = 8;
@@ -200,7 +233,7 @@ pub struct EventInventory {
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
-    metrics: Arc<Metrics>,
+    metrics: InventoryMetrics,
     resync_every: u64,
     cycles: u64,
     /// Becomes true once the follower's first attempt is over (listed, or
@@ -344,7 +377,7 @@ impl EventInventory {
     pub fn start(
         docker: Arc<DockerClient>,
         label_filters: Vec<(String, String)>,
-        metrics: Arc<Metrics>,
+        metrics: InventoryMetrics,
         resync_every: u64,
         cancel: CancellationToken,
     ) -> EventInventory {
@@ -390,10 +423,10 @@ impl EventInventory {
         }
         let s = self.state.lock().unwrap();
         if let Some(why) = s.stale() {
-            self.metrics.inventory_stale(true);
+            self.metrics.set_stale(true);
             return Err(format!("the container inventory is stale: {why}"));
         }
-        self.metrics.inventory_stale(false);
+        self.metrics.set_stale(false);
         Ok(s.containers.values().cloned().collect())
     }
 
@@ -451,11 +484,11 @@ impl EventInventory {
         let mut s = self.state.lock().unwrap();
         let drift = correct(&mut s, listed, seq0);
         if !drift.is_empty() {
-            self.metrics.inventory_drift(drift.len());
+            self.metrics.drifted(drift.len());
             tracing::warn!(drift = drift.len(), details = %drift.join("; "), "the container inventory drifted from Docker; corrected from a full listing");
         }
         if let Some(why) = end_gap(&mut s, gaps0) {
-            self.metrics.inventory_resync();
+            self.metrics.resynced();
             tracing::info!(after = %why, "container inventory listed again after a gap in its events");
         }
         Ok(())
@@ -490,7 +523,7 @@ async fn follow(
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
-    metrics: Arc<Metrics>,
+    metrics: InventoryMetrics,
     listed: tokio::sync::watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
@@ -534,7 +567,7 @@ async fn follow_once(
     docker: &Arc<DockerClient>,
     label_filters: &[(String, String)],
     state: &Mutex<State>,
-    metrics: &Metrics,
+    metrics: &InventoryMetrics,
     listed_once: &tokio::sync::watch::Sender<bool>,
     cancel: &CancellationToken,
 ) -> Result<String, DockerError> {
@@ -550,7 +583,7 @@ async fn follow_once(
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
     }
-    metrics.inventory_resync();
+    metrics.resynced();
     listed_once.send_replace(true);
     let mut events = std::pin::pin!(events);
     loop {
@@ -561,7 +594,7 @@ async fn follow_once(
                     if event.id.is_empty() {
                         continue;
                     }
-                    metrics.inventory_event(&event.action);
+                    metrics.applied(&event.action);
                     apply(state, &event, |id| {
                         let docker = docker.clone();
                         async move { docker.inspect(&id).await }

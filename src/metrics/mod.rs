@@ -8,6 +8,7 @@ pub mod containers;
 use crate::collect::snapshot::SourceKind;
 use crate::collect::usage::HostUsage;
 use crate::docker::container::ContainerType;
+use crate::docker::inventory::InventoryMetrics;
 use crate::metrics::containers::ContainerFamilies;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -47,10 +48,8 @@ pub struct Metrics {
     misplaced: IntGauge,
     /// Docker requests by operation; the Docker client counts into it.
     pub docker_requests: IntCounterVec,
-    inventory_drift_total: IntCounter,
-    inventory_resyncs: IntCounter,
-    inventory_events: IntCounterVec,
-    inventory_stale_gauge: IntGauge,
+    /// The container inventory's series; the inventory counts into them.
+    pub inventory: InventoryMetrics,
     cycle_duration: Histogram,
     cycles: IntCounterVec,
     stage_success: IntGaugeVec,
@@ -159,7 +158,8 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
-            inventory_drift_total: reg(
+            inventory: InventoryMetrics {
+            drift: reg(
                 &r,
                 IntCounter::with_opts(opts(
                     "inventory_drift_total",
@@ -167,7 +167,7 @@ impl Metrics {
                 ))
                 .unwrap(),
             ),
-            inventory_resyncs: reg(
+            resyncs: reg(
                 &r,
                 IntCounter::with_opts(opts(
                     "inventory_resyncs_total",
@@ -175,7 +175,7 @@ impl Metrics {
                 ))
                 .unwrap(),
             ),
-            inventory_events: reg(
+            events: reg(
                 &r,
                 IntCounterVec::new(
                     opts("inventory_events_total", "Docker container events applied to the inventory, by action."),
@@ -183,7 +183,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
-            inventory_stale_gauge: reg(
+            stale: reg(
                 &r,
                 IntGauge::with_opts(opts(
                     "inventory_stale",
@@ -191,6 +191,7 @@ impl Metrics {
                 ))
                 .unwrap(),
             ),
+            },
             unmeasured: reg(
                 &r,
                 IntGauge::with_opts(opts(
@@ -396,22 +397,6 @@ impl Metrics {
 
     pub fn kill(&self, t: ContainerType, reason: &str) {
         self.kills.with_label_values(&[t.as_str(), reason]).inc();
-    }
-
-    pub fn inventory_stale(&self, stale: bool) {
-        self.inventory_stale_gauge.set(i64::from(stale));
-    }
-
-    pub fn inventory_drift(&self, n: usize) {
-        self.inventory_drift_total.inc_by(n as u64);
-    }
-
-    pub fn inventory_resync(&self) {
-        self.inventory_resyncs.inc();
-    }
-
-    pub fn inventory_event(&self, action: &str) {
-        self.inventory_events.with_label_values(&[action]).inc();
     }
 
     pub fn set_interval(&self, seconds: f64) {
