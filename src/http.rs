@@ -1,6 +1,6 @@
 //! The HTTP side: /metrics, /healthz and /api/v1/state.
 
-use crate::cycle::CycleReport;
+use crate::cycle::report::CycleReport;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

@@ -3,135 +3,28 @@
 //! snapshot and the last trusted one) → decide (the pure policy) → act (kills
 //! and removals) → publish (metrics, log lines, records).
 
+pub mod act;
+pub mod publish;
+pub mod report;
 pub mod table;
 
 use crate::collect::snapshot::{Snapshot, SourceKind};
 use crate::collect::source::{SnapshotReader, SnapshotSource};
 use crate::collect::usage::{self, HostUsage, Usage};
 use crate::config::Config;
-use crate::decide::policy::{self, Action, Blocked, Plan, PolicyConfig, Reason, Verdict};
-use crate::docker::client::{DockerClient, KillOutcome};
-use crate::docker::container::{ContainerInfo, ContainerType, ExitFacts};
-use crate::docker::inventory::{Inventory, Recheck};
+use crate::cycle::report::{CycleReport, StageReport};
+use crate::decide::policy::{self, PolicyConfig};
+use crate::docker::client::DockerClient;
+use crate::docker::container::ContainerInfo;
+use crate::docker::inventory::Inventory;
 use crate::docker::placement::CgroupCheck;
-use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS};
+use crate::metrics::Metrics;
 use crate::ship::records::{rfc3339_millis, Record, RecordContext, RecordIds};
 use crate::ship::shipper::ShipperHandle;
-use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
-
-/// How many stop+remove calls run at once.
-const KILL_CONCURRENCY: usize = 16;
-
-/// The outcome of one stage.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StageReport {
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl StageReport {
-    fn ok() -> StageReport {
-        StageReport {
-            ok: true,
-            error: None,
-        }
-    }
-
-    fn failed(error: String) -> StageReport {
-        StageReport {
-            ok: false,
-            error: Some(error),
-        }
-    }
-}
-
-/// One container as the last cycle saw it (served at /api/v1/state).
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerReport {
-    pub id: String,
-    pub short_id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub container_type: ContainerType,
-    pub state: String,
-    pub image: String,
-    pub managed: bool,
-    pub protected: bool,
-    pub usage: Option<Usage>,
-    pub action: Action,
-    pub reason: Reason,
-    /// What happened when the action was carried out (kills and removals).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-}
-
-/// Everything about one cycle.
-#[derive(Debug, Clone, Serialize)]
-pub struct CycleReport {
-    /// This gestor run (as in its records' `run_id`).
-    pub run_id: String,
-    pub cycle: u64,
-    pub time: String,
-    pub duration_seconds: f64,
-    pub source: Option<SourceKind>,
-    pub dry_run: bool,
-    pub stages: BTreeMap<&'static str, StageReport>,
-    pub blocked: Option<Blocked>,
-    pub host: Option<HostUsage>,
-    pub containers: Vec<ContainerReport>,
-    pub kills: usize,
-    pub removals: usize,
-    pub kill_failures: usize,
-}
-
-impl CycleReport {
-    pub fn ok(&self) -> bool {
-        self.stages.values().all(|s| s.ok)
-    }
-}
-
-/// What became of one kill or removal the policy decided.
-#[derive(Debug, Clone, PartialEq)]
-enum Outcome {
-    Removed {
-        forced: bool,
-    },
-    Vanished,
-    /// Not killed: the container changed since the inventory saw it.
-    Changed(String),
-    Failed {
-        reason: &'static str,
-        error: String,
-    },
-    /// Not started: gestor was shutting down.
-    Skipped,
-    DryRun,
-}
-
-impl Outcome {
-    /// The container is no longer there.
-    fn gone(&self) -> bool {
-        matches!(self, Outcome::Removed { .. } | Outcome::Vanished)
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Outcome::Removed { forced: false } => "removed".into(),
-            Outcome::Removed { forced: true } => "removed by force (the stop failed)".into(),
-            Outcome::Vanished => "vanished".into(),
-            Outcome::Changed(what) => format!("not killed: it changed ({what})"),
-            Outcome::Failed { error, .. } => format!("failed: {error}"),
-            Outcome::Skipped => "skipped: shutting down".into(),
-            Outcome::DryRun => "dry_run".into(),
-        }
-    }
-}
 
 /// The cycle's two inputs, as collected.
 struct Inputs {
@@ -309,13 +202,27 @@ impl Governor {
             .iter()
             .map(|c| (c.id.as_str(), c))
             .collect();
-        let outcomes = self.carry_out(&plan, &judged, cancel).await;
+        let act = act::Act {
+            docker: &self.docker,
+            inventory: &self.inventory,
+            grace_secs: self.config.stop_timeout,
+            dry_run: self.config.dry_run,
+            cycle: self.cycle,
+        };
+        let outcomes = act::carry_out(&act, &plan, &judged, cancel).await;
 
         // 5. publish
         let empty = HashMap::new();
         let usage_ref = measured.usage.as_ref().unwrap_or(&empty);
         let listed: &[ContainerInfo] = containers.as_deref().unwrap_or(&[]);
-        let tally = self.publish_decisions(&ctx, &plan, &outcomes, usage_ref, &mut records);
+        let tally = publish::decisions(
+            &self.metrics,
+            &ctx,
+            &plan,
+            &outcomes,
+            usage_ref,
+            &mut records,
+        );
         stages.insert(
             "act",
             if tally.errors.is_empty() {
@@ -324,11 +231,24 @@ impl Governor {
                 StageReport::failed(tally.errors.join("; "))
             },
         );
-        let reports = container_reports(&plan, &outcomes, usage_ref, listed, &self.config);
+        let reports = publish::container_reports(
+            &plan,
+            &outcomes,
+            usage_ref,
+            listed,
+            self.config.manage_unlabeled,
+        );
         // Per-container series: only when this cycle could read both inputs;
         // otherwise keep the last good values rather than wiping them.
         if measured.usage.is_ok() && containers.is_ok() {
-            self.publish_containers(&plan, &outcomes, usage_ref, listed);
+            publish::containers(
+                &self.metrics,
+                &self.config.procfs,
+                &plan,
+                &outcomes,
+                usage_ref,
+                listed,
+            );
         }
         if let Some(s) = trusted {
             self.previous = Some(s);
@@ -476,249 +396,6 @@ impl Governor {
             Some(s),
         )
     }
-
-    /// Stops and removes the containers the policy chose to kill, and removes
-    /// the stopped ones it chose to remove, `KILL_CONCURRENCY` at a time; in a
-    /// dry run, nothing. No kill starts once `cancel` fired.
-    async fn carry_out(
-        &self,
-        plan: &Plan,
-        judged: &HashMap<&str, &ContainerInfo>,
-        cancel: &CancellationToken,
-    ) -> HashMap<String, Outcome> {
-        let work: Vec<(String, String, Action)> = plan
-            .kills()
-            .chain(plan.removals())
-            .map(|v| (v.id.clone(), v.name.clone(), v.action))
-            .collect();
-        if self.config.dry_run {
-            return work
-                .into_iter()
-                .map(|(id, _, _)| (id, Outcome::DryRun))
-                .collect();
-        }
-        let grace = self.config.stop_timeout;
-        let cycle = self.cycle;
-        stream::iter(work)
-            .map(|(id, name, action)| async move {
-                if cancel.is_cancelled() {
-                    return (id, Outcome::Skipped);
-                }
-                // What the policy judged may lag behind Docker (the event
-                // inventory): make sure it still holds before acting.
-                if let Some(c) = judged.get(id.as_str()) {
-                    match self.inventory.recheck(c).await {
-                        Recheck::Unchanged => {}
-                        Recheck::Gone => return (id, Outcome::Vanished),
-                        Recheck::Changed(what) => return (id, Outcome::Changed(what)),
-                        Recheck::Failed(error) => {
-                            return (
-                                id,
-                                Outcome::Failed {
-                                    reason: "stop_failed",
-                                    error,
-                                },
-                            )
-                        }
-                    }
-                }
-                let outcome = if action == Action::Kill {
-                    tracing::info!(event = "stopping", cycle, container = %name, id = %short(&id), grace_s = grace, "stopping");
-                    match self.docker.stop_and_remove(&id, grace, cancel).await {
-                        Ok(KillOutcome::Removed { forced }) => Outcome::Removed { forced },
-                        Ok(KillOutcome::Vanished) => Outcome::Vanished,
-                        Err(e) => Outcome::Failed {
-                            reason: e.reason(),
-                            error: e.to_string(),
-                        },
-                    }
-                } else {
-                    match self.docker.remove(&id).await {
-                        Ok(()) => Outcome::Removed { forced: false },
-                        Err(e) => Outcome::Failed {
-                            reason: "remove_failed",
-                            error: e.to_string(),
-                        },
-                    }
-                };
-                (id, outcome)
-            })
-            .buffer_unordered(KILL_CONCURRENCY)
-            .collect()
-            .await
-    }
-
-    /// Log lines, records and counters for every decision and what became
-    /// of it.
-    fn publish_decisions(
-        &self,
-        ctx: &RecordContext<'_>,
-        plan: &Plan,
-        outcomes: &HashMap<String, Outcome>,
-        usage: &HashMap<String, Usage>,
-        records: &mut Vec<Record>,
-    ) -> Tally {
-        let mut tally = Tally::default();
-        let cycle = self.cycle;
-        for v in &plan.verdicts {
-            let t = v.container_type;
-            let u = usage.get(&v.id);
-            let record = |event: &str, reason: String| {
-                ctx.container_record(event, &v.id, &v.name, t, u, reason)
-            };
-            let outcome = outcomes.get(&v.id);
-            match (v.action, outcome) {
-                (Action::Keep, _) => {
-                    tracing::info!(event = "keep", cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "kept");
-                    records.push(record("keep", v.reason.to_string()));
-                }
-                (Action::Defer, _) => {
-                    tracing::info!(event = "defer", cycle, container = %v.name, r#type = %t, reason = %v.reason, "deferred");
-                }
-                (Action::Kill | Action::Remove, Some(Outcome::DryRun)) => {
-                    let event = if v.action == Action::Kill {
-                        "would_kill"
-                    } else {
-                        "would_remove"
-                    };
-                    tracing::info!(event, cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "dry run: would {}", v.action.as_str());
-                    records.push(record(event, format!("[dry run] {}", v.reason)));
-                }
-                (Action::Kill, Some(Outcome::Removed { forced })) => {
-                    tally.killed += 1;
-                    self.metrics.kill(t, KILL_REASON_SURPLUS);
-                    tracing::info!(event = "kill", cycle, container = %v.name, id = %short(&v.id), r#type = %t, forced, reason = %v.reason, "killed");
-                    let mut reason = v.reason.to_string();
-                    if *forced {
-                        reason.push_str(" (the stop failed: removed by force)");
-                    }
-                    records.push(record("kill", reason));
-                }
-                (Action::Remove, Some(Outcome::Removed { .. })) => {
-                    tally.removed += 1;
-                    self.metrics.removed(t, removal_cause(v));
-                    tracing::info!(event = "remove", cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "removed a stopped container");
-                    records.push(record("remove", v.reason.to_string()));
-                }
-                (Action::Kill | Action::Remove, Some(Outcome::Vanished)) => {
-                    tally.failed += 1;
-                    self.metrics.kill_failed(t, "vanished");
-                    tracing::warn!(event = "kill_failed", cycle, container = %v.name, r#type = %t, "container vanished before it could be stopped");
-                    records.push(record(
-                        "kill_failed",
-                        format!("{t}: {} vanished before it could be stopped", v.name),
-                    ));
-                }
-                (Action::Kill | Action::Remove, Some(Outcome::Changed(what))) => {
-                    tally.failed += 1;
-                    self.metrics.kill_failed(t, "changed");
-                    tracing::warn!(event = "kill_failed", cycle, container = %v.name, r#type = %t, change = %what, "not killed: it changed since the inventory saw it");
-                    records.push(record(
-                        "kill_failed",
-                        format!(
-                            "{t}: {} not killed: it changed since it was judged ({what})",
-                            v.name
-                        ),
-                    ));
-                }
-                (Action::Kill | Action::Remove, Some(Outcome::Failed { reason, error })) => {
-                    tally.failed += 1;
-                    self.metrics.kill_failed(t, reason);
-                    let (event, verb) = if v.action == Action::Kill {
-                        ("kill_failed", "kill")
-                    } else {
-                        ("remove_failed", "remove")
-                    };
-                    let msg = format!("{t}: cannot {verb} {}: {error}", v.name);
-                    tracing::error!(event, cycle, container = %v.name, r#type = %t, error = %error, "{verb} failed");
-                    tally.errors.push(msg.clone());
-                    records.push(record(event, msg));
-                }
-                _ => {}
-            }
-        }
-        tally
-    }
-
-    /// Per-container series (the containers still there) and container counts
-    /// by type and state.
-    fn publish_containers(
-        &self,
-        plan: &Plan,
-        outcomes: &HashMap<String, Outcome>,
-        usage: &HashMap<String, Usage>,
-        listed: &[ContainerInfo],
-    ) {
-        let samples: Vec<ContainerSample<'_>> = plan
-            .verdicts
-            .iter()
-            .filter(|v| !outcomes.get(&v.id).is_some_and(Outcome::gone))
-            .filter_map(|v| {
-                Some(ContainerSample {
-                    short_id: short(&v.id),
-                    name: &v.name,
-                    container_type: v.container_type,
-                    usage: usage.get(&v.id)?,
-                })
-            })
-            .collect();
-        self.metrics.set_containers(&samples);
-        let mut counts: BTreeMap<(ContainerType, String), i64> = BTreeMap::new();
-        for c in listed {
-            if outcomes.get(&c.id).is_some_and(Outcome::gone) {
-                continue;
-            }
-            *counts
-                .entry((c.container_type(), c.state.clone()))
-                .or_default() += 1;
-        }
-        let counts: Vec<_> = counts.into_iter().map(|((t, s), n)| (t, s, n)).collect();
-        self.metrics.set_container_counts(&counts);
-        // Running containers with no process in the snapshot: a few are
-        // normal (just started); all of them means the snapshot does not see
-        // this host's containers (a procfs that is not the host's, cgroup
-        // paths gestor cannot read), and nothing is ever judged.
-        let unmeasured = plan
-            .verdicts
-            .iter()
-            .filter(|v| v.reason == Reason::NoUsage)
-            .count();
-        self.metrics.set_unmeasured(unmeasured);
-        let running = listed.iter().filter(|c| c.is_running()).count();
-        if unmeasured > 1 && unmeasured == running {
-            tracing::error!(
-                containers = unmeasured,
-                procfs = %self.config.procfs.display(),
-                "NO PROCESS OF ANY RUNNING CONTAINER IN THE SNAPSHOT: nothing can be judged; is the procfs the host's, and are the cgroup paths readable?"
-            );
-        }
-    }
-}
-
-/// What the act stage did.
-#[derive(Default)]
-struct Tally {
-    killed: usize,
-    removed: usize,
-    failed: usize,
-    errors: Vec<String>,
-}
-
-/// Why a stopped container was removed, as the removals metric labels it.
-fn removal_cause(v: &Verdict) -> &'static str {
-    match &v.reason {
-        Reason::Stopped { exit: Some(e), .. } if e.oom_killed => "oom_killed",
-        Reason::Stopped {
-            exit:
-                Some(ExitFacts {
-                    finished_at: Some(_),
-                    ..
-                }),
-            ..
-        } => "exited",
-        Reason::Stopped { state, .. } if state == "dead" => "dead",
-        _ => "never_started",
-    }
 }
 
 /// Reads the snapshot and lists the containers at the same time, each within
@@ -738,41 +415,6 @@ async fn collect(
         }),
         _ = cancel.cancelled() => None,
     }
-}
-
-/// The /api/v1/state view of every container the policy judged.
-fn container_reports(
-    plan: &Plan,
-    outcomes: &HashMap<String, Outcome>,
-    usage: &HashMap<String, Usage>,
-    listed: &[ContainerInfo],
-    config: &Config,
-) -> Vec<ContainerReport> {
-    let by_id: HashMap<&str, &ContainerInfo> = listed.iter().map(|c| (c.id.as_str(), c)).collect();
-    plan.verdicts
-        .iter()
-        .map(|v| {
-            let c = by_id.get(v.id.as_str());
-            ContainerReport {
-                id: v.id.clone(),
-                short_id: short(&v.id).to_string(),
-                name: v.name.clone(),
-                container_type: v.container_type,
-                state: c.map(|c| c.state.clone()).unwrap_or_default(),
-                image: c.map(|c| c.image.clone()).unwrap_or_default(),
-                managed: c.is_some_and(|c| c.is_managed(config.manage_unlabeled)),
-                protected: c.is_some_and(|c| c.is_protected()),
-                usage: usage.get(&v.id).cloned(),
-                action: v.action,
-                reason: v.reason.clone(),
-                outcome: outcomes.get(&v.id).map(Outcome::describe),
-            }
-        })
-        .collect()
-}
-
-fn short(id: &str) -> &str {
-    crate::docker::container::short_id(id)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The table `gestor once` prints.
 
-use crate::cycle::CycleReport;
+use crate::cycle::report::CycleReport;
 use crate::decide::policy::human_bytes;
 use std::fmt::Write;
 
