@@ -12,8 +12,8 @@ use crate::collect::snapshot::{Snapshot, SourceKind};
 use crate::collect::source::{SnapshotReader, SnapshotSource};
 use crate::collect::usage::{self, HostUsage, Usage};
 use crate::config::Config;
-use crate::cycle::report::{CycleReport, StageReport};
-use crate::decide::policy::{self, PolicyConfig};
+use crate::cycle::report::{ContainerReport, CycleReport, StageReport};
+use crate::decide::policy::{self, Blocked, Plan, PolicyConfig};
 use crate::docker::client::DockerClient;
 use crate::docker::container::ContainerInfo;
 use crate::docker::inventory::Inventory;
@@ -37,6 +37,51 @@ struct Measured {
     usage: Result<HashMap<String, Usage>, String>,
     host: Option<HostUsage>,
     source: Option<SourceKind>,
+}
+
+/// When a cycle started, by the monotonic and the wall clock.
+struct Clock {
+    started: Instant,
+    /// The wall-clock start, as records show it.
+    time: String,
+    now_unix: f64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        let wall = SystemTime::now();
+        Clock {
+            started: Instant::now(),
+            time: rfc3339_millis(wall),
+            now_unix: wall
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Each stage's result and the records of a cycle under way.
+#[derive(Default)]
+struct StageLog {
+    stages: BTreeMap<&'static str, StageReport>,
+    records: Vec<Record>,
+}
+
+impl StageLog {
+    fn ok(&self) -> bool {
+        self.stages.values().all(|s| s.ok)
+    }
+}
+
+/// What a cycle found and did, for its report (nothing, for a cycle cut short).
+#[derive(Default)]
+struct Findings {
+    source: Option<SourceKind>,
+    blocked: Option<Blocked>,
+    host: Option<HostUsage>,
+    containers: Vec<ContainerReport>,
+    tally: publish::Tally,
 }
 
 /// Why a snapshot that parsed cannot be used for decisions.
@@ -122,31 +167,82 @@ impl Governor {
     /// started finish, and no new one starts.
     pub async fn run_cycle(&mut self, cancel: &CancellationToken) -> CycleReport {
         self.cycle += 1;
-        let started = Instant::now();
-        let wall = SystemTime::now();
-        let time = rfc3339_millis(wall);
-        let now_unix = wall
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        let mut stages = BTreeMap::new();
-        let mut records: Vec<Record> = Vec::new();
+        let clock = Clock::now();
+        let mut log = StageLog::default();
         let (ids, host) = (self.ids.clone(), self.host.clone());
         let ctx = RecordContext {
             ids: &ids,
             host: &host,
             cycle: self.cycle,
-            time: &time,
+            time: &clock.time,
         };
 
         // 1. collect
         let Some(inputs) = collect(&self.reader, &mut self.inventory, &self.config, cancel).await
         else {
             tracing::info!(cycle = self.cycle, "cycle cut short: shutting down");
-            records.push(ctx.record("error", "cycle cut short: gestor is shutting down".into()));
-            stages.insert("read", StageReport::failed("shutting down".into()));
-            return self.finish(started, time, stages, records, now_unix).await;
+            log.records
+                .push(ctx.record("error", "cycle cut short: gestor is shutting down".into()));
+            log.stages
+                .insert("read", StageReport::failed("shutting down".into()));
+            return self.finish(clock, log, Findings::default()).await;
         };
+        // 2. measure
+        let (measured, containers, trusted) = self.measure_inputs(inputs, &ctx, &mut log).await;
+        // 3. decide (pure)
+        let plan = policy::decide(
+            measured.usage.as_ref().map_err(String::as_str),
+            containers.as_deref().map_err(String::as_str),
+            &self.policy_config(),
+            clock.now_unix as i64,
+        );
+        log.stages.insert("policy", StageReport::ok());
+        if let Some(why) = &plan.blocked {
+            tracing::warn!(cycle = self.cycle, reason = %why, "policy blocked");
+        }
+        // 4. act
+        let listed: &[ContainerInfo] = containers.as_deref().unwrap_or(&[]);
+        let outcomes = self.act(&plan, listed, cancel).await;
+        // 5. publish
+        let findings = self.publish(&ctx, plan, &outcomes, &measured, &containers, &mut log);
+        if let Some(s) = trusted {
+            self.previous = Some(s);
+        }
+        let duration = clock.started.elapsed().as_secs_f64();
+        let ok = log.ok();
+        log.records
+            .push(self.cycle_record(&ctx, &findings, listed.len(), duration, ok));
+        let report = self.finish(clock, log, findings).await;
+        // Logged once the cycle's records are committed: a cycle reported
+        // done has lost none of them, whatever happens next.
+        tracing::info!(
+            event = "cycle",
+            cycle = self.cycle,
+            source = measured.source.map(SourceKind::as_str).unwrap_or("none"),
+            containers = listed.len(),
+            kills = report.kills,
+            removals = report.removals,
+            kill_failures = report.kill_failures,
+            duration_ms = duration * 1e3,
+            ok,
+            "cycle done"
+        );
+        report
+    }
+
+    /// Stage 2: confirms each process's container against Docker's placement,
+    /// measures usage, and notes each input's stage result. Returns the usage,
+    /// the containers and the snapshot to keep as the next `previous`.
+    async fn measure_inputs(
+        &mut self,
+        inputs: Inputs,
+        ctx: &RecordContext<'_>,
+        log: &mut StageLog,
+    ) -> (
+        Measured,
+        Result<Vec<ContainerInfo>, String>,
+        Option<Snapshot>,
+    ) {
         let Inputs {
             mut snapshot,
             containers,
@@ -157,51 +253,42 @@ impl Governor {
             let refused = self.cgroup_check.confirm(&self.docker, s, &listed).await;
             self.metrics.set_misplaced(refused.len());
         }
-
-        // 2. measure
         let (measured, trusted) = self.measure(snapshot);
         match &measured.usage {
             Ok(_) => {
-                stages.insert("read", StageReport::ok());
+                log.stages.insert("read", StageReport::ok());
             }
             Err(msg) => {
                 tracing::error!(event = "error", cycle = self.cycle, stage = "read", error = %msg, "cannot use the snapshot; no kills this cycle");
-                records.push(ctx.record("error", format!("read: {msg}")));
-                stages.insert("read", StageReport::failed(msg.clone()));
+                log.records
+                    .push(ctx.record("error", format!("read: {msg}")));
+                log.stages.insert("read", StageReport::failed(msg.clone()));
             }
         }
-        let containers = match containers {
-            Ok(c) => {
-                stages.insert("docker", StageReport::ok());
-                Ok(c)
+        match &containers {
+            Ok(_) => {
+                log.stages.insert("docker", StageReport::ok());
             }
             Err(msg) => {
                 tracing::error!(event = "error", cycle = self.cycle, stage = "docker", error = %msg, "cannot list containers; no kills this cycle");
-                records.push(ctx.record("error", format!("docker: {msg}")));
-                stages.insert("docker", StageReport::failed(msg.clone()));
-                Err(msg)
+                log.records
+                    .push(ctx.record("error", format!("docker: {msg}")));
+                log.stages
+                    .insert("docker", StageReport::failed(msg.clone()));
             }
-        };
-
-        // 3. decide (pure)
-        let plan = policy::decide(
-            measured.usage.as_ref().map_err(String::as_str),
-            containers.as_deref().map_err(String::as_str),
-            &self.policy_config(),
-            now_unix as i64,
-        );
-        stages.insert("policy", StageReport::ok());
-        if let Some(why) = &plan.blocked {
-            tracing::warn!(cycle = self.cycle, reason = %why, "policy blocked");
         }
+        (measured, containers, trusted)
+    }
 
-        // 4. act
-        let judged: HashMap<&str, &ContainerInfo> = containers
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .map(|c| (c.id.as_str(), c))
-            .collect();
+    /// Stage 4: carries out the plan's kills and removals.
+    async fn act(
+        &self,
+        plan: &Plan,
+        listed: &[ContainerInfo],
+        cancel: &CancellationToken,
+    ) -> HashMap<String, act::Outcome> {
+        let judged: HashMap<&str, &ContainerInfo> =
+            listed.iter().map(|c| (c.id.as_str(), c)).collect();
         let act = act::Act {
             docker: &self.docker,
             inventory: &self.inventory,
@@ -209,21 +296,26 @@ impl Governor {
             dry_run: self.config.dry_run,
             cycle: self.cycle,
         };
-        let outcomes = act::carry_out(&act, &plan, &judged, cancel).await;
+        act::carry_out(&act, plan, &judged, cancel).await
+    }
 
-        // 5. publish
-        let empty = HashMap::new();
-        let usage_ref = measured.usage.as_ref().unwrap_or(&empty);
+    /// Stage 5: records, log lines and series for what the cycle decided and
+    /// did; each stage's result in the metrics.
+    fn publish(
+        &self,
+        ctx: &RecordContext<'_>,
+        plan: Plan,
+        outcomes: &HashMap<String, act::Outcome>,
+        measured: &Measured,
+        containers: &Result<Vec<ContainerInfo>, String>,
+        log: &mut StageLog,
+    ) -> Findings {
         let listed: &[ContainerInfo] = containers.as_deref().unwrap_or(&[]);
-        let tally = publish::decisions(
-            &self.metrics,
-            &ctx,
-            &plan,
-            &outcomes,
-            usage_ref,
-            &mut records,
-        );
-        stages.insert(
+        let empty = HashMap::new();
+        let usage = measured.usage.as_ref().unwrap_or(&empty);
+        let tally =
+            publish::decisions(&self.metrics, ctx, &plan, outcomes, usage, &mut log.records);
+        log.stages.insert(
             "act",
             if tally.errors.is_empty() {
                 StageReport::ok()
@@ -233,8 +325,8 @@ impl Governor {
         );
         let reports = publish::container_reports(
             &plan,
-            &outcomes,
-            usage_ref,
+            outcomes,
+            usage,
             listed,
             self.config.manage_unlabeled,
         );
@@ -245,103 +337,89 @@ impl Governor {
                 &self.metrics,
                 &self.config.procfs,
                 &plan,
-                &outcomes,
-                usage_ref,
+                outcomes,
+                usage,
                 listed,
             );
         }
-        if let Some(s) = trusted {
-            self.previous = Some(s);
-        }
-
-        for (stage, report) in &stages {
+        for (stage, report) in &log.stages {
             self.metrics.stage(stage, report.ok);
         }
-        let duration = started.elapsed().as_secs_f64();
-        let ok = stages.values().all(|s| s.ok);
-        let mut cycle_record = ctx.record(
+        Findings {
+            source: measured.source,
+            blocked: plan.blocked,
+            host: measured.host,
+            containers: reports,
+            tally,
+        }
+    }
+
+    /// The record that sums up a cycle.
+    fn cycle_record(
+        &self,
+        ctx: &RecordContext<'_>,
+        findings: &Findings,
+        containers: usize,
+        duration: f64,
+        ok: bool,
+    ) -> Record {
+        let Findings {
+            source,
+            blocked,
+            host,
+            tally,
+            ..
+        } = findings;
+        let mut record = ctx.record(
             "cycle",
-            match &plan.blocked {
+            match blocked {
                 Some(why) => why.to_string(),
                 None => format!(
                     "cycle {}: {} containers, {} killed, {} removed, {} failures",
-                    self.cycle,
-                    listed.len(),
-                    tally.killed,
-                    tally.removed,
-                    tally.failed
+                    self.cycle, containers, tally.killed, tally.removed, tally.failed
                 ),
             },
         );
-        cycle_record.details = serde_json::json!({
-            "containers": listed.len(),
+        record.details = serde_json::json!({
+            "containers": containers,
             "kills": tally.killed,
             "removals": tally.removed,
             "kill_failures": tally.failed,
             "duration_seconds": duration,
-            "source": measured.source.map(SourceKind::as_str),
-            "host_memory_ratio": measured.host.map(|h| (1.0 - h.memory_available_bytes as f64 / h.memory_total_bytes.max(1) as f64).clamp(0.0, 1.0)),
-            "host_cpu_ratio": measured.host.map(|h| h.cpu_ratio),
+            "source": source.map(SourceKind::as_str),
+            "host_memory_ratio": host.map(|h| (1.0 - h.memory_available_bytes as f64 / h.memory_total_bytes.max(1) as f64).clamp(0.0, 1.0)),
+            "host_cpu_ratio": host.map(|h| h.cpu_ratio),
             "dry_run": self.config.dry_run,
             "ok": ok,
         });
-        records.push(cycle_record);
-        let mut report = self.finish(started, time, stages, records, now_unix).await;
-        // Logged once the cycle's records are committed: a cycle reported
-        // done has lost none of them, whatever happens next.
-        tracing::info!(
-            event = "cycle",
-            cycle = self.cycle,
-            source = measured.source.map(SourceKind::as_str).unwrap_or("none"),
-            containers = listed.len(),
-            kills = tally.killed,
-            removals = tally.removed,
-            kill_failures = tally.failed,
-            duration_ms = duration * 1e3,
-            ok,
-            "cycle done"
-        );
-        report.source = measured.source;
-        report.blocked = plan.blocked.clone();
-        report.host = measured.host;
-        report.containers = reports;
-        report.kills = tally.killed;
-        report.removals = tally.removed;
-        report.kill_failures = tally.failed;
-        report
+        record
     }
 
     /// Ends a cycle: its duration and result in the metrics, its records
-    /// committed to the spool (the cycle is finished once they are on disk).
-    /// The report has no containers yet.
-    async fn finish(
-        &self,
-        started: Instant,
-        time: String,
-        stages: BTreeMap<&'static str, StageReport>,
-        records: Vec<Record>,
-        now_unix: f64,
-    ) -> CycleReport {
-        let duration = started.elapsed().as_secs_f64();
-        let ok = stages.values().all(|s| s.ok);
-        self.metrics.cycle_done(duration, ok, now_unix + duration);
+    /// committed to the spool (the cycle is finished once they are on disk),
+    /// and its report.
+    async fn finish(&self, clock: Clock, log: StageLog, findings: Findings) -> CycleReport {
+        let duration = clock.started.elapsed().as_secs_f64();
+        let ok = log.ok();
+        self.metrics
+            .cycle_done(duration, ok, clock.now_unix + duration);
         if let Some(shipper) = &self.shipper {
-            shipper.commit(records).await;
+            shipper.commit(log.records).await;
         }
         CycleReport {
             run_id: self.ids.run_id().to_string(),
             cycle: self.cycle,
-            time,
+            time: clock.time,
             duration_seconds: duration,
-            source: None,
+            source: findings.source,
             dry_run: self.config.dry_run,
-            stages,
-            blocked: None,
-            host: None,
-            containers: Vec::new(),
-            kills: 0,
-            removals: 0,
-            kill_failures: 0,
+            stages: log.stages,
+            blocked: findings.blocked,
+            host: findings.host,
+            containers: findings.containers,
+            kills: findings.tally.killed,
+            removals: findings.tally.removed,
+            kill_failures: findings.tally.failed,
         }
     }
 

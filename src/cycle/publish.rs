@@ -159,7 +159,7 @@ pub fn containers(
 }
 
 /// What the act stage did.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Tally {
     pub killed: usize,
     pub removed: usize,
