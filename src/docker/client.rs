@@ -1,14 +1,10 @@
-//! The Docker side, through bollard: list containers, stop and remove them,
-//! and create the log service container. The only module that talks to Docker.
+//! The Docker side, through bollard: list, inspect and follow containers,
+//! stop and remove them. The only module that talks to Docker (with
+//! `log_service`, which creates the log service container through it).
 
-use crate::docker::container::{ContainerInfo, ExitFacts, LABEL_PROTECTED};
-use bollard::container::{
-    Config as CreateConfig, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions,
-};
-use bollard::models::{HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use crate::docker::container::{ContainerInfo, ExitFacts};
+use bollard::container::{ListContainersOptions, RemoveContainerOptions, StopContainerOptions};
 use bollard::system::EventsOptions;
-use bollard::volume::CreateVolumeOptions;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -155,7 +151,7 @@ impl DockerClient {
         &self.endpoint
     }
 
-    async fn connect(&self) -> Result<Docker, DockerError> {
+    pub(super) async fn connect(&self) -> Result<Docker, DockerError> {
         let mut guard = self.client.lock().await;
         if let Some(d) = guard.as_ref() {
             return Ok(d.clone());
@@ -207,7 +203,7 @@ impl DockerClient {
     /// Runs one Docker call within `limit`. A failure other than an answer
     /// from dockerd (or running out of time) drops the connection, so the
     /// next call reconnects.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         op: &'static str,
         what: &str,
@@ -467,175 +463,6 @@ impl DockerClient {
             Err(e) => Err(e),
         }
     }
-
-    /// The host port the log service container publishes now, or `None` when
-    /// it is not running (Docker picks a new port at each start when it was
-    /// published on port 0).
-    pub async fn logger_port(&self, spec: &LoggerSpec) -> Result<Option<u16>, DockerError> {
-        let docker = self.connect().await?;
-        let inspected = self
-            .bounded(
-                "inspect",
-                "inspecting the log service container",
-                deadline::INSPECT,
-                docker.inspect_container(&spec.name, None),
-            )
-            .await;
-        let c = match inspected {
-            Ok(c) => c,
-            Err(e) if e.is_status(404) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
-            return Ok(None);
-        }
-        Ok(published_port(&c, &spec.host_ip))
-    }
-
-    /// Creates the log service container (or reuses the existing one), starts
-    /// it and waits until Docker reports it healthy. Returns its full ID and
-    /// the host port its service is published on.
-    pub async fn ensure_logger(&self, spec: &LoggerSpec) -> Result<LoggerContainer, DockerError> {
-        let docker = self.connect().await?;
-        let logger_err = |message: String| DockerError::Logger {
-            name: spec.name.clone(),
-            message,
-        };
-        let existing = self
-            .bounded(
-                "inspect",
-                "inspecting the log service container",
-                deadline::INSPECT,
-                docker.inspect_container(&spec.name, None),
-            )
-            .await;
-        let id = match existing {
-            Ok(c) => {
-                tracing::info!(container = %spec.name, "reusing the existing log service container");
-                c.id.unwrap_or_else(|| spec.name.clone())
-            }
-            Err(e) if e.is_status(404) => {
-                self.bounded(
-                    "create_volume",
-                    &format!("creating volume {}", spec.volume),
-                    deadline::CREATE,
-                    docker.create_volume(CreateVolumeOptions {
-                        name: spec.volume.clone(),
-                        driver: "local".to_string(),
-                        labels: HashMap::from([(LABEL_PROTECTED.to_string(), "true".to_string())]),
-                        ..Default::default()
-                    }),
-                )
-                .await?;
-                let mut env = Vec::new();
-                if let Some(token) = &spec.token {
-                    env.push(format!("LOGGER_TOKEN={token}"));
-                }
-                let host_config = HostConfig {
-                    binds: Some(vec![format!("{}:/data", spec.volume)]),
-                    port_bindings: Some(HashMap::from([(
-                        "8000/tcp".to_string(),
-                        Some(vec![PortBinding {
-                            host_ip: Some(spec.host_ip.clone()),
-                            // Empty: Docker picks a free port (read back below).
-                            host_port: Some(match spec.host_port {
-                                0 => String::new(),
-                                p => p.to_string(),
-                            }),
-                        }]),
-                    )])),
-                    restart_policy: Some(RestartPolicy {
-                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                        maximum_retry_count: None,
-                    }),
-                    ..Default::default()
-                };
-                let config = CreateConfig {
-                    image: Some(spec.image.clone()),
-                    env: Some(env),
-                    labels: Some(HashMap::from([
-                        (LABEL_PROTECTED.to_string(), "true".to_string()),
-                        ("gestor.role".to_string(), "logger".to_string()),
-                    ])),
-                    host_config: Some(host_config),
-                    ..Default::default()
-                };
-                let created = self
-                    .bounded(
-                        "create",
-                        "creating the log service container",
-                        deadline::CREATE,
-                        docker.create_container(
-                            Some(CreateContainerOptions {
-                                name: spec.name.clone(),
-                                platform: None,
-                            }),
-                            config,
-                        ),
-                    )
-                    .await
-                    .map_err(|e| {
-                        if e.is_status(404) {
-                            logger_err(format!(
-                                "image {} not found: build it with `docker build -t {} logger/`",
-                                spec.image, spec.image
-                            ))
-                        } else {
-                            logger_err(format!("create failed: {e}"))
-                        }
-                    })?;
-                tracing::info!(container = %spec.name, image = %spec.image, "created the log service container");
-                created.id
-            }
-            Err(e) => return Err(e),
-        };
-        match self
-            .bounded(
-                "start",
-                "starting the log service container",
-                deadline::CREATE,
-                docker.start_container(&id, None::<StartContainerOptions<String>>),
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.is_status(304) => {} // already running
-            Err(e) => return Err(logger_err(format!("start failed: {e}"))),
-        }
-        let healthy_by = tokio::time::Instant::now() + spec.healthy_timeout;
-        loop {
-            let c = self
-                .bounded(
-                    "inspect",
-                    "inspecting the log service container",
-                    deadline::INSPECT,
-                    docker.inspect_container(&id, None),
-                )
-                .await?;
-            let state = c.state.clone().unwrap_or_default();
-            let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
-            let running = state.running.unwrap_or(false);
-            let ready = match health.as_deref() {
-                Some("healthy") => true,
-                None | Some("none") | Some("") => running,
-                _ => false,
-            };
-            if ready {
-                let host_port = published_port(&c, &spec.host_ip).ok_or_else(|| {
-                    logger_err("its port 8000 is not published on the host".into())
-                })?;
-                return Ok(LoggerContainer { id, host_port });
-            }
-            if tokio::time::Instant::now() >= healthy_by {
-                return Err(logger_err(format!(
-                    "not healthy after {:?} (running: {running}, health: {})",
-                    spec.healthy_timeout,
-                    health.unwrap_or_else(|| "none".into())
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
 }
 
 /// The container events the inventory follows.
@@ -728,41 +555,4 @@ fn unix_seconds(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     (t.year() > 1970).then(|| t.unix_timestamp())
-}
-
-/// The host port on which `c` publishes the log service's port 8000 for
-/// `host_ip` (or its only binding).
-fn published_port(c: &bollard::models::ContainerInspectResponse, host_ip: &str) -> Option<u16> {
-    let bindings = c
-        .network_settings
-        .as_ref()?
-        .ports
-        .as_ref()?
-        .get("8000/tcp")?
-        .as_ref()?;
-    let binding = bindings
-        .iter()
-        .find(|b| b.host_ip.as_deref() == Some(host_ip))
-        .or_else(|| bindings.first())?;
-    binding.host_port.as_deref()?.parse().ok()
-}
-
-/// The log service container gestor made sure of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggerContainer {
-    pub id: String,
-    pub host_port: u16,
-}
-
-/// How to create the log service container.
-#[derive(Debug, Clone)]
-pub struct LoggerSpec {
-    pub name: String,
-    pub image: String,
-    pub volume: String,
-    pub host_ip: String,
-    /// 0: Docker picks.
-    pub host_port: u16,
-    pub token: Option<String>,
-    pub healthy_timeout: Duration,
 }
