@@ -280,20 +280,24 @@ impl DockerClient {
     /// One container as `inspect` shows it (how it ended, when it is not
     /// running); `None` when it does not exist.
     pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
-        Ok(self.inspect_response(id).await?.and_then(info_from_inspect))
+        Ok(self
+            .inspect_response(id, "inspecting a container")
+            .await?
+            .and_then(info_from_inspect))
     }
 
-    /// Docker's whole answer to an inspect; `None` when the container does
-    /// not exist.
-    async fn inspect_response(
+    /// Docker's whole answer to an inspect, within its deadline; `None` when
+    /// the container does not exist. `what` names the call in errors.
+    pub(super) async fn inspect_response(
         &self,
         id: &str,
+        what: &str,
     ) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
         let docker = self.connect().await?;
         match self
             .bounded(
                 "inspect",
-                "inspecting a container",
+                what,
                 deadline::INSPECT,
                 docker.inspect_container(id, None),
             )
@@ -329,7 +333,7 @@ impl DockerClient {
     /// `None` for the engine's default); `Ok(None)` too when it does not exist.
     pub async fn cgroup_parent(&self, id: &str) -> Result<Option<String>, DockerError> {
         Ok(self
-            .inspect_response(id)
+            .inspect_response(id, "inspecting a container")
             .await?
             .and_then(|c| c.host_config?.cgroup_parent)
             .filter(|p| !p.is_empty()))
@@ -372,23 +376,21 @@ impl DockerClient {
         }))
     }
 
-    /// How a stopped container ended (exit code, OOM kill, when).
-    pub async fn exit_facts(&self, id: &str) -> Result<ExitFacts, DockerError> {
-        let docker = self.connect().await?;
-        let c = self
-            .bounded(
-                "inspect",
-                "inspecting a stopped container",
-                deadline::INSPECT,
-                docker.inspect_container(id, None),
-            )
-            .await?;
+    /// How a stopped container ended (exit code, OOM kill, when); `None`
+    /// when it no longer exists.
+    pub async fn exit_facts(&self, id: &str) -> Result<Option<ExitFacts>, DockerError> {
+        let Some(c) = self
+            .inspect_response(id, "inspecting a stopped container")
+            .await?
+        else {
+            return Ok(None);
+        };
         let state = c.state.unwrap_or_default();
-        Ok(ExitFacts {
+        Ok(Some(ExitFacts {
             exit_code: state.exit_code.unwrap_or_default(),
             oom_killed: state.oom_killed.unwrap_or(false),
             finished_at: state.finished_at.as_deref().and_then(unix_seconds),
-        })
+        }))
     }
 
     /// Stops (SIGTERM, then SIGKILL after `grace_secs`) and removes one

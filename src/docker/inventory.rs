@@ -129,7 +129,7 @@ async fn learn_exits(
         .filter(|c| c.is_stopped() && c.exit.is_none() && !known.contains_key(&c.id))
         .map(|c| c.id.clone())
         .collect();
-    let learnt: Vec<(String, Result<ExitFacts, DockerError>)> = stream::iter(unknown)
+    let learnt: Vec<(String, Result<Option<ExitFacts>, DockerError>)> = stream::iter(unknown)
         .map(|id| async move {
             let facts = docker.exit_facts(&id).await;
             (id, facts)
@@ -139,9 +139,11 @@ async fn learn_exits(
         .await;
     for (id, facts) in learnt {
         match facts {
-            Ok(f) => {
+            Ok(Some(f)) => {
                 known.insert(id, f);
             }
+            // Removed since the listing: forgotten below.
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(id = %crate::docker::container::short_id(&id), error = %e, "cannot inspect a stopped container")
             }

@@ -129,24 +129,16 @@ pub struct LoggerSpec {
     pub healthy_timeout: Duration,
 }
 
+/// How the log service container's inspects are named in errors.
+const INSPECT_LOGGER: &str = "inspecting the log service container";
+
 impl DockerClient {
     /// The host port the log service container publishes now, or `None` when
     /// it is not running (Docker picks a new port at each start when it was
     /// published on port 0).
     pub async fn logger_port(&self, spec: &LoggerSpec) -> Result<Option<u16>, DockerError> {
-        let docker = self.connect().await?;
-        let inspected = self
-            .bounded(
-                "inspect",
-                "inspecting the log service container",
-                deadline::INSPECT,
-                docker.inspect_container(&spec.name, None),
-            )
-            .await;
-        let c = match inspected {
-            Ok(c) => c,
-            Err(e) if e.is_status(404) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(c) = self.inspect_response(&spec.name, INSPECT_LOGGER).await? else {
+            return Ok(None);
         };
         if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             return Ok(None);
@@ -163,20 +155,13 @@ impl DockerClient {
             name: spec.name.clone(),
             message,
         };
-        let existing = self
-            .bounded(
-                "inspect",
-                "inspecting the log service container",
-                deadline::INSPECT,
-                docker.inspect_container(&spec.name, None),
-            )
-            .await;
+        let existing = self.inspect_response(&spec.name, INSPECT_LOGGER).await?;
         let id = match existing {
-            Ok(c) => {
+            Some(c) => {
                 tracing::info!(container = %spec.name, "reusing the existing log service container");
                 c.id.unwrap_or_else(|| spec.name.clone())
             }
-            Err(e) if e.is_status(404) => {
+            None => {
                 self.bounded(
                     "create_volume",
                     &format!("creating volume {}", spec.volume),
@@ -249,7 +234,6 @@ impl DockerClient {
                 tracing::info!(container = %spec.name, image = %spec.image, "created the log service container");
                 created.id
             }
-            Err(e) => return Err(e),
         };
         match self
             .bounded(
@@ -267,13 +251,9 @@ impl DockerClient {
         let healthy_by = tokio::time::Instant::now() + spec.healthy_timeout;
         loop {
             let c = self
-                .bounded(
-                    "inspect",
-                    "inspecting the log service container",
-                    deadline::INSPECT,
-                    docker.inspect_container(&id, None),
-                )
-                .await?;
+                .inspect_response(&id, INSPECT_LOGGER)
+                .await?
+                .ok_or_else(|| logger_err("it was removed while starting".into()))?;
             let state = c.state.clone().unwrap_or_default();
             let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
             let running = state.running.unwrap_or(false);
