@@ -2,7 +2,7 @@
 //! chose, each re-checked against Docker first, `KILL_CONCURRENCY` at a time;
 //! in a dry run, nothing.
 
-use crate::decide::policy::{Action, Plan};
+use crate::decide::plan::{Action, Plan};
 use crate::docker::client::{DockerClient, KillOutcome};
 use crate::docker::container::{short_id as short, ContainerInfo};
 use crate::docker::inventory::{Inventory, Recheck};

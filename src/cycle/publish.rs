@@ -5,7 +5,8 @@
 use crate::collect::usage::Usage;
 use crate::cycle::act::Outcome;
 use crate::cycle::report::ContainerReport;
-use crate::decide::policy::{Action, Plan, Reason, Verdict};
+use crate::decide::plan::{Action, Plan, Verdict};
+use crate::decide::reason::Reason;
 use crate::docker::container::{short_id as short, ContainerInfo, ContainerType, ExitFacts};
 use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS};
 use crate::ship::records::{Record, RecordContext};

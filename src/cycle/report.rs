@@ -3,7 +3,8 @@
 
 use crate::collect::snapshot::SourceKind;
 use crate::collect::usage::{HostUsage, Usage};
-use crate::decide::policy::{Action, Blocked, Reason};
+use crate::decide::plan::Action;
+use crate::decide::reason::{Blocked, Reason};
 use crate::docker::container::ContainerType;
 use serde::Serialize;
 use std::collections::BTreeMap;

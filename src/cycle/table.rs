@@ -1,7 +1,7 @@
 //! The table `gestor once` prints.
 
 use crate::cycle::report::CycleReport;
-use crate::decide::policy::human_bytes;
+use crate::decide::reason::human_bytes;
 use std::fmt::Write;
 
 /// One line per container: name, type, usage, decision, reason.
