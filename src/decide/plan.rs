@@ -54,6 +54,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan that kills nothing: the cycle's inputs failed.
+    pub fn blocked(why: Blocked) -> Plan {
+        Plan {
+            blocked: Some(why),
+            verdicts: Vec::new(),
+        }
+    }
+
     /// Running containers to stop and remove.
     pub fn kills(&self) -> impl Iterator<Item = &Verdict> {
         self.verdicts.iter().filter(|v| v.action == Action::Kill)

@@ -89,132 +89,173 @@ pub fn decide(
 ) -> Plan {
     let (usage, containers) = match (usage, containers) {
         (Ok(u), Ok(c)) => (u, c),
-        (Err(e), _) => {
-            return Plan {
-                blocked: Some(Blocked::Snapshot(e.to_string())),
-                verdicts: Vec::new(),
-            }
-        }
-        (_, Err(e)) => {
-            return Plan {
-                blocked: Some(Blocked::Docker(e.to_string())),
-                verdicts: Vec::new(),
-            }
-        }
+        (Err(e), _) => return Plan::blocked(Blocked::Snapshot(e.to_string())),
+        (_, Err(e)) => return Plan::blocked(Blocked::Docker(e.to_string())),
     };
 
     let never_kill: HashSet<&str> = config.never_kill.iter().map(String::as_str).collect();
     let mut verdicts = Vec::with_capacity(containers.len());
     // Running managed containers with usage data, by type.
     let mut candidates: BTreeMap<ContainerType, Vec<(&ContainerInfo, &Usage)>> = BTreeMap::new();
-
     for c in containers {
-        let t = c.container_type();
-        let verdict = |action, reason| Verdict {
+        match settle(c, usage, config, &never_kill, now) {
+            Settled::Verdict(v) => verdicts.push(v),
+            Settled::Candidate(u) => candidates
+                .entry(c.container_type())
+                .or_default()
+                .push((c, u)),
+        }
+    }
+    let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
+    for (t, list) in candidates {
+        let (kept, surplus) = rank(t, list, config, now);
+        verdicts.extend(kept);
+        surplus_by_type.push(surplus);
+    }
+    verdicts.extend(bound_kills(surplus_by_type, config.max_kills_per_cycle));
+    Plan {
+        blocked: None,
+        verdicts,
+    }
+}
+
+/// What one container's own facts decide.
+enum Settled<'a> {
+    /// Its verdict, whatever the others of its type use.
+    Verdict(Verdict),
+    /// A running managed container with usage: ranked with its type.
+    Candidate(&'a Usage),
+}
+
+/// Settles a container by its own facts: the log service, protected,
+/// unmanaged, stopped, of unknown type, not running or not measured; else it
+/// is a candidate of its type.
+fn settle<'a>(
+    c: &ContainerInfo,
+    usage: &'a HashMap<String, Usage>,
+    config: &PolicyConfig,
+    never_kill: &HashSet<&str>,
+    now: i64,
+) -> Settled<'a> {
+    let t = c.container_type();
+    let verdict = |action, reason| {
+        Settled::Verdict(Verdict {
             id: c.id.clone(),
             name: c.name.clone(),
             container_type: t,
             action,
             reason,
-        };
-        let ignore = |reason| verdict(Action::Ignore, reason);
-        if never_kill.contains(c.name.as_str())
-            || never_kill.contains(c.id.as_str())
-            || never_kill.contains(c.short_id())
-        {
-            verdicts.push(ignore(Reason::LogService));
-        } else if c.is_protected() {
-            verdicts.push(ignore(Reason::Protected));
-        } else if !c.is_managed(config.manage_unlabeled) {
-            verdicts.push(ignore(Reason::NotManaged));
-        } else if c.is_stopped() {
-            let state = c.state.clone();
-            let grace_secs = grace_for(c, config);
-            verdicts.push(match stopped_for(c, now) {
-                None => ignore(Reason::StoppedUnknown { state }),
-                Some(secs) if secs < grace_secs => ignore(Reason::StoppedWithinGrace {
+        })
+    };
+    let ignore = |reason| verdict(Action::Ignore, reason);
+    if never_kill.contains(c.name.as_str())
+        || never_kill.contains(c.id.as_str())
+        || never_kill.contains(c.short_id())
+    {
+        ignore(Reason::LogService)
+    } else if c.is_protected() {
+        ignore(Reason::Protected)
+    } else if !c.is_managed(config.manage_unlabeled) {
+        ignore(Reason::NotManaged)
+    } else if c.is_stopped() {
+        let state = c.state.clone();
+        let grace_secs = grace_for(c, config);
+        match stopped_for(c, now) {
+            None => ignore(Reason::StoppedUnknown { state }),
+            Some(secs) if secs < grace_secs => ignore(Reason::StoppedWithinGrace {
+                state,
+                stopped_secs: secs,
+                grace_secs,
+            }),
+            Some(secs) => verdict(
+                Action::Remove,
+                Reason::Stopped {
+                    name: c.name.clone(),
+                    container_type: t,
                     state,
+                    exit: c.exit,
                     stopped_secs: secs,
-                    grace_secs,
-                }),
-                Some(secs) => verdict(
-                    Action::Remove,
-                    Reason::Stopped {
-                        name: c.name.clone(),
-                        container_type: t,
-                        state,
-                        exit: c.exit,
-                        stopped_secs: secs,
-                    },
-                ),
-            });
-        } else if t == ContainerType::Unknown {
-            verdicts.push(ignore(Reason::UnknownType));
-        } else if !c.is_running() {
-            verdicts.push(ignore(Reason::NotRunning {
-                state: c.state.clone(),
-            }));
-        } else if let Some(u) = usage.get(&c.id) {
-            candidates.entry(t).or_default().push((c, u));
-        } else {
-            verdicts.push(ignore(Reason::NoUsage));
-        }
-    }
-
-    // Per type: lightest first (ties: newest first, then by id for a stable order).
-    let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
-    for (t, mut list) in candidates {
-        list.sort_by(|(a, ua), (b, ub)| {
-            Figure::of(t, ua)
-                .value
-                .total_cmp(&Figure::of(t, ub).value)
-                .then(b.created.cmp(&a.created))
-                .then(a.id.cmp(&b.id))
-        });
-        let count = list.len();
-        let keep = config.min_per_type.min(count);
-        let keeping: Vec<(String, Figure)> = list[..keep]
-            .iter()
-            .map(|(c, u)| (c.name.clone(), Figure::of(t, u)))
-            .collect();
-        for (rank, (c, u)) in list[..keep].iter().enumerate() {
-            verdicts.push(Verdict {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                container_type: t,
-                action: Action::Keep,
-                reason: Reason::Kept {
-                    name: c.name.clone(),
-                    figure: Figure::of(t, u),
-                    rank: rank + 1,
-                    of: count,
-                    min_per_type: config.min_per_type,
-                    age_secs: (now - c.created).max(0),
                 },
-            });
+            ),
         }
-        // Heaviest first, so the per-cycle bound frees the most first.
-        let surplus: Vec<Verdict> = list[keep..]
-            .iter()
-            .rev()
-            .map(|(c, u)| Verdict {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                container_type: t,
-                action: Action::Kill,
-                reason: Reason::Surplus {
-                    name: c.name.clone(),
-                    figure: Figure::of(t, u),
-                    keeping: keeping.clone(),
-                },
-            })
-            .collect();
-        surplus_by_type.push(surplus);
+    } else if t == ContainerType::Unknown {
+        ignore(Reason::UnknownType)
+    } else if !c.is_running() {
+        ignore(Reason::NotRunning {
+            state: c.state.clone(),
+        })
+    } else if let Some(u) = usage.get(&c.id) {
+        Settled::Candidate(u)
+    } else {
+        ignore(Reason::NoUsage)
     }
+}
 
-    // Round-robin across types so a bound does not starve one type.
-    let mut budget = config.max_kills_per_cycle;
+/// Ranks one type's candidates, lightest first (ties: newest first, then by
+/// id for a stable order): the first `min_per_type` are kept, the rest are
+/// surplus, heaviest first so the per-cycle bound frees the most first.
+fn rank(
+    t: ContainerType,
+    mut list: Vec<(&ContainerInfo, &Usage)>,
+    config: &PolicyConfig,
+    now: i64,
+) -> (Vec<Verdict>, Vec<Verdict>) {
+    list.sort_by(|(a, ua), (b, ub)| {
+        Figure::of(t, ua)
+            .value
+            .total_cmp(&Figure::of(t, ub).value)
+            .then(b.created.cmp(&a.created))
+            .then(a.id.cmp(&b.id))
+    });
+    let count = list.len();
+    let keep = config.min_per_type.min(count);
+    let keeping: Vec<(String, Figure)> = list[..keep]
+        .iter()
+        .map(|(c, u)| (c.name.clone(), Figure::of(t, u)))
+        .collect();
+    let kept = list[..keep]
+        .iter()
+        .enumerate()
+        .map(|(rank, (c, u))| Verdict {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            container_type: t,
+            action: Action::Keep,
+            reason: Reason::Kept {
+                name: c.name.clone(),
+                figure: Figure::of(t, u),
+                rank: rank + 1,
+                of: count,
+                min_per_type: config.min_per_type,
+                age_secs: (now - c.created).max(0),
+            },
+        })
+        .collect();
+    let surplus = list[keep..]
+        .iter()
+        .rev()
+        .map(|(c, u)| Verdict {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            container_type: t,
+            action: Action::Kill,
+            reason: Reason::Surplus {
+                name: c.name.clone(),
+                figure: Figure::of(t, u),
+                keeping: keeping.clone(),
+            },
+        })
+        .collect();
+    (kept, surplus)
+}
+
+/// At most `max_kills` kills, taken round-robin across types so a bound
+/// does not starve one type; the rest are deferred. In the order they will
+/// be carried out.
+fn bound_kills(mut surplus_by_type: Vec<Vec<Verdict>>, max_kills: usize) -> Vec<Verdict> {
+    let mut budget = max_kills;
     let longest = surplus_by_type.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ordered: Vec<Verdict> = Vec::new();
     for i in 0..longest {
         for list in &mut surplus_by_type {
             let Some(v) = list.get_mut(i) else { continue };
@@ -223,27 +264,15 @@ pub fn decide(
                 v.reason = Reason::Deferred {
                     name: v.name.clone(),
                     container_type: v.container_type,
-                    max_kills_per_cycle: config.max_kills_per_cycle,
+                    max_kills_per_cycle: max_kills,
                 };
             } else {
                 budget -= 1;
             }
+            ordered.push(v.clone());
         }
     }
-    // Stable output: kills in the order they will be carried out, then the rest.
-    let mut ordered: Vec<Verdict> = Vec::new();
-    for i in 0..longest {
-        for list in &surplus_by_type {
-            if let Some(v) = list.get(i) {
-                ordered.push(v.clone());
-            }
-        }
-    }
-    verdicts.extend(ordered);
-    Plan {
-        blocked: None,
-        verdicts,
-    }
+    ordered
 }
 
 #[cfg(test)]
