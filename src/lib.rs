@@ -13,23 +13,23 @@
 pub mod config;
 
 // The stages, in the order data flows through a cycle.
-/// 1. collect: the snapshot (kernel module or procfs) and per-container usage.
+/// collect and measure: the snapshot (kernel module or procfs), per-container usage.
 pub mod collect;
-/// 3. decide: the pure policy, a verdict and its reason for every container.
-pub mod decide;
-/// 2. join: the containers Docker knows, where it placed them, the log service's container.
+/// join: the containers Docker knows, where it placed them, the log service's container.
 pub mod docker;
-/// 4. publish: /metrics.
+/// decide: the pure policy, a verdict and its reason for every container.
+pub mod decide;
+/// publish: /metrics.
 pub mod metrics;
-/// 4. publish: log records, through a durable spool, to the log service.
+/// publish: log records, through a durable spool, to the log service.
 pub mod ship;
 
 // What runs the stages.
 /// One cycle: collect, measure, decide, act, publish; its report.
 pub mod cycle;
-/// The loop, the server, the shipper and the log service's container.
-pub mod daemon;
 /// The HTTP side: /metrics, /healthz, /api/v1/state.
 pub mod http;
+/// The loop, the server, the shipper and the log service's container.
+pub mod daemon;
 
 pub use daemon::run;
