@@ -7,7 +7,10 @@ set -euo pipefail
 readonly DOCKER=/usr/bin/docker
 readonly DOCKERD_LOG=/var/log/gestor-dockerd.log
 
-err() { printf 'ensure-docker: %s\n' "$*" >&2; }
+readonly PROG="ensure-docker"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 engine_answers() {
   "${DOCKER}" version --format '{{.Server.Version}}' >/dev/null 2>&1

@@ -45,7 +45,9 @@ DOWN=false
 STARTED=()
 CRON_ARGS=()
 
-err() { printf '%s: %s\n' "${PROG}" "$*" >&2; }
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 log() { printf '%s: %s\n' "${PROG}" "$*"; }
 
 usage() {

@@ -13,7 +13,10 @@ readonly PACKAGES=(
   dkms xz-utils
 )
 
-err() { printf 'setup-test-host: %s\n' "$*" >&2; }
+readonly PROG="setup-test-host"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 missing_packages() {
   local pkg

@@ -20,9 +20,10 @@ readonly ORDER=(shellcheck install failures lock one_run many_runs)
 readonly BACKGROUND=cron
 readonly TEST_TIMEOUT=600
 
-err() {
-  printf 'cron/tests: %s\n' "$*" >&2
-}
+readonly PROG="cron/tests"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 ensure_prerequisites() {
   local image pkg missing=()

@@ -14,6 +14,9 @@ main() {
   if [[ -f "${REPO_ROOT}/bench/cron.sh" ]]; then
     files+=("${REPO_ROOT}/bench/cron.sh")
   fi
+  # The helpers the scripts source (err): given as input, so the run without
+  # -x follows them too.
+  files+=("${REPO_ROOT}/scripts/lib/common.sh")
   ((${#files[@]} >= 8)) || fail "expected at least 8 scripts, found ${#files[@]}"
   # As `make lint` runs it (no -x), then following sourced files.
   (cd "${REPO_ROOT}" && shellcheck "${files[@]}") || fail "shellcheck reported problems"

@@ -9,7 +9,10 @@ readonly LOGGER_DIR
 readonly VENV="${LOGGER_DIR}/.venv"
 readonly STAMP="${VENV}/.requirements.sha256"
 
-err() { printf 'logger/scripts/ensure-venv.sh: %s\n' "$*" >&2; }
+readonly PROG="logger/scripts/ensure-venv.sh"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 base_python() {
   if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then

@@ -13,7 +13,10 @@ readonly REPO_ROOT="${LOGGER_DIR}/.."
 readonly VENV="${LOGGER_DIR}/.venv"
 readonly DEBIAN_PACKAGES=(python3 python3-venv chromium)
 
-err() { printf 'logger/tests/run.sh: %s\n' "$*" >&2; }
+readonly PROG="logger/tests/run.sh"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 ensure_packages() {
   local pkg

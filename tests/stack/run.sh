@@ -76,11 +76,14 @@ PIDS=()
 SICK_UP_RC=""
 SICK_STARTED_EPOCH=0
 
-err() { printf 'test-stack: %s\n' "$*" >&2; }
+readonly PROG="test-stack"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'test-stack: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
 # pass, fail, check and the PASSED/FAILED counts.
-# shellcheck source=tests/lib/checks.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
 # As check, but shows the command's output either way.

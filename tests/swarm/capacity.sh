@@ -43,7 +43,10 @@ WORK=""
 GESTOR_PID=""
 LOGGER=""
 
-err() { printf 'capacity: %s\n' "$*" >&2; }
+readonly PROG="capacity"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'capacity: [%4d s] %s\n' "${SECONDS}" "$*"; }
 
 cleanup() {

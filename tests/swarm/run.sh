@@ -71,11 +71,14 @@ PROM=""         # http://<node 1>:9090
 LOGS=""         # http://<node 1>:8000
 EXTRA_IMAGES=()
 
-err() { printf 'test-swarm: %s\n' "$*" >&2; }
+readonly PROG="test-swarm"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'test-swarm: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
 # pass, fail, check and the PASSED/FAILED counts.
-# shellcheck source=tests/lib/checks.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
 # Waits up to $1 seconds for the command after it to succeed; on time-out
