@@ -15,3 +15,21 @@
 err() {
   printf '%s: %s\n' "${PROG:-${0##*/}}" "$*" >&2
 }
+
+# wait_for SECONDS WHAT COMMAND [ARG...]: runs COMMAND, its output hidden,
+# until it succeeds, for at most SECONDS seconds (every WAIT_FOR_INTERVAL
+# seconds, default 1). On time-out says on stderr what it waited for, runs
+# COMMAND once more with its output shown (why it still fails) and returns 1.
+wait_for() {
+  local timeout="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      err "gave up after ${timeout} s waiting for ${what}"
+      "$@" >&2 || true
+      return 1
+    fi
+    sleep "${WAIT_FOR_INTERVAL:-1}"
+  done
+}

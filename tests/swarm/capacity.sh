@@ -34,6 +34,8 @@ readonly DURATION="${1:-600}"
 readonly GENERATOR_EVERY=30
 readonly INGEST_CLIENTS="${INGEST_CLIENTS:-16}"
 readonly INGEST_SECONDS="${INGEST_SECONDS:-20}"
+# wait_for polls twice a second here (the default is once).
+readonly WAIT_FOR_INTERVAL=0.5
 RUN_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 readonly RUN_ID
 readonly SCOPE="capacity-${RUN_ID}"
@@ -59,15 +61,6 @@ cleanup() {
   [[ -n "${WORK}" ]] && rm -rf "${WORK}"
 }
 
-wait_for() {
-  local timeout="$1"
-  shift
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
 
 start_logger() {
   "${DOCKER}" run -d --name "gestor-${SCOPE}-logger" --label "gestor.scope=${SCOPE}" \
@@ -76,7 +69,7 @@ start_logger() {
   local port
   port="$("${DOCKER}" port "gestor-${SCOPE}-logger" 8000/tcp | head -n 1 | sed 's/.*://')"
   LOGGER="http://127.0.0.1:${port}"
-  wait_for 120 curl -fsS "${LOGGER}/healthz"
+  wait_for 120 "the log service's /healthz" curl -fsS "${LOGGER}/healthz"
 }
 
 start_gestor() {
@@ -85,7 +78,7 @@ start_gestor() {
     --logger-url "${LOGGER}" --create-logger=false --logger-token "${TOKEN}" \
     --spool-dir "${WORK}/spool" --log-format json >"${WORK}/gestor.log" 2>&1 &
   GESTOR_PID=$!
-  wait_for 30 test -s "${WORK}/ready"
+  wait_for 30 "gestor's ready file" test -s "${WORK}/ready"
 }
 
 # /metrics once, after cycle number $1 is done: samples and bytes, and every
@@ -130,7 +123,7 @@ main() {
   # The generator's runs only (a bare `wait` would wait for gestor too).
   wait "${generators[@]}"
   # Let the last records reach the service, then read the figures.
-  wait_for 30 test "$(curl -fsS "http://${addr}/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" = 0
+  wait_for 30 "gestor's log queue to empty" test "$(curl -fsS "http://${addr}/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" = 0
   curl -fsS "${LOGGER}/logs/export?host=${SCOPE}" >"${WORK}/records.jsonl"
   curl -fsS "${LOGGER}/metrics" >"${WORK}/logger.metrics"
   report
