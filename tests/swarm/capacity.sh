@@ -90,6 +90,11 @@ scrape() {
   grep -v '^#' "${out}" | sed 's/ [^ ]*$//' >>"${WORK}/series.txt"
 }
 
+# True when gestor at $1 has no record waiting to be shipped.
+queue_empty() {
+  [[ "$(curl -fsS "http://$1/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" == 0 ]]
+}
+
 cycles_done() {
   curl -fsS "http://$1/metrics" | awk '/^gestor_cycles_total/ { n += $2 } END { print n + 0 }'
 }
@@ -123,7 +128,7 @@ main() {
   # The generator's runs only (a bare `wait` would wait for gestor too).
   wait "${generators[@]}"
   # Let the last records reach the service, then read the figures.
-  wait_for 30 "gestor's log queue to empty" test "$(curl -fsS "http://${addr}/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" = 0
+  wait_for 30 "gestor's log queue to empty" queue_empty "${addr}"
   curl -fsS "${LOGGER}/logs/export?host=${SCOPE}" >"${WORK}/records.jsonl"
   curl -fsS "${LOGGER}/metrics" >"${WORK}/logger.metrics"
   report
