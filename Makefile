@@ -35,6 +35,7 @@ lint:
 
 test-scripts:
 	./scripts/tests/test_apt_mirror.sh
+	./scripts/tests/test_common.sh
 
 test-rust:
 	$(CARGO) build --release

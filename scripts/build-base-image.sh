@@ -94,9 +94,7 @@ main() {
   if "${DOCKER}" pull "${IMAGE}" >/dev/null 2>&1; then
     return 0
   fi
-  if ! command -v debootstrap >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
-  fi
+  apt_install_missing debootstrap
   ROOTFS="$(mktemp -d /tmp/gestor-rootfs.XXXXXX)"
   trap cleanup EXIT
   local rootfs="${ROOTFS}" mirror proxy

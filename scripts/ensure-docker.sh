@@ -20,13 +20,7 @@ install_engine() {
   if [[ -x /usr/sbin/dockerd && -x "${DOCKER}" ]]; then
     return 0
   fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    err "dockerd is not installed and this is not root: run 'sudo apt-get install docker.io'"
-    return 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q docker.io >/dev/null
+  apt_install_missing docker.io
 }
 
 start_engine() {

@@ -18,27 +18,6 @@ readonly PROG="logger/tests/run.sh"
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
-ensure_packages() {
-  local pkg
-  local -a missing=()
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed'; then
-      missing+=("${pkg}")
-    fi
-  done
-  if ((${#missing[@]} == 0)); then
-    return 0
-  fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    err "missing Debian packages: ${missing[*]} (install them or run as root)"
-    return 1
-  fi
-  echo "logger/tests: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 ensure_docker() {
   # The image test needs an engine and the local base image; both scripts
   # are idempotent and return at once when all is there.
@@ -52,7 +31,7 @@ ensure_docker() {
 
 main() {
   local started=${SECONDS}
-  ensure_packages
+  apt_install_missing "${DEBIAN_PACKAGES[@]}"
   "${LOGGER_DIR}/scripts/ensure-venv.sh"
   ensure_docker
   cd "${LOGGER_DIR}"

@@ -33,3 +33,27 @@ wait_for() {
     sleep "${WAIT_FOR_INTERVAL:-1}"
   done
 }
+
+# apt_install_missing PACKAGE...: installs those of the Debian packages that
+# dpkg does not list as installed (apt-get, no recommends). Returns 1 with a
+# message naming them when one is missing and this is not root.
+apt_install_missing() {
+  local pkg
+  local -a missing=()
+  for pkg in "$@"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null)" != "install ok installed" ]]; then
+      missing+=("${pkg}")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  if [[ "$(id -u)" -ne 0 ]]; then
+    err "missing Debian packages: ${missing[*]} (install them, or run as root)"
+    return 1
+  fi
+  printf '%s: installing %s\n' "${PROG:-${0##*/}}" "${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}

@@ -159,25 +159,14 @@ cleanup() {
   fi
 }
 
+# promtool, prometheus, amtool, python3 with venv and yaml, curl, and a compose.
 install_missing() {
-  local missing=()
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-  command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
-  command -v python3 >/dev/null 2>&1 || missing+=(python3)
-  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
-  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  local -a packages=(prometheus prometheus-alertmanager python3 python3-venv python3-yaml curl)
   if ! command -v docker-compose >/dev/null 2>&1 \
     && ! "${DOCKER}" compose version >/dev/null 2>&1; then
-    missing+=(docker-compose)
+    packages+=(docker-compose)
   fi
-  if ((${#missing[@]} > 0)); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing "${packages[@]}"
 }
 
 # tests/stack/.venv with the pinned requirements (Grafana's Foundation SDK);

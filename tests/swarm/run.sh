@@ -123,16 +123,7 @@ cleanup() {
 }
 
 install_missing() {
-  local missing=()
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-  command -v jq >/dev/null 2>&1 || missing+=(jq)
-  command -v curl >/dev/null 2>&1 || missing+=(curl)
-  if ((${#missing[@]} > 0)); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing prometheus jq curl
   "${REPO_ROOT}/scripts/ensure-docker.sh"
 }
 
