@@ -172,17 +172,7 @@ install_missing() {
 # tests/stack/.venv with the pinned requirements (Grafana's Foundation SDK);
 # made again only when requirements.txt changes.
 ensure_venv() {
-  local want stamp="${VENV}/.requirements.sha256"
-  want="$(sha256sum <"${SUITE}/requirements.txt")"
-  if [[ -e "${VENV}" ]] && ! "${VENV}/bin/python" -c 'import sys' 2>/dev/null; then
-    rm -rf "${VENV}"
-  fi
-  [[ -x "${VENV}/bin/python" ]] || /usr/bin/python3 -m venv "${VENV}"
-  if [[ "$(cat "${stamp}" 2>/dev/null || true)" != "${want}" ]]; then
-    log "installing tests/stack/requirements.txt into ${VENV}"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "${VENV}/bin/pip" install -q -r "${SUITE}/requirements.txt"
-    printf '%s\n' "${want}" >"${stamp}"
-  fi
+  "${REPO_ROOT}/scripts/ensure-venv.sh" "${VENV}" "${SUITE}/requirements.txt"
 }
 
 # The compose command: v2 when the Docker CLI has it, else docker-compose 1.x.
