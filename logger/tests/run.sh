@@ -35,8 +35,11 @@ main() {
   "${LOGGER_DIR}/scripts/ensure-venv.sh"
   ensure_docker
   cd "${LOGGER_DIR}"
-  "${VENV}/bin/ruff" check .
-  "${VENV}/bin/ruff" format --check .
+  # The repository's pinned ruff and root ruff.toml (what `make lint` runs).
+  "${REPO_ROOT}/scripts/ensure-venv.sh" "${REPO_ROOT}/.venv" \
+    "${REPO_ROOT}/scripts/requirements-lint.txt"
+  "${REPO_ROOT}/.venv/bin/ruff" check .
+  "${REPO_ROOT}/.venv/bin/ruff" format --check .
   "${VENV}/bin/python" -m pytest "$@"
   echo "logger/tests: done in $((SECONDS - started)) s"
 }
