@@ -39,6 +39,7 @@ lint:
 test-scripts:
 	./scripts/tests/test_apt_mirror.sh
 	./scripts/tests/test_common.sh
+	python3 -m unittest discover -s scripts/tests -p 'test_*.py'
 
 test-rust:
 	$(CARGO) build --release
