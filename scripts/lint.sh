@@ -5,17 +5,24 @@
 #
 #   scripts/lint.sh [STEP...]     (default: every step, in this order)
 #
-#   ruff          ruff check, with the root ruff.toml
-#   ruff-format   ruff format --check
+#   * ruff          ruff check, with the root ruff.toml
+#   * ruff-format   ruff format --check
+#   * shellcheck    shellcheck -x over every shell script git tracks: the files
+#                   named *.sh or *.bash and those whose #! line runs bash, sh,
+#                   dash or ksh (`scripts/lint.sh shell-files` lists them)
+#   * layers        scripts/check_layers.py: no import circle and no arrow
+#                   back up in src/ and logger/app
 #
 # ruff is the one pinned in scripts/requirements-lint.txt, installed into
-# .venv at the root on first use (scripts/ensure-venv.sh).
+# .venv at the root on first use (scripts/ensure-venv.sh); shellcheck is
+# Debian's, installed when missing (as root).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly VENV="${REPO_ROOT}/.venv"
-readonly STEPS=(ruff ruff-format)
+readonly STEPS=(ruff ruff-format shellcheck layers)
+readonly SHEBANG='^#![[:space:]]*(/usr/bin/env[[:space:]]+)?(/usr)?(/bin/)?(bash|sh|dash|ksh)([[:space:]]|$)'
 
 readonly PROG="lint"
 # err and the other helpers the scripts share.
@@ -26,10 +33,42 @@ ensure_tools() {
   "${REPO_ROOT}/scripts/ensure-venv.sh" "${VENV}" "${REPO_ROOT}/scripts/requirements-lint.txt"
 }
 
+# Every shell script git tracks (or would: new files not ignored), one per
+# line, sorted.
+shell_files() {
+  local file first
+  while IFS= read -r -d '' file; do
+    [[ -f "${file}" && ! -L "${file}" ]] || continue
+    case "${file}" in
+      *.sh | *.bash) printf '%s\n' "${file}" ;;
+      *)
+        first="$(head -c 200 "${file}" | head -n 1 | tr -d '\0')"
+        if [[ "${first}" =~ ${SHEBANG} ]]; then
+          printf '%s\n' "${file}"
+        fi
+        ;;
+    esac
+  done < <(git -C "${REPO_ROOT}" ls-files -z --cached --others --exclude-standard) | sort -u
+}
+
+run_shellcheck() {
+  local -a files
+  apt_install_missing shellcheck
+  mapfile -t files < <(shell_files)
+  if ((${#files[@]} == 0)); then
+    err "no shell script found (is this a git checkout?)"
+    return 1
+  fi
+  shellcheck -x "${files[@]}" && echo "shellcheck: ${#files[@]} scripts clean"
+}
+
 run_step() {
   case "$1" in
     ruff) ensure_tools && "${VENV}/bin/ruff" check . ;;
     ruff-format) ensure_tools && "${VENV}/bin/ruff" format --check . ;;
+    shellcheck) run_shellcheck ;;
+    layers) python3 "${REPO_ROOT}/scripts/check_layers.py" ;;
+    shell-files) shell_files ;;
     *)
       err "unknown step '$1' (steps: ${STEPS[*]})"
       return 2
@@ -45,7 +84,7 @@ main() {
   ((${#steps[@]} > 0)) || steps=("${STEPS[@]}")
   cd "${REPO_ROOT}"
   for step in "${steps[@]}"; do
-    echo "lint: ${step}"
+    [[ "${step}" == shell-files ]] || echo "lint: ${step}"
     run_step "${step}" || failed+=("${step}")
   done
   if ((${#failed[@]} > 0)); then
