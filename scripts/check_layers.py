@@ -251,6 +251,7 @@ def item_end(code: str, start: int) -> int:
 
 
 CFG_TEST = re.compile(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]")
+FILE_CFG_TEST = re.compile(r"#!\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]")
 ATTRIBUTE = re.compile(r"\s*#\s*\[[^\]]*\]")
 SPACE = re.compile(r"\s*")
 MOD_DECL = re.compile(r"(?<![\w:])(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+(\w+)\s*(;|\{)")
@@ -352,8 +353,9 @@ class RustFile:
 
 
 def module_of(path: Path, src: Path) -> tuple[str, ...]:
+    """src/a/b.rs and src/a/b/mod.rs are a::b; src/lib.rs is the root."""
     parts = list(path.relative_to(src).with_suffix("").parts)
-    if parts[-1] in {"mod", "lib", "main"}:
+    if parts[-1] == "mod" or parts in (["lib"], ["main"]):
         parts.pop()
     return tuple(parts)
 
@@ -379,6 +381,28 @@ def absolute(file: RustFile, segments: list[str]) -> list[str] | None:
     return None
 
 
+def read_references(file: RustFile) -> None:
+    """Fills in the file's child modules, use items (and which of them are
+    re-exports) and inline paths."""
+    file.children = {m.group(1) for m in MOD_DECL.finditer(file.code)}
+    code = file.code
+    for m in USE_ITEM.finditer(file.code):
+        line = file.line_of(m.start())
+        for segments, alias in use_tree(m.group(2)):
+            if not segments:
+                continue
+            file.uses.append((segments, line))
+            if m.group(1):
+                if segments[-1] == "*":
+                    file.globs.append(segments[:-1])
+                else:
+                    file.reexports[alias or segments[-1]] = segments
+        code = blank(code, m.start(), m.end())
+    heads = "crate|self|super" + "".join(f"|{re.escape(c)}" for c in sorted(file.children))
+    for m in re.finditer(rf"(?<![\w:])(?:{heads})(?:::\w+)+", code):
+        file.inline.append((m.group(0).split("::"), file.line_of(m.start())))
+
+
 def read_rust(src: Path) -> tuple[dict[tuple[str, ...], RustFile], list[str]]:
     """Every non-test .rs file under src by module path, and the module order
     of lib.rs."""
@@ -388,32 +412,21 @@ def read_rust(src: Path) -> tuple[dict[tuple[str, ...], RustFile], list[str]]:
         module = module_of(path, src)
         if "tests" in module or module[:1] == ("bin",):
             continue  # test code may reach anywhere; binaries are like main.rs
-        code, test_mods = drop_test_code(strip_rust(path.read_text(encoding="utf-8")))
+        code = strip_rust(path.read_text(encoding="utf-8"))
+        if FILE_CFG_TEST.search(code):
+            test_files.add(module)  # #![cfg(test)]: the whole file is test code
+            continue
+        code, test_mods = drop_test_code(code)
         test_files |= {(*module, name) for name in test_mods}
         rel = display(path, src.parent)
         if path.name == "main.rs" and len(module) == 0:
             continue
         files[module] = RustFile(rel, module, code)
-    for module in test_files:
-        files.pop(module, None)
+    for module in list(files):
+        if any(module[: len(test)] == test for test in test_files):
+            del files[module]  # a test module's file, or one of its children
     for file in files.values():
-        file.children = {m.group(1) for m in MOD_DECL.finditer(file.code)}
-        code = file.code
-        for m in USE_ITEM.finditer(file.code):
-            line = file.line_of(m.start())
-            for segments, alias in use_tree(m.group(2)):
-                if not segments:
-                    continue
-                file.uses.append((segments, line))
-                if m.group(1):
-                    if segments[-1] == "*":
-                        file.globs.append(segments[:-1])
-                    else:
-                        file.reexports[alias or segments[-1]] = segments
-            code = blank(code, m.start(), m.end())
-        heads = "crate|self|super" + "".join(f"|{re.escape(c)}" for c in sorted(file.children))
-        for m in re.finditer(rf"(?<![\w:])(?:{heads})(?:::\w+)+", code):
-            file.inline.append((m.group(0).split("::"), file.line_of(m.start())))
+        read_references(file)
     root = files.get(())
     order = [m.group(1) for m in MOD_DECL.finditer(root.code)] if root else []
     return files, order

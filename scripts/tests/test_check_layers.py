@@ -176,7 +176,10 @@ class RustTest(Trees):
                         use crate::daemon::run;
                     }
                 """,
-                "src/config/helpers.rs": "use crate::daemon::run;\n",
+                "src/config/helpers.rs": "mod deep;\nuse crate::daemon::run;\n",
+                "src/config/helpers/deep.rs": "use crate::daemon::run;\n",
+                "src/collect/mod.rs": CRATE["src/collect/mod.rs"] + "mod fixtures;\n",
+                "src/collect/fixtures.rs": "#![cfg(test)]\nuse crate::daemon::run;\n",
             }
         )
         assert report.problems == []
