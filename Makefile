@@ -41,6 +41,7 @@ lint:
 test-scripts:
 	./scripts/tests/test_apt_mirror.sh
 	./scripts/tests/test_common.sh
+	./scripts/tests/test_lint.sh
 	python3 -m unittest discover -s scripts/tests -p 'test_*.py'
 
 test-rust:

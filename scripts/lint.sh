@@ -33,28 +33,29 @@ ensure_tools() {
   "${REPO_ROOT}/scripts/ensure-venv.sh" "${VENV}" "${REPO_ROOT}/scripts/requirements-lint.txt"
 }
 
-# Every shell script git tracks (or would: new files not ignored), one per
-# line, sorted.
+# Every shell script git tracks (or would: new files not ignored) in the
+# checkout at $1, one per line, sorted, relative to it.
 shell_files() {
-  local file first
+  local dir="$1" file first
   while IFS= read -r -d '' file; do
-    [[ -f "${file}" && ! -L "${file}" ]] || continue
+    [[ -f "${dir}/${file}" && ! -L "${dir}/${file}" ]] || continue
     case "${file}" in
       *.sh | *.bash) printf '%s\n' "${file}" ;;
       *)
-        first="$(head -c 200 "${file}" | head -n 1 | tr -d '\0')"
+        first=""
+        IFS= read -r first < <(head -c 200 "${dir}/${file}" | tr -d '\0') || true
         if [[ "${first}" =~ ${SHEBANG} ]]; then
           printf '%s\n' "${file}"
         fi
         ;;
     esac
-  done < <(git -C "${REPO_ROOT}" ls-files -z --cached --others --exclude-standard) | sort -u
+  done < <(git -C "${dir}" ls-files -z --cached --others --exclude-standard) | sort -u
 }
 
 run_shellcheck() {
   local -a files
   apt_install_missing shellcheck
-  mapfile -t files < <(shell_files)
+  mapfile -t files < <(shell_files "${REPO_ROOT}")
   if ((${#files[@]} == 0)); then
     err "no shell script found (is this a git checkout?)"
     return 1
@@ -68,7 +69,7 @@ run_step() {
     ruff-format) ensure_tools && "${VENV}/bin/ruff" format --check . ;;
     shellcheck) run_shellcheck ;;
     layers) python3 "${REPO_ROOT}/scripts/check_layers.py" ;;
-    shell-files) shell_files ;;
+    shell-files) shell_files "${REPO_ROOT}" ;;
     *)
       err "unknown step '$1' (steps: ${STEPS[*]})"
       return 2
@@ -93,4 +94,8 @@ main() {
   fi
 }
 
-main "$@"
+# Runs when executed, not when sourced (scripts/tests/test_lint.sh sources it
+# for shell_files).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
