@@ -238,6 +238,8 @@ pub struct Daemon {
     pub child: Child,
     pub port: u16,
     pub lines: Arc<Mutex<Vec<String>>>,
+    /// Reads gestor's stderr into `lines` until it ends.
+    reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -258,7 +260,7 @@ impl Daemon {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -268,6 +270,7 @@ impl Daemon {
             child,
             port,
             lines,
+            reader: Some(reader),
             _dir: dir,
         };
         d.wait_for("healthz", Duration::from_secs(20), || {
@@ -322,7 +325,12 @@ impl Daemon {
         let started = Instant::now();
         unsafe_kill(pid, 15);
         let status = self.child.wait().unwrap();
-        (status, started.elapsed())
+        let took = started.elapsed();
+        // Every line gestor wrote is in `lines` once its stderr has ended.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, took)
     }
 }
 
