@@ -9,6 +9,7 @@ use crate::docker::log_service;
 use crate::docker::log_service::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
 use crate::metrics::Metrics;
+use crate::ship::journal::Journal;
 use crate::ship::shipper::{self, ShipperConfig, ShipperHandle};
 use anyhow::Context;
 use std::future::IntoFuture;
@@ -36,6 +37,7 @@ pub struct Parts {
 pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
     metrics.set_interval(config.interval);
+    metrics.set_health_window(config.health_window().as_secs_f64());
     let docker = Arc::new(
         DockerClient::new(&config.docker_host)
             .with_request_counter(metrics.docker_requests.clone()),
@@ -70,12 +72,24 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
     } else {
         (None, None)
     };
+    // Intents go beside the spool: without a log service there is nothing
+    // to record, so nothing to journal either.
+    let journal = shipper.as_ref().and_then(|_| {
+        let dir = config.spool_dir.join("intents");
+        Journal::open(&dir)
+            .inspect_err(|e| {
+                metrics.journal_failed();
+                tracing::error!(error = %e, "CANNOT OPEN THE INTENT JOURNAL: acts will have no intent on disk before them");
+            })
+            .ok()
+    });
     let governor = Governor::new(
         config.clone(),
         docker.clone(),
         inventory,
         metrics.clone(),
         shipper,
+        journal,
     );
     Parts {
         governor,
@@ -106,7 +120,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         shipper_stop,
         endpoint_updater,
     } = build(&config, true, &cancel);
-    let state = Arc::new(AppState::new(metrics, config.interval()));
+    let state = Arc::new(AppState::new(metrics, config.health_window()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

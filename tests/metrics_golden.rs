@@ -4,7 +4,7 @@
 //! with `UPDATE_GOLDEN=1 cargo test --test metrics_golden`.
 
 use gestor::collect::snapshot::SourceKind;
-use gestor::collect::usage::{HostUsage, RateBasis, Totals, Usage};
+use gestor::collect::usage::{CpuSource, HostUsage, RateBasis, Totals, Usage};
 use gestor::docker::container::ContainerType;
 use gestor::metrics::{ContainerSample, Metrics};
 
@@ -33,6 +33,8 @@ fn usage(cpu_s: u64, mem_mib: u64) -> Usage {
         io_write_chars_per_second: 0.0,
         io_syscalls_per_second: 0.0,
         basis: RateBasis::Interval,
+        cpu_source: CpuSource::Processes,
+        io_unavailable: false,
     }
 }
 

@@ -6,9 +6,11 @@
 //! - `source`: where snapshots come from, read within a bound;
 //! - `procfs`: the userspace collector;
 //! - `cgroup`: container IDs from cgroup paths (pure);
+//! - `cgroupfs`: each container's own cgroup counters (CPU, tmpfs/shm);
 //! - `usage`: per-container rates from two snapshots (pure).
 
 pub mod cgroup;
+pub mod cgroupfs;
 pub mod procfs;
 pub mod snapshot;
 pub mod source;

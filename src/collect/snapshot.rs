@@ -6,6 +6,7 @@
 //! lives in `source.rs`.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Largest document we accept. 10,000 processes take about 3 MB; anything
 /// far beyond that is not a sysinfo document.
@@ -47,6 +48,22 @@ pub struct Snapshot {
     pub uptime_ns: u64,
     pub system: System,
     pub processes: Vec<Process>,
+    /// Each container's own cgroup counters, by container ID, as gestor read
+    /// them right after the document (not part of the document: the kernel
+    /// module publishes processes, and these are cgroupfs files).
+    #[serde(skip)]
+    pub cgroups: HashMap<String, CgroupCounters>,
+}
+
+/// What a container's cgroup says it used, where gestor could read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupCounters {
+    /// CPU time charged to the cgroup since it was made, in ns
+    /// (`cpuacct.usage`, or `cpu.stat usage_usec` × 1000 on cgroup v2).
+    pub cpu_usage_ns: Option<u64>,
+    /// tmpfs/shm pages charged to the cgroup, in bytes (`memory.stat`'s
+    /// `shmem`).
+    pub shmem_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +148,12 @@ pub struct Process {
     /// (version 2).
     #[serde(default)]
     pub cmdline_unavailable: bool,
+    /// The I/O counters could not be read (`/proc/<pid>/io` refused: a
+    /// process that made itself non-dumpable or runs as another user, when
+    /// gestor is not root; or a kernel without task I/O accounting): they
+    /// read 0 and mean nothing. Optional, false when absent.
+    #[serde(default)]
+    pub io_unavailable: bool,
 }
 
 impl Process {

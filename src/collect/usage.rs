@@ -1,5 +1,28 @@
 //! Per-container usage: processes grouped by container ID, and rates computed
-//! from two consecutive snapshots. Pure.
+//! from two samples of the same container. Pure.
+//!
+//! A rate is only ever a growth over the interval between two snapshots that
+//! both saw the container: a container seen for the first time has none yet
+//! ([`RateBasis::FirstSight`]), and is not judged until it has (a lifetime
+//! average would make a container that was busy an hour ago look heavier
+//! than one busy now).
+//!
+//! Which figure each resource uses:
+//! - **CPU**: the growth of the container's cgroup CPU counter (`cpuacct.usage`
+//!   or `cpu.stat usage_usec`) when gestor can read it in both snapshots: the
+//!   kernel charges it for every process the container ever ran, children
+//!   reaped automatically included. Otherwise the processes' own time plus the
+//!   time of the children they reaped (`children_cpu_time_ns`), without
+//!   counting twice a process alive at the last snapshot and reaped since.
+//! - **Memory**: the resident set of the live processes, plus the container's
+//!   tmpfs/shm pages (the cgroup's `shmem`) when readable.
+//! - **Disk and I/O**: the processes' `/proc/<pid>/io` counters, with the same
+//!   correction as CPU for reaped children (the kernel folds a reaped child's
+//!   I/O into its parent, as it folds its CPU time). A container with a
+//!   process whose counters could not be read is *unmeasured* for I/O and
+//!   disk, never counted as idle. The I/O of children reaped automatically
+//!   (`SIGCHLD` ignored) reaches no parent and no cgroup counter on cgroup v1:
+//!   it is not seen.
 
 use crate::collect::snapshot::{Process, Snapshot};
 use serde::Serialize;
@@ -33,26 +56,41 @@ impl Totals {
     }
 }
 
-/// How a rate was obtained: over the last interval, or (for a container seen
-/// for the first time) averaged over its processes' lifetime.
+/// How the rates were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum RateBasis {
+    /// Over the interval since the previous snapshot, which saw the
+    /// container too.
     Interval,
-    Lifetime,
+    /// Seen for the first time: no rate yet (the rates read 0 and the
+    /// container is not judged on them).
+    FirstSight,
+}
+
+/// Where a container's CPU figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuSource {
+    /// The container's cgroup counter.
+    Cgroup,
+    /// Its processes' CPU times (the cgroup counter was not readable).
+    Processes,
 }
 
 /// What one container used, as the policy, the metrics and the logs see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Usage {
     pub totals: Totals,
-    /// What the rates were computed from: the growth over the interval, or
-    /// (basis `lifetime`) the totals.
+    /// What the rates were computed from: the growth over the interval
+    /// (zero at first sight).
     pub counted: Totals,
     /// Share of one core (2.0 = two cores busy).
     pub cpu_cores: f64,
     /// Share of all the host's CPUs, 0..1.
     pub cpu_ratio: f64,
+    /// Resident memory of the live processes, plus the container's tmpfs/shm
+    /// pages when its cgroup is readable.
     pub memory_bytes: u64,
     /// Share of the host's RAM, 0..1.
     pub memory_ratio: f64,
@@ -62,12 +100,21 @@ pub struct Usage {
     pub io_write_chars_per_second: f64,
     pub io_syscalls_per_second: f64,
     pub basis: RateBasis,
+    pub cpu_source: CpuSource,
+    /// A process's I/O counters could not be read (in this snapshot or the
+    /// previous one): the disk and I/O figures mean nothing.
+    pub io_unavailable: bool,
 }
 
 impl Usage {
     /// Characters moved through read/write calls per second: the io type's resource.
     pub fn io_chars_per_second(&self) -> f64 {
         self.io_read_chars_per_second + self.io_write_chars_per_second
+    }
+
+    /// Whether the rates were measured over an interval.
+    pub fn has_rates(&self) -> bool {
+        self.basis == RateBasis::Interval
     }
 }
 
@@ -124,50 +171,91 @@ impl Counters {
             syscw: self.syscw.saturating_sub(before.syscw),
         }
     }
+
+    fn add(&mut self, other: &Counters) {
+        self.cpu_time_ns = self.cpu_time_ns.saturating_add(other.cpu_time_ns);
+        self.read_bytes = self.read_bytes.saturating_add(other.read_bytes);
+        self.write_bytes = self.write_bytes.saturating_add(other.write_bytes);
+        self.rchar = self.rchar.saturating_add(other.rchar);
+        self.wchar = self.wchar.saturating_add(other.wchar);
+        self.syscr = self.syscr.saturating_add(other.syscr);
+        self.syscw = self.syscw.saturating_add(other.syscw);
+    }
 }
 
 /// A process is the same process across snapshots when pid and start time match
 /// (pids are reused).
 type ProcessKey = (u32, u64);
 
-/// CPU time counted twice unless taken off: when a process that was alive in
-/// the previous snapshot has since been reaped by a process of its container,
-/// its whole CPU time (including what it had used before the previous
-/// snapshot, already counted then) lands in the reaper's children time. For
-/// each container, the CPU time the reaped processes had at the previous
-/// snapshot. A process whose parent was outside the container (`docker
-/// exec`) is reaped outside it: its time never comes back, nothing to take
-/// off.
+/// What would be counted twice unless taken off. When a process that was
+/// alive in the previous snapshot has since been reaped by a process of its
+/// container (it waited for it), the kernel folds its whole CPU time and I/O
+/// into the reaper (`cutime`/`cstime`, the reaper's `/proc/<pid>/io`),
+/// including what it had done before the previous snapshot, which was counted
+/// then. For each container, the counters the reaped processes had at the
+/// previous snapshot. A process whose parent was outside the container
+/// (`docker exec`) is reaped outside it: nothing of it comes back, nothing to
+/// take off.
 fn reaped_before<'a>(
     previous: &'a Snapshot,
     current_keys: &HashSet<ProcessKey>,
-) -> HashMap<&'a str, u64> {
+) -> HashMap<&'a str, Counters> {
     let container_of: HashMap<u32, &str> = previous
         .processes
         .iter()
         .filter_map(|p| Some((p.pid, p.container_id.as_deref()?)))
         .collect();
-    let mut out: HashMap<&str, u64> = HashMap::new();
+    let mut out: HashMap<&str, Counters> = HashMap::new();
     for p in &previous.processes {
         let Some(id) = p.container_id.as_deref() else {
             continue;
         };
         let gone = !current_keys.contains(&(p.pid, p.start_time_ns));
         if gone && container_of.get(&p.ppid) == Some(&id) {
-            *out.entry(id).or_default() += p.cpu_with_children_ns();
+            out.entry(id).or_default().add(&Counters::of(p));
         }
     }
     out
 }
 
-/// Computes each container's usage in `current`, with rates over the interval
-/// since `previous` when the container was already there, else over its
-/// processes' lifetime. Processes without a container ID are ignored.
+/// Takes the reaped processes' earlier counters off a container's growth.
 ///
-/// CPU is what the kernel charges the container's cgroup: the processes' own
-/// time and the time of the children they reaped (a container whose work is
-/// a loop of short commands spends it in children). Memory is the resident
-/// set of the live processes.
+/// CPU: at most what the children time grew by (a child reaped automatically,
+/// `SIGCHLD` ignored, folds into nobody). I/O has no children-only counter,
+/// so the children time tells how much of the reaped processes was folded in:
+/// their I/O is taken off in the share their CPU time came back (all of it
+/// when they were waited for; none when they were reaped automatically; all
+/// when they had used no CPU, as a wait is the norm). Never below zero.
+fn without_reaped(mut grown: Counters, children_grown_ns: u64, reaped: &Counters) -> Counters {
+    let cpu_back = reaped.cpu_time_ns.min(children_grown_ns);
+    grown.cpu_time_ns = grown.cpu_time_ns.saturating_sub(cpu_back);
+    let folded = if reaped.cpu_time_ns == 0 {
+        1.0
+    } else {
+        cpu_back as f64 / reaped.cpu_time_ns as f64
+    };
+    let off = |grew: u64, before: u64| grew.saturating_sub((before as f64 * folded) as u64);
+    grown.read_bytes = off(grown.read_bytes, reaped.read_bytes);
+    grown.write_bytes = off(grown.write_bytes, reaped.write_bytes);
+    grown.rchar = off(grown.rchar, reaped.rchar);
+    grown.wchar = off(grown.wchar, reaped.wchar);
+    grown.syscr = off(grown.syscr, reaped.syscr);
+    grown.syscw = off(grown.syscw, reaped.syscw);
+    grown
+}
+
+/// The cgroup CPU counter's growth for a container, when both snapshots have
+/// it and it did not go backwards (a counter reset, or another cgroup).
+fn cgroup_cpu_grown(previous: Option<&Snapshot>, current: &Snapshot, id: &str) -> Option<u64> {
+    let now = current.cgroups.get(id)?.cpu_usage_ns?;
+    let then = previous?.cgroups.get(id)?.cpu_usage_ns?;
+    now.checked_sub(then)
+}
+
+/// Computes each container's usage in `current`, with rates over the
+/// interval since `previous` for the containers it saw too; the others are
+/// at first sight, with no rates. Processes without a container ID are
+/// ignored. See the module's documentation for the figure of each resource.
 pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashMap<String, Usage> {
     let elapsed_ns = previous
         .map(|p| current.uptime_ns.saturating_sub(p.uptime_ns))
@@ -182,14 +270,17 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
                 .collect()
         })
         .unwrap_or_default();
-    let seen_before: HashSet<&str> = previous
-        .map(|prev| {
-            prev.processes
-                .iter()
-                .filter_map(|p| p.container_id.as_deref())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Containers seen before, and those whose I/O was unreadable then.
+    let mut seen_before: HashSet<&str> = HashSet::new();
+    let mut io_unreadable_before: HashSet<&str> = HashSet::new();
+    for p in previous.iter().flat_map(|prev| &prev.processes) {
+        if let Some(id) = p.container_id.as_deref() {
+            seen_before.insert(id);
+            if p.io_unavailable {
+                io_unreadable_before.insert(id);
+            }
+        }
+    }
     let current_keys: HashSet<ProcessKey> = current
         .processes
         .iter()
@@ -199,12 +290,13 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
         .map(|prev| reaped_before(prev, &current_keys))
         .unwrap_or_default();
 
+    #[derive(Default)]
     struct Acc {
         totals: Totals,
-        interval: Totals,
+        interval: Counters,
         /// Growth of the reaped children's time, over the interval.
         children_grown_ns: u64,
-        earliest_start_ns: u64,
+        io_unavailable: bool,
     }
     let mut by_container: HashMap<&str, Acc> = HashMap::new();
     let prev_uptime = previous.map_or(0, |p| p.uptime_ns);
@@ -212,17 +304,12 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
         let Some(id) = p.container_id.as_deref() else {
             continue;
         };
-        let acc = by_container.entry(id).or_insert(Acc {
-            totals: Totals::default(),
-            interval: Totals::default(),
-            children_grown_ns: 0,
-            earliest_start_ns: u64::MAX,
-        });
+        let acc = by_container.entry(id).or_default();
         let now = Counters::of(p);
         acc.totals.processes += 1;
         acc.totals.rss_bytes = acc.totals.rss_bytes.saturating_add(p.rss_kib * 1024);
         acc.totals.add(&now);
-        acc.earliest_start_ns = acc.earliest_start_ns.min(p.start_time_ns);
+        acc.io_unavailable |= p.io_unavailable;
         let grown = match before.get(&(p.pid, p.start_time_ns)) {
             Some(then) => {
                 let g = now.since(then);
@@ -241,27 +328,45 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
     let cpus = f64::from(current.system.cpu_count.max(1));
     by_container
         .into_iter()
-        .map(|(id, mut acc)| {
-            // What reaped processes had used by the previous snapshot came
-            // back in their reaper's children time: counted already.
-            let double = reaped
-                .get(id)
-                .copied()
-                .unwrap_or(0)
-                .min(acc.children_grown_ns);
-            acc.interval.cpu_time_ns = acc.interval.cpu_time_ns.saturating_sub(double);
-            let (counted, seconds, basis) = match elapsed_ns {
-                Some(ns) if seen_before.contains(id) => {
-                    (acc.interval, ns as f64 / 1e9, RateBasis::Interval)
+        .map(|(id, acc)| {
+            let measured = elapsed_ns.filter(|_| seen_before.contains(id));
+            let mut counted = Counters::default();
+            let mut cpu_source = CpuSource::Processes;
+            if measured.is_some() {
+                let no_reaped = Counters::default();
+                let reaped = reaped.get(id).unwrap_or(&no_reaped);
+                counted = without_reaped(acc.interval, acc.children_grown_ns, reaped);
+                if let Some(ns) = cgroup_cpu_grown(previous, current, id) {
+                    counted.cpu_time_ns = ns;
+                    cpu_source = CpuSource::Cgroup;
                 }
-                _ => {
-                    let lived = current.uptime_ns.saturating_sub(acc.earliest_start_ns);
-                    (acc.totals, lived.max(1) as f64 / 1e9, RateBasis::Lifetime)
+            }
+            let counted = Totals {
+                processes: 0,
+                cpu_time_ns: counted.cpu_time_ns,
+                rss_bytes: 0,
+                read_bytes: counted.read_bytes,
+                write_bytes: counted.write_bytes,
+                rchar: counted.rchar,
+                wchar: counted.wchar,
+                syscr: counted.syscr,
+                syscw: counted.syscw,
+            };
+            let seconds = measured.map_or(0.0, |ns| ns as f64 / 1e9);
+            let per_second = |v: u64| {
+                if seconds > 0.0 {
+                    v as f64 / seconds
+                } else {
+                    0.0
                 }
             };
-            let per_second = |v: u64| v as f64 / seconds;
-            let cpu_cores = counted.cpu_time_ns as f64 / 1e9 / seconds;
-            let memory_bytes = acc.totals.rss_bytes;
+            let cpu_cores = per_second(counted.cpu_time_ns) / 1e9;
+            let shmem = current
+                .cgroups
+                .get(id)
+                .and_then(|c| c.shmem_bytes)
+                .unwrap_or(0);
+            let memory_bytes = acc.totals.rss_bytes.saturating_add(shmem);
             let usage = Usage {
                 totals: acc.totals,
                 counted,
@@ -274,7 +379,13 @@ pub fn container_usage(previous: Option<&Snapshot>, current: &Snapshot) -> HashM
                 io_read_chars_per_second: per_second(counted.rchar),
                 io_write_chars_per_second: per_second(counted.wchar),
                 io_syscalls_per_second: per_second(counted.syscr.saturating_add(counted.syscw)),
-                basis,
+                basis: if measured.is_some() {
+                    RateBasis::Interval
+                } else {
+                    RateBasis::FirstSight
+                },
+                cpu_source,
+                io_unavailable: acc.io_unavailable || io_unreadable_before.contains(id),
             };
             (id.to_string(), usage)
         })
@@ -356,6 +467,7 @@ mod tests {
                 ..Default::default()
             },
             processes,
+            cgroups: Default::default(),
         }
     }
 
@@ -378,10 +490,12 @@ mod tests {
         assert_eq!(u[A].memory_bytes, 30 * 1024 * 1024);
         assert_eq!(u[A].totals.cpu_time_ns, 3_000_000_000);
         assert!((u[A].memory_ratio - 30.0 / 1024.0).abs() < 1e-9);
-        // First sight: averaged over the 10 s the processes have lived.
-        assert_eq!(u[A].basis, RateBasis::Lifetime);
-        assert!((u[A].cpu_cores - 0.3).abs() < 1e-9, "{}", u[A].cpu_cores);
-        assert!((u[A].cpu_ratio - 0.15).abs() < 1e-9);
+        // First sight: no rate yet, whatever the processes did before (no
+        // lifetime average: busy an hour ago is not busy now).
+        assert_eq!(u[A].basis, RateBasis::FirstSight);
+        assert!(!u[A].has_rates());
+        assert_eq!(u[A].cpu_cores, 0.0);
+        assert_eq!(u[A].cpu_ratio, 0.0);
     }
 
     #[test]
@@ -474,6 +588,114 @@ mod tests {
         let after = snap(20, 0, 0, vec![child(A, 10, 1, 1, 0.0, 6.0)]);
         let u = container_usage(Some(&before), &after);
         assert!((u[A].cpu_cores - 0.6).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    /// A process of container `id` that did `io` bytes of reads and writes.
+    fn io_proc(id: &str, pid: u32, ppid: u32, cpu_s: f64, children_s: f64, io: u64) -> Process {
+        let mut p = child(id, pid, ppid, 1, cpu_s, children_s);
+        p.rchar = io;
+        p.wchar = io;
+        p.read_bytes = io;
+        p.write_bytes = io;
+        p
+    }
+
+    #[test]
+    fn the_io_of_a_child_reaped_by_wait_is_not_counted_twice() {
+        // A worker (pid 11) had done 100 MB of I/O by the first snapshot; it
+        // does 10 MB more and exits; its parent waits for it: the kernel folds
+        // its whole 110 MB (and its CPU) into the parent. The parent did 5 MB
+        // itself. Over the interval: 15 MB, not 115.
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![
+                io_proc(A, 10, 1, 0.0, 0.0, 0),
+                io_proc(A, 11, 10, 2.0, 0.0, 100_000_000),
+            ],
+        );
+        let after = snap(20, 0, 0, vec![io_proc(A, 10, 1, 0.0, 3.0, 115_000_000)]);
+        let u = container_usage(Some(&before), &after);
+        assert_eq!(u[A].counted.rchar, 15_000_000);
+        assert_eq!(u[A].counted.write_bytes, 15_000_000);
+        assert!((u[A].disk_write_bytes_per_second - 1_500_000.0).abs() < 1e-6);
+        assert!((u[A].cpu_cores - 0.1).abs() < 1e-9, "{}", u[A].cpu_cores);
+    }
+
+    #[test]
+    fn a_child_reaped_automatically_takes_nothing_off() {
+        // The same worker, but the parent ignores SIGCHLD: nothing of it is
+        // folded in (the children time does not grow), so nothing of its
+        // earlier I/O is taken off the parent's own 5 MB.
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![
+                io_proc(A, 10, 1, 0.0, 0.0, 0),
+                io_proc(A, 11, 10, 2.0, 0.0, 100_000_000),
+            ],
+        );
+        let after = snap(20, 0, 0, vec![io_proc(A, 10, 1, 0.0, 0.0, 5_000_000)]);
+        let u = container_usage(Some(&before), &after);
+        assert_eq!(u[A].counted.rchar, 5_000_000);
+        assert_eq!(u[A].counted.write_bytes, 5_000_000);
+    }
+
+    #[test]
+    fn unreadable_io_makes_the_container_unmeasured_not_idle() {
+        let mut hidden = io_proc(A, 10, 1, 1.0, 0.0, 0);
+        hidden.io_unavailable = true;
+        let before = snap(
+            10,
+            0,
+            0,
+            vec![hidden.clone(), io_proc(B, 20, 1, 1.0, 0.0, 0)],
+        );
+        let after = snap(20, 0, 0, vec![hidden, io_proc(B, 20, 1, 2.0, 0.0, 0)]);
+        let u = container_usage(Some(&before), &after);
+        assert!(u[A].io_unavailable);
+        assert!(!u[B].io_unavailable);
+        // Unreadable in the previous snapshot only: still no I/O rate now.
+        let mut was_hidden = io_proc(B, 20, 1, 1.0, 0.0, 0);
+        was_hidden.io_unavailable = true;
+        let before = snap(10, 0, 0, vec![was_hidden]);
+        let after = snap(20, 0, 0, vec![io_proc(B, 20, 1, 2.0, 0.0, 1_000)]);
+        assert!(container_usage(Some(&before), &after)[B].io_unavailable);
+    }
+
+    #[test]
+    fn the_cgroup_counters_give_cpu_and_tmpfs_memory() {
+        use crate::collect::snapshot::CgroupCounters;
+        // Processes say 1 s of CPU over 10 s; the cgroup, which also saw
+        // children reaped automatically, says 4 s: the cgroup is the figure.
+        let mut before = snap(10, 0, 0, vec![proc_in(Some(A), 10, 1.0, 10, 0)]);
+        let mut after = snap(20, 0, 0, vec![proc_in(Some(A), 10, 2.0, 10, 0)]);
+        before.cgroups.insert(
+            A.into(),
+            CgroupCounters {
+                cpu_usage_ns: Some(5_000_000_000),
+                shmem_bytes: Some(0),
+            },
+        );
+        after.cgroups.insert(
+            A.into(),
+            CgroupCounters {
+                cpu_usage_ns: Some(9_000_000_000),
+                shmem_bytes: Some(64 << 20),
+            },
+        );
+        let u = container_usage(Some(&before), &after);
+        assert_eq!(u[A].cpu_source, CpuSource::Cgroup);
+        assert!((u[A].cpu_cores - 0.4).abs() < 1e-9, "{}", u[A].cpu_cores);
+        // 10 MiB resident + 64 MiB in its tmpfs.
+        assert_eq!(u[A].memory_bytes, 74 << 20);
+        // Without the previous snapshot's counter: the processes' figure.
+        before.cgroups.clear();
+        let u = container_usage(Some(&before), &after);
+        assert_eq!(u[A].cpu_source, CpuSource::Processes);
+        assert!((u[A].cpu_cores - 0.1).abs() < 1e-9, "{}", u[A].cpu_cores);
     }
 
     #[test]

@@ -4,15 +4,19 @@
 //! and removals) → publish (metrics, log lines, records).
 
 pub mod act;
+pub mod intents;
 pub mod publish;
 pub mod report;
+pub mod retry;
 pub mod table;
 
-use crate::collect::snapshot::{Snapshot, SourceKind};
+use crate::collect::cgroupfs::{self, CgroupReader};
+use crate::collect::snapshot::{CgroupCounters, Snapshot, SourceKind};
 use crate::collect::source::{SnapshotReader, SnapshotSource};
 use crate::collect::usage::{self, HostUsage, Usage};
 use crate::config::Config;
 use crate::cycle::report::{ContainerReport, CycleReport, StageReport};
+use crate::cycle::retry::Retries;
 use crate::decide::plan::Plan;
 use crate::decide::policy::{self, PolicyConfig};
 use crate::decide::reason::Blocked;
@@ -21,11 +25,12 @@ use crate::docker::container::ContainerInfo;
 use crate::docker::inventory::Inventory;
 use crate::docker::placement::CgroupCheck;
 use crate::metrics::Metrics;
+use crate::ship::journal::Journal;
 use crate::ship::records::{rfc3339_millis, Record, RecordContext, RecordIds};
 use crate::ship::shipper::ShipperHandle;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// The cycle's two inputs, as collected.
@@ -68,6 +73,8 @@ impl Clock {
 struct StageLog {
     stages: BTreeMap<&'static str, StageReport>,
     records: Vec<Record>,
+    /// Intent journal files to clear once the records are committed.
+    journal_files: Vec<std::path::PathBuf>,
 }
 
 impl StageLog {
@@ -109,8 +116,21 @@ pub struct Governor {
     host: Arc<str>,
     /// The last snapshot that was read and trusted: rates are measured from it.
     previous: Option<Snapshot>,
+    /// The containers the last decided cycle kept: a challenger must beat
+    /// them by the keeper margin.
+    keepers: HashSet<String>,
     /// Confirms processes' containers against Docker's own cgroup placement.
     cgroup_check: CgroupCheck,
+    /// Reads each container's own cgroup counters.
+    cgroups: CgroupReader,
+    /// Where intents go before acts (with a spool only: without a log
+    /// service there is nothing to record).
+    journal: Option<Journal>,
+    /// Whether the intents of an earlier run that did not finish were
+    /// resolved (the first cycle does it).
+    recovered: bool,
+    /// Containers whose kill or removal failed: retried with backoff.
+    retries: Retries,
     cycle: u64,
 }
 
@@ -121,6 +141,7 @@ impl Governor {
         inventory: Inventory,
         metrics: Arc<Metrics>,
         shipper: Option<ShipperHandle>,
+        journal: Option<Journal>,
     ) -> Governor {
         let reader = SnapshotReader::new(
             SnapshotSource {
@@ -130,6 +151,7 @@ impl Governor {
             },
             config.procfs_cache,
         );
+        let cgroups = CgroupReader::new(&config.cgroupfs);
         Governor {
             host: config.hostname().into(),
             config,
@@ -140,7 +162,12 @@ impl Governor {
             shipper,
             ids: Arc::new(RecordIds::random()),
             previous: None,
+            keepers: HashSet::new(),
             cgroup_check: CgroupCheck::default(),
+            cgroups,
+            journal,
+            recovered: false,
+            retries: Retries::default(),
             cycle: 0,
         }
     }
@@ -161,6 +188,7 @@ impl Governor {
             manage_unlabeled: self.config.manage_unlabeled,
             never_kill: vec![self.config.logger_container.clone()],
             stopped_grace_secs: self.config.stopped_grace().as_secs() as i64,
+            keeper_margin: self.config.keeper_margin,
         }
     }
 
@@ -179,6 +207,9 @@ impl Governor {
             time: &clock.time,
         };
 
+        if !self.recovered {
+            self.recover(&ctx, &mut log).await;
+        }
         // 1. collect
         let Some(inputs) = collect(&self.reader, &mut self.inventory, &self.config, cancel).await
         else {
@@ -196,17 +227,24 @@ impl Governor {
             measured.usage.as_ref().map_err(String::as_str),
             containers.as_deref().map_err(String::as_str),
             &self.policy_config(),
+            &self.keepers,
             clock.now_unix as i64,
         );
+        if plan.blocked.is_none() {
+            self.keepers = plan.keepers().map(|v| v.id.clone()).collect();
+        }
         log.stages.insert("policy", StageReport::ok());
         if let Some(why) = &plan.blocked {
             tracing::warn!(cycle = self.cycle, reason = %why, "policy blocked");
         }
-        // 4. act
+        // 4. act, each act's intent on disk first
         let listed: &[ContainerInfo] = containers.as_deref().unwrap_or(&[]);
-        let outcomes = self.act(&plan, listed, cancel).await;
+        let empty = HashMap::new();
+        let usage = measured.usage.as_ref().unwrap_or(&empty);
+        let intents = self.write_intents(&ctx, &plan, usage, &mut log).await;
+        let acted = self.act(&plan, listed, &clock, cancel, intents).await;
         // 5. publish
-        let findings = self.publish(&ctx, plan, &outcomes, &measured, &containers, &mut log);
+        let findings = self.publish(&ctx, plan, &acted, &measured, &containers, &mut log);
         if let Some(s) = trusted {
             self.previous = Some(s);
         }
@@ -255,6 +293,9 @@ impl Governor {
             let refused = self.cgroup_check.confirm(&self.docker, s, &listed).await;
             self.metrics.set_misplaced(refused.len());
         }
+        if let Ok(s) = &mut snapshot {
+            s.cgroups = self.cgroup_counters(s).await;
+        }
         let (measured, trusted) = self.measure(snapshot);
         match &measured.usage {
             Ok(_) => {
@@ -282,23 +323,147 @@ impl Governor {
         (measured, containers, trusted)
     }
 
-    /// Stage 4: carries out the plan's kills and removals.
+    /// Each container's own cgroup counters, read off the runtime (file
+    /// reads); none when that fails.
+    async fn cgroup_counters(&self, s: &Snapshot) -> HashMap<String, CgroupCounters> {
+        let reader = self.cgroups.clone();
+        let paths = cgroupfs::container_paths(s);
+        tokio::task::spawn_blocking(move || reader.read(&paths))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the containers' cgroup counters");
+                HashMap::new()
+            })
+    }
+
+    /// Reads a first snapshot to measure rates from, so that the first cycle
+    /// can judge (`gestor once`: one cycle, half an interval after this). A
+    /// snapshot that cannot be read leaves nothing to measure from: the cycle
+    /// then judges nobody.
+    pub async fn prime(&mut self) {
+        match self.reader.read(self.config.read_timeout()).await {
+            Ok(mut s) => {
+                s.cgroups = self.cgroup_counters(&s).await;
+                self.previous = Some(s);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read a first snapshot to measure from"),
+        }
+    }
+
+    /// Resolves the intents an earlier run left unfinished (its records go
+    /// with this cycle's; the files are cleared once they are committed).
+    async fn recover(&mut self, ctx: &RecordContext<'_>, log: &mut StageLog) {
+        let Some(journal) = self.journal.clone() else {
+            self.recovered = true;
+            return;
+        };
+        let pending = match tokio::task::spawn_blocking(move || journal.pending()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the intent journal");
+                return;
+            }
+        };
+        let (records, resolved) = intents::recover(ctx, &self.docker, pending).await;
+        log.records.extend(records);
+        log.journal_files.extend(resolved);
+        self.recovered = true;
+    }
+
+    /// Commits the intent records of this cycle's kills and removals to the
+    /// spool and to the journal, before any of them starts. When the disk
+    /// cannot take them, the acts go on (a full disk may be what they cure)
+    /// and the records wait in memory; that is logged and counted.
+    async fn write_intents(
+        &mut self,
+        ctx: &RecordContext<'_>,
+        plan: &Plan,
+        usage: &HashMap<String, Usage>,
+        log: &mut StageLog,
+    ) -> HashMap<String, String> {
+        if self.config.dry_run
+            || (plan.kills().next().is_none() && plan.removals().next().is_none())
+        {
+            return HashMap::new();
+        }
+        let waiting = self.retries.waiting(std::time::Instant::now());
+        let (records, intents) = intents::for_plan(ctx, plan, usage, &waiting);
+        if intents.is_empty() {
+            return HashMap::new();
+        }
+        let by_container = intents
+            .iter()
+            .map(|i| (i.container_id.clone(), i.record_id.clone()))
+            .collect();
+        if let Some(shipper) = &self.shipper {
+            shipper.commit(records).await;
+        }
+        if let Some(journal) = self.journal.clone() {
+            let (run_id, cycle) = (self.ids.run_id().to_string(), self.cycle);
+            match tokio::task::spawn_blocking(move || journal.write(&run_id, cycle, &intents)).await
+            {
+                Ok(Ok(path)) => log.journal_files.push(path),
+                Ok(Err(e)) => {
+                    self.metrics.journal_failed();
+                    tracing::error!(error = %e, "CANNOT WRITE THE INTENT JOURNAL: acting anyway; a crash now would leave these acts without a record");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write the intent journal"),
+            }
+        }
+        by_container
+    }
+
+    /// Stage 4: carries out the plan's kills and removals, within the cycle's
+    /// budget and past the backoff of earlier failures; notes the failures
+    /// for the backoff.
     async fn act(
-        &self,
+        &mut self,
         plan: &Plan,
         listed: &[ContainerInfo],
+        clock: &Clock,
         cancel: &CancellationToken,
-    ) -> HashMap<String, act::Outcome> {
+        intents: HashMap<String, String>,
+    ) -> act::Acted {
         let judged: HashMap<&str, &ContainerInfo> =
             listed.iter().map(|c| (c.id.as_str(), c)).collect();
+        let waiting = self.retries.waiting(std::time::Instant::now());
+        // A stop may take its grace period plus a margin: none starts that
+        // could outlast the cycle's budget.
+        let start_by = tokio::time::Instant::from_std(clock.started)
+            + self
+                .config
+                .cycle_budget()
+                .saturating_sub(self.config.stop_time());
         let act = act::Act {
             docker: &self.docker,
             inventory: &self.inventory,
             grace_secs: self.config.stop_timeout,
             dry_run: self.config.dry_run,
             cycle: self.cycle,
+            start_by,
+            backing_off: &waiting,
         };
-        act::carry_out(&act, plan, &judged, cancel).await
+        let outcomes = act::carry_out(&act, plan, &judged, cancel).await;
+        let now = std::time::Instant::now();
+        let mut quiet = HashSet::new();
+        for (id, outcome) in &outcomes {
+            if matches!(outcome, act::Outcome::Failed { .. }) {
+                if !self.retries.failed(id, now, self.config.interval()) {
+                    quiet.insert(id.clone());
+                }
+            } else if outcome.gone() {
+                self.retries.done(id);
+            }
+        }
+        if !listed.is_empty() {
+            self.retries
+                .keep_only(&listed.iter().map(|c| c.id.as_str()).collect());
+        }
+        act::Acted {
+            outcomes,
+            quiet,
+            intents,
+        }
     }
 
     /// Stage 5: records, log lines and series for what the cycle decided and
@@ -307,7 +472,7 @@ impl Governor {
         &self,
         ctx: &RecordContext<'_>,
         plan: Plan,
-        outcomes: &HashMap<String, act::Outcome>,
+        acted: &act::Acted,
         measured: &Measured,
         containers: &Result<Vec<ContainerInfo>, String>,
         log: &mut StageLog,
@@ -315,8 +480,7 @@ impl Governor {
         let listed: &[ContainerInfo] = containers.as_deref().unwrap_or(&[]);
         let empty = HashMap::new();
         let usage = measured.usage.as_ref().unwrap_or(&empty);
-        let tally =
-            publish::decisions(&self.metrics, ctx, &plan, outcomes, usage, &mut log.records);
+        let tally = publish::decisions(&self.metrics, ctx, &plan, acted, usage, &mut log.records);
         log.stages.insert(
             "act",
             if tally.errors.is_empty() {
@@ -327,7 +491,7 @@ impl Governor {
         );
         let reports = publish::container_reports(
             &plan,
-            outcomes,
+            &acted.outcomes,
             usage,
             listed,
             self.config.manage_unlabeled,
@@ -339,7 +503,7 @@ impl Governor {
                 &self.metrics,
                 &self.config.procfs,
                 &plan,
-                outcomes,
+                &acted.outcomes,
                 usage,
                 listed,
             );
@@ -408,6 +572,19 @@ impl Governor {
         if let Some(shipper) = &self.shipper {
             shipper.commit(log.records).await;
         }
+        // The outcomes are committed: the intents before them are resolved.
+        if let (Some(journal), false) = (self.journal.clone(), log.journal_files.is_empty()) {
+            let files = log.journal_files;
+            let cleared = tokio::task::spawn_blocking(move || {
+                files.iter().try_for_each(|f| journal.clear(f))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(e) = cleared {
+                tracing::error!(error = %e, "cannot clear the intent journal: its intents are checked again at the next start");
+            }
+        }
         CycleReport {
             run_id: self.ids.run_id().to_string(),
             cycle: self.cycle,
@@ -462,7 +639,23 @@ impl Governor {
                 None,
             );
         }
-        let usage = usage::container_usage(self.previous.as_ref(), &s);
+        // Rates need two samples at least half an interval apart: a snapshot
+        // that follows the last one too closely gives no rates, and the last
+        // one stays the base of the next cycle's.
+        let min_gap = self.config.interval() / 2;
+        let too_soon = self.previous.as_ref().and_then(|prev| {
+            let gap = Duration::from_nanos(s.uptime_ns.saturating_sub(prev.uptime_ns));
+            (gap < min_gap).then_some(gap)
+        });
+        if let Some(gap) = too_soon {
+            tracing::info!(
+                gap_s = gap.as_secs_f64(),
+                min_gap_s = min_gap.as_secs_f64(),
+                "this snapshot came too soon after the last one for rates: nothing is judged this cycle"
+            );
+        }
+        let base = self.previous.as_ref().filter(|_| too_soon.is_none());
+        let usage = usage::container_usage(base, &s);
         let host = usage::host_usage(self.previous.as_ref(), &s);
         self.metrics.set_host(&host);
         self.metrics.set_source(s.source);
@@ -473,7 +666,7 @@ impl Governor {
                 host: Some(host),
                 source,
             },
-            Some(s),
+            too_soon.is_none().then_some(s),
         )
     }
 }

@@ -3,12 +3,12 @@
 //! /api/v1/state view of every container.
 
 use crate::collect::usage::Usage;
-use crate::cycle::act::Outcome;
+use crate::cycle::act::{Acted, Outcome};
 use crate::cycle::report::ContainerReport;
 use crate::decide::plan::{Action, Plan, Verdict};
 use crate::decide::reason::Reason;
 use crate::docker::container::{short_id as short, ContainerInfo, ContainerType, ExitFacts};
-use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS};
+use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS, UNMEASURED_RESOURCES};
 use crate::ship::records::{Record, RecordContext};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,7 +19,7 @@ pub fn decisions(
     metrics: &Metrics,
     ctx: &RecordContext<'_>,
     plan: &Plan,
-    outcomes: &HashMap<String, Outcome>,
+    acted: &Acted,
     usage: &HashMap<String, Usage>,
     records: &mut Vec<Record>,
 ) -> Tally {
@@ -28,10 +28,47 @@ pub fn decisions(
     for v in &plan.verdicts {
         let t = v.container_type;
         let u = usage.get(&v.id);
-        let record =
-            |event: &str, reason: String| ctx.container_record(event, &v.id, &v.name, t, u, reason);
-        let outcome = outcomes.get(&v.id);
+        // An act's outcome names the intent recorded before it.
+        let intent = acted.intents.get(&v.id);
+        let record = |event: &str, reason: String| {
+            let mut r = ctx.container_record(event, &v.id, &v.name, t, u, reason);
+            if let Some(intent) = intent {
+                r.details = serde_json::json!({ "intent": intent });
+            }
+            r
+        };
+        let outcome = acted.outcomes.get(&v.id);
+        // A failure already reported, retried within its backoff: counted,
+        // logged quietly, not recorded again (see `retry`).
+        if matches!(outcome, Some(Outcome::Failed { .. })) && acted.quiet.contains(&v.id) {
+            if let Some(Outcome::Failed { reason, error }) = outcome {
+                tally.failed += 1;
+                metrics.kill_failed(t, reason);
+                tracing::debug!(cycle, container = %v.name, error = %error, "failed again (backing off; reported at most hourly)");
+            }
+            continue;
+        }
         match (v.action, outcome) {
+            (Action::Ignore, _)
+                if matches!(v.reason, Reason::NotMeasuredYet | Reason::Unmeasured { .. }) =>
+            {
+                tracing::info!(event = "unmeasured", cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "not judged");
+                records.push(record("unmeasured", v.reason.to_string()));
+            }
+            (Action::Kill | Action::Remove, Some(Outcome::Postponed)) => {
+                tracing::info!(event = "postponed", cycle, container = %v.name, r#type = %t, "postponed: the cycle's time budget is spent; judged again next cycle");
+            }
+            (Action::Kill | Action::Remove, Some(Outcome::BackingOff)) => {
+                tracing::debug!(cycle, container = %v.name, r#type = %t, "not tried: backing off after a failure");
+            }
+            (Action::Kill, Some(Outcome::KeeperGone { keeper, why })) => {
+                let msg = format!(
+                    "{t}: {} not killed: its type's keeper {keeper} {why}; judged again next cycle",
+                    v.name
+                );
+                tracing::warn!(event = "kill_skipped", cycle, container = %v.name, r#type = %t, %keeper, "{msg}");
+                records.push(record("kill_skipped", msg));
+            }
             (Action::Keep, _) => {
                 tracing::info!(event = "keep", cycle, container = %v.name, id = %short(&v.id), r#type = %t, reason = %v.reason, "kept");
                 records.push(record("keep", v.reason.to_string()));
@@ -139,6 +176,7 @@ pub fn containers(
     }
     let counts: Vec<_> = counts.into_iter().map(|((t, s), n)| (t, s, n)).collect();
     metrics.set_container_counts(&counts);
+    metrics.set_unmeasured(&unmeasured(plan, usage));
     // Running containers with no process in the snapshot: a few are
     // normal (just started); all of them means the snapshot does not see
     // this host's containers (a procfs that is not the host's, cgroup
@@ -148,7 +186,6 @@ pub fn containers(
         .iter()
         .filter(|v| v.reason == Reason::NoUsage)
         .count();
-    metrics.set_unmeasured(unmeasured);
     let running = listed.iter().filter(|c| c.is_running()).count();
     if unmeasured > 1 && unmeasured == running {
         tracing::error!(
@@ -157,6 +194,44 @@ pub fn containers(
             "NO PROCESS OF ANY RUNNING CONTAINER IN THE SNAPSHOT: nothing can be judged; is the procfs the host's, and are the cgroup paths readable?"
         );
     }
+}
+
+/// Running managed containers that could not be judged on a resource, by
+/// (resource, why): none of their processes in the snapshot (every
+/// resource), no rate yet (every resource: none is judged before it has
+/// one), or unreadable I/O counters (io and disk).
+fn unmeasured(
+    plan: &Plan,
+    usage: &HashMap<String, Usage>,
+) -> HashMap<(&'static str, &'static str), i64> {
+    let mut counts = HashMap::new();
+    let mut count = |resources: &[&'static str], why: &'static str| {
+        for r in resources {
+            *counts.entry((*r, why)).or_default() += 1;
+        }
+    };
+    for v in &plan.verdicts {
+        let u = usage.get(&v.id);
+        match (&v.reason, u) {
+            (Reason::NoUsage, _) => count(&UNMEASURED_RESOURCES, "no_process"),
+            (
+                Reason::Kept { .. }
+                | Reason::Surplus { .. }
+                | Reason::Deferred { .. }
+                | Reason::NotMeasuredYet
+                | Reason::Unmeasured { .. },
+                Some(u),
+            ) => {
+                if !u.has_rates() {
+                    count(&UNMEASURED_RESOURCES, "not_yet");
+                } else if u.io_unavailable {
+                    count(&["io", "disk"], "unreadable");
+                }
+            }
+            _ => {}
+        }
+    }
+    counts
 }
 
 /// What the act stage did.

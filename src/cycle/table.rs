@@ -15,14 +15,23 @@ pub fn render(report: &CycleReport) -> String {
     let mut rows: Vec<_> = report.containers.iter().collect();
     rows.sort_by(|a, b| (a.container_type, &a.name).cmp(&(b.container_type, &b.name)));
     for c in rows {
+        // "-": not measured (no process seen, no rate yet, I/O unreadable).
+        let dash = || "-".to_string();
         let (cpu, mem, disk, io) = match &c.usage {
-            Some(u) => (
+            Some(u) if u.has_rates() && !u.io_unavailable => (
                 format!("{:.1}", u.cpu_cores * 100.0),
                 human_bytes(u.memory_bytes as f64),
                 human_bytes(u.disk_write_bytes_per_second),
                 human_bytes(u.io_chars_per_second()),
             ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            Some(u) if u.has_rates() => (
+                format!("{:.1}", u.cpu_cores * 100.0),
+                human_bytes(u.memory_bytes as f64),
+                dash(),
+                dash(),
+            ),
+            Some(u) => (dash(), human_bytes(u.memory_bytes as f64), dash(), dash()),
+            None => (dash(), dash(), dash(), dash()),
         };
         let decision = match (&c.outcome, report.dry_run) {
             (Some(o), _) if o != "removed" && o != "dry_run" => format!("{}!", c.action.as_str()),

@@ -62,6 +62,11 @@ impl Plan {
         }
     }
 
+    /// The containers kept to satisfy `min_per_type`.
+    pub fn keepers(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.action == Action::Keep)
+    }
+
     /// Running containers to stop and remove.
     pub fn kills(&self) -> impl Iterator<Item = &Verdict> {
         self.verdicts.iter().filter(|v| v.action == Action::Kill)

@@ -17,6 +17,9 @@ use crate::decide::reason::{Blocked, Figure, Reason};
 use crate::docker::container::{ContainerInfo, ContainerType, ExitFacts};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// The default keeper margin: 10 % of the keeper's figure.
+pub const DEFAULT_KEEPER_MARGIN: f64 = 0.10;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     pub min_per_type: usize,
@@ -27,6 +30,10 @@ pub struct PolicyConfig {
     pub never_kill: Vec<String>,
     /// Seconds a managed container may stay stopped before it is removed.
     pub stopped_grace_secs: i64,
+    /// How much less (a share of its figure, 0..1) another container of its
+    /// type must use to take a sitting keeper's place: identical workloads do
+    /// not swap keepers on noise.
+    pub keeper_margin: f64,
 }
 
 impl Default for PolicyConfig {
@@ -37,6 +44,7 @@ impl Default for PolicyConfig {
             manage_unlabeled: false,
             never_kill: Vec::new(),
             stopped_grace_secs: 10,
+            keeper_margin: DEFAULT_KEEPER_MARGIN,
         }
     }
 }
@@ -85,6 +93,7 @@ pub fn decide(
     usage: Result<&HashMap<String, Usage>, &str>,
     containers: Result<&[ContainerInfo], &str>,
     config: &PolicyConfig,
+    keepers: &HashSet<String>,
     now: i64,
 ) -> Plan {
     let (usage, containers) = match (usage, containers) {
@@ -108,7 +117,7 @@ pub fn decide(
     }
     let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
     for (t, list) in candidates {
-        let (kept, surplus) = rank(t, list, config, now);
+        let (kept, surplus) = rank(t, list, config, keepers, now);
         verdicts.extend(kept);
         surplus_by_type.push(surplus);
     }
@@ -185,7 +194,13 @@ fn settle<'a>(
             state: c.state.clone(),
         })
     } else if let Some(u) = usage.get(&c.id) {
-        Settled::Candidate(u)
+        if !u.has_rates() {
+            ignore(Reason::NotMeasuredYet)
+        } else if u.io_unavailable && matches!(t, ContainerType::Io | ContainerType::Disk) {
+            ignore(Reason::Unmeasured { container_type: t })
+        } else {
+            Settled::Candidate(u)
+        }
     } else {
         ignore(Reason::NoUsage)
     }
@@ -194,16 +209,30 @@ fn settle<'a>(
 /// Ranks one type's candidates, lightest first (ties: newest first, then by
 /// id for a stable order): the first `min_per_type` are kept, the rest are
 /// surplus, heaviest first so the per-cycle bound frees the most first.
+///
+/// A sitting keeper (one of `keepers`, last cycle's) is ranked as if it used
+/// `keeper_margin` less than it does: another container takes its place only
+/// when it uses less by more than that margin.
 fn rank(
     t: ContainerType,
     mut list: Vec<(&ContainerInfo, &Usage)>,
     config: &PolicyConfig,
+    keepers: &HashSet<String>,
     now: i64,
 ) -> (Vec<Verdict>, Vec<Verdict>) {
+    let margin = config.keeper_margin.clamp(0.0, 1.0);
+    let ranked = |c: &ContainerInfo, u: &Usage| {
+        let value = Figure::of(t, u).value;
+        if keepers.contains(&c.id) {
+            value * (1.0 - margin)
+        } else {
+            value
+        }
+    };
     list.sort_by(|(a, ua), (b, ub)| {
-        Figure::of(t, ua)
-            .value
-            .total_cmp(&Figure::of(t, ub).value)
+        ranked(a, ua)
+            .total_cmp(&ranked(b, ub))
+            .then(keepers.contains(&b.id).cmp(&keepers.contains(&a.id)))
             .then(b.created.cmp(&a.created))
             .then(a.id.cmp(&b.id))
     });
@@ -228,6 +257,8 @@ fn rank(
                 of: count,
                 min_per_type: config.min_per_type,
                 age_secs: (now - c.created).max(0),
+                sitting: keepers.contains(&c.id),
+                margin,
             },
         })
         .collect();
@@ -278,7 +309,7 @@ fn bound_kills(mut surplus_by_type: Vec<Vec<Verdict>>, max_kills: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::usage::{RateBasis, Totals};
+    use crate::collect::usage::{CpuSource, RateBasis, Totals};
     use crate::docker::container::tests::container;
     use crate::docker::container::ContainerType;
     use crate::docker::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
@@ -298,6 +329,8 @@ mod tests {
             io_write_chars_per_second: 0.0,
             io_syscalls_per_second: 0.0,
             basis: RateBasis::Interval,
+            cpu_source: CpuSource::Processes,
+            io_unavailable: false,
         }
     }
 
@@ -314,7 +347,7 @@ mod tests {
         us: &HashMap<String, Usage>,
         cfg: &PolicyConfig,
     ) -> HashMap<String, Action> {
-        decide(Ok(us), Ok(cs), cfg, 2_000)
+        decide(Ok(us), Ok(cs), cfg, &HashSet::new(), 2_000)
             .verdicts
             .into_iter()
             .map(|v| (v.name, v.action))
@@ -336,7 +369,13 @@ mod tests {
         us.insert(cs[2].id.clone(), usage(0.0, 256 << 20, 0.0, 0.0));
         us.insert(cs[3].id.clone(), usage(0.9, 0, 0.0, 0.0));
         us.insert(cs[4].id.clone(), usage(0.1, 0, 0.0, 0.0));
-        let plan = decide(Ok(&us), Ok(&cs), &PolicyConfig::default(), 2_000);
+        let plan = decide(
+            Ok(&us),
+            Ok(&cs),
+            &PolicyConfig::default(),
+            &HashSet::new(),
+            2_000,
+        );
         let got: HashMap<_, _> = plan
             .verdicts
             .iter()
@@ -359,7 +398,7 @@ mod tests {
         ));
         assert_eq!(
             keep.reason.to_string(),
-            "ram: kept ram-b (rss 12.0 MiB, the lowest of 3; age 1000 s)"
+            "ram: kept ram-b (rss 12.0 MiB, the lowest of 3 measured; age 1000 s)"
         );
         let kill = plan.verdicts.iter().find(|v| v.name == "ram-a").unwrap();
         match &kill.reason {
@@ -465,13 +504,19 @@ mod tests {
             .map(|c| (c.id.clone(), usage(1.0, 0, 0.0, 0.0)))
             .collect();
         let cfg = PolicyConfig::default();
-        let p = decide(Err("cannot read /proc/sysinfo"), Ok(&cs), &cfg, 0);
+        let p = decide(
+            Err("cannot read /proc/sysinfo"),
+            Ok(&cs),
+            &cfg,
+            &HashSet::new(),
+            0,
+        );
         assert_eq!(p.kills().count(), 0);
         assert_eq!(
             p.blocked,
             Some(Blocked::Snapshot("cannot read /proc/sysinfo".into()))
         );
-        let p = decide(Ok(&us), Err("docker down"), &cfg, 0);
+        let p = decide(Ok(&us), Err("docker down"), &cfg, &HashSet::new(), 0);
         assert_eq!(p.kills().count(), 0);
         assert_eq!(p.blocked, Some(Blocked::Docker("docker down".into())));
         assert!(p
@@ -498,7 +543,7 @@ mod tests {
             max_kills_per_cycle: 3,
             ..Default::default()
         };
-        let plan = decide(Ok(&us), Ok(&cs), &cfg, 0);
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, &HashSet::new(), 0);
         let kills: Vec<_> = plan.kills().map(|v| v.name.clone()).collect();
         // Heaviest of each type first, alternating types.
         assert_eq!(kills, vec!["cpu-3", "ram-3", "cpu-2"]);
@@ -580,7 +625,7 @@ mod tests {
             stopped_grace_secs: 10,
             ..Default::default()
         };
-        let plan = decide(Ok(&us), Ok(&cs), &cfg, 2_000);
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, &HashSet::new(), 2_000);
         let by_name: HashMap<_, _> = plan.verdicts.iter().map(|v| (v.name.as_str(), v)).collect();
         // The live one is the type's keeper, however heavy: stopped ones never are.
         assert_eq!(by_name["live"].action, Action::Keep);
@@ -626,7 +671,7 @@ mod tests {
         assert_eq!(plan.removals().count(), 2);
         assert_eq!(plan.kills().count(), 0);
         // A failed input blocks removals too.
-        let blocked = decide(Err("x"), Ok(&cs), &cfg, 2_000);
+        let blocked = decide(Err("x"), Ok(&cs), &cfg, &HashSet::new(), 2_000);
         assert_eq!(blocked.removals().count(), 0);
     }
 
@@ -652,20 +697,152 @@ mod tests {
         assert_eq!(got["paused"], Action::Ignore);
     }
 
-    fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>)> {
+    fn first_sight(mut u: Usage) -> Usage {
+        u.basis = RateBasis::FirstSight;
+        u
+    }
+
+    fn verdict_of<'a>(plan: &'a Plan, name: &str) -> &'a Verdict {
+        plan.verdicts.iter().find(|v| v.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_container_without_a_rate_is_neither_kept_nor_killed() {
+        // An old container that is idle now and a new one that is busy: the
+        // new one has no rate yet. The old one is kept, nothing is killed,
+        // and the new one is "not measured yet".
+        let cs = vec![managed("cpu-old", "cpu"), managed("cpu-new", "cpu")];
+        let us = HashMap::from([
+            (cs[0].id.clone(), usage(0.0, 0, 0.0, 0.0)),
+            (cs[1].id.clone(), first_sight(usage(0.0, 0, 0.0, 0.0))),
+        ]);
+        let plan = decide(
+            Ok(&us),
+            Ok(&cs),
+            &PolicyConfig::default(),
+            &HashSet::new(),
+            2_000,
+        );
+        assert_eq!(verdict_of(&plan, "cpu-old").action, Action::Keep);
+        let new = verdict_of(&plan, "cpu-new");
+        assert_eq!(
+            (new.action, &new.reason),
+            (Action::Ignore, &Reason::NotMeasuredYet)
+        );
+        assert_eq!(plan.kills().count(), 0);
+        // A type whose containers all lack a rate keeps and kills nothing.
+        let us: HashMap<_, _> = cs
+            .iter()
+            .map(|c| (c.id.clone(), first_sight(usage(0.9, 0, 0.0, 0.0))))
+            .collect();
+        let plan = decide(
+            Ok(&us),
+            Ok(&cs),
+            &PolicyConfig::default(),
+            &HashSet::new(),
+            2_000,
+        );
+        assert_eq!(plan.kills().count() + plan.keepers().count(), 0);
+    }
+
+    #[test]
+    fn unreadable_io_is_not_judged_on_io_but_cpu_is() {
+        let cs = vec![
+            managed("io-hidden", "io"),
+            managed("io-seen", "io"),
+            managed("cpu-hidden", "cpu"),
+            managed("cpu-seen", "cpu"),
+        ];
+        let mut hidden_io = usage(0.0, 0, 0.0, 0.0);
+        hidden_io.io_unavailable = true;
+        let mut hidden_cpu = usage(0.1, 0, 0.0, 0.0);
+        hidden_cpu.io_unavailable = true;
+        let us = HashMap::from([
+            (cs[0].id.clone(), hidden_io),
+            (cs[1].id.clone(), usage(0.0, 0, 5e6, 0.0)),
+            (cs[2].id.clone(), hidden_cpu),
+            (cs[3].id.clone(), usage(0.9, 0, 0.0, 0.0)),
+        ]);
+        let plan = decide(
+            Ok(&us),
+            Ok(&cs),
+            &PolicyConfig::default(),
+            &HashSet::new(),
+            2_000,
+        );
+        // It reads 0 I/O but is not the lightest: it is not judged at all.
+        let hidden = verdict_of(&plan, "io-hidden");
+        assert_eq!(hidden.action, Action::Ignore);
+        assert_eq!(
+            hidden.reason,
+            Reason::Unmeasured {
+                container_type: ContainerType::Io
+            }
+        );
+        assert_eq!(verdict_of(&plan, "io-seen").action, Action::Keep);
+        // CPU does not need the I/O counters.
+        assert_eq!(verdict_of(&plan, "cpu-hidden").action, Action::Keep);
+        assert_eq!(verdict_of(&plan, "cpu-seen").action, Action::Kill);
+    }
+
+    #[test]
+    fn a_keeper_stays_until_another_is_lower_by_the_margin() {
+        let cs = vec![managed("cpu-a", "cpu"), managed("cpu-b", "cpu")];
+        let keepers = HashSet::from([cs[0].id.clone()]);
+        let cfg = PolicyConfig::default();
+        // b uses 5 % less than the keeper: noise, the keeper stays.
+        let us = HashMap::from([
+            (cs[0].id.clone(), usage(1.00, 0, 0.0, 0.0)),
+            (cs[1].id.clone(), usage(0.95, 0, 0.0, 0.0)),
+        ]);
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, &keepers, 2_000);
+        let kept = verdict_of(&plan, "cpu-a");
+        assert_eq!(kept.action, Action::Keep);
+        assert!(matches!(kept.reason, Reason::Kept { sitting: true, .. }));
+        assert_eq!(verdict_of(&plan, "cpu-b").action, Action::Kill);
+        // b uses 15 % less: it takes the place.
+        let us = HashMap::from([
+            (cs[0].id.clone(), usage(1.00, 0, 0.0, 0.0)),
+            (cs[1].id.clone(), usage(0.85, 0, 0.0, 0.0)),
+        ]);
+        let plan = decide(Ok(&us), Ok(&cs), &cfg, &keepers, 2_000);
+        assert_eq!(verdict_of(&plan, "cpu-b").action, Action::Keep);
+        assert_eq!(verdict_of(&plan, "cpu-a").action, Action::Kill);
+        // With no margin, 5 % less is enough.
+        let us = HashMap::from([
+            (cs[0].id.clone(), usage(1.00, 0, 0.0, 0.0)),
+            (cs[1].id.clone(), usage(0.95, 0, 0.0, 0.0)),
+        ]);
+        let no_margin = PolicyConfig {
+            keeper_margin: 0.0,
+            ..PolicyConfig::default()
+        };
+        let plan = decide(Ok(&us), Ok(&cs), &no_margin, &keepers, 2_000);
+        assert_eq!(verdict_of(&plan, "cpu-b").action, Action::Keep);
+    }
+
+    /// A container, its usage (maybe first sight, maybe with unreadable
+    /// I/O), and whether it was a keeper last cycle.
+    fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>, bool)> {
         (
-            0usize..5,
-            0usize..4,
-            any::<bool>(),
-            any::<bool>(),
-            0i64..1000,
-            0.0f64..4.0,
-            0u64..(1 << 32),
-            any::<bool>(),
+            (
+                0usize..5,
+                0usize..4,
+                any::<bool>(),
+                any::<bool>(),
+                0i64..1000,
+            ),
+            (0.0f64..4.0, 0u64..(1 << 32), any::<bool>()),
             proptest::option::of((0i64..3, any::<bool>(), proptest::option::of(0i64..1000))),
+            (0u8..4, any::<bool>(), any::<bool>()),
         )
             .prop_map(
-                |(t, label, running, has_usage, created, cpu, mem, cmd, exit)| {
+                |(
+                    (t, label, running, has_usage, created),
+                    (cpu, mem, cmd),
+                    exit,
+                    (measured, io_unavailable, was_keeper),
+                )| {
                     let types = ["cpu", "ram", "io", "disk", "weird"];
                     let labels: &[(&str, &str)] = match label {
                         0 => &[(LABEL_MANAGED, "true")],
@@ -686,10 +863,38 @@ mod tests {
                             finished_at: finished,
                         });
                     }
-                    let u = has_usage.then(|| usage(cpu, mem, cpu * 1e3, cpu * 1e6));
-                    (c, u)
+                    let u = has_usage.then(|| {
+                        let mut u = usage(cpu, mem, cpu * 1e3, cpu * 1e6);
+                        if measured == 0 {
+                            u.basis = RateBasis::FirstSight;
+                        }
+                        u.io_unavailable = io_unavailable;
+                        u
+                    });
+                    (c, u, was_keeper)
                 },
             )
+    }
+
+    proptest! {
+        /// A sitting keeper gives way exactly when a challenger uses less than
+        /// (1 - margin) of its figure.
+        #[test]
+        fn a_keeper_gives_way_only_past_the_margin(
+            keeper in 0.0f64..4.0,
+            challenger in 0.0f64..4.0,
+            margin in 0.0f64..0.5,
+        ) {
+            let cs = vec![managed("cpu-keeper", "cpu"), managed("cpu-challenger", "cpu")];
+            let us = HashMap::from([
+                (cs[0].id.clone(), usage(keeper, 0, 0.0, 0.0)),
+                (cs[1].id.clone(), usage(challenger, 0, 0.0, 0.0)),
+            ]);
+            let cfg = PolicyConfig { keeper_margin: margin, ..PolicyConfig::default() };
+            let plan = decide(Ok(&us), Ok(&cs), &cfg, &HashSet::from([cs[0].id.clone()]), 2_000);
+            let challenger_kept = verdict_of(&plan, "cpu-challenger").action == Action::Keep;
+            prop_assert_eq!(challenger_kept, challenger < keeper * (1.0 - margin));
+        }
     }
 
     proptest! {
@@ -703,9 +908,11 @@ mod tests {
             let mut cs = Vec::new();
             let mut us = HashMap::new();
             let mut seen = HashSet::new();
-            for (c, u) in input {
+            let mut keepers = HashSet::new();
+            for (c, u, was_keeper) in input {
                 if !seen.insert(c.id.clone()) { continue; }
                 if let Some(u) = u { us.insert(c.id.clone(), u); }
+                if was_keeper { keepers.insert(c.id.clone()); }
                 cs.push(c);
             }
             let cfg = PolicyConfig {
@@ -714,9 +921,32 @@ mod tests {
                 manage_unlabeled,
                 never_kill: vec![],
                 stopped_grace_secs: 100,
+                keeper_margin: DEFAULT_KEEPER_MARGIN,
             };
-            let plan = decide(Ok(&us), Ok(&cs), &cfg, 1_000);
+            let plan = decide(Ok(&us), Ok(&cs), &cfg, &keepers, 1_000);
             prop_assert_eq!(plan.verdicts.len(), cs.len());
+            // Only measured containers are judged: a container without a
+            // rate, or an io/disk one whose I/O was unreadable, is neither
+            // kept nor killed.
+            for v in plan.verdicts.iter().filter(|v| matches!(v.action, Action::Keep | Action::Kill | Action::Defer)) {
+                let u = &us[&v.id];
+                prop_assert!(u.has_rates(), "{} judged without a rate", v.name);
+                prop_assert!(
+                    !(u.io_unavailable && matches!(v.container_type, ContainerType::Io | ContainerType::Disk)),
+                    "{} judged on unreadable I/O", v.name
+                );
+            }
+            // The margin: within a type, every keeper ranks at or below every
+            // killed one, a sitting keeper counted at (1 - margin) of its figure.
+            let ranked = |v: &Verdict| {
+                let value = Figure::of(v.container_type, &us[&v.id]).value;
+                if keepers.contains(&v.id) { value * (1.0 - cfg.keeper_margin) } else { value }
+            };
+            for k in plan.kills() {
+                for kept in plan.keepers().filter(|v| v.container_type == k.container_type) {
+                    prop_assert!(ranked(kept) <= ranked(k), "kept {} over {}", kept.name, k.name);
+                }
+            }
             let by_id: HashMap<_, _> = cs.iter().map(|c| (c.id.as_str(), c)).collect();
             let kills: Vec<_> = plan.kills().collect();
             prop_assert!(kills.len() <= max_kills);
@@ -741,9 +971,9 @@ mod tests {
                 prop_assert!(eligible - killed >= min_per_type.min(eligible));
             }
             // Failed inputs: nothing at all.
-            let blocked = decide(Err("x"), Ok(&cs), &cfg, 1_000);
+            let blocked = decide(Err("x"), Ok(&cs), &cfg, &HashSet::new(), 1_000);
             prop_assert_eq!(blocked.kills().count() + blocked.removals().count(), 0);
-            let blocked = decide(Ok(&us), Err("y"), &cfg, 1_000);
+            let blocked = decide(Ok(&us), Err("y"), &cfg, &HashSet::new(), 1_000);
             prop_assert_eq!(blocked.kills().count() + blocked.removals().count(), 0);
         }
     }

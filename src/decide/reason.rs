@@ -54,6 +54,10 @@ pub enum Reason {
         of: usize,
         min_per_type: usize,
         age_secs: i64,
+        /// It was a keeper the cycle before: a challenger must use less by
+        /// `margin` (a share of its figure) to take its place.
+        sitting: bool,
+        margin: f64,
     },
     /// Killed: more running containers of its type than needed.
     Surplus {
@@ -94,6 +98,13 @@ pub enum Reason {
         state: String,
     },
     NoUsage,
+    /// Seen for the first time: no rate yet, so neither kept nor killed.
+    NotMeasuredYet,
+    /// Its type's resource could not be read for one of its processes (I/O
+    /// counters refused): unmeasured, never taken for idle.
+    Unmeasured {
+        container_type: ContainerType,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -106,20 +117,30 @@ impl fmt::Display for Reason {
                 of,
                 min_per_type,
                 age_secs,
+                sitting,
+                margin,
             } => {
                 let t = figure.container_type;
                 if of <= min_per_type {
                     write!(
                         f,
-                        "{t}: kept {name} ({figure}; {of} of {of} running, minimum {min_per_type})"
-                    )
+                        "{t}: kept {name} ({figure}; {of} of {of} measured, minimum {min_per_type})"
+                    )?;
                 } else {
                     write!(
                         f,
-                        "{t}: kept {name} ({figure}, {} lowest of {of}; age {age_secs} s)",
+                        "{t}: kept {name} ({figure}, {} lowest of {of} measured; age {age_secs} s)",
                         ordinal(*rank)
-                    )
+                    )?;
                 }
+                if *sitting && of > min_per_type {
+                    write!(
+                        f,
+                        "; keeper since an earlier cycle: another takes its place only at {:.0}% less",
+                        margin * 100.0
+                    )?;
+                }
+                Ok(())
             }
             Reason::Surplus {
                 name,
@@ -179,6 +200,13 @@ impl fmt::Display for Reason {
             Reason::UnknownType => f.write_str("managed but of unknown type"),
             Reason::NotRunning { state } => write!(f, "not running ({state})"),
             Reason::NoUsage => f.write_str("no usage data in this snapshot; judged next cycle"),
+            Reason::NotMeasuredYet => {
+                f.write_str("not measured yet: no rate over an interval yet; judged once it has one")
+            }
+            Reason::Unmeasured { container_type } => write!(
+                f,
+                "{container_type}: not measured: a process's I/O counters could not be read; not judged"
+            ),
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod deadline {
     /// Inspecting one container.
     pub const INSPECT: Duration = Duration::from_secs(5);
     /// Beyond the stop's grace period: Docker's SIGKILL, then its wait.
-    pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+    pub const STOP_MARGIN: Duration = crate::config::STOP_MARGIN;
     /// A forced removal (SIGKILL if still running, then the filesystem).
     pub const REMOVE: Duration = Duration::from_secs(30);
     /// Creating, starting a container or a volume.

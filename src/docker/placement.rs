@@ -156,6 +156,9 @@ fn parents_to_ask(
 /// each); the rest are refused this cycle and asked in the next.
 const PARENTS_PER_CYCLE: usize = 8;
 
+/// How long all of one cycle's parent lookups may take together.
+const PARENT_LOOKUPS_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the daemon keeps between cycles to confirm processes.
 #[derive(Default)]
 pub struct CgroupCheck {
@@ -189,13 +192,24 @@ impl CgroupCheck {
             }
         }
         let ask = parents_to_ask(snapshot, containers, self.driver, &self.parents);
+        // Bounded in total, not per call: a slow engine costs the cycle at
+        // most PARENT_LOOKUPS_BUDGET, whatever the number of lookups.
+        let give_up = tokio::time::Instant::now() + PARENT_LOOKUPS_BUDGET;
         for id in ask.into_iter().take(PARENTS_PER_CYCLE) {
-            match docker.cgroup_parent(&id).await {
-                Ok(parent) => {
+            let asked = tokio::time::timeout_at(give_up, docker.cgroup_parent(&id)).await;
+            match asked {
+                Ok(Ok(parent)) => {
                     self.parents.insert(id, parent);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(id = %crate::docker::container::short_id(&id), error = %e, "cannot ask a container's cgroup parent; its processes outside the default place are not counted this cycle")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        budget_s = PARENT_LOOKUPS_BUDGET.as_secs(),
+                        "the cgroup parent lookups ran out of time; the rest are asked next cycle"
+                    );
+                    break;
                 }
             }
         }
@@ -321,6 +335,7 @@ mod tests {
             uptime_ns: 0,
             system: Default::default(),
             processes,
+            cgroups: Default::default(),
         }
     }
 

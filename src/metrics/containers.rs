@@ -38,6 +38,10 @@ struct Series {
     cpu_ratio: f64,
     memory_bytes: f64,
     memory_ratio: f64,
+    /// The container has rates (not at first sight): its gauges of rates mean something.
+    has_rates: bool,
+    /// Its I/O counters were readable: its disk and I/O counters mean something.
+    io_readable: bool,
 }
 
 /// What a container's counters grow by this cycle. A new series starts at
@@ -46,13 +50,13 @@ struct Series {
 /// totals: when a process exits, the totals drop by its share while the
 /// container went on working, and a high-water mark would stop counting
 /// until the old peak was passed. When the rates had to start over (basis
-/// `lifetime` on a series that exists: the snapshot source changed) there is
-/// no interval to add.
+/// `first_sight` on a series that exists: the snapshot source changed) there
+/// is no interval to add.
 fn counter_growth(u: &Usage, new_series: bool) -> Totals {
     match (new_series, u.basis) {
         (true, _) => u.totals,
         (false, RateBasis::Interval) => u.counted,
-        (false, RateBasis::Lifetime) => Totals::default(),
+        (false, RateBasis::FirstSight) => Totals::default(),
     }
 }
 
@@ -92,6 +96,8 @@ impl ContainerFamilies {
                     cpu_ratio: u.cpu_ratio,
                     memory_bytes: u.memory_bytes as f64,
                     memory_ratio: u.memory_ratio,
+                    has_rates: u.has_rates(),
+                    io_readable: !u.io_unavailable,
                 },
             );
         }
@@ -113,6 +119,9 @@ struct Family {
     help: &'static str,
     kind: &'static str,
     value: fn(&Series) -> f64,
+    /// Whether a container has a value in this family (no rate at first
+    /// sight; no I/O counter when its I/O could not be read).
+    shown: fn(&Series) -> bool,
 }
 
 /// The families, in name order.
@@ -122,30 +131,35 @@ const FAMILIES: [Family; 8] = [
         help: "Share of all the host's CPUs the container used over the last cycle (0..1).",
         kind: "gauge",
         value: |s| s.cpu_ratio,
+        shown: |s| s.has_rates,
     },
     Family {
         name: "gestor_container_cpu_seconds_total",
         help: "CPU time used by the container's processes and the children they reaped, in seconds.",
         kind: "counter",
         value: |s| s.cpu_seconds,
+        shown: |_| true,
     },
     Family {
         name: "gestor_container_disk_read_bytes_total",
         help: "Bytes the container's processes caused to be read from storage.",
         kind: "counter",
         value: |s| s.disk_read_bytes,
+        shown: |s| s.io_readable,
     },
     Family {
         name: "gestor_container_disk_write_bytes_total",
         help: "Bytes the container's processes caused to be written to storage (net of cancelled writes).",
         kind: "counter",
         value: |s| s.disk_write_bytes,
+        shown: |s| s.io_readable,
     },
     Family {
         name: "gestor_container_io_read_chars_total",
         help: "Bytes the container's processes read through read(2)-like calls.",
         kind: "counter",
         value: |s| s.io_read_chars,
+        shown: |s| s.io_readable,
     },
     // gestor_container_io_syscalls_total (two series per container) goes here.
     Family {
@@ -153,18 +167,21 @@ const FAMILIES: [Family; 8] = [
         help: "Bytes the container's processes wrote through write(2)-like calls.",
         kind: "counter",
         value: |s| s.io_write_chars,
+        shown: |s| s.io_readable,
     },
     Family {
         name: "gestor_container_memory_bytes",
-        help: "Resident memory of the container's processes, in bytes.",
+        help: "Resident memory of the container's processes, plus its tmpfs/shm pages when its cgroup is readable, in bytes.",
         kind: "gauge",
         value: |s| s.memory_bytes,
+        shown: |_| true,
     },
     Family {
         name: "gestor_container_memory_ratio",
-        help: "Resident memory of the container as a share of the host's RAM (0..1).",
+        help: "gestor_container_memory_bytes as a share of the host's RAM (0..1).",
         kind: "gauge",
         value: |s| s.memory_ratio,
+        shown: |_| true,
     },
 ];
 
@@ -211,6 +228,9 @@ fn encode(series: &BTreeMap<Key, Series>) -> String {
                 "counter",
             );
             for ((l, (_, _, t)), s) in id_name.iter().zip(series.keys()).zip(series.values()) {
+                if !s.io_readable {
+                    continue;
+                }
                 let _ = writeln!(
                     out,
                     "gestor_container_io_syscalls_total{{{l},op=\"read\",type=\"{t}\"}} {}",
@@ -225,6 +245,9 @@ fn encode(series: &BTreeMap<Key, Series>) -> String {
         }
         header(&mut out, name, f.help, f.kind);
         for (l, s) in labels.iter().zip(series.values()) {
+            if !(f.shown)(s) {
+                continue;
+            }
             let _ = writeln!(out, "{name}{{{l}}} {}", value(s));
         }
     }
@@ -257,6 +280,8 @@ mod tests {
             io_write_chars_per_second: 0.0,
             io_syscalls_per_second: 0.0,
             basis,
+            cpu_source: crate::collect::usage::CpuSource::Processes,
+            io_unavailable: false,
         }
     }
 
@@ -282,12 +307,12 @@ mod tests {
         // (totals, growth over the interval, basis, counter after)
         for (total, grown_ns, basis, want) in [
             // First sight: the container's lifetime so far.
-            (3_000_000_000, 3_000_000_000, RateBasis::Lifetime, "3"),
+            (3_000_000_000, 0, RateBasis::FirstSight, "3"),
             (5_000_000_000, 2_000_000_000, RateBasis::Interval, "5"),
             // A worker exited: the totals drop, the container worked 1 s more.
             (2_000_000_000, 1_000_000_000, RateBasis::Interval, "6"),
             // Rates started over (source switched): nothing to add.
-            (9_000_000_000, 9_000_000_000, RateBasis::Lifetime, "6"),
+            (9_000_000_000, 0, RateBasis::FirstSight, "6"),
             (9_500_000_000, 500_000_000, RateBasis::Interval, "6.5"),
         ] {
             let u = usage(total, grown_ns, basis);

@@ -14,7 +14,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 const NAMESPACE: &str = "gestor";
@@ -30,6 +30,12 @@ pub const REMOVAL_CAUSES: [&str; 4] = ["oom_killed", "exited", "dead", "never_st
 /// The stages of one cycle, as exported in `gestor_cycle_stage_success`.
 pub const STAGES: [&str; 4] = ["read", "docker", "policy", "act"];
 
+/// The resources a container may be unmeasured for (`containers_unmeasured`).
+pub const UNMEASURED_RESOURCES: [&str; 4] = ["cpu", "memory", "io", "disk"];
+
+/// Why a container is unmeasured (`containers_unmeasured`).
+pub const UNMEASURED_WHY: [&str; 3] = ["no_process", "not_yet", "unreadable"];
+
 pub struct Metrics {
     /// gestor's own and the host's metrics, encoded at each scrape.
     registry: Registry,
@@ -44,7 +50,7 @@ pub struct Metrics {
     kills: IntCounterVec,
     kill_failures: IntCounterVec,
     removals: IntCounterVec,
-    unmeasured: IntGauge,
+    unmeasured: IntGaugeVec,
     misplaced: IntGauge,
     /// Docker requests by operation; the Docker client counts into it.
     pub docker_requests: IntCounterVec,
@@ -55,6 +61,7 @@ pub struct Metrics {
     stage_success: IntGaugeVec,
     last_cycle: Gauge,
     interval: Gauge,
+    health_window: Gauge,
     source: IntGaugeVec,
     errors: IntCounterVec,
     pub log_queue: IntGauge,
@@ -62,6 +69,7 @@ pub struct Metrics {
     pub log_records: IntCounter,
     pub log_sent: IntCounter,
     pub log_retried: IntCounter,
+    journal_failures: IntCounter,
     pub log_dropped: IntCounterVec,
     exported_states: Mutex<HashSet<[String; 2]>>,
 }
@@ -194,10 +202,13 @@ impl Metrics {
             },
             unmeasured: reg(
                 &r,
-                IntGauge::with_opts(opts(
-                    "containers_unmeasured",
-                    "Running containers in scope with no process in the last snapshot (none is ever judged: is the procfs the host's?).",
-                ))
+                IntGaugeVec::new(
+                    opts(
+                        "containers_unmeasured",
+                        "Running containers in scope whose figure for a resource (cpu, memory, io, disk) could not be used last cycle, by why: no_process (none of its processes in the snapshot; all of them, for long: is the procfs the host's?), not_yet (no rate over an interval yet), unreadable (its I/O counters were refused). Such a container is not judged on that resource.",
+                    ),
+                    &["resource", "why"],
+                )
                 .unwrap(),
             ),
             misplaced: reg(
@@ -251,7 +262,15 @@ impl Metrics {
                 &r,
                 Gauge::with_opts(opts(
                     "cycle_interval_seconds",
-                    "The configured time between cycles, in seconds (alerts derive staleness from it).",
+                    "The configured time between cycles, in seconds.",
+                ))
+                .unwrap(),
+            ),
+            health_window: reg(
+                &r,
+                Gauge::with_opts(opts(
+                    "health_window_seconds",
+                    "How long /healthz accepts since the last cycle ended before it calls gestor stuck: 3 intervals + 30 s + the longest a stop may take (its grace + 10 s), in seconds.",
                 ))
                 .unwrap(),
             ),
@@ -308,6 +327,14 @@ impl Metrics {
                 ))
                 .unwrap(),
             ),
+            journal_failures: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "intent_journal_failures_total",
+                    "Cycles whose intents could not be written to the intent journal before acting (they acted anyway: a crash then would leave those acts without a record).",
+                ))
+                .unwrap(),
+            ),
             log_dropped: reg(
                 &r,
                 IntCounterVec::new(
@@ -355,6 +382,7 @@ impl Metrics {
                 m.removals.with_label_values(&[t.as_str(), cause]);
             }
         }
+        m.set_unmeasured(&HashMap::new());
         m
     }
 
@@ -403,12 +431,27 @@ impl Metrics {
         self.interval.set(seconds);
     }
 
+    pub fn set_health_window(&self, seconds: f64) {
+        self.health_window.set(seconds);
+    }
+
     pub fn set_misplaced(&self, n: usize) {
         self.misplaced.set(n as i64);
     }
 
-    pub fn set_unmeasured(&self, n: usize) {
-        self.unmeasured.set(n as i64);
+    pub fn journal_failed(&self) {
+        self.journal_failures.inc();
+    }
+
+    /// Unmeasured containers by (resource, why); every pair is set, absent
+    /// ones to 0.
+    pub fn set_unmeasured(&self, counts: &HashMap<(&str, &str), i64>) {
+        for resource in UNMEASURED_RESOURCES {
+            for why in UNMEASURED_WHY {
+                let n = counts.get(&(resource, why)).copied().unwrap_or(0);
+                self.unmeasured.with_label_values(&[resource, why]).set(n);
+            }
+        }
     }
 
     pub fn removed(&self, t: ContainerType, cause: &str) {
@@ -461,7 +504,7 @@ fn encode(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::usage::{RateBasis, Totals, Usage};
+    use crate::collect::usage::{CpuSource, RateBasis, Totals, Usage};
 
     fn usage(cpu_ns: u64, mem: u64) -> Usage {
         let totals = Totals {
@@ -483,6 +526,8 @@ mod tests {
             io_write_chars_per_second: 0.0,
             io_syscalls_per_second: 0.0,
             basis: RateBasis::Interval,
+            cpu_source: CpuSource::Processes,
+            io_unavailable: false,
         }
     }
 

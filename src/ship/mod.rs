@@ -3,8 +3,10 @@
 //!
 //! - `records`: the records (pure builders);
 //! - `spool`: the write-ahead spool on disk;
+//! - `journal`: a cycle's intents, on disk before it acts;
 //! - `shipper`: delivery from the spool to the log service.
 
+pub mod journal;
 pub mod records;
 pub mod shipper;
 pub mod spool;

@@ -1,5 +1,5 @@
 //! Log records shipped to the log service: one per decision, one per cycle,
-//! one per error. Pure builders; the contract is in the README.
+//! one per error. Pure builders; the contract is in docs/daemon.md.
 
 use crate::collect::usage::Usage;
 use crate::docker::container::ContainerType;
@@ -131,14 +131,20 @@ impl RecordContext<'_> {
         r.container_name = Some(name.to_string());
         r.container_type = Some(container_type.as_str().to_string());
         if let Some(u) = usage {
-            r.cpu_ratio = Some(u.cpu_ratio);
-            r.cpu_cores = Some(u.cpu_cores);
+            // Only figures that were measured: no rate before a container has
+            // one, no disk or I/O figure when its counters could not be read.
             r.memory_bytes = Some(u.memory_bytes);
             r.memory_ratio = Some(u.memory_ratio);
-            r.disk_read_bytes_per_second = Some(u.disk_read_bytes_per_second);
-            r.disk_write_bytes_per_second = Some(u.disk_write_bytes_per_second);
-            r.io_read_chars_per_second = Some(u.io_read_chars_per_second);
-            r.io_write_chars_per_second = Some(u.io_write_chars_per_second);
+            if u.has_rates() {
+                r.cpu_ratio = Some(u.cpu_ratio);
+                r.cpu_cores = Some(u.cpu_cores);
+                if !u.io_unavailable {
+                    r.disk_read_bytes_per_second = Some(u.disk_read_bytes_per_second);
+                    r.disk_write_bytes_per_second = Some(u.disk_write_bytes_per_second);
+                    r.io_read_chars_per_second = Some(u.io_read_chars_per_second);
+                    r.io_write_chars_per_second = Some(u.io_write_chars_per_second);
+                }
+            }
         }
         r
     }

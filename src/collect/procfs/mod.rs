@@ -21,8 +21,9 @@
 //!
 //! Processes come and go during a scan: a process whose files disappear
 //! (`ENOENT`, `ESRCH`) or come back empty is skipped silently; one whose `io`
-//! is not readable (`EACCES`, when not running as root) is reported with zero
-//! I/O counters. Any other per-process failure skips that process with a
+//! is not readable (`EACCES`: a non-dumpable process, or another user's when
+//! gestor is not root) is reported with `io_unavailable` (its counters read 0
+//! and mean nothing: its container's I/O is unmeasured). Any other per-process failure skips that process with a
 //! warning; only the system files (`meminfo`, `stat`, the root directory)
 //! fail the whole collection.
 
@@ -375,6 +376,7 @@ mod tests {
                 syscr: 51,
                 syscw: 8,
                 cmdline_unavailable: false,
+                io_unavailable: false,
             }
         );
         assert_eq!(s.processes[1].ppid, 300);

@@ -9,7 +9,7 @@ use crate::collect::procfs::files::{
 };
 use crate::collect::procfs::parse::{
     parse_cmdline, parse_comm, parse_io, parse_meminfo, parse_proc_stat, parse_stat, parse_uptime,
-    truncate_chars, FormatError, Io, MAX_CGROUP_CHARS, MAX_CMDLINE_BYTES,
+    truncate_chars, FormatError, MAX_CGROUP_CHARS, MAX_CMDLINE_BYTES,
 };
 use crate::collect::snapshot::{Process, Snapshot, SourceKind, System, FORMAT_VERSION};
 use std::io;
@@ -141,18 +141,20 @@ impl Scan<'_> {
         };
 
         path.set_file_name("io");
+        // `None`: the counters cannot be read; the process is reported with
+        // `io_unavailable`, never as a process that did no I/O.
         let io = match read_into(path, buf, MAX_PROCESS_FILE_BYTES, Eof::AtShortRead) {
             Ok(()) => {
-                parse_io(&text(buf)).map_err(|e| Skip::Failed(path.clone(), e.to_string()))?
+                Some(parse_io(&text(buf)).map_err(|e| Skip::Failed(path.clone(), e.to_string()))?)
             }
             Err(e) => match classify(&e) {
-                ErrorClass::PermissionDenied => Io::default(),
+                ErrorClass::PermissionDenied => None,
                 // No `io` file in a directory that is still there: a kernel
                 // without task I/O accounting. Otherwise the process is gone.
                 ErrorClass::Vanished if e.kind() == io::ErrorKind::NotFound => {
                     path.pop();
                     if path.is_dir() {
-                        Io::default()
+                        None
                     } else {
                         return Err(Skip::Vanished);
                     }
@@ -162,6 +164,8 @@ impl Scan<'_> {
             },
         };
 
+        let io_unavailable = io.is_none();
+        let io = io.unwrap_or_default();
         let rss_kib = stat.rss_pages.saturating_mul(self.page_size) / 1024;
         let mem_pct_x100 = (u128::from(rss_kib) * 10_000 / u128::from(self.mem_total_kib.max(1)))
             .min(10_000) as u32;
@@ -193,6 +197,7 @@ impl Scan<'_> {
             syscr: io.syscr,
             syscw: io.syscw,
             cmdline_unavailable: false,
+            io_unavailable,
         })
     }
 
@@ -378,6 +383,7 @@ pub(super) fn scan(
         uptime_ns,
         system,
         processes,
+        cgroups: Default::default(),
     })
 }
 
