@@ -16,6 +16,10 @@
 //!   and corrected;
 //! - the cycle re-checks (one inspect) each container the policy would kill
 //!   before it stops it (`Inventory::recheck`).
+//!
+//! In both modes only the stopped containers gestor may act on ([`ActsOn`])
+//! are inspected for how they ended: the policy removes no other, and a host
+//! may hold many stopped containers of other people's.
 
 use crate::docker::client::{ContainerEvent, DockerClient, DockerError};
 use crate::docker::container::{ContainerInfo, ExitFacts};
@@ -64,6 +68,24 @@ const INSPECT_CONCURRENCY: usize = 8;
 /// Events Docker may have replayed twice are harmless; missing one is not:
 /// a resubscription asks for events from this long before the listing.
 const SINCE_MARGIN_SECS: i64 = 2;
+
+/// Which containers gestor may act on (stop, remove): managed ones, never a
+/// protected one or the log service. The same rule as the policy's (which
+/// decides); the inventory needs it only to spare the others an inspect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActsOn {
+    /// Stress containers without gestor labels count as managed.
+    pub manage_unlabeled: bool,
+    /// Names or IDs never acted on, whatever their labels (the log service).
+    pub never: Vec<String>,
+}
+
+impl ActsOn {
+    pub fn may_act_on(&self, c: &ContainerInfo) -> bool {
+        let named = |n: &String| *n == c.name || *n == c.id || n.as_str() == c.short_id();
+        !self.never.iter().any(named) && c.is_managed(self.manage_unlabeled)
+    }
+}
 
 /// Where the cycle's containers come from.
 pub enum Inventory {
@@ -117,16 +139,19 @@ fn differs(a: &ContainerInfo, b: &ContainerInfo) -> Option<String> {
     None
 }
 
-/// Fills in how each stopped container ended, from `known` (kept across
-/// cycles while they stay stopped) or one inspect each.
+/// Fills in how each stopped container gestor may act on ended, from
+/// `known` (kept across cycles while they stay stopped) or one inspect each.
+/// The others are left without: nothing reads how they ended.
 async fn learn_exits(
     docker: &DockerClient,
+    acts: &ActsOn,
     containers: &mut [ContainerInfo],
     known: &mut HashMap<String, ExitFacts>,
 ) {
     let unknown: Vec<String> = containers
         .iter()
         .filter(|c| c.is_stopped() && c.exit.is_none() && !known.contains_key(&c.id))
+        .filter(|c| acts.may_act_on(c))
         .map(|c| c.id.clone())
         .collect();
     let learnt: Vec<(String, Result<Option<ExitFacts>, DockerError>)> = stream::iter(unknown)
@@ -167,14 +192,20 @@ async fn learn_exits(
 pub struct ListInventory {
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
+    acts: ActsOn,
     exits: HashMap<String, ExitFacts>,
 }
 
 impl ListInventory {
-    pub fn new(docker: Arc<DockerClient>, label_filters: Vec<(String, String)>) -> ListInventory {
+    pub fn new(
+        docker: Arc<DockerClient>,
+        label_filters: Vec<(String, String)>,
+        acts: ActsOn,
+    ) -> ListInventory {
         ListInventory {
             docker,
             label_filters,
+            acts,
             exits: HashMap::new(),
         }
     }
@@ -185,7 +216,7 @@ impl ListInventory {
             .list(&self.label_filters)
             .await
             .map_err(|e| e.to_string())?;
-        learn_exits(&self.docker, &mut listed, &mut self.exits).await;
+        learn_exits(&self.docker, &self.acts, &mut listed, &mut self.exits).await;
         Ok(listed)
     }
 }
@@ -234,6 +265,7 @@ const FIRST_LISTING_WAIT: Duration = crate::docker::client::deadline::LIST;
 pub struct EventInventory {
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
+    acts: ActsOn,
     state: Arc<Mutex<State>>,
     metrics: InventoryMetrics,
     resync_every: u64,
@@ -285,7 +317,12 @@ fn correct(s: &mut State, listed: Vec<ContainerInfo>, seq0: u64) -> Vec<String> 
 
 /// Applies one event: what it says without asking, an inspect for the rest.
 /// Pure but for the inspect, which `inspect` performs.
-async fn apply<F, Fut>(state: &Mutex<State>, event: &ContainerEvent, inspect: F)
+///
+/// A death is inspected (how it ended) only for a container gestor may act
+/// on ([`ActsOn`]) and does not already hold as stopped with its exit facts
+/// (a death Docker replays after a resubscription); a creation only when the
+/// container is not known already (Docker never reuses an ID).
+async fn apply<F, Fut>(state: &Mutex<State>, event: &ContainerEvent, acts: &ActsOn, inspect: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<ContainerInfo>, DockerError>>,
@@ -298,6 +335,13 @@ where
                 s.containers.remove(&event.id);
                 true
             }
+            ("create", Some(_)) => true,
+            ("die", Some(c)) if !acts.may_act_on(c) => {
+                c.state = "exited".into();
+                c.exit = None;
+                true
+            }
+            ("die", Some(c)) if c.is_stopped() && c.exit.is_some() => true,
             ("start" | "restart" | "unpause", Some(c)) => {
                 c.state = "running".into();
                 c.exit = None;
@@ -379,6 +423,7 @@ impl EventInventory {
     pub fn start(
         docker: Arc<DockerClient>,
         label_filters: Vec<(String, String)>,
+        acts: ActsOn,
         metrics: InventoryMetrics,
         resync_every: u64,
         cancel: CancellationToken,
@@ -391,6 +436,7 @@ impl EventInventory {
         tokio::spawn(follow(
             docker.clone(),
             label_filters.clone(),
+            acts.clone(),
             state.clone(),
             metrics.clone(),
             listed_tx,
@@ -399,6 +445,7 @@ impl EventInventory {
         EventInventory {
             docker,
             label_filters,
+            acts,
             state,
             metrics,
             resync_every: resync_every.max(1),
@@ -479,10 +526,8 @@ impl EventInventory {
                 c.exit = s.containers.get(&c.id).and_then(|k| k.exit);
             }
         }
-        if listed.iter().any(|c| c.is_stopped() && c.exit.is_none()) {
-            let mut known = HashMap::new();
-            learn_exits(&self.docker, &mut listed, &mut known).await;
-        }
+        let mut known = HashMap::new();
+        learn_exits(&self.docker, &self.acts, &mut listed, &mut known).await;
         let mut s = self.state.lock().unwrap();
         let drift = correct(&mut s, listed, seq0);
         if !drift.is_empty() {
@@ -524,6 +569,7 @@ impl EventInventory {
 async fn follow(
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
+    acts: ActsOn,
     state: Arc<Mutex<State>>,
     metrics: InventoryMetrics,
     listed: tokio::sync::watch::Sender<bool>,
@@ -531,8 +577,16 @@ async fn follow(
 ) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let outcome =
-            follow_once(&docker, &label_filters, &state, &metrics, &listed, &cancel).await;
+        let outcome = follow_once(
+            &docker,
+            &label_filters,
+            &acts,
+            &state,
+            &metrics,
+            &listed,
+            &cancel,
+        )
+        .await;
         listed.send_replace(true);
         match outcome {
             Ok(ended) => {
@@ -568,6 +622,7 @@ async fn follow(
 async fn follow_once(
     docker: &Arc<DockerClient>,
     label_filters: &[(String, String)],
+    acts: &ActsOn,
     state: &Mutex<State>,
     metrics: &InventoryMetrics,
     listed_once: &tokio::sync::watch::Sender<bool>,
@@ -577,7 +632,7 @@ async fn follow_once(
     let events = docker.container_events(since, label_filters).await?;
     let mut listed = docker.list(label_filters).await?;
     let mut exits = HashMap::new();
-    learn_exits(docker, &mut listed, &mut exits).await;
+    learn_exits(docker, acts, &mut listed, &mut exits).await;
     {
         let mut s = state.lock().unwrap();
         let (down, gap) = (s.stream_down.take(), s.gap.take());
@@ -597,7 +652,7 @@ async fn follow_once(
                         continue;
                     }
                     metrics.applied(&event.action);
-                    apply(state, &event, |id| {
+                    apply(state, &event, acts, |id| {
                         let docker = docker.clone();
                         async move { docker.inspect(&id).await }
                     })
@@ -614,6 +669,15 @@ async fn follow_once(
 mod tests {
     use super::*;
     use crate::docker::container::tests::container;
+    use crate::docker::container::{LABEL_MANAGED, LABEL_PROTECTED};
+
+    /// What the daemon tells the inventory by default.
+    fn acts() -> ActsOn {
+        ActsOn {
+            manage_unlabeled: false,
+            never: vec!["gestor-logger".into()],
+        }
+    }
 
     fn event(id: &str, action: &str, name: Option<&str>) -> ContainerEvent {
         ContainerEvent {
@@ -641,28 +705,31 @@ mod tests {
         let c = container("a", &[], "stress --cpu 1");
         let id = c.id.clone();
         let state = state_with(vec![c]);
-        apply(&state, &event(&id, "pause", None), never).await;
+        apply(&state, &event(&id, "pause", None), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].state, "paused");
-        apply(&state, &event(&id, "unpause", None), never).await;
+        apply(&state, &event(&id, "unpause", None), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].state, "running");
-        apply(&state, &event(&id, "rename", Some("b")), never).await;
+        apply(&state, &event(&id, "rename", Some("b")), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].name, "b");
-        apply(&state, &event(&id, "update", None), never).await;
-        apply(&state, &event(&id, "destroy", None), never).await;
+        apply(&state, &event(&id, "update", None), &acts(), never).await;
+        apply(&state, &event(&id, "destroy", None), &acts(), never).await;
         assert!(state.lock().unwrap().containers.is_empty());
         // Destroying what is not there is nothing.
-        apply(&state, &event(&id, "destroy", None), never).await;
+        apply(&state, &event(&id, "destroy", None), &acts(), never).await;
     }
 
     #[tokio::test]
     async fn create_and_die_ask_docker() {
         let state = state_with(vec![]);
-        let mut c = container("new", &[], "stress --cpu 1");
+        let mut c = container("new", &[(LABEL_MANAGED, "true")], "stress --cpu 1");
         let id = c.id.clone();
         let created = c.clone();
-        apply(&state, &event(&id, "create", None), |_| async move {
-            Ok(Some(created))
-        })
+        apply(
+            &state,
+            &event(&id, "create", None),
+            &acts(),
+            |_| async move { Ok(Some(created)) },
+        )
         .await;
         assert_eq!(state.lock().unwrap().containers[&id].name, "new");
         c.state = "exited".into();
@@ -672,19 +739,105 @@ mod tests {
             finished_at: Some(5),
         });
         let died = c.clone();
-        apply(&state, &event(&id, "die", None), |_| async move {
+        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
             Ok(Some(died))
         })
         .await;
-        let s = state.lock().unwrap();
-        assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
-        assert!(s.stale().is_none());
+        {
+            let s = state.lock().unwrap();
+            assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
+            assert!(s.stale().is_none());
+        }
+        // Replayed after a resubscription: known already, nothing to ask.
+        apply(&state, &event(&id, "create", None), &acts(), never).await;
+        apply(&state, &event(&id, "die", None), &acts(), never).await;
+        assert_eq!(
+            state.lock().unwrap().containers[&id]
+                .exit
+                .unwrap()
+                .exit_code,
+            137
+        );
+    }
+
+    #[tokio::test]
+    async fn the_death_of_a_container_gestor_never_acts_on_asks_nothing() {
+        let others = [
+            container("other", &[], "stress --cpu 1"),
+            container("optout", &[(LABEL_MANAGED, "false")], "stress --cpu 1"),
+            container(
+                "protected",
+                &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+                "stress --cpu 1",
+            ),
+            container(
+                "gestor-logger",
+                &[(LABEL_MANAGED, "true")],
+                "stress --cpu 1",
+            ),
+        ];
+        let state = state_with(others.to_vec());
+        for c in &others {
+            apply(&state, &event(&c.id, "die", None), &acts(), never).await;
+            let s = state.lock().unwrap();
+            assert_eq!(s.containers[&c.id].state, "exited", "{}", c.name);
+            assert_eq!(s.containers[&c.id].exit, None, "{}", c.name);
+        }
+        // Unlabeled stress containers are gestor's when it is told so.
+        let managing = ActsOn {
+            manage_unlabeled: true,
+            ..acts()
+        };
+        let asked = std::sync::atomic::AtomicBool::new(false);
+        apply(
+            &state,
+            &event(&others[0].id, "die", None),
+            &managing,
+            |_| {
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { Ok(None) }
+            },
+        )
+        .await;
+        assert!(asked.into_inner());
+    }
+
+    #[test]
+    fn acts_on_what_the_policy_may_kill_or_remove() {
+        let acts = acts();
+        let managed = container("m", &[(LABEL_MANAGED, "true")], "stress --cpu 1");
+        assert!(acts.may_act_on(&managed));
+        let unlabeled = container("u", &[], "stress --cpu 1");
+        assert!(!acts.may_act_on(&unlabeled));
+        assert!(ActsOn {
+            manage_unlabeled: true,
+            ..ActsOn::default()
+        }
+        .may_act_on(&unlabeled));
+        let protected = container(
+            "p",
+            &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+            "stress --cpu 1",
+        );
+        assert!(!acts.may_act_on(&protected));
+        // The log service, by name, full ID or short ID.
+        for never in [
+            managed.name.clone(),
+            managed.id.clone(),
+            managed.short_id().to_string(),
+        ] {
+            let acts = ActsOn {
+                never: vec![never.clone()],
+                ..ActsOn::default()
+            };
+            assert!(!acts.may_act_on(&managed), "{never}");
+        }
     }
 
     #[tokio::test]
     async fn an_inspect_that_fails_makes_the_inventory_stale() {
         let state = state_with(vec![]);
-        apply(&state, &event("x", "create", None), |_| async {
+        apply(&state, &event("x", "create", None), &acts(), |_| async {
             Err(DockerError::Timeout {
                 endpoint: "e".into(),
                 what: "inspect".into(),
@@ -698,7 +851,7 @@ mod tests {
             assert_eq!(s.gaps, 1);
         }
         // A container that is gone by the time it is inspected is forgotten.
-        let state = state_with(vec![container("a", &[], "x")]);
+        let state = state_with(vec![container("a", &[(LABEL_MANAGED, "true")], "x")]);
         let id = state
             .lock()
             .unwrap()
@@ -707,7 +860,10 @@ mod tests {
             .next()
             .unwrap()
             .clone();
-        apply(&state, &event(&id, "die", None), |_| async { Ok(None) }).await;
+        apply(&state, &event(&id, "die", None), &acts(), |_| async {
+            Ok(None)
+        })
+        .await;
         assert!(state.lock().unwrap().containers.is_empty());
     }
 
