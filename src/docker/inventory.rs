@@ -9,8 +9,12 @@
 //! rename, ...; an inspect for what an event does not say). A steady-state
 //! cycle asks Docker nothing. The stream can drop (dockerd restarts, a socket
 //! error) and events can be missed, so:
-//! - on any stream error the inventory is **stale** until a full listing has
-//!   run again: the cycle treats it as a failed listing (no kills);
+//! - whenever the stream ends (an error, or Docker closing it) the inventory
+//!   is **stale** until a full listing has run again: the cycle treats it as
+//!   a failed listing (no kills). The follower subscribes and lists again
+//!   after a delay that doubles with each stream that did not stay up
+//!   (`Backoff`, 0.5 s to 30 s), so a stream that ends at once costs a
+//!   listing every 15 to 30 s, not one every half second;
 //! - every `resync_every` cycles a full listing runs anyway, and what differs
 //!   from the inventory is counted (`gestor_inventory_drift_total`), logged
 //!   and corrected;
@@ -27,7 +31,7 @@ use futures_util::stream::{self, StreamExt};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The inventory's own series. `Metrics` registers them in gestor's registry
@@ -240,6 +244,9 @@ struct State {
     touched: HashMap<String, u64>,
     /// Docker's time (ns) of the last event applied.
     last_event_ns: i64,
+    /// Since when the current subscription has been followed (listed and
+    /// applying events); taken when it ends.
+    following_since: Option<Instant>,
 }
 
 impl State {
@@ -260,6 +267,64 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long the first cycle waits for the first listing.
 const FIRST_LISTING_WAIT: Duration = crate::docker::client::deadline::LIST;
+
+/// The first delay before the follower subscribes and lists again after the
+/// stream ended: dockerd restarting is back within a second or so.
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest delay between attempts. The inventory is stale meanwhile (no
+/// kills), so not much longer than a listing may take; long enough that a
+/// stream that always ends at once (a proxy that drops it, a dockerd that
+/// closes it) costs a full listing every 15 to 30 s, not every 0.5 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// A subscription followed at least this long was a healthy stream: the
+/// delay before the next one starts again from `RECONNECT_FIRST`. Anything
+/// shorter counts as a failure, however it ended (an error, a clean close, a
+/// panic). As long as `RECONNECT_MAX`: however the stream fails, over time a
+/// reconnect (and its listing) comes at most about once per 15 s.
+const STABLE_AFTER: Duration = RECONNECT_MAX;
+
+/// How long the follower waits before its next attempt: doubling from
+/// `RECONNECT_FIRST` up to `RECONNECT_MAX` with each attempt that did not
+/// stay up `STABLE_AFTER`, jittered. Pure: the randomness is passed in.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Attempts since the last one that stayed up.
+    failures: u32,
+}
+
+impl Backoff {
+    /// The delay before the next attempt, after one that stayed up for
+    /// `stayed_up` (`None`: it never got to follow); `unit` is a random
+    /// number in [0, 1).
+    fn next(&mut self, stayed_up: Option<Duration>, unit: f64) -> Duration {
+        if stayed_up.is_some_and(|d| d >= STABLE_AFTER) {
+            self.failures = 0;
+        }
+        let base = RECONNECT_FIRST
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(RECONNECT_MAX);
+        self.failures = self.failures.saturating_add(1);
+        jittered(base, unit)
+    }
+}
+
+/// "Equal jitter": half of `base` fixed, half random, so the delay is never
+/// under half of `base` (a lower bound the backoff can be tested on) and the
+/// gestors of a fleet whose dockerds restarted together spread out.
+fn jittered(base: Duration, unit: f64) -> Duration {
+    base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// A random number in [0, 1) for the jitter, from the hasher std seeds
+/// randomly (no dependency for so little).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(unix_now_ns());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// The inventory kept from Docker's event stream.
 pub struct EventInventory {
@@ -564,8 +629,10 @@ impl EventInventory {
 }
 
 /// Follows Docker's events: subscribe (from a little before now), list,
-/// then apply every event as it comes; on any error, stale, and again after
-/// a backoff.
+/// then apply every event as it comes. However an attempt ends (the stream
+/// closed or failed, or it could not start) the inventory is stale until
+/// the next attempt has listed, and the next attempt waits for the
+/// backoff's delay.
 async fn follow(
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
@@ -575,7 +642,7 @@ async fn follow(
     listed: tokio::sync::watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::default();
     loop {
         let outcome = follow_once(
             &docker,
@@ -588,29 +655,30 @@ async fn follow(
         )
         .await;
         listed.send_replace(true);
-        match outcome {
-            Ok(ended) => {
-                tracing::warn!(error = %ended, "the Docker event stream ended; the inventory is stale until it is listed again");
-                state.lock().unwrap().stream_down =
-                    Some(format!("the event stream ended: {ended}"));
-                backoff = Duration::from_millis(500);
+        let why = match outcome {
+            Ok(ended) => format!("the event stream ended: {ended}"),
+            Err(e) => e.to_string(),
+        };
+        let delay = {
+            let mut s = state.lock().unwrap();
+            let was_down = s.stream_down.is_some();
+            s.stream_down = Some(why.clone());
+            if cancel.is_cancelled() {
+                return;
             }
-            Err(e) => {
-                let mut s = state.lock().unwrap();
-                if s.stream_down.is_none() {
-                    tracing::warn!(error = %e, "cannot follow Docker's events");
-                }
-                s.stream_down = Some(e.to_string());
+            let stayed_up = s.following_since.take().map(|t| t.elapsed());
+            let delay = backoff.next(stayed_up, random_unit());
+            if !was_down {
+                tracing::warn!(error = %why, retry_in = ?delay, "the container inventory is stale until it is listed again");
+            } else {
+                tracing::debug!(error = %why, retry_in = ?delay, "cannot follow Docker's events yet");
             }
-        }
-        if cancel.is_cancelled() {
-            return;
-        }
+            delay
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -638,6 +706,7 @@ async fn follow_once(
         let (down, gap) = (s.stream_down.take(), s.gap.take());
         let was = down.or(gap);
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+        s.following_since = Some(Instant::now());
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
     }
     metrics.resynced();
@@ -927,6 +996,40 @@ mod tests {
         assert!(drift.is_empty(), "{drift:?}");
         assert!(!s.containers.contains_key(&a.id), "the later destroy wins");
         assert!(s.containers.contains_key(&b.id), "the later create wins");
+    }
+
+    #[test]
+    fn reconnects_back_off_until_a_stream_stays_up() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        // Streams that ended at once, or never started: the delay doubles
+        // up to its cap (jitter left out: `unit` 1 keeps it all).
+        let short = Some(Duration::from_secs(1));
+        let delays: Vec<Duration> = (0..9).map(|_| b.next(short, 1.0)).collect();
+        assert_eq!(
+            delays,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000].map(ms)
+        );
+        assert_eq!(b.next(None, 1.0), RECONNECT_MAX);
+        // Up for less than STABLE_AFTER is no better than not at all.
+        assert_eq!(b.next(Some(STABLE_AFTER - ms(1)), 1.0), RECONNECT_MAX);
+        // A stream that stayed up: the next delay is the first again.
+        assert_eq!(b.next(Some(STABLE_AFTER), 1.0), RECONNECT_FIRST);
+        assert_eq!(b.next(Some(ms(10)), 1.0), ms(1_000));
+        // Jitter takes off at most half.
+        let mut b = Backoff::default();
+        assert_eq!(b.next(None, 0.0), ms(250));
+        assert_eq!(b.next(None, 0.5), ms(750));
+        assert_eq!(jittered(RECONNECT_MAX, 7.0), RECONNECT_MAX);
+        assert_eq!(jittered(RECONNECT_MAX, -1.0), RECONNECT_MAX / 2);
+    }
+
+    #[test]
+    fn the_jitter_is_spread_over_its_range() {
+        let draws: Vec<f64> = (0..1_000).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        // Both halves drawn: 1000 draws all in one half has odds of 2^-999.
+        assert!(draws.iter().any(|&u| u < 0.5) && draws.iter().any(|&u| u >= 0.5));
     }
 
     #[test]
