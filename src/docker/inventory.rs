@@ -15,6 +15,9 @@
 //!   after a delay that doubles with each stream that did not stay up
 //!   (`Backoff`, 0.5 s to 30 s), so a stream that ends at once costs a
 //!   listing every 15 to 30 s, not one every half second;
+//! - the follower runs as a task of its own under a supervisor: if it panics,
+//!   the inventory is stale at once, and it is started again (with the same
+//!   backoff) until a listing has made the inventory fresh;
 //! - every `resync_every` cycles a full listing runs anyway, and what differs
 //!   from the inventory is counted (`gestor_inventory_drift_total`), logged
 //!   and corrected;
@@ -30,7 +33,7 @@ use crate::docker::container::{ContainerInfo, ExitFacts};
 use futures_util::stream::{self, StreamExt};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -245,8 +248,17 @@ struct State {
     /// Docker's time (ns) of the last event applied.
     last_event_ns: i64,
     /// Since when the current subscription has been followed (listed and
-    /// applying events); taken when it ends.
+    /// applying events); the supervisor takes it when the attempt ends.
     following_since: Option<Instant>,
+}
+
+/// The state, even after a panic while it was locked (a poisoned lock): the
+/// panic ends the follower's attempt, its supervisor marks the inventory
+/// stale, and the next listing replaces what the panic may have left half
+/// done. Until the supervisor has marked it, `EventInventory::containers`
+/// takes the poison itself for staleness.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl State {
@@ -326,6 +338,80 @@ fn random_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Test-only faults the follower can be made to suffer, to prove its
+/// supervision against the real engine.
+#[cfg(test)]
+#[derive(Default)]
+struct Faults {
+    /// Panics (once) on the first event about a container of this name,
+    /// with the state locked, as a bug while applying an event would.
+    panic_on: Mutex<Option<String>>,
+    /// When set, a restart after a crash waits for a permit: meanwhile the
+    /// test sees the inventory stale.
+    restart_gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn before_apply(&self, state: &Mutex<State>, event: &ContainerEvent) {
+        let mut armed = self.panic_on.lock().unwrap();
+        if armed.is_some() && *armed == event.name {
+            armed.take();
+            drop(armed);
+            let _locked = lock(state);
+            panic!("injected fault: applying {} {}", event.action, event.id);
+        }
+    }
+
+    async fn before_restart(&self) {
+        if let Some(gate) = &self.restart_gate {
+            gate.acquire().await.expect("the gate stays open").forget();
+        }
+    }
+}
+
+/// What the follower's attempts and their supervisor share.
+struct Follower {
+    docker: Arc<DockerClient>,
+    label_filters: Vec<(String, String)>,
+    acts: ActsOn,
+    state: Arc<Mutex<State>>,
+    metrics: InventoryMetrics,
+    /// Set once the first attempt is over (listed, or failed to).
+    listed: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+impl Follower {
+    /// A follower, and the receiver that hears when its first attempt is over.
+    fn new(
+        docker: Arc<DockerClient>,
+        label_filters: Vec<(String, String)>,
+        acts: ActsOn,
+        metrics: InventoryMetrics,
+        cancel: CancellationToken,
+    ) -> (Follower, tokio::sync::watch::Receiver<bool>) {
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let follower = Follower {
+            docker,
+            label_filters,
+            acts,
+            state: Arc::new(Mutex::new(State {
+                stream_down: Some("the first listing has not run yet".into()),
+                ..Default::default()
+            })),
+            metrics,
+            listed: listed_tx,
+            cancel,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
+        (follower, listed)
+    }
+}
+
 /// The inventory kept from Docker's event stream.
 pub struct EventInventory {
     docker: Arc<DockerClient>,
@@ -392,9 +478,9 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<ContainerInfo>, DockerError>>,
 {
-    let known = state.lock().unwrap().containers.contains_key(&event.id);
+    let known = lock(state).containers.contains_key(&event.id);
     let simple = {
-        let mut s = state.lock().unwrap();
+        let mut s = lock(state);
         let done = match (event.action.as_str(), s.containers.get_mut(&event.id)) {
             ("destroy", _) => {
                 s.containers.remove(&event.id);
@@ -435,7 +521,7 @@ where
     }
     // create, die (how it ended), or an event about a container we do not know.
     let inspected = inspect(event.id.clone()).await;
-    let mut s = state.lock().unwrap();
+    let mut s = lock(state);
     s.last_event_ns = s.last_event_ns.max(event.time_nano);
     match inspected {
         Ok(Some(c)) => {
@@ -493,30 +579,27 @@ impl EventInventory {
         resync_every: u64,
         cancel: CancellationToken,
     ) -> EventInventory {
-        let state = Arc::new(Mutex::new(State {
-            stream_down: Some("the first listing has not run yet".into()),
-            ..Default::default()
-        }));
-        let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        tokio::spawn(follow(
-            docker.clone(),
-            label_filters.clone(),
-            acts.clone(),
-            state.clone(),
-            metrics.clone(),
-            listed_tx,
-            cancel,
-        ));
-        EventInventory {
-            docker,
-            label_filters,
-            acts,
-            state,
-            metrics,
+        let (follower, listed) = Follower::new(docker, label_filters, acts, metrics, cancel);
+        EventInventory::supervised(follower, listed, resync_every)
+    }
+
+    fn supervised(
+        follower: Follower,
+        listed: tokio::sync::watch::Receiver<bool>,
+        resync_every: u64,
+    ) -> EventInventory {
+        let inventory = EventInventory {
+            docker: follower.docker.clone(),
+            label_filters: follower.label_filters.clone(),
+            acts: follower.acts.clone(),
+            state: follower.state.clone(),
+            metrics: follower.metrics.clone(),
             resync_every: resync_every.max(1),
             cycles: 0,
             listed,
-        }
+        };
+        tokio::spawn(supervise(Arc::new(follower)));
+        inventory
     }
 
     async fn containers(&mut self) -> Result<Vec<ContainerInfo>, String> {
@@ -526,7 +609,7 @@ impl EventInventory {
             let _ = tokio::time::timeout(FIRST_LISTING_WAIT, self.listed.wait_for(|l| *l)).await;
         }
         let (gap, stream_down) = {
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             (s.gap.is_some(), s.stream_down.is_some())
         };
         // A gap with the stream still followed: a full listing now repairs
@@ -535,8 +618,16 @@ impl EventInventory {
         if (gap && !stream_down) || self.cycles % self.resync_every == 0 {
             self.reconcile().await?;
         }
-        let s = self.state.lock().unwrap();
-        if let Some(why) = s.stale() {
+        // Poisoned: the follower panicked with the state locked, and its
+        // supervisor has not marked it stale yet.
+        let crashed = self.state.is_poisoned();
+        let s = lock(&self.state);
+        let stale = if crashed {
+            Some("the event follower crashed")
+        } else {
+            s.stale()
+        };
+        if let Some(why) = stale {
             self.metrics.set_stale(true);
             return Err(format!("the container inventory is stale: {why}"));
         }
@@ -554,7 +645,7 @@ impl EventInventory {
     /// the listing began are left to the events: they are newer than it.
     async fn reconcile(&mut self) -> Result<(), String> {
         let (seq0, gaps0) = {
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             (s.seq, s.gaps)
         };
         let mut listed = self
@@ -570,10 +661,10 @@ impl EventInventory {
         // stream is past the listing or has been quiet for SETTLE; never
         // longer than a listing may take.
         let give_up = tokio::time::Instant::now() + crate::docker::client::deadline::LIST;
-        let mut last_seen = self.state.lock().unwrap().last_event_ns;
+        let mut last_seen = lock(&self.state).last_event_ns;
         let mut quiet_since = tokio::time::Instant::now();
         loop {
-            let last = self.state.lock().unwrap().last_event_ns;
+            let last = lock(&self.state).last_event_ns;
             let now = tokio::time::Instant::now();
             if last != last_seen {
                 last_seen = last;
@@ -586,14 +677,14 @@ impl EventInventory {
         }
         {
             // Exit facts the inventory already holds are kept; the rest is learnt below.
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             for c in listed.iter_mut().filter(|c| c.is_stopped()) {
                 c.exit = s.containers.get(&c.id).and_then(|k| k.exit);
             }
         }
         let mut known = HashMap::new();
         learn_exits(&self.docker, &self.acts, &mut listed, &mut known).await;
-        let mut s = self.state.lock().unwrap();
+        let mut s = lock(&self.state);
         let drift = correct(&mut s, listed, seq0);
         if !drift.is_empty() {
             self.metrics.drifted(drift.len());
@@ -609,17 +700,13 @@ impl EventInventory {
     async fn recheck(&self, judged: &ContainerInfo) -> Recheck {
         match self.docker.inspect(&judged.id).await {
             Ok(None) => {
-                self.state.lock().unwrap().containers.remove(&judged.id);
+                lock(&self.state).containers.remove(&judged.id);
                 Recheck::Gone
             }
             Ok(Some(now)) => match differs(judged, &now) {
                 None => Recheck::Unchanged,
                 Some(d) => {
-                    self.state
-                        .lock()
-                        .unwrap()
-                        .containers
-                        .insert(now.id.clone(), now);
+                    lock(&self.state).containers.insert(now.id.clone(), now);
                     Recheck::Changed(d)
                 }
             },
@@ -628,58 +715,69 @@ impl EventInventory {
     }
 }
 
-/// Follows Docker's events: subscribe (from a little before now), list,
-/// then apply every event as it comes. However an attempt ends (the stream
-/// closed or failed, or it could not start) the inventory is stale until
-/// the next attempt has listed, and the next attempt waits for the
-/// backoff's delay.
-async fn follow(
-    docker: Arc<DockerClient>,
-    label_filters: Vec<(String, String)>,
-    acts: ActsOn,
-    state: Arc<Mutex<State>>,
-    metrics: InventoryMetrics,
-    listed: tokio::sync::watch::Sender<bool>,
-    cancel: CancellationToken,
-) {
+/// Runs the follower's attempts, one task each, until `cancel`: subscribe,
+/// list, apply events until the stream ends. However an attempt ends (the
+/// stream closed or failed, it could not start, it panicked) the inventory
+/// is stale until the next attempt has listed, and the next attempt waits
+/// for the backoff's delay. A panic is a crash of the follower's task: the
+/// supervisor is what outlives it.
+async fn supervise(f: Arc<Follower>) {
     let mut backoff = Backoff::default();
     loop {
-        let outcome = follow_once(
-            &docker,
-            &label_filters,
-            &acts,
-            &state,
-            &metrics,
-            &listed,
-            &cancel,
-        )
-        .await;
-        listed.send_replace(true);
-        let why = match outcome {
-            Ok(ended) => format!("the event stream ended: {ended}"),
-            Err(e) => e.to_string(),
+        let attempt = tokio::spawn(follow_once(f.clone())).await;
+        f.listed.send_replace(true);
+        let (why, crashed) = match attempt {
+            Ok(Ok(ended)) => (format!("the event stream ended: {ended}"), false),
+            Ok(Err(e)) => (e.to_string(), false),
+            Err(e) => (
+                format!("the event follower crashed: {}", crash_cause(e)),
+                true,
+            ),
         };
         let delay = {
-            let mut s = state.lock().unwrap();
+            let mut s = lock(&f.state);
             let was_down = s.stream_down.is_some();
             s.stream_down = Some(why.clone());
-            if cancel.is_cancelled() {
+            f.metrics.set_stale(true);
+            if f.cancel.is_cancelled() {
                 return;
             }
             let stayed_up = s.following_since.take().map(|t| t.elapsed());
             let delay = backoff.next(stayed_up, random_unit());
-            if !was_down {
+            if crashed {
+                tracing::error!(error = %why, retry_in = ?delay, "the container inventory is stale until its event follower, started again, has listed");
+            } else if !was_down {
                 tracing::warn!(error = %why, retry_in = ?delay, "the container inventory is stale until it is listed again");
             } else {
                 tracing::debug!(error = %why, retry_in = ?delay, "cannot follow Docker's events yet");
             }
             delay
         };
+        // The state may have been left half-changed by the panic: it is
+        // marked stale now, and the next listing replaces it.
+        f.state.clear_poison();
+        #[cfg(test)]
+        if crashed {
+            f.faults.before_restart().await;
+        }
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = f.cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// What a task's panic said, for the log and the staleness.
+fn crash_cause(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// One subscription: events from a little before now (bollard sends the
@@ -687,42 +785,40 @@ async fn follow(
 /// what happened since `since`, so nothing between the two is missed; what
 /// is replayed twice is harmless), the listing, then every event as it comes.
 /// Returns why the stream ended; `Err` when it could not start.
-async fn follow_once(
-    docker: &Arc<DockerClient>,
-    label_filters: &[(String, String)],
-    acts: &ActsOn,
-    state: &Mutex<State>,
-    metrics: &InventoryMetrics,
-    listed_once: &tokio::sync::watch::Sender<bool>,
-    cancel: &CancellationToken,
-) -> Result<String, DockerError> {
+async fn follow_once(f: Arc<Follower>) -> Result<String, DockerError> {
     let since = unix_now() - SINCE_MARGIN_SECS;
-    let events = docker.container_events(since, label_filters).await?;
-    let mut listed = docker.list(label_filters).await?;
+    let events = f.docker.container_events(since, &f.label_filters).await?;
+    let mut listed = f.docker.list(&f.label_filters).await?;
     let mut exits = HashMap::new();
-    learn_exits(docker, acts, &mut listed, &mut exits).await;
+    learn_exits(&f.docker, &f.acts, &mut listed, &mut exits).await;
     {
-        let mut s = state.lock().unwrap();
+        let mut s = lock(&f.state);
         let (down, gap) = (s.stream_down.take(), s.gap.take());
         let was = down.or(gap);
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
         s.following_since = Some(Instant::now());
+        f.metrics.set_stale(false);
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
     }
-    metrics.resynced();
-    listed_once.send_replace(true);
+    // Whatever a panic (a cycle's, while it held the state) left behind, the
+    // listing has replaced.
+    f.state.clear_poison();
+    f.metrics.resynced();
+    f.listed.send_replace(true);
     let mut events = std::pin::pin!(events);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return Ok("gestor is stopping".into()),
+            _ = f.cancel.cancelled() => return Ok("gestor is stopping".into()),
             next = events.next() => match next {
                 Some(Ok(event)) => {
                     if event.id.is_empty() {
                         continue;
                     }
-                    metrics.applied(&event.action);
-                    apply(state, &event, acts, |id| {
-                        let docker = docker.clone();
+                    f.metrics.applied(&event.action);
+                    #[cfg(test)]
+                    f.faults.before_apply(&f.state, &event);
+                    apply(&f.state, &event, &f.acts, |id| {
+                        let docker = f.docker.clone();
                         async move { docker.inspect(&id).await }
                     })
                     .await;
@@ -1042,5 +1138,128 @@ mod tests {
         let mut c = a.clone();
         c.labels.insert("gestor.protected".into(), "true".into());
         assert!(differs(&a, &c).is_some());
+    }
+
+    /// Against the real engine (as in `tests/`: the Docker engine and the
+    /// `gestor/stress` image that `make test` sets up): the follower panics
+    /// while applying a real event, with the state locked. The inventory is
+    /// stale at once, stays so while the restart is held back, and is fresh
+    /// again once the restarted follower has listed; events are applied
+    /// again after that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_that_panics_is_restarted_and_the_inventory_stale_until_it_lists() {
+        use prometheus::{IntCounterVec, Opts};
+        let tag = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
+        let tag = &tag.trim()[..8];
+        let scope = Containers(format!("gestor.scope=supervise-{tag}"));
+        let poison = format!("poison-{tag}");
+        let metrics = InventoryMetrics {
+            drift: IntCounter::new("drift", "drift").unwrap(),
+            resyncs: IntCounter::new("resyncs", "resyncs").unwrap(),
+            events: IntCounterVec::new(Opts::new("events", "events"), &["action"]).unwrap(),
+            stale: IntGauge::new("stale", "stale").unwrap(),
+        };
+        let cancel = CancellationToken::new();
+        let docker = Arc::new(DockerClient::new("unix:///var/run/docker.sock"));
+        let filters = vec![("gestor.scope".to_string(), format!("supervise-{tag}"))];
+        let (mut follower, listed) =
+            Follower::new(docker, filters, acts(), metrics.clone(), cancel.clone());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        follower.faults = Faults {
+            panic_on: Mutex::new(Some(poison.clone())),
+            restart_gate: Some(gate.clone()),
+        };
+        let mut inventory = EventInventory::supervised(follower, listed, 1_000_000);
+
+        let fresh = until(&mut inventory, "the first listing", |r| r.is_ok()).await;
+        assert!(fresh.unwrap().is_empty());
+        assert_eq!((metrics.resyncs.get(), metrics.stale.get()), (1, 0));
+
+        scope.docker(&[
+            "create", "--name", &poison, "--label", &scope.0, IMAGE, "true",
+        ]);
+        let why = until(&mut inventory, "the crash marked", |r| {
+            r.as_ref().is_err_and(|e| e.contains("injected fault"))
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            why.contains("stale: the event follower crashed: injected fault: applying create"),
+            "{why}"
+        );
+        assert_eq!(metrics.stale.get(), 1);
+        // Held back: not restarted, not listed, still stale.
+        assert_eq!(metrics.resyncs.get(), 1);
+        assert!(inventory.containers().await.is_err());
+
+        gate.add_permits(1);
+        let fresh = until(&mut inventory, "the restarted follower's listing", |r| {
+            r.is_ok()
+        })
+        .await
+        .unwrap();
+        assert_eq!(metrics.resyncs.get(), 2);
+        assert_eq!(metrics.stale.get(), 0);
+        assert_eq!(
+            fresh.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [poison.as_str()],
+            "listed by the restarted follower"
+        );
+        // Following again: the removal arrives as an event.
+        scope.docker(&["rm", &poison]);
+        until(&mut inventory, "the removal applied", |r| {
+            r.as_ref().is_ok_and(|cs| cs.is_empty())
+        })
+        .await
+        .unwrap();
+        assert_eq!(metrics.resyncs.get(), 2, "no listing since");
+        cancel.cancel();
+    }
+
+    const IMAGE: &str = "gestor/stress:latest";
+
+    /// The containers carrying one label; removed when dropped.
+    struct Containers(String);
+
+    impl Containers {
+        fn docker(&self, args: &[&str]) {
+            let out = std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "docker {args:?}: {out:?}");
+        }
+    }
+
+    impl Drop for Containers {
+        fn drop(&mut self) {
+            let filter = format!("label={}", self.0);
+            let _ = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "docker ps -aq --filter \"$1\" | xargs -r docker rm -f",
+                    "sh",
+                ])
+                .arg(&filter)
+                .output();
+        }
+    }
+
+    /// Asks the inventory every 20 ms until `done` accepts its answer (or
+    /// fails after 30 s).
+    async fn until(
+        inventory: &mut EventInventory,
+        what: &str,
+        done: impl Fn(&Result<Vec<ContainerInfo>, String>) -> bool,
+    ) -> Result<Vec<ContainerInfo>, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = inventory.containers().await;
+            if done(&r) {
+                return r;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {what}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
