@@ -14,7 +14,9 @@
 //!   a failed listing (no kills). The follower subscribes and lists again
 //!   after a delay that doubles with each stream that did not stay up
 //!   (`Backoff`, 0.5 s to 30 s), so a stream that ends at once costs a
-//!   listing every 15 to 30 s, not one every half second;
+//!   listing every 15 to 30 s, not one every half second; while Docker
+//!   cannot be reached at all (no listing, no cost) it retries every 5 s at
+//!   most, so the inventory is fresh soon after dockerd is back;
 //! - the follower runs as a task of its own under a supervisor: if it panics,
 //!   the inventory is stale at once, and it is started again (with the same
 //!   backoff) until a listing has made the inventory fresh;
@@ -297,27 +299,54 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// reconnect (and its listing) comes at most about once per 15 s.
 const STABLE_AFTER: Duration = RECONNECT_MAX;
 
-/// How long the follower waits before its next attempt: doubling from
-/// `RECONNECT_FIRST` up to `RECONNECT_MAX` with each attempt that did not
-/// stay up `STABLE_AFTER`, jittered. Pure: the randomness is passed in.
+/// The longest delay between attempts that could not reach Docker at all
+/// (dockerd down or restarting). Such an attempt costs the engine nothing,
+/// and once dockerd is back the inventory should be fresh within seconds,
+/// as it was before the backoff (the e2e dockerd-restart test allows two
+/// intervals and 5 s).
+const UNREACHABLE_MAX: Duration = Duration::from_secs(5);
+
+/// How an attempt of the follower ended, as the backoff sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Attempt {
+    /// Docker could not be reached: no listing, nothing followed.
+    Unreachable,
+    /// Docker answered (a listing was asked for, at least); followed for
+    /// this long (`None`: never got to follow).
+    Reached { stayed_up: Option<Duration> },
+}
+
+/// How long the follower waits before its next attempt, jittered: after an
+/// attempt that reached Docker (each one a full listing) the delay doubles
+/// from `RECONNECT_FIRST` up to `RECONNECT_MAX` until one stays up
+/// `STABLE_AFTER`; while Docker cannot be reached it doubles up to
+/// `UNREACHABLE_MAX` only. Pure: the randomness is passed in.
 #[derive(Debug, Default)]
 struct Backoff {
-    /// Attempts since the last one that stayed up.
+    /// Attempts that reached Docker since the last one that stayed up.
     failures: u32,
+    /// Attempts in a row that could not reach Docker.
+    unreachable: u32,
 }
 
 impl Backoff {
-    /// The delay before the next attempt, after one that stayed up for
-    /// `stayed_up` (`None`: it never got to follow); `unit` is a random
-    /// number in [0, 1).
-    fn next(&mut self, stayed_up: Option<Duration>, unit: f64) -> Duration {
-        if stayed_up.is_some_and(|d| d >= STABLE_AFTER) {
-            self.failures = 0;
-        }
+    /// The delay before the next attempt, after `attempt`; `unit` is a
+    /// random number in [0, 1).
+    fn next(&mut self, attempt: Attempt, unit: f64) -> Duration {
+        let (count, cap) = match attempt {
+            Attempt::Unreachable => (&mut self.unreachable, UNREACHABLE_MAX),
+            Attempt::Reached { stayed_up } => {
+                self.unreachable = 0;
+                if stayed_up.is_some_and(|d| d >= STABLE_AFTER) {
+                    self.failures = 0;
+                }
+                (&mut self.failures, RECONNECT_MAX)
+            }
+        };
         let base = RECONNECT_FIRST
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(RECONNECT_MAX);
-        self.failures = self.failures.saturating_add(1);
+            .saturating_mul(1u32 << (*count).min(16))
+            .min(cap);
+        *count = count.saturating_add(1);
         jittered(base, unit)
     }
 }
@@ -726,12 +755,13 @@ async fn supervise(f: Arc<Follower>) {
     loop {
         let attempt = tokio::spawn(follow_once(f.clone())).await;
         f.listed.send_replace(true);
-        let (why, crashed) = match attempt {
-            Ok(Ok(ended)) => (format!("the event stream ended: {ended}"), false),
-            Ok(Err(e)) => (e.to_string(), false),
+        let (why, crashed, unreachable) = match attempt {
+            Ok(Ok(ended)) => (format!("the event stream ended: {ended}"), false, false),
+            Ok(Err(e)) => (e.to_string(), false, e.is_unreachable()),
             Err(e) => (
                 format!("the event follower crashed: {}", crash_cause(e)),
                 true,
+                false,
             ),
         };
         let delay = {
@@ -743,7 +773,12 @@ async fn supervise(f: Arc<Follower>) {
                 return;
             }
             let stayed_up = s.following_since.take().map(|t| t.elapsed());
-            let delay = backoff.next(stayed_up, random_unit());
+            let attempt = if unreachable {
+                Attempt::Unreachable
+            } else {
+                Attempt::Reached { stayed_up }
+            };
+            let delay = backoff.next(attempt, random_unit());
             if crashed {
                 tracing::error!(error = %why, retry_in = ?delay, "the container inventory is stale until its event follower, started again, has listed");
             } else if !was_down {
@@ -1097,27 +1132,49 @@ mod tests {
     #[test]
     fn reconnects_back_off_until_a_stream_stays_up() {
         let ms = Duration::from_millis;
+        let reached = |stayed_up| Attempt::Reached { stayed_up };
         let mut b = Backoff::default();
-        // Streams that ended at once, or never started: the delay doubles
-        // up to its cap (jitter left out: `unit` 1 keeps it all).
-        let short = Some(Duration::from_secs(1));
+        // Streams that ended at once, or listings that failed: the delay
+        // doubles up to its cap (jitter left out: `unit` 1 keeps it all).
+        let short = reached(Some(Duration::from_secs(1)));
         let delays: Vec<Duration> = (0..9).map(|_| b.next(short, 1.0)).collect();
         assert_eq!(
             delays,
             [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000].map(ms)
         );
-        assert_eq!(b.next(None, 1.0), RECONNECT_MAX);
+        assert_eq!(b.next(reached(None), 1.0), RECONNECT_MAX);
         // Up for less than STABLE_AFTER is no better than not at all.
-        assert_eq!(b.next(Some(STABLE_AFTER - ms(1)), 1.0), RECONNECT_MAX);
+        assert_eq!(
+            b.next(reached(Some(STABLE_AFTER - ms(1))), 1.0),
+            RECONNECT_MAX
+        );
         // A stream that stayed up: the next delay is the first again.
-        assert_eq!(b.next(Some(STABLE_AFTER), 1.0), RECONNECT_FIRST);
-        assert_eq!(b.next(Some(ms(10)), 1.0), ms(1_000));
+        assert_eq!(b.next(reached(Some(STABLE_AFTER)), 1.0), RECONNECT_FIRST);
+        assert_eq!(b.next(short, 1.0), ms(1_000));
         // Jitter takes off at most half.
         let mut b = Backoff::default();
-        assert_eq!(b.next(None, 0.0), ms(250));
-        assert_eq!(b.next(None, 0.5), ms(750));
+        assert_eq!(b.next(reached(None), 0.0), ms(250));
+        assert_eq!(b.next(reached(None), 0.5), ms(750));
         assert_eq!(jittered(RECONNECT_MAX, 7.0), RECONNECT_MAX);
         assert_eq!(jittered(RECONNECT_MAX, -1.0), RECONNECT_MAX / 2);
+    }
+
+    #[test]
+    fn an_unreachable_docker_is_retried_within_seconds() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..6).map(|_| b.next(Attempt::Unreachable, 1.0)).collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 4_000, 5_000, 5_000].map(ms));
+        // Back (dockerd restarted), listed, and the stream ended at once:
+        // the listings' own backoff, not inflated by the outage.
+        let ended = Attempt::Reached {
+            stayed_up: Some(ms(10)),
+        };
+        assert_eq!(b.next(ended, 1.0), ms(500));
+        assert_eq!(b.next(ended, 1.0), ms(1_000));
+        // Gone again: from the first delay again, and listings keep theirs.
+        assert_eq!(b.next(Attempt::Unreachable, 1.0), ms(500));
+        assert_eq!(b.next(ended, 1.0), ms(2_000));
     }
 
     #[test]
