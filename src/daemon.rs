@@ -4,7 +4,7 @@
 use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
 use crate::docker::client::DockerClient;
-use crate::docker::inventory::{EventInventory, Inventory, ListInventory};
+use crate::docker::inventory::{ActsOn, EventInventory, Inventory, ListInventory};
 use crate::docker::log_service;
 use crate::docker::log_service::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
@@ -42,15 +42,25 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
         DockerClient::new(&config.docker_host)
             .with_request_counter(metrics.docker_requests.clone()),
     );
+    // The containers the policy may act on: only their exits are inspected.
+    let acts = ActsOn {
+        manage_unlabeled: config.manage_unlabeled,
+        never: vec![config.logger_container.clone()],
+    };
     let inventory = match config.inventory {
         InventoryMode::Events if follow_events => Inventory::Events(EventInventory::start(
             docker.clone(),
             config.label_filters(),
+            acts,
             metrics.inventory.clone(),
             config.resync_every,
             cancel.clone(),
         )),
-        _ => Inventory::List(ListInventory::new(docker.clone(), config.label_filters())),
+        _ => Inventory::List(ListInventory::new(
+            docker.clone(),
+            config.label_filters(),
+            acts,
+        )),
     };
     let mut endpoint_updater = None;
     let shipper_stop = CancellationToken::new();

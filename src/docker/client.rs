@@ -83,7 +83,20 @@ impl DockerError {
     pub fn is_status(&self, code: u16) -> bool {
         matches!(self, DockerError::Request { source, .. } if is_status(source, code))
     }
+
+    /// Docker could not be reached at all (no connection, or no answer to
+    /// the version negotiation): the call cost the engine nothing.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            DockerError::Connect { .. } => true,
+            DockerError::Timeout { what, .. } => what == CONNECTING,
+            _ => false,
+        }
+    }
 }
+
+/// What a call that runs out of time while connecting is called.
+const CONNECTING: &str = "connecting";
 
 /// How one kill went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +186,7 @@ impl DockerClient {
             Err(_) => {
                 return Err(DockerError::Timeout {
                     endpoint: self.endpoint.clone(),
-                    what: "connecting".into(),
+                    what: CONNECTING.into(),
                     after: deadline::CONNECT,
                 })
             }
@@ -557,4 +570,38 @@ fn unix_seconds(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     (t.year() > 1970).then(|| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_is_no_connection_or_no_answer_to_connecting() {
+        let refused = || bollard::errors::Error::IOError {
+            err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let endpoint = "unix:///nonexistent".to_string();
+        let connect = DockerError::Connect {
+            endpoint: endpoint.clone(),
+            source: refused(),
+        };
+        assert!(connect.is_unreachable());
+        let timeout = |what: &str| DockerError::Timeout {
+            endpoint: endpoint.clone(),
+            what: what.into(),
+            after: deadline::CONNECT,
+        };
+        assert!(timeout(CONNECTING).is_unreachable());
+        assert!(!timeout("listing containers").is_unreachable());
+        let answered = DockerError::Request {
+            endpoint: endpoint.clone(),
+            what: "listing containers".into(),
+            source: bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message: "no".into(),
+            },
+        };
+        assert!(!answered.is_unreachable());
+    }
 }

@@ -9,21 +9,34 @@
 //! rename, ...; an inspect for what an event does not say). A steady-state
 //! cycle asks Docker nothing. The stream can drop (dockerd restarts, a socket
 //! error) and events can be missed, so:
-//! - on any stream error the inventory is **stale** until a full listing has
-//!   run again: the cycle treats it as a failed listing (no kills);
+//! - whenever the stream ends (an error, or Docker closing it) the inventory
+//!   is **stale** until a full listing has run again: the cycle treats it as
+//!   a failed listing (no kills). The follower subscribes and lists again
+//!   after a delay that doubles with each stream that did not stay up
+//!   (`Backoff`, 0.5 s to 30 s), so a stream that ends at once costs a
+//!   listing every 15 to 30 s, not one every half second; while Docker
+//!   cannot be reached at all (no listing, no cost) it retries every 5 s at
+//!   most, so the inventory is fresh soon after dockerd is back;
+//! - the follower runs as a task of its own under a supervisor: if it panics,
+//!   the inventory is stale at once, and it is started again (with the same
+//!   backoff) until a listing has made the inventory fresh;
 //! - every `resync_every` cycles a full listing runs anyway, and what differs
 //!   from the inventory is counted (`gestor_inventory_drift_total`), logged
 //!   and corrected;
 //! - the cycle re-checks (one inspect) each container the policy would kill
 //!   before it stops it (`Inventory::recheck`).
+//!
+//! In both modes only the stopped containers gestor may act on ([`ActsOn`])
+//! are inspected for how they ended: the policy removes no other, and a host
+//! may hold many stopped containers of other people's.
 
 use crate::docker::client::{ContainerEvent, DockerClient, DockerError};
 use crate::docker::container::{ContainerInfo, ExitFacts};
 use futures_util::stream::{self, StreamExt};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The inventory's own series. `Metrics` registers them in gestor's registry
@@ -64,6 +77,24 @@ const INSPECT_CONCURRENCY: usize = 8;
 /// Events Docker may have replayed twice are harmless; missing one is not:
 /// a resubscription asks for events from this long before the listing.
 const SINCE_MARGIN_SECS: i64 = 2;
+
+/// Which containers gestor may act on (stop, remove): managed ones, never a
+/// protected one or the log service. The same rule as the policy's (which
+/// decides); the inventory needs it only to spare the others an inspect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActsOn {
+    /// Stress containers without gestor labels count as managed.
+    pub manage_unlabeled: bool,
+    /// Names or IDs never acted on, whatever their labels (the log service).
+    pub never: Vec<String>,
+}
+
+impl ActsOn {
+    pub fn may_act_on(&self, c: &ContainerInfo) -> bool {
+        let named = |n: &String| *n == c.name || *n == c.id || n.as_str() == c.short_id();
+        !self.never.iter().any(named) && c.is_managed(self.manage_unlabeled)
+    }
+}
 
 /// Where the cycle's containers come from.
 pub enum Inventory {
@@ -117,16 +148,19 @@ fn differs(a: &ContainerInfo, b: &ContainerInfo) -> Option<String> {
     None
 }
 
-/// Fills in how each stopped container ended, from `known` (kept across
-/// cycles while they stay stopped) or one inspect each.
+/// Fills in how each stopped container gestor may act on ended, from
+/// `known` (kept across cycles while they stay stopped) or one inspect each.
+/// The others are left without: nothing reads how they ended.
 async fn learn_exits(
     docker: &DockerClient,
+    acts: &ActsOn,
     containers: &mut [ContainerInfo],
     known: &mut HashMap<String, ExitFacts>,
 ) {
     let unknown: Vec<String> = containers
         .iter()
         .filter(|c| c.is_stopped() && c.exit.is_none() && !known.contains_key(&c.id))
+        .filter(|c| acts.may_act_on(c))
         .map(|c| c.id.clone())
         .collect();
     let learnt: Vec<(String, Result<Option<ExitFacts>, DockerError>)> = stream::iter(unknown)
@@ -167,14 +201,20 @@ async fn learn_exits(
 pub struct ListInventory {
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
+    acts: ActsOn,
     exits: HashMap<String, ExitFacts>,
 }
 
 impl ListInventory {
-    pub fn new(docker: Arc<DockerClient>, label_filters: Vec<(String, String)>) -> ListInventory {
+    pub fn new(
+        docker: Arc<DockerClient>,
+        label_filters: Vec<(String, String)>,
+        acts: ActsOn,
+    ) -> ListInventory {
         ListInventory {
             docker,
             label_filters,
+            acts,
             exits: HashMap::new(),
         }
     }
@@ -185,7 +225,7 @@ impl ListInventory {
             .list(&self.label_filters)
             .await
             .map_err(|e| e.to_string())?;
-        learn_exits(&self.docker, &mut listed, &mut self.exits).await;
+        learn_exits(&self.docker, &self.acts, &mut listed, &mut self.exits).await;
         Ok(listed)
     }
 }
@@ -209,6 +249,18 @@ struct State {
     touched: HashMap<String, u64>,
     /// Docker's time (ns) of the last event applied.
     last_event_ns: i64,
+    /// Since when the current subscription has been followed (listed and
+    /// applying events); the supervisor takes it when the attempt ends.
+    following_since: Option<Instant>,
+}
+
+/// The state, even after a panic while it was locked (a poisoned lock): the
+/// panic ends the follower's attempt, its supervisor marks the inventory
+/// stale, and the next listing replaces what the panic may have left half
+/// done. Until the supervisor has marked it, `EventInventory::containers`
+/// takes the poison itself for staleness.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl State {
@@ -230,10 +282,170 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// How long the first cycle waits for the first listing.
 const FIRST_LISTING_WAIT: Duration = crate::docker::client::deadline::LIST;
 
+/// The first delay before the follower subscribes and lists again after the
+/// stream ended: dockerd restarting is back within a second or so.
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest delay between attempts. The inventory is stale meanwhile (no
+/// kills), so not much longer than a listing may take; long enough that a
+/// stream that always ends at once (a proxy that drops it, a dockerd that
+/// closes it) costs a full listing every 15 to 30 s, not every 0.5 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// A subscription followed at least this long was a healthy stream: the
+/// delay before the next one starts again from `RECONNECT_FIRST`. Anything
+/// shorter counts as a failure, however it ended (an error, a clean close, a
+/// panic). As long as `RECONNECT_MAX`: however the stream fails, over time a
+/// reconnect (and its listing) comes at most about once per 15 s.
+const STABLE_AFTER: Duration = RECONNECT_MAX;
+
+/// The longest delay between attempts that could not reach Docker at all
+/// (dockerd down or restarting). Such an attempt costs the engine nothing,
+/// and once dockerd is back the inventory should be fresh within seconds,
+/// as it was before the backoff (the e2e dockerd-restart test allows two
+/// intervals and 5 s).
+const UNREACHABLE_MAX: Duration = Duration::from_secs(5);
+
+/// How an attempt of the follower ended, as the backoff sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Attempt {
+    /// Docker could not be reached: no listing, nothing followed.
+    Unreachable,
+    /// Docker answered (a listing was asked for, at least); followed for
+    /// this long (`None`: never got to follow).
+    Reached { stayed_up: Option<Duration> },
+}
+
+/// How long the follower waits before its next attempt, jittered: after an
+/// attempt that reached Docker (each one a full listing) the delay doubles
+/// from `RECONNECT_FIRST` up to `RECONNECT_MAX` until one stays up
+/// `STABLE_AFTER`; while Docker cannot be reached it doubles up to
+/// `UNREACHABLE_MAX` only. Pure: the randomness is passed in.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Attempts that reached Docker since the last one that stayed up.
+    failures: u32,
+    /// Attempts in a row that could not reach Docker.
+    unreachable: u32,
+}
+
+impl Backoff {
+    /// The delay before the next attempt, after `attempt`; `unit` is a
+    /// random number in [0, 1).
+    fn next(&mut self, attempt: Attempt, unit: f64) -> Duration {
+        let (count, cap) = match attempt {
+            Attempt::Unreachable => (&mut self.unreachable, UNREACHABLE_MAX),
+            Attempt::Reached { stayed_up } => {
+                self.unreachable = 0;
+                if stayed_up.is_some_and(|d| d >= STABLE_AFTER) {
+                    self.failures = 0;
+                }
+                (&mut self.failures, RECONNECT_MAX)
+            }
+        };
+        let base = RECONNECT_FIRST
+            .saturating_mul(1u32 << (*count).min(16))
+            .min(cap);
+        *count = count.saturating_add(1);
+        jittered(base, unit)
+    }
+}
+
+/// "Equal jitter": half of `base` fixed, half random, so the delay is never
+/// under half of `base` (a lower bound the backoff can be tested on) and the
+/// gestors of a fleet whose dockerds restarted together spread out.
+fn jittered(base: Duration, unit: f64) -> Duration {
+    base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// A random number in [0, 1) for the jitter, from the hasher std seeds
+/// randomly (no dependency for so little).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(unix_now_ns());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Test-only faults the follower can be made to suffer, to prove its
+/// supervision against the real engine.
+#[cfg(test)]
+#[derive(Default)]
+struct Faults {
+    /// Panics (once) on the first event about a container of this name,
+    /// with the state locked, as a bug while applying an event would.
+    panic_on: Mutex<Option<String>>,
+    /// When set, a restart after a crash waits for a permit: meanwhile the
+    /// test sees the inventory stale.
+    restart_gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn before_apply(&self, state: &Mutex<State>, event: &ContainerEvent) {
+        let mut armed = self.panic_on.lock().unwrap();
+        if armed.is_some() && *armed == event.name {
+            armed.take();
+            drop(armed);
+            let _locked = lock(state);
+            panic!("injected fault: applying {} {}", event.action, event.id);
+        }
+    }
+
+    async fn before_restart(&self) {
+        if let Some(gate) = &self.restart_gate {
+            gate.acquire().await.expect("the gate stays open").forget();
+        }
+    }
+}
+
+/// What the follower's attempts and their supervisor share.
+struct Follower {
+    docker: Arc<DockerClient>,
+    label_filters: Vec<(String, String)>,
+    acts: ActsOn,
+    state: Arc<Mutex<State>>,
+    metrics: InventoryMetrics,
+    /// Set once the first attempt is over (listed, or failed to).
+    listed: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+impl Follower {
+    /// A follower, and the receiver that hears when its first attempt is over.
+    fn new(
+        docker: Arc<DockerClient>,
+        label_filters: Vec<(String, String)>,
+        acts: ActsOn,
+        metrics: InventoryMetrics,
+        cancel: CancellationToken,
+    ) -> (Follower, tokio::sync::watch::Receiver<bool>) {
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let follower = Follower {
+            docker,
+            label_filters,
+            acts,
+            state: Arc::new(Mutex::new(State {
+                stream_down: Some("the first listing has not run yet".into()),
+                ..Default::default()
+            })),
+            metrics,
+            listed: listed_tx,
+            cancel,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
+        (follower, listed)
+    }
+}
+
 /// The inventory kept from Docker's event stream.
 pub struct EventInventory {
     docker: Arc<DockerClient>,
     label_filters: Vec<(String, String)>,
+    acts: ActsOn,
     state: Arc<Mutex<State>>,
     metrics: InventoryMetrics,
     resync_every: u64,
@@ -285,19 +497,31 @@ fn correct(s: &mut State, listed: Vec<ContainerInfo>, seq0: u64) -> Vec<String> 
 
 /// Applies one event: what it says without asking, an inspect for the rest.
 /// Pure but for the inspect, which `inspect` performs.
-async fn apply<F, Fut>(state: &Mutex<State>, event: &ContainerEvent, inspect: F)
+///
+/// A death is inspected (how it ended) only for a container gestor may act
+/// on ([`ActsOn`]) and does not already hold as stopped with its exit facts
+/// (a death Docker replays after a resubscription); a creation only when the
+/// container is not known already (Docker never reuses an ID).
+async fn apply<F, Fut>(state: &Mutex<State>, event: &ContainerEvent, acts: &ActsOn, inspect: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<ContainerInfo>, DockerError>>,
 {
-    let known = state.lock().unwrap().containers.contains_key(&event.id);
+    let known = lock(state).containers.contains_key(&event.id);
     let simple = {
-        let mut s = state.lock().unwrap();
+        let mut s = lock(state);
         let done = match (event.action.as_str(), s.containers.get_mut(&event.id)) {
             ("destroy", _) => {
                 s.containers.remove(&event.id);
                 true
             }
+            ("create", Some(_)) => true,
+            ("die", Some(c)) if !acts.may_act_on(c) => {
+                c.state = "exited".into();
+                c.exit = None;
+                true
+            }
+            ("die", Some(c)) if c.is_stopped() && c.exit.is_some() => true,
             ("start" | "restart" | "unpause", Some(c)) => {
                 c.state = "running".into();
                 c.exit = None;
@@ -326,7 +550,7 @@ where
     }
     // create, die (how it ended), or an event about a container we do not know.
     let inspected = inspect(event.id.clone()).await;
-    let mut s = state.lock().unwrap();
+    let mut s = lock(state);
     s.last_event_ns = s.last_event_ns.max(event.time_nano);
     match inspected {
         Ok(Some(c)) => {
@@ -379,32 +603,32 @@ impl EventInventory {
     pub fn start(
         docker: Arc<DockerClient>,
         label_filters: Vec<(String, String)>,
+        acts: ActsOn,
         metrics: InventoryMetrics,
         resync_every: u64,
         cancel: CancellationToken,
     ) -> EventInventory {
-        let state = Arc::new(Mutex::new(State {
-            stream_down: Some("the first listing has not run yet".into()),
-            ..Default::default()
-        }));
-        let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        tokio::spawn(follow(
-            docker.clone(),
-            label_filters.clone(),
-            state.clone(),
-            metrics.clone(),
-            listed_tx,
-            cancel,
-        ));
-        EventInventory {
-            docker,
-            label_filters,
-            state,
-            metrics,
+        let (follower, listed) = Follower::new(docker, label_filters, acts, metrics, cancel);
+        EventInventory::supervised(follower, listed, resync_every)
+    }
+
+    fn supervised(
+        follower: Follower,
+        listed: tokio::sync::watch::Receiver<bool>,
+        resync_every: u64,
+    ) -> EventInventory {
+        let inventory = EventInventory {
+            docker: follower.docker.clone(),
+            label_filters: follower.label_filters.clone(),
+            acts: follower.acts.clone(),
+            state: follower.state.clone(),
+            metrics: follower.metrics.clone(),
             resync_every: resync_every.max(1),
             cycles: 0,
             listed,
-        }
+        };
+        tokio::spawn(supervise(Arc::new(follower)));
+        inventory
     }
 
     async fn containers(&mut self) -> Result<Vec<ContainerInfo>, String> {
@@ -414,7 +638,7 @@ impl EventInventory {
             let _ = tokio::time::timeout(FIRST_LISTING_WAIT, self.listed.wait_for(|l| *l)).await;
         }
         let (gap, stream_down) = {
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             (s.gap.is_some(), s.stream_down.is_some())
         };
         // A gap with the stream still followed: a full listing now repairs
@@ -423,8 +647,16 @@ impl EventInventory {
         if (gap && !stream_down) || self.cycles % self.resync_every == 0 {
             self.reconcile().await?;
         }
-        let s = self.state.lock().unwrap();
-        if let Some(why) = s.stale() {
+        // Poisoned: the follower panicked with the state locked, and its
+        // supervisor has not marked it stale yet.
+        let crashed = self.state.is_poisoned();
+        let s = lock(&self.state);
+        let stale = if crashed {
+            Some("the event follower crashed")
+        } else {
+            s.stale()
+        };
+        if let Some(why) = stale {
             self.metrics.set_stale(true);
             return Err(format!("the container inventory is stale: {why}"));
         }
@@ -442,7 +674,7 @@ impl EventInventory {
     /// the listing began are left to the events: they are newer than it.
     async fn reconcile(&mut self) -> Result<(), String> {
         let (seq0, gaps0) = {
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             (s.seq, s.gaps)
         };
         let mut listed = self
@@ -458,10 +690,10 @@ impl EventInventory {
         // stream is past the listing or has been quiet for SETTLE; never
         // longer than a listing may take.
         let give_up = tokio::time::Instant::now() + crate::docker::client::deadline::LIST;
-        let mut last_seen = self.state.lock().unwrap().last_event_ns;
+        let mut last_seen = lock(&self.state).last_event_ns;
         let mut quiet_since = tokio::time::Instant::now();
         loop {
-            let last = self.state.lock().unwrap().last_event_ns;
+            let last = lock(&self.state).last_event_ns;
             let now = tokio::time::Instant::now();
             if last != last_seen {
                 last_seen = last;
@@ -474,16 +706,14 @@ impl EventInventory {
         }
         {
             // Exit facts the inventory already holds are kept; the rest is learnt below.
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             for c in listed.iter_mut().filter(|c| c.is_stopped()) {
                 c.exit = s.containers.get(&c.id).and_then(|k| k.exit);
             }
         }
-        if listed.iter().any(|c| c.is_stopped() && c.exit.is_none()) {
-            let mut known = HashMap::new();
-            learn_exits(&self.docker, &mut listed, &mut known).await;
-        }
-        let mut s = self.state.lock().unwrap();
+        let mut known = HashMap::new();
+        learn_exits(&self.docker, &self.acts, &mut listed, &mut known).await;
+        let mut s = lock(&self.state);
         let drift = correct(&mut s, listed, seq0);
         if !drift.is_empty() {
             self.metrics.drifted(drift.len());
@@ -499,17 +729,13 @@ impl EventInventory {
     async fn recheck(&self, judged: &ContainerInfo) -> Recheck {
         match self.docker.inspect(&judged.id).await {
             Ok(None) => {
-                self.state.lock().unwrap().containers.remove(&judged.id);
+                lock(&self.state).containers.remove(&judged.id);
                 Recheck::Gone
             }
             Ok(Some(now)) => match differs(judged, &now) {
                 None => Recheck::Unchanged,
                 Some(d) => {
-                    self.state
-                        .lock()
-                        .unwrap()
-                        .containers
-                        .insert(now.id.clone(), now);
+                    lock(&self.state).containers.insert(now.id.clone(), now);
                     Recheck::Changed(d)
                 }
             },
@@ -518,46 +744,75 @@ impl EventInventory {
     }
 }
 
-/// Follows Docker's events: subscribe (from a little before now), list,
-/// then apply every event as it comes; on any error, stale, and again after
-/// a backoff.
-async fn follow(
-    docker: Arc<DockerClient>,
-    label_filters: Vec<(String, String)>,
-    state: Arc<Mutex<State>>,
-    metrics: InventoryMetrics,
-    listed: tokio::sync::watch::Sender<bool>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(500);
+/// Runs the follower's attempts, one task each, until `cancel`: subscribe,
+/// list, apply events until the stream ends. However an attempt ends (the
+/// stream closed or failed, it could not start, it panicked) the inventory
+/// is stale until the next attempt has listed, and the next attempt waits
+/// for the backoff's delay. A panic is a crash of the follower's task: the
+/// supervisor is what outlives it.
+async fn supervise(f: Arc<Follower>) {
+    let mut backoff = Backoff::default();
     loop {
-        let outcome =
-            follow_once(&docker, &label_filters, &state, &metrics, &listed, &cancel).await;
-        listed.send_replace(true);
-        match outcome {
-            Ok(ended) => {
-                tracing::warn!(error = %ended, "the Docker event stream ended; the inventory is stale until it is listed again");
-                state.lock().unwrap().stream_down =
-                    Some(format!("the event stream ended: {ended}"));
-                backoff = Duration::from_millis(500);
+        let attempt = tokio::spawn(follow_once(f.clone())).await;
+        f.listed.send_replace(true);
+        let (why, crashed, unreachable) = match attempt {
+            Ok(Ok(ended)) => (format!("the event stream ended: {ended}"), false, false),
+            Ok(Err(e)) => (e.to_string(), false, e.is_unreachable()),
+            Err(e) => (
+                format!("the event follower crashed: {}", crash_cause(e)),
+                true,
+                false,
+            ),
+        };
+        let delay = {
+            let mut s = lock(&f.state);
+            let was_down = s.stream_down.is_some();
+            s.stream_down = Some(why.clone());
+            f.metrics.set_stale(true);
+            if f.cancel.is_cancelled() {
+                return;
             }
-            Err(e) => {
-                let mut s = state.lock().unwrap();
-                if s.stream_down.is_none() {
-                    tracing::warn!(error = %e, "cannot follow Docker's events");
-                }
-                s.stream_down = Some(e.to_string());
+            let stayed_up = s.following_since.take().map(|t| t.elapsed());
+            let attempt = if unreachable {
+                Attempt::Unreachable
+            } else {
+                Attempt::Reached { stayed_up }
+            };
+            let delay = backoff.next(attempt, random_unit());
+            if crashed {
+                tracing::error!(error = %why, retry_in = ?delay, "the container inventory is stale until its event follower, started again, has listed");
+            } else if !was_down {
+                tracing::warn!(error = %why, retry_in = ?delay, "the container inventory is stale until it is listed again");
+            } else {
+                tracing::debug!(error = %why, retry_in = ?delay, "cannot follow Docker's events yet");
             }
-        }
-        if cancel.is_cancelled() {
-            return;
+            delay
+        };
+        // The state may have been left half-changed by the panic: it is
+        // marked stale now, and the next listing replaces it.
+        f.state.clear_poison();
+        #[cfg(test)]
+        if crashed {
+            f.faults.before_restart().await;
         }
         tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = f.cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// What a task's panic said, for the log and the staleness.
+fn crash_cause(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// One subscription: events from a little before now (bollard sends the
@@ -565,40 +820,40 @@ async fn follow(
 /// what happened since `since`, so nothing between the two is missed; what
 /// is replayed twice is harmless), the listing, then every event as it comes.
 /// Returns why the stream ended; `Err` when it could not start.
-async fn follow_once(
-    docker: &Arc<DockerClient>,
-    label_filters: &[(String, String)],
-    state: &Mutex<State>,
-    metrics: &InventoryMetrics,
-    listed_once: &tokio::sync::watch::Sender<bool>,
-    cancel: &CancellationToken,
-) -> Result<String, DockerError> {
+async fn follow_once(f: Arc<Follower>) -> Result<String, DockerError> {
     let since = unix_now() - SINCE_MARGIN_SECS;
-    let events = docker.container_events(since, label_filters).await?;
-    let mut listed = docker.list(label_filters).await?;
+    let events = f.docker.container_events(since, &f.label_filters).await?;
+    let mut listed = f.docker.list(&f.label_filters).await?;
     let mut exits = HashMap::new();
-    learn_exits(docker, &mut listed, &mut exits).await;
+    learn_exits(&f.docker, &f.acts, &mut listed, &mut exits).await;
     {
-        let mut s = state.lock().unwrap();
+        let mut s = lock(&f.state);
         let (down, gap) = (s.stream_down.take(), s.gap.take());
         let was = down.or(gap);
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+        s.following_since = Some(Instant::now());
+        f.metrics.set_stale(false);
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
     }
-    metrics.resynced();
-    listed_once.send_replace(true);
+    // Whatever a panic (a cycle's, while it held the state) left behind, the
+    // listing has replaced.
+    f.state.clear_poison();
+    f.metrics.resynced();
+    f.listed.send_replace(true);
     let mut events = std::pin::pin!(events);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return Ok("gestor is stopping".into()),
+            _ = f.cancel.cancelled() => return Ok("gestor is stopping".into()),
             next = events.next() => match next {
                 Some(Ok(event)) => {
                     if event.id.is_empty() {
                         continue;
                     }
-                    metrics.applied(&event.action);
-                    apply(state, &event, |id| {
-                        let docker = docker.clone();
+                    f.metrics.applied(&event.action);
+                    #[cfg(test)]
+                    f.faults.before_apply(&f.state, &event);
+                    apply(&f.state, &event, &f.acts, |id| {
+                        let docker = f.docker.clone();
                         async move { docker.inspect(&id).await }
                     })
                     .await;
@@ -614,6 +869,15 @@ async fn follow_once(
 mod tests {
     use super::*;
     use crate::docker::container::tests::container;
+    use crate::docker::container::{LABEL_MANAGED, LABEL_PROTECTED};
+
+    /// What the daemon tells the inventory by default.
+    fn acts() -> ActsOn {
+        ActsOn {
+            manage_unlabeled: false,
+            never: vec!["gestor-logger".into()],
+        }
+    }
 
     fn event(id: &str, action: &str, name: Option<&str>) -> ContainerEvent {
         ContainerEvent {
@@ -641,28 +905,31 @@ mod tests {
         let c = container("a", &[], "stress --cpu 1");
         let id = c.id.clone();
         let state = state_with(vec![c]);
-        apply(&state, &event(&id, "pause", None), never).await;
+        apply(&state, &event(&id, "pause", None), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].state, "paused");
-        apply(&state, &event(&id, "unpause", None), never).await;
+        apply(&state, &event(&id, "unpause", None), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].state, "running");
-        apply(&state, &event(&id, "rename", Some("b")), never).await;
+        apply(&state, &event(&id, "rename", Some("b")), &acts(), never).await;
         assert_eq!(state.lock().unwrap().containers[&id].name, "b");
-        apply(&state, &event(&id, "update", None), never).await;
-        apply(&state, &event(&id, "destroy", None), never).await;
+        apply(&state, &event(&id, "update", None), &acts(), never).await;
+        apply(&state, &event(&id, "destroy", None), &acts(), never).await;
         assert!(state.lock().unwrap().containers.is_empty());
         // Destroying what is not there is nothing.
-        apply(&state, &event(&id, "destroy", None), never).await;
+        apply(&state, &event(&id, "destroy", None), &acts(), never).await;
     }
 
     #[tokio::test]
     async fn create_and_die_ask_docker() {
         let state = state_with(vec![]);
-        let mut c = container("new", &[], "stress --cpu 1");
+        let mut c = container("new", &[(LABEL_MANAGED, "true")], "stress --cpu 1");
         let id = c.id.clone();
         let created = c.clone();
-        apply(&state, &event(&id, "create", None), |_| async move {
-            Ok(Some(created))
-        })
+        apply(
+            &state,
+            &event(&id, "create", None),
+            &acts(),
+            |_| async move { Ok(Some(created)) },
+        )
         .await;
         assert_eq!(state.lock().unwrap().containers[&id].name, "new");
         c.state = "exited".into();
@@ -672,19 +939,105 @@ mod tests {
             finished_at: Some(5),
         });
         let died = c.clone();
-        apply(&state, &event(&id, "die", None), |_| async move {
+        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
             Ok(Some(died))
         })
         .await;
-        let s = state.lock().unwrap();
-        assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
-        assert!(s.stale().is_none());
+        {
+            let s = state.lock().unwrap();
+            assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
+            assert!(s.stale().is_none());
+        }
+        // Replayed after a resubscription: known already, nothing to ask.
+        apply(&state, &event(&id, "create", None), &acts(), never).await;
+        apply(&state, &event(&id, "die", None), &acts(), never).await;
+        assert_eq!(
+            state.lock().unwrap().containers[&id]
+                .exit
+                .unwrap()
+                .exit_code,
+            137
+        );
+    }
+
+    #[tokio::test]
+    async fn the_death_of_a_container_gestor_never_acts_on_asks_nothing() {
+        let others = [
+            container("other", &[], "stress --cpu 1"),
+            container("optout", &[(LABEL_MANAGED, "false")], "stress --cpu 1"),
+            container(
+                "protected",
+                &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+                "stress --cpu 1",
+            ),
+            container(
+                "gestor-logger",
+                &[(LABEL_MANAGED, "true")],
+                "stress --cpu 1",
+            ),
+        ];
+        let state = state_with(others.to_vec());
+        for c in &others {
+            apply(&state, &event(&c.id, "die", None), &acts(), never).await;
+            let s = state.lock().unwrap();
+            assert_eq!(s.containers[&c.id].state, "exited", "{}", c.name);
+            assert_eq!(s.containers[&c.id].exit, None, "{}", c.name);
+        }
+        // Unlabeled stress containers are gestor's when it is told so.
+        let managing = ActsOn {
+            manage_unlabeled: true,
+            ..acts()
+        };
+        let asked = std::sync::atomic::AtomicBool::new(false);
+        apply(
+            &state,
+            &event(&others[0].id, "die", None),
+            &managing,
+            |_| {
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { Ok(None) }
+            },
+        )
+        .await;
+        assert!(asked.into_inner());
+    }
+
+    #[test]
+    fn acts_on_what_the_policy_may_kill_or_remove() {
+        let acts = acts();
+        let managed = container("m", &[(LABEL_MANAGED, "true")], "stress --cpu 1");
+        assert!(acts.may_act_on(&managed));
+        let unlabeled = container("u", &[], "stress --cpu 1");
+        assert!(!acts.may_act_on(&unlabeled));
+        assert!(ActsOn {
+            manage_unlabeled: true,
+            ..ActsOn::default()
+        }
+        .may_act_on(&unlabeled));
+        let protected = container(
+            "p",
+            &[(LABEL_MANAGED, "true"), (LABEL_PROTECTED, "true")],
+            "stress --cpu 1",
+        );
+        assert!(!acts.may_act_on(&protected));
+        // The log service, by name, full ID or short ID.
+        for never in [
+            managed.name.clone(),
+            managed.id.clone(),
+            managed.short_id().to_string(),
+        ] {
+            let acts = ActsOn {
+                never: vec![never.clone()],
+                ..ActsOn::default()
+            };
+            assert!(!acts.may_act_on(&managed), "{never}");
+        }
     }
 
     #[tokio::test]
     async fn an_inspect_that_fails_makes_the_inventory_stale() {
         let state = state_with(vec![]);
-        apply(&state, &event("x", "create", None), |_| async {
+        apply(&state, &event("x", "create", None), &acts(), |_| async {
             Err(DockerError::Timeout {
                 endpoint: "e".into(),
                 what: "inspect".into(),
@@ -698,7 +1051,7 @@ mod tests {
             assert_eq!(s.gaps, 1);
         }
         // A container that is gone by the time it is inspected is forgotten.
-        let state = state_with(vec![container("a", &[], "x")]);
+        let state = state_with(vec![container("a", &[(LABEL_MANAGED, "true")], "x")]);
         let id = state
             .lock()
             .unwrap()
@@ -707,7 +1060,10 @@ mod tests {
             .next()
             .unwrap()
             .clone();
-        apply(&state, &event(&id, "die", None), |_| async { Ok(None) }).await;
+        apply(&state, &event(&id, "die", None), &acts(), |_| async {
+            Ok(None)
+        })
+        .await;
         assert!(state.lock().unwrap().containers.is_empty());
     }
 
@@ -774,6 +1130,62 @@ mod tests {
     }
 
     #[test]
+    fn reconnects_back_off_until_a_stream_stays_up() {
+        let ms = Duration::from_millis;
+        let reached = |stayed_up| Attempt::Reached { stayed_up };
+        let mut b = Backoff::default();
+        // Streams that ended at once, or listings that failed: the delay
+        // doubles up to its cap (jitter left out: `unit` 1 keeps it all).
+        let short = reached(Some(Duration::from_secs(1)));
+        let delays: Vec<Duration> = (0..9).map(|_| b.next(short, 1.0)).collect();
+        assert_eq!(
+            delays,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000].map(ms)
+        );
+        assert_eq!(b.next(reached(None), 1.0), RECONNECT_MAX);
+        // Up for less than STABLE_AFTER is no better than not at all.
+        assert_eq!(
+            b.next(reached(Some(STABLE_AFTER - ms(1))), 1.0),
+            RECONNECT_MAX
+        );
+        // A stream that stayed up: the next delay is the first again.
+        assert_eq!(b.next(reached(Some(STABLE_AFTER)), 1.0), RECONNECT_FIRST);
+        assert_eq!(b.next(short, 1.0), ms(1_000));
+        // Jitter takes off at most half.
+        let mut b = Backoff::default();
+        assert_eq!(b.next(reached(None), 0.0), ms(250));
+        assert_eq!(b.next(reached(None), 0.5), ms(750));
+        assert_eq!(jittered(RECONNECT_MAX, 7.0), RECONNECT_MAX);
+        assert_eq!(jittered(RECONNECT_MAX, -1.0), RECONNECT_MAX / 2);
+    }
+
+    #[test]
+    fn an_unreachable_docker_is_retried_within_seconds() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..6).map(|_| b.next(Attempt::Unreachable, 1.0)).collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 4_000, 5_000, 5_000].map(ms));
+        // Back (dockerd restarted), listed, and the stream ended at once:
+        // the listings' own backoff, not inflated by the outage.
+        let ended = Attempt::Reached {
+            stayed_up: Some(ms(10)),
+        };
+        assert_eq!(b.next(ended, 1.0), ms(500));
+        assert_eq!(b.next(ended, 1.0), ms(1_000));
+        // Gone again: from the first delay again, and listings keep theirs.
+        assert_eq!(b.next(Attempt::Unreachable, 1.0), ms(500));
+        assert_eq!(b.next(ended, 1.0), ms(2_000));
+    }
+
+    #[test]
+    fn the_jitter_is_spread_over_its_range() {
+        let draws: Vec<f64> = (0..1_000).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        // Both halves drawn: 1000 draws all in one half has odds of 2^-999.
+        assert!(draws.iter().any(|&u| u < 0.5) && draws.iter().any(|&u| u >= 0.5));
+    }
+
+    #[test]
     fn differences_the_policy_cares_about() {
         let a = container("a", &[("gestor.managed", "true")], "x");
         let mut b = a.clone();
@@ -783,5 +1195,128 @@ mod tests {
         let mut c = a.clone();
         c.labels.insert("gestor.protected".into(), "true".into());
         assert!(differs(&a, &c).is_some());
+    }
+
+    /// Against the real engine (as in `tests/`: the Docker engine and the
+    /// `gestor/stress` image that `make test` sets up): the follower panics
+    /// while applying a real event, with the state locked. The inventory is
+    /// stale at once, stays so while the restart is held back, and is fresh
+    /// again once the restarted follower has listed; events are applied
+    /// again after that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_that_panics_is_restarted_and_the_inventory_stale_until_it_lists() {
+        use prometheus::{IntCounterVec, Opts};
+        let tag = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
+        let tag = &tag.trim()[..8];
+        let scope = Containers(format!("gestor.scope=supervise-{tag}"));
+        let poison = format!("poison-{tag}");
+        let metrics = InventoryMetrics {
+            drift: IntCounter::new("drift", "drift").unwrap(),
+            resyncs: IntCounter::new("resyncs", "resyncs").unwrap(),
+            events: IntCounterVec::new(Opts::new("events", "events"), &["action"]).unwrap(),
+            stale: IntGauge::new("stale", "stale").unwrap(),
+        };
+        let cancel = CancellationToken::new();
+        let docker = Arc::new(DockerClient::new("unix:///var/run/docker.sock"));
+        let filters = vec![("gestor.scope".to_string(), format!("supervise-{tag}"))];
+        let (mut follower, listed) =
+            Follower::new(docker, filters, acts(), metrics.clone(), cancel.clone());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        follower.faults = Faults {
+            panic_on: Mutex::new(Some(poison.clone())),
+            restart_gate: Some(gate.clone()),
+        };
+        let mut inventory = EventInventory::supervised(follower, listed, 1_000_000);
+
+        let fresh = until(&mut inventory, "the first listing", |r| r.is_ok()).await;
+        assert!(fresh.unwrap().is_empty());
+        assert_eq!((metrics.resyncs.get(), metrics.stale.get()), (1, 0));
+
+        scope.docker(&[
+            "create", "--name", &poison, "--label", &scope.0, IMAGE, "true",
+        ]);
+        let why = until(&mut inventory, "the crash marked", |r| {
+            r.as_ref().is_err_and(|e| e.contains("injected fault"))
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            why.contains("stale: the event follower crashed: injected fault: applying create"),
+            "{why}"
+        );
+        assert_eq!(metrics.stale.get(), 1);
+        // Held back: not restarted, not listed, still stale.
+        assert_eq!(metrics.resyncs.get(), 1);
+        assert!(inventory.containers().await.is_err());
+
+        gate.add_permits(1);
+        let fresh = until(&mut inventory, "the restarted follower's listing", |r| {
+            r.is_ok()
+        })
+        .await
+        .unwrap();
+        assert_eq!(metrics.resyncs.get(), 2);
+        assert_eq!(metrics.stale.get(), 0);
+        assert_eq!(
+            fresh.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [poison.as_str()],
+            "listed by the restarted follower"
+        );
+        // Following again: the removal arrives as an event.
+        scope.docker(&["rm", &poison]);
+        until(&mut inventory, "the removal applied", |r| {
+            r.as_ref().is_ok_and(|cs| cs.is_empty())
+        })
+        .await
+        .unwrap();
+        assert_eq!(metrics.resyncs.get(), 2, "no listing since");
+        cancel.cancel();
+    }
+
+    const IMAGE: &str = "gestor/stress:latest";
+
+    /// The containers carrying one label; removed when dropped.
+    struct Containers(String);
+
+    impl Containers {
+        fn docker(&self, args: &[&str]) {
+            let out = std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "docker {args:?}: {out:?}");
+        }
+    }
+
+    impl Drop for Containers {
+        fn drop(&mut self) {
+            let filter = format!("label={}", self.0);
+            let _ = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "docker ps -aq --filter \"$1\" | xargs -r docker rm -f",
+                    "sh",
+                ])
+                .arg(&filter)
+                .output();
+        }
+    }
+
+    /// Asks the inventory every 20 ms until `done` accepts its answer (or
+    /// fails after 30 s).
+    async fn until(
+        inventory: &mut EventInventory,
+        what: &str,
+        done: impl Fn(&Result<Vec<ContainerInfo>, String>) -> bool,
+    ) -> Result<Vec<ContainerInfo>, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = inventory.containers().await;
+            if done(&r) {
+                return r;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {what}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
