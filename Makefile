@@ -44,9 +44,11 @@ test-scripts:
 	./scripts/tests/test_lint.sh
 	python3 -m unittest discover -s scripts/tests -p 'test_*.py'
 
+# Unit tests that need the Docker engine are #[ignore]d so that
+# `cargo test --lib` stays a fast loop; this runs them too.
 test-rust:
 	$(CARGO) build --release
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --all-targets -- --test-threads=2 --include-ignored
 
 test-cron:
 	./cron/tests/run.sh

@@ -4,7 +4,8 @@
 use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
 use crate::docker::client::DockerClient;
-use crate::docker::inventory::{ActsOn, EventInventory, Inventory, ListInventory};
+use crate::docker::container::ActsOn;
+use crate::docker::inventory::{EventInventory, Inventory, ListInventory};
 use crate::docker::log_service;
 use crate::docker::log_service::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};

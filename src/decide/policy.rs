@@ -14,7 +14,7 @@
 use crate::collect::usage::Usage;
 use crate::decide::plan::{Action, Plan, Verdict};
 use crate::decide::reason::{Blocked, Figure, Reason};
-use crate::docker::container::{ContainerInfo, ContainerType, ExitFacts};
+use crate::docker::container::{ActsOn, ContainerInfo, ContainerType, ExitFacts, Standing};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The default keeper margin: 10 % of the keeper's figure.
@@ -102,12 +102,15 @@ pub fn decide(
         (_, Err(e)) => return Plan::blocked(Blocked::Docker(e.to_string())),
     };
 
-    let never_kill: HashSet<&str> = config.never_kill.iter().map(String::as_str).collect();
+    let acts = ActsOn {
+        manage_unlabeled: config.manage_unlabeled,
+        never: config.never_kill.clone(),
+    };
     let mut verdicts = Vec::with_capacity(containers.len());
     // Running managed containers with usage data, by type.
     let mut candidates: BTreeMap<ContainerType, Vec<(&ContainerInfo, &Usage)>> = BTreeMap::new();
     for c in containers {
-        match settle(c, usage, config, &never_kill, now) {
+        match settle(c, usage, config, &acts, now) {
             Settled::Verdict(v) => verdicts.push(v),
             Settled::Candidate(u) => candidates
                 .entry(c.container_type())
@@ -143,7 +146,7 @@ fn settle<'a>(
     c: &ContainerInfo,
     usage: &'a HashMap<String, Usage>,
     config: &PolicyConfig,
-    never_kill: &HashSet<&str>,
+    acts: &ActsOn,
     now: i64,
 ) -> Settled<'a> {
     let t = c.container_type();
@@ -157,16 +160,13 @@ fn settle<'a>(
         })
     };
     let ignore = |reason| verdict(Action::Ignore, reason);
-    if never_kill.contains(c.name.as_str())
-        || never_kill.contains(c.id.as_str())
-        || never_kill.contains(c.short_id())
-    {
-        ignore(Reason::LogService)
-    } else if c.is_protected() {
-        ignore(Reason::Protected)
-    } else if !c.is_managed(config.manage_unlabeled) {
-        ignore(Reason::NotManaged)
-    } else if c.is_stopped() {
+    match acts.standing(c) {
+        Standing::LogService => return ignore(Reason::LogService),
+        Standing::Protected => return ignore(Reason::Protected),
+        Standing::NotManaged => return ignore(Reason::NotManaged),
+        Standing::Managed => {}
+    }
+    if c.is_stopped() {
         let state = c.state.clone();
         let grace_secs = grace_for(c, config);
         match stopped_for(c, now) {

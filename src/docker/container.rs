@@ -165,6 +165,50 @@ pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
+/// Where a container stands with gestor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The log service: never acted on, whatever its labels.
+    LogService,
+    /// `gestor.protected=true`.
+    Protected,
+    /// Not gestor's (no `gestor.managed=true`, and not a stress container
+    /// taken as managed with `manage_unlabeled`).
+    NotManaged,
+    /// gestor may stop and remove it.
+    Managed,
+}
+
+/// Which containers gestor may act on (stop, remove): managed ones, never a
+/// protected one or the log service. The policy decides with it; the
+/// inventory uses it to spare the others an inspect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActsOn {
+    /// Stress containers without gestor labels count as managed.
+    pub manage_unlabeled: bool,
+    /// Names or IDs never acted on, whatever their labels (the log service).
+    pub never: Vec<String>,
+}
+
+impl ActsOn {
+    pub fn standing(&self, c: &ContainerInfo) -> Standing {
+        let named = |n: &String| *n == c.name || *n == c.id || n.as_str() == c.short_id();
+        if self.never.iter().any(named) {
+            Standing::LogService
+        } else if c.is_protected() {
+            Standing::Protected
+        } else if !c.is_managed(self.manage_unlabeled) {
+            Standing::NotManaged
+        } else {
+            Standing::Managed
+        }
+    }
+
+    pub fn may_act_on(&self, c: &ContainerInfo) -> bool {
+        self.standing(c) == Standing::Managed
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
