@@ -469,12 +469,15 @@ impl Config {
         self.interval() * 3 + Duration::from_secs(30) + self.stop_time()
     }
 
-    /// How long a cycle may take: half of what the health window leaves
-    /// after the wait between two cycles, so that a cycle that uses all of
-    /// it ends well inside the window. No stop starts that could end after
-    /// it (a forced removal after a failed stop still fits in the other half).
+    /// How far into a cycle a stop or removal may still start: half of what
+    /// the health window leaves after one interval and one stop (an
+    /// interval + 15 s). A cycle whose last stop starts then still ends with
+    /// as much again to spare inside the window; what is left is judged
+    /// again next cycle.
     pub fn cycle_budget(&self) -> Duration {
-        self.health_window().saturating_sub(self.interval()) / 2
+        self.health_window()
+            .saturating_sub(self.interval() + self.stop_time())
+            / 2
     }
 
     /// How long a cycle may wait for its snapshot.
@@ -677,6 +680,27 @@ mod tests {
         let c = parse(&["--listen", "127.0.0.1:0", "--ready-file", "/tmp/x"]).unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.ready_file, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn the_health_window_holds_a_stop_and_the_budget_leaves_room_for_it() {
+        for (interval, grace) in [("10", "2"), ("1", "15"), ("1", "300"), ("60", "30")] {
+            let c = parse(&["--interval", interval, "--stop-timeout", grace]).unwrap();
+            let window = c.health_window();
+            assert_eq!(
+                window,
+                c.interval() * 3 + Duration::from_secs(30) + c.stop_time(),
+                "{interval} {grace}"
+            );
+            // A stop started at the budget ends inside the window, after the
+            // wait of one interval, with the budget again to spare.
+            assert!(c.cycle_budget() >= c.interval() + Duration::from_secs(15));
+            assert_eq!(
+                c.interval() + c.cycle_budget() * 2 + c.stop_time(),
+                window,
+                "{interval} {grace}"
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct Act<'a> {
     pub dry_run: bool,
     /// The cycle, for the log lines.
     pub cycle: u64,
-    /// No stop or removal starts after this: the cycle ends inside its budget.
+    /// No stop or removal starts after this (the cycle's budget), so the
+    /// cycle ends inside the health window.
     pub start_by: Instant,
     /// Containers whose last kill or removal failed and whose retry is not
     /// due yet.

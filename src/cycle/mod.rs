@@ -427,13 +427,9 @@ impl Governor {
         let judged: HashMap<&str, &ContainerInfo> =
             listed.iter().map(|c| (c.id.as_str(), c)).collect();
         let waiting = self.retries.waiting(std::time::Instant::now());
-        // A stop may take its grace period plus a margin: none starts that
-        // could outlast the cycle's budget.
-        let start_by = tokio::time::Instant::from_std(clock.started)
-            + self
-                .config
-                .cycle_budget()
-                .saturating_sub(self.config.stop_time());
+        // No stop starts past the budget: the cycle ends inside the health
+        // window, and what is left is judged again next cycle.
+        let start_by = tokio::time::Instant::from_std(clock.started) + self.config.cycle_budget();
         let act = act::Act {
             docker: &self.docker,
             inventory: &self.inventory,
