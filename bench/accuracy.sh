@@ -7,7 +7,7 @@
 # this runs. Needs root and a Docker engine (`make setup`).
 set -euo pipefail
 
-# shellcheck source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 main() {

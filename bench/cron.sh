@@ -34,9 +34,10 @@ readonly CLK_TCK
 SCOPE=""
 WORK=""
 
-err() {
-  printf 'bench/cron: %s\n' "$*" >&2
-}
+readonly PROG="bench/cron"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 
 cleanup_containers() {
   local -a ids

@@ -8,7 +8,7 @@
 #   SOAK_SECONDS=600 bench/cycle.sh   # also RSS/CPU over 10 min at 10 s
 set -euo pipefail
 
-# shellcheck source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 readonly COUNT="${COUNT:-50}"

@@ -8,7 +8,9 @@ BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly BENCH_ROOT
 export GESTOR="${BENCH_ROOT}/target/release/gestor"
 
-err() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 
 build_gestor() {
   (cd "${BENCH_ROOT}" && cargo build --release -q)

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "logger"))
 
 import httpx  # noqa: E402
+
 from tests.factory import OLD_SCHEMA, now_ms, simulate  # noqa: E402
 from tests.server import Server  # noqa: E402
 

@@ -16,7 +16,7 @@
 #   bench/scale.sh 10 50      # other sizes
 set -euo pipefail
 
-# shellcheck source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 readonly CYCLES="${CYCLES:-10}"

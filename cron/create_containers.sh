@@ -60,9 +60,9 @@ STARTED_AT=""
 START_NS=0
 ABORTED=""
 
-err() {
-  printf '%s: %s\n' "${PROG}" "$*" >&2
-}
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../scripts/lib/common.sh"
 
 usage() {
   cat <<EOF

@@ -29,9 +29,9 @@ PRINT_ONLY=false
 FORCE=false
 GEN_ARGS=()
 
-err() {
-  printf '%s: %s\n' "${PROG}" "$*" >&2
-}
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../scripts/lib/common.sh"
 
 usage() {
   cat <<EOF

@@ -14,9 +14,9 @@ CRON_FILE="${GESTOR_CRON_FILE:-/etc/cron.d/gestor-generator}"
 UNIT_DIR="${GESTOR_UNIT_DIR:-/etc/systemd/system}"
 MODE=cron
 
-err() {
-  printf '%s: %s\n' "${PROG}" "$*" >&2
-}
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../scripts/lib/common.sh"
 
 usage() {
   cat <<EOF

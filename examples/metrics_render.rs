@@ -1,9 +1,9 @@
 //! Benchmark: size and render time of one `/metrics` scrape with N
 //! containers' series. Run through `bench/metrics.sh`.
 
-use gestor::container::ContainerType;
+use gestor::collect::usage::{CpuSource, RateBasis, Totals, Usage};
+use gestor::docker::container::ContainerType;
 use gestor::metrics::{ContainerSample, Metrics};
-use gestor::usage::{RateBasis, Totals, Usage};
 use std::time::Instant;
 
 fn usage(i: u64) -> Usage {
@@ -31,6 +31,8 @@ fn usage(i: u64) -> Usage {
         io_write_chars_per_second: 4.0,
         io_syscalls_per_second: 5.0,
         basis: RateBasis::Interval,
+        cpu_source: CpuSource::Processes,
+        io_unavailable: false,
     }
 }
 

@@ -17,7 +17,10 @@ readonly FALLBACK_MIRROR=http://deb.debian.org/debian
 readonly DOCKER="${DOCKER:-/usr/bin/docker}"
 APT_DIR="${APT_DIR:-/etc/apt}"
 
-err() { printf 'build-base-image: %s\n' "$*" >&2; }
+readonly PROG="build-base-image"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # Prints the URI of the first enabled `deb` source for suite $1 in the
 # one-line files (sources.list, sources.list.d/*.list) and the deb822 files
@@ -91,9 +94,7 @@ main() {
   if "${DOCKER}" pull "${IMAGE}" >/dev/null 2>&1; then
     return 0
   fi
-  if ! command -v debootstrap >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
-  fi
+  apt_install_missing debootstrap
   ROOTFS="$(mktemp -d /tmp/gestor-rootfs.XXXXXX)"
   trap cleanup EXIT
   local rootfs="${ROOTFS}" mirror proxy

@@ -7,7 +7,10 @@ set -euo pipefail
 readonly DOCKER=/usr/bin/docker
 readonly DOCKERD_LOG=/var/log/gestor-dockerd.log
 
-err() { printf 'ensure-docker: %s\n' "$*" >&2; }
+readonly PROG="ensure-docker"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 engine_answers() {
   "${DOCKER}" version --format '{{.Server.Version}}' >/dev/null 2>&1
@@ -17,13 +20,7 @@ install_engine() {
   if [[ -x /usr/sbin/dockerd && -x "${DOCKER}" ]]; then
     return 0
   fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    err "dockerd is not installed and this is not root: run 'sudo apt-get install docker.io'"
-    return 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q docker.io >/dev/null
+  apt_install_missing docker.io
 }
 
 start_engine() {

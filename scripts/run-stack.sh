@@ -45,7 +45,9 @@ DOWN=false
 STARTED=()
 CRON_ARGS=()
 
-err() { printf '%s: %s\n' "${PROG}" "$*" >&2; }
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 log() { printf '%s: %s\n' "${PROG}" "$*"; }
 
 usage() {
@@ -119,9 +121,7 @@ pick_compose() {
     COMPOSE=(docker-compose)
   elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     # A fresh Debian/Ubuntu host: Debian's docker-compose (1.29) reads our file.
-    echo "run-stack: installing docker-compose"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
+    apt_install_missing docker-compose
     COMPOSE=(docker-compose)
   else
     err "neither 'docker compose' (v2) nor 'docker-compose' is installed:"
@@ -280,7 +280,7 @@ install_cron() {
   fi
   # cron.d entries need a running cron daemon.
   if ! command -v cron >/dev/null 2>&1 && [[ "$(id -u)" -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron >/dev/null
+    apt_install_missing cron
   fi
   if ! pgrep -x cron >/dev/null 2>&1; then
     if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then

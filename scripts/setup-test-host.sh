@@ -13,30 +13,13 @@ readonly PACKAGES=(
   dkms xz-utils
 )
 
-err() { printf 'setup-test-host: %s\n' "$*" >&2; }
-
-missing_packages() {
-  local pkg
-  for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed' \
-      || printf '%s\n' "${pkg}"
-  done
-}
+readonly PROG="setup-test-host"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 main() {
-  local missing
-  missing="$(missing_packages)"
-  if [[ -n "${missing}" ]]; then
-    if [[ "$(id -u)" -ne 0 ]]; then
-      err "missing packages (run as root or install them): ${missing//$'\n'/ }"
-      return 1
-    fi
-    echo "setup-test-host: installing ${missing//$'\n'/ }"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    # shellcheck disable=SC2086 # one package per word
-    apt-get install -y -q --no-install-recommends ${missing} >/dev/null
-  fi
+  apt_install_missing "${PACKAGES[@]}"
   if ! command -v cargo >/dev/null 2>&1; then
     err "cargo not found: install Rust (https://rustup.rs) and re-run"
     return 1

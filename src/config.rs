@@ -90,6 +90,10 @@ pub struct Settings {
     /// procfs root for the userspace collector (e.g. /host/proc in a container) [default: /proc].
     #[arg(long, env = "GESTOR_PROCFS", global = true)]
     pub procfs: Option<PathBuf>,
+    /// cgroup filesystem root, read for each container's own CPU and tmpfs/shm
+    /// counters (e.g. /host/sys/fs/cgroup in a container) [default: /sys/fs/cgroup].
+    #[arg(long, env = "GESTOR_CGROUPFS", global = true)]
+    pub cgroupfs: Option<PathBuf>,
     /// Docker endpoint [default: unix:///var/run/docker.sock].
     #[arg(long, env = "GESTOR_DOCKER_HOST", global = true)]
     pub docker_host: Option<String>,
@@ -114,6 +118,9 @@ pub struct Settings {
     /// Most containers killed in one cycle [default: 50].
     #[arg(long, env = "GESTOR_MAX_KILLS_PER_CYCLE", global = true)]
     pub max_kills_per_cycle: Option<usize>,
+    /// How much less (a share, 0 to 1) another container must use to take a keeper's place [default: 0.1].
+    #[arg(long, env = "GESTOR_KEEPER_MARGIN", global = true)]
+    pub keeper_margin: Option<f64>,
     /// Seconds `docker stop` waits before SIGKILL [default: 2].
     #[arg(long, env = "GESTOR_STOP_TIMEOUT", global = true)]
     pub stop_timeout: Option<u32>,
@@ -181,6 +188,7 @@ pub struct Config {
     pub sysinfo: PathBuf,
     pub source: SourceMode,
     pub procfs: PathBuf,
+    pub cgroupfs: PathBuf,
     pub docker_host: String,
     pub listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,6 +198,7 @@ pub struct Config {
     pub procfs_cache: bool,
     pub min_per_type: usize,
     pub max_kills_per_cycle: usize,
+    pub keeper_margin: f64,
     pub stop_timeout: u32,
     pub stopped_grace: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,6 +242,7 @@ impl Settings {
             sysinfo: self.sysinfo.or(file.sysinfo),
             source: self.source.or(file.source),
             procfs: self.procfs.or(file.procfs),
+            cgroupfs: self.cgroupfs.or(file.cgroupfs),
             docker_host: self.docker_host.or(file.docker_host),
             listen: self.listen.or(file.listen),
             ready_file: self.ready_file.or(file.ready_file),
@@ -241,6 +251,7 @@ impl Settings {
             procfs_cache: self.procfs_cache.or(file.procfs_cache),
             min_per_type: self.min_per_type.or(file.min_per_type),
             max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
+            keeper_margin: self.keeper_margin.or(file.keeper_margin),
             stop_timeout: self.stop_timeout.or(file.stop_timeout),
             stopped_grace: self.stopped_grace.or(file.stopped_grace),
             hostname: self.hostname.or(file.hostname),
@@ -283,6 +294,7 @@ impl Settings {
             sysinfo: self.sysinfo.unwrap_or_else(|| DEFAULT_SYSINFO.into()),
             source: self.source.unwrap_or(SourceMode::Auto),
             procfs: self.procfs.unwrap_or_else(|| "/proc".into()),
+            cgroupfs: self.cgroupfs.unwrap_or_else(|| "/sys/fs/cgroup".into()),
             docker_host: self
                 .docker_host
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
@@ -295,6 +307,7 @@ impl Settings {
             procfs_cache: self.procfs_cache.unwrap_or(true),
             min_per_type: self.min_per_type.unwrap_or(1),
             max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
+            keeper_margin: self.keeper_margin.unwrap_or(0.1),
             stop_timeout: self.stop_timeout.unwrap_or(2),
             stopped_grace: self.stopped_grace.unwrap_or(interval),
             hostname: self
@@ -368,6 +381,15 @@ impl Config {
                 "must be at least 1 (the seed: always one of each type)".into(),
             );
         }
+        if !(self.keeper_margin.is_finite() && (0.0..1.0).contains(&self.keeper_margin)) {
+            return invalid(
+                "keeper_margin",
+                format!(
+                    "{} is not a share from 0 (none) to below 1",
+                    self.keeper_margin
+                ),
+            );
+        }
         if self.stop_timeout > 300 {
             return invalid(
                 "stop_timeout",
@@ -433,9 +455,34 @@ impl Config {
         Duration::from_secs_f64(self.stopped_grace)
     }
 
+    /// The longest one stop may take: its grace period, then Docker's
+    /// SIGKILL and wait (`STOP_MARGIN`).
+    pub fn stop_time(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout.into()) + STOP_MARGIN
+    }
+
+    /// How long /healthz accepts since the last cycle ended before it says
+    /// the loop is stuck (Docker's and Swarm's health checks read it, and
+    /// the GestorCycleStalled alert, through `gestor_health_window_seconds`):
+    /// three intervals, 30 s, and the longest a stop may take.
+    pub fn health_window(&self) -> Duration {
+        self.interval() * 3 + Duration::from_secs(30) + self.stop_time()
+    }
+
+    /// How far into a cycle a stop or removal may still start: half of what
+    /// the health window leaves after one interval and one stop (an
+    /// interval + 15 s). A cycle whose last stop starts then still ends with
+    /// as much again to spare inside the window; what is left is judged
+    /// again next cycle.
+    pub fn cycle_budget(&self) -> Duration {
+        self.health_window()
+            .saturating_sub(self.interval() + self.stop_time())
+            / 2
+    }
+
     /// How long a cycle may wait for its snapshot.
     pub fn read_timeout(&self) -> Duration {
-        crate::cycle::read_timeout(self.interval())
+        read_timeout(self.interval())
     }
 
     /// The host name records carry: the configured one, else the kernel's.
@@ -486,6 +533,15 @@ impl Config {
         }
         Ok(Some(url))
     }
+}
+
+/// Beyond a stop's grace period: Docker's SIGKILL, then its wait.
+pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+/// How long a cycle may wait for a snapshot: half the interval, between 1
+/// and 10 s.
+pub fn read_timeout(interval: Duration) -> Duration {
+    (interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
 #[cfg(test)]
@@ -563,6 +619,8 @@ mod tests {
         for (args, key) in [
             (vec!["--interval", "0"], "interval"),
             (vec!["--min-per-type", "0"], "min_per_type"),
+            (vec!["--keeper-margin", "1"], "keeper_margin"),
+            (vec!["--keeper-margin=-0.1"], "keeper_margin"),
             (vec!["--only-label", "nokey"], "only_label"),
             (vec!["--logger-url", "ftp://x"], "logger_url"),
             (vec!["--logger-url", "http://"], "logger_url"),
@@ -622,5 +680,42 @@ mod tests {
         let c = parse(&["--listen", "127.0.0.1:0", "--ready-file", "/tmp/x"]).unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.ready_file, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn the_health_window_holds_a_stop_and_the_budget_leaves_room_for_it() {
+        for (interval, grace) in [("10", "2"), ("1", "15"), ("1", "300"), ("60", "30")] {
+            let c = parse(&["--interval", interval, "--stop-timeout", grace]).unwrap();
+            let window = c.health_window();
+            assert_eq!(
+                window,
+                c.interval() * 3 + Duration::from_secs(30) + c.stop_time(),
+                "{interval} {grace}"
+            );
+            // A stop started at the budget ends inside the window, after the
+            // wait of one interval, with the budget again to spare.
+            assert!(c.cycle_budget() >= c.interval() + Duration::from_secs(15));
+            assert_eq!(
+                c.interval() + c.cycle_budget() * 2 + c.stop_time(),
+                window,
+                "{interval} {grace}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_read_bound_follows_the_interval() {
+        assert_eq!(
+            read_timeout(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            read_timeout(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            read_timeout(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
     }
 }

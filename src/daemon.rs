@@ -3,12 +3,15 @@
 
 use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
-use crate::docker::{DockerClient, LoggerSpec};
-use crate::endpoint::{EndpointUpdater, LoggerEndpoint};
+use crate::docker::client::DockerClient;
+use crate::docker::container::ActsOn;
+use crate::docker::inventory::{EventInventory, Inventory, ListInventory};
+use crate::docker::log_service;
+use crate::docker::log_service::{EndpointUpdater, LoggerEndpoint};
 use crate::http::{app, AppState};
-use crate::inventory::{EventInventory, Inventory, ListInventory};
 use crate::metrics::Metrics;
-use crate::shipper::{self, ShipperConfig, ShipperHandle};
+use crate::ship::journal::Journal;
+use crate::ship::shipper::{self, ShipperConfig, ShipperHandle};
 use anyhow::Context;
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -35,19 +38,30 @@ pub struct Parts {
 pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
     let metrics = Arc::new(Metrics::new(VERSION));
     metrics.set_interval(config.interval);
+    metrics.set_health_window(config.health_window().as_secs_f64());
     let docker = Arc::new(
         DockerClient::new(&config.docker_host)
             .with_request_counter(metrics.docker_requests.clone()),
     );
+    // The containers the policy may act on: only their exits are inspected.
+    let acts = ActsOn {
+        manage_unlabeled: config.manage_unlabeled,
+        never: vec![config.logger_container.clone()],
+    };
     let inventory = match config.inventory {
         InventoryMode::Events if follow_events => Inventory::Events(EventInventory::start(
             docker.clone(),
             config.label_filters(),
-            metrics.clone(),
+            acts,
+            metrics.inventory.clone(),
             config.resync_every,
             cancel.clone(),
         )),
-        _ => Inventory::List(ListInventory::new(docker.clone(), config.label_filters())),
+        _ => Inventory::List(ListInventory::new(
+            docker.clone(),
+            config.label_filters(),
+            acts,
+        )),
     };
     let mut endpoint_updater = None;
     let shipper_stop = CancellationToken::new();
@@ -58,7 +72,7 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
             config.spool_dir.clone(),
             config.spool_max_bytes,
         );
-        if logger_spec(config).is_some_and(|s| s.host_port == 0) {
+        if log_service::spec(config).is_some_and(|s| s.host_port == 0) {
             let (updater, endpoint) = LoggerEndpoint::learnt();
             shipper_config.endpoint = endpoint;
             endpoint_updater = Some(updater);
@@ -69,12 +83,24 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
     } else {
         (None, None)
     };
+    // Intents go beside the spool: without a log service there is nothing
+    // to record, so nothing to journal either.
+    let journal = shipper.as_ref().and_then(|_| {
+        let dir = config.spool_dir.join("intents");
+        Journal::open(&dir)
+            .inspect_err(|e| {
+                metrics.journal_failed();
+                tracing::error!(error = %e, "CANNOT OPEN THE INTENT JOURNAL: acts will have no intent on disk before them");
+            })
+            .ok()
+    });
     let governor = Governor::new(
         config.clone(),
         docker.clone(),
         inventory,
         metrics.clone(),
         shipper,
+        journal,
     );
     Parts {
         governor,
@@ -83,86 +109,6 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
         shipper_task,
         shipper_stop,
         endpoint_updater,
-    }
-}
-
-/// The log service container spec derived from the configuration: published
-/// on the host and port of `logger_url` (port 0: a port Docker picks).
-pub fn logger_spec(config: &Config) -> Option<LoggerSpec> {
-    let url = config.logger_endpoint().ok()??;
-    let host_ip = match url.host()? {
-        url::Host::Domain("localhost") => "127.0.0.1".to_string(),
-        url::Host::Domain(d) => d.to_string(),
-        url::Host::Ipv4(ip) => ip.to_string(),
-        url::Host::Ipv6(ip) => ip.to_string(),
-    };
-    Some(LoggerSpec {
-        name: config.logger_container.clone(),
-        image: config.logger_image.clone(),
-        volume: config.logger_volume.clone(),
-        host_ip,
-        host_port: url.port_or_known_default()?,
-        token: config.logger_token.clone(),
-        healthy_timeout: Duration::from_secs(60),
-    })
-}
-
-/// `logger_url` with its port replaced by the one Docker published.
-fn url_with_port(config: &Config, port: u16) -> Option<String> {
-    let mut url = config.logger_endpoint().ok()??;
-    url.set_port(Some(port)).ok()?;
-    Some(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// Creates (or reuses) the log service container, retrying with backoff;
-/// then, when its port was left to Docker, learns that port, and learns it
-/// again each time the shipper cannot connect.
-async fn supervise_logger(
-    config: Config,
-    spec: LoggerSpec,
-    docker: Arc<DockerClient>,
-    updater: Option<EndpointUpdater>,
-    cancel: CancellationToken,
-) {
-    let mut delay = Duration::from_secs(2);
-    let port = loop {
-        match docker.ensure_logger(&spec).await {
-            Ok(c) => {
-                tracing::info!(container = %spec.name, id = %&c.id[..c.id.len().min(12)], port = c.host_port, "log service container is healthy");
-                break c.host_port;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, retry_in_s = delay.as_secs(), "cannot set up the log service container")
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(60));
-    };
-    let Some(updater) = updater else { return };
-    let learn = |port| {
-        if let Some(url) = url_with_port(&config, port) {
-            updater.set(&url);
-        }
-    };
-    learn(port);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = updater.unreachable() => {}
-        }
-        match docker.logger_port(&spec).await {
-            Ok(Some(port)) => learn(port),
-            Ok(None) => {} // not running: nothing to learn until it is again
-            Err(e) => tracing::warn!(error = %e, "cannot look up the log service's port"),
-        }
-        // At most one lookup every 2 s, however often deliveries fail.
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
     }
 }
 
@@ -185,7 +131,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         shipper_stop,
         endpoint_updater,
     } = build(&config, true, &cancel);
-    let state = Arc::new(AppState::new(metrics, config.interval()));
+    let state = Arc::new(AppState::new(metrics, config.health_window()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -208,12 +154,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 
     let kind = governor.source().current_kind();
     match kind {
-        crate::snapshot::SourceKind::Kernel => tracing::info!(
+        crate::collect::snapshot::SourceKind::Kernel => tracing::info!(
             source = "kernel",
             file = %config.sysinfo.display(),
             "SNAPSHOT SOURCE: kernel module file"
         ),
-        crate::snapshot::SourceKind::Userspace => tracing::warn!(
+        crate::collect::snapshot::SourceKind::Userspace => tracing::warn!(
             source = "userspace",
             procfs = %config.procfs.display(),
             missing = %config.sysinfo.display(),
@@ -238,8 +184,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     // The log service container is created in the background: cycles (and
     // shipping into the spool) start at once.
     if config.create_logger {
-        if let Some(spec) = logger_spec(&config) {
-            tokio::spawn(supervise_logger(
+        if let Some(spec) = log_service::spec(&config) {
+            tokio::spawn(log_service::supervise(
                 config.clone(),
                 spec,
                 docker.clone(),

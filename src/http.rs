@@ -1,6 +1,6 @@
 //! The HTTP side: /metrics, /healthz and /api/v1/state.
 
-use crate::cycle::CycleReport;
+use crate::cycle::report::CycleReport;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -21,13 +21,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(metrics: Arc<Metrics>, interval: Duration) -> AppState {
+    /// `health_window`: how long since the last cycle /healthz accepts
+    /// (`Config::health_window`).
+    pub fn new(metrics: Arc<Metrics>, health_window: Duration) -> AppState {
         AppState {
             metrics,
             last_cycle: RwLock::new(None),
             last_cycle_at: RwLock::new(None),
             started: Instant::now(),
-            stale_after: interval * 3 + Duration::from_secs(30),
+            stale_after: health_window,
         }
     }
 
@@ -105,7 +107,7 @@ mod tests {
     async fn metrics_healthz_and_state() {
         let state = Arc::new(AppState::new(
             Arc::new(Metrics::new("t")),
-            Duration::from_secs(10),
+            Duration::from_secs(60),
         ));
         let (code, body) = get(app(state.clone()), "/metrics").await;
         assert_eq!(code, StatusCode::OK);
@@ -120,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_turns_503_when_cycles_stop() {
-        let mut state = AppState::new(Arc::new(Metrics::new("t")), Duration::from_secs(10));
+        let mut state = AppState::new(Arc::new(Metrics::new("t")), Duration::from_secs(60));
         state.stale_after = Duration::ZERO;
         std::thread::sleep(Duration::from_millis(5));
         let (code, body) = get(app(Arc::new(state)), "/healthz").await;

@@ -4,27 +4,32 @@
 //! or from the userspace collector), joins it with Docker, decides which
 //! stress containers to keep, stops and removes the others, and publishes
 //! metrics and log records.
+//!
+//! The modules are listed in the order data flows through a cycle, after the
+//! configuration every stage reads. A module uses only those listed above it
+//! (`scripts/check_layers.py` checks this in `make lint`).
 
-pub mod cgroup;
-pub mod cgroup_check;
+/// Settings: flags over environment over a TOML file, validated once.
 pub mod config;
-pub mod container;
-pub mod container_metrics;
-pub mod cycle;
-pub mod daemon;
+
+// The stages, in the order data flows through a cycle.
+/// collect and measure: the snapshot (kernel module or procfs), per-container usage.
+pub mod collect;
+/// join: the containers Docker knows, where it placed them, the log service's container.
 pub mod docker;
-pub mod endpoint;
-pub mod http;
-pub mod inventory;
+/// decide: the pure policy, a verdict and its reason for every container.
+pub mod decide;
+/// publish: /metrics.
 pub mod metrics;
-pub mod policy;
-pub mod procfs;
-pub mod records;
-pub mod shipper;
-pub mod snapshot;
-pub mod source;
-pub mod spool;
-pub mod table;
-pub mod usage;
+/// publish: log records, through a durable spool, to the log service.
+pub mod ship;
+
+// What runs the stages.
+/// One cycle: collect, measure, decide, act, publish; its report.
+pub mod cycle;
+/// The HTTP side: /metrics, /healthz, /api/v1/state.
+pub mod http;
+/// The loop, the server, the shipper and the log service's container.
+pub mod daemon;
 
 pub use daemon::run;

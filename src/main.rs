@@ -3,8 +3,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+use gestor::collect::source;
 use gestor::config::{Cli, Command, Config, LogFormat};
-use gestor::{daemon, source, table};
+use gestor::cycle::table;
+use gestor::daemon;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -46,8 +48,14 @@ fn cancel_on_signals(cancel: CancellationToken) {
 async fn once(config: Config) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    // One cycle: a listing, not an event stream.
+    // One cycle: a listing, not an event stream. Rates need two samples:
+    // a first snapshot, then the cycle half an interval later.
     let mut parts = daemon::build(&config, false, &cancel);
+    parts.governor.prime().await;
+    tokio::select! {
+        _ = tokio::time::sleep(config.interval() / 2) => {}
+        _ = cancel.cancelled() => {}
+    }
     let report = parts.governor.run_cycle(&cancel).await;
     print!("{}", table::render(&report));
     drop(parts.governor);

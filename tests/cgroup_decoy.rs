@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use gestor::procfs::collect;
+use gestor::collect::procfs::collect;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;

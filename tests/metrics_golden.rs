@@ -3,10 +3,10 @@
 //! contract with dashboards and alerts. Regenerate after an intended change
 //! with `UPDATE_GOLDEN=1 cargo test --test metrics_golden`.
 
-use gestor::container::ContainerType;
+use gestor::collect::snapshot::SourceKind;
+use gestor::collect::usage::{CpuSource, HostUsage, RateBasis, Totals, Usage};
+use gestor::docker::container::ContainerType;
 use gestor::metrics::{ContainerSample, Metrics};
-use gestor::snapshot::SourceKind;
-use gestor::usage::{HostUsage, RateBasis, Totals, Usage};
 
 fn usage(cpu_s: u64, mem_mib: u64) -> Usage {
     let totals = Totals {
@@ -33,6 +33,8 @@ fn usage(cpu_s: u64, mem_mib: u64) -> Usage {
         io_write_chars_per_second: 0.0,
         io_syscalls_per_second: 0.0,
         basis: RateBasis::Interval,
+        cpu_source: CpuSource::Processes,
+        io_unavailable: false,
     }
 }
 

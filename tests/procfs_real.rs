@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gestor::procfs::collect;
-use gestor::snapshot::{self, Process, Snapshot};
+use gestor::collect::procfs::collect;
+use gestor::collect::snapshot::{self, Process, Snapshot};
 
 const DOCKER: &str = "/usr/bin/docker";
 const PYTHON: &str = "/usr/bin/python3";

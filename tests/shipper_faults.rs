@@ -7,11 +7,14 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
+/// The bytes of the spool's files (not of the intent journal's directory).
 fn spool_bytes_on_disk(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
         .sum()
 }
 

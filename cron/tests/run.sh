@@ -20,25 +20,14 @@ readonly ORDER=(shellcheck install failures lock one_run many_runs)
 readonly BACKGROUND=cron
 readonly TEST_TIMEOUT=600
 
-err() {
-  printf 'cron/tests: %s\n' "$*" >&2
-}
+readonly PROG="cron/tests"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 ensure_prerequisites() {
-  local image pkg missing=()
-  for pkg in shellcheck cron; do
-    command -v "${pkg}" >/dev/null 2>&1 || missing+=("${pkg}")
-  done
-  if ((${#missing[@]} > 0)); then
-    if [[ "$(id -u)" -ne 0 ]]; then
-      err "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-      return 1
-    fi
-    echo "cron/tests: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  local image
+  apt_install_missing shellcheck cron
   "${REPO_ROOT}/scripts/ensure-docker.sh"
   for image in "${IMAGES[@]}"; do
     if ! "${DOCKER}" image inspect "${image}" >/dev/null 2>&1; then

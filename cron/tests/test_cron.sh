@@ -9,6 +9,9 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
+# apt_install_missing
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "$0")/../../scripts/lib/common.sh"
 
 readonly CRON_D=/etc/cron.d
 readonly PER_RUN=1
@@ -39,11 +42,7 @@ ensure_cron() {
     fail "needs root (writes ${CRON_D} and may start cron)"
   fi
   if ! command -v cron >/dev/null 2>&1; then
-    echo "     installing Debian's cron"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q cron >/dev/null; } \
-      || fail "cannot install cron"
+    apt_install_missing cron || fail "cannot install cron"
   fi
   if pgrep -x cron >/dev/null; then
     echo "     using the cron daemon already running (pid $(pgrep -x cron | head -n 1))"

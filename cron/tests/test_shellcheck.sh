@@ -14,8 +14,12 @@ main() {
   if [[ -f "${REPO_ROOT}/bench/cron.sh" ]]; then
     files+=("${REPO_ROOT}/bench/cron.sh")
   fi
+  # The helpers the scripts source (err): given as input, so the run without
+  # -x follows them too.
+  files+=("${REPO_ROOT}/scripts/lib/common.sh")
   ((${#files[@]} >= 8)) || fail "expected at least 8 scripts, found ${#files[@]}"
-  # As `make lint` runs it (no -x), then following sourced files.
+  # Each file on its own (no -x: sourced files checked as given), then as
+  # `make lint` runs it, following sourced files.
   (cd "${REPO_ROOT}" && shellcheck "${files[@]}") || fail "shellcheck reported problems"
   shellcheck -x "${files[@]}" || fail "shellcheck -x reported problems"
   ok "shellcheck clean: ${#files[@]} scripts"

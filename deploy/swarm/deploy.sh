@@ -32,7 +32,10 @@ readonly CONFIG_FILES=(
   "${REPO_ROOT}/grafana/dashboards/gestor.json"
 )
 
-err() { printf 'deploy: %s\n' "$*" >&2; }
+readonly PROG="deploy"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 random_hex() {
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n'

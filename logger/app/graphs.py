@@ -24,8 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from . import db as queries
-from .render import GraphRequest
-from .windows import NICE_BUCKETS_MS, Window, bucket_ms
+from .windows import NICE_BUCKETS_MS, GraphRequest, Window, bucket_ms
 
 __all__ = ["COLORS", "KINDS", "NICE_BUCKETS_MS", "Window", "bucket_ms", "render_request", "warm"]
 

@@ -17,6 +17,10 @@ from pydantic import (
 # `would_kill`: a kill gestor decided in --dry-run mode and did not carry out.
 # `remove`: a managed container that had stopped by itself (exited, OOM-killed,
 # never started) and was removed; `would_remove` its dry-run form.
+# `intent`: a kill or removal gestor is about to carry out (its outcome record
+# follows, naming the intent in `details.intent`); `kill_skipped`: a kill not
+# carried out because its type's keeper was gone; `unmeasured`: a container
+# not judged because it has no rate yet or its I/O could not be read.
 Event = Literal[
     "cycle",
     "keep",
@@ -27,6 +31,9 @@ Event = Literal[
     "would_remove",
     "remove_failed",
     "error",
+    "intent",
+    "kill_skipped",
+    "unmeasured",
 ]
 ContainerType = Literal["cpu", "ram", "io", "disk", "unknown"]
 

@@ -29,22 +29,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from .windows import GraphRequest
+
 log = logging.getLogger("logger.render")
 
 RETRY_AFTER_SECONDS = 2
-
-
-@dataclass(frozen=True)
-class GraphRequest:
-    """Everything a PNG depends on besides the data: the cache key."""
-
-    kind: str
-    since_ms: int
-    until_ms: int
-    bucket_ms: int
-    width: int
-    height: int
-    host: str | None = None  # one host's records only (None: every host)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Graph time windows and their buckets (no matplotlib here: the service
-process computes windows, the render process draws them).
+"""Graph time windows, their buckets and the request for one graph (no
+matplotlib here: the service process computes windows and requests, the
+render process draws them).
 
 Windows are aligned to whole buckets of a round width, so that requests for
 "the last hour" made a few seconds apart ask for the same buckets and can
@@ -26,6 +27,19 @@ class Window:
     @property
     def span_ms(self) -> int:
         return max(self.until_ms - self.since_ms, 1)
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    """Everything a PNG depends on besides the data: the cache key."""
+
+    kind: str
+    since_ms: int
+    until_ms: int
+    bucket_ms: int
+    width: int
+    height: int
+    host: str | None = None  # one host's records only (None: every host)
 
 
 def bucket_ms(window: Window, max_buckets: int) -> int:

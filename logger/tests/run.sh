@@ -13,28 +13,10 @@ readonly REPO_ROOT="${LOGGER_DIR}/.."
 readonly VENV="${LOGGER_DIR}/.venv"
 readonly DEBIAN_PACKAGES=(python3 python3-venv chromium)
 
-err() { printf 'logger/tests/run.sh: %s\n' "$*" >&2; }
-
-ensure_packages() {
-  local pkg
-  local -a missing=()
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed'; then
-      missing+=("${pkg}")
-    fi
-  done
-  if ((${#missing[@]} == 0)); then
-    return 0
-  fi
-  if [[ "$(id -u)" -ne 0 ]]; then
-    err "missing Debian packages: ${missing[*]} (install them or run as root)"
-    return 1
-  fi
-  echo "logger/tests: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
+readonly PROG="logger/tests/run.sh"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 
 ensure_docker() {
   # The image test needs an engine and the local base image; both scripts
@@ -49,12 +31,15 @@ ensure_docker() {
 
 main() {
   local started=${SECONDS}
-  ensure_packages
+  apt_install_missing "${DEBIAN_PACKAGES[@]}"
   "${LOGGER_DIR}/scripts/ensure-venv.sh"
   ensure_docker
   cd "${LOGGER_DIR}"
-  "${VENV}/bin/ruff" check .
-  "${VENV}/bin/ruff" format --check .
+  # The repository's pinned ruff and root ruff.toml (what `make lint` runs).
+  "${REPO_ROOT}/scripts/ensure-venv.sh" "${REPO_ROOT}/.venv" \
+    "${REPO_ROOT}/scripts/requirements-lint.txt"
+  "${REPO_ROOT}/.venv/bin/ruff" check .
+  "${REPO_ROOT}/.venv/bin/ruff" format --check .
   "${VENV}/bin/python" -m pytest "$@"
   echo "logger/tests: done in $((SECONDS - started)) s"
 }

@@ -92,6 +92,9 @@ def test_every_event_and_type_is_accepted(client):
         "would_remove",
         "remove_failed",
         "error",
+        "intent",
+        "kill_skipped",
+        "unmeasured",
     ]
     types = ["cpu", "ram", "io", "disk", "unknown", None]
     batch = [record(event=e, container_type=t) for e in events for t in types]

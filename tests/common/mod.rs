@@ -238,14 +238,28 @@ pub struct Daemon {
     pub child: Child,
     pub port: u16,
     pub lines: Arc<Mutex<Vec<String>>>,
+    /// Reads gestor's stderr into `lines` until it ends.
+    reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_under(&[], args)
+    }
+
+    /// As `start`, gestor run by `wrapper` (e.g. `setpriv` with its options).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let ready = dir.path().join("ready");
-        let mut cmd = Command::new(gestor_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, options)) => {
+                let mut c = Command::new(program);
+                c.args(options).arg(gestor_bin());
+                c
+            }
+            None => Command::new(gestor_bin()),
+        };
         cmd.arg("run")
             .args(["--listen", "127.0.0.1:0", "--create-logger=false"])
             .arg("--ready-file")
@@ -258,7 +272,7 @@ impl Daemon {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -268,6 +282,7 @@ impl Daemon {
             child,
             port,
             lines,
+            reader: Some(reader),
             _dir: dir,
         };
         d.wait_for("healthz", Duration::from_secs(20), || {
@@ -322,7 +337,12 @@ impl Daemon {
         let started = Instant::now();
         unsafe_kill(pid, 15);
         let status = self.child.wait().unwrap();
-        (status, started.elapsed())
+        let took = started.elapsed();
+        // Every line gestor wrote is in `lines` once its stderr has ended.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, took)
     }
 }
 
@@ -411,5 +431,78 @@ pub fn promtool_check(exposition: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// A stand-in log service: takes `POST /logs` batches on a loopback port the
+/// kernel picked and keeps every record, for tests that read what gestor
+/// shipped. Answers 200 to everything.
+pub struct RecordSink {
+    pub url: String,
+    records: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl RecordSink {
+    pub fn start() -> RecordSink {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = records.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    // One request per connection: the head, then Content-Length bytes.
+                    let (head_end, length) = loop {
+                        let n = match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (at + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    if let Ok(serde_json::Value::Array(batch)) =
+                        serde_json::from_slice(&buf[head_end..head_end + length])
+                    {
+                        sink.lock().unwrap().extend(batch);
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                });
+            }
+        });
+        RecordSink { url, records }
+    }
+
+    /// Every record received so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// The records of one container, by id.
+    pub fn of(&self, container_id: &str) -> Vec<serde_json::Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["container_id"] == container_id)
+            .collect()
     }
 }

@@ -26,14 +26,17 @@ TYPES = ("cpu", "ram", "io", "disk")
 
 
 def docker(*args: str, check: bool = True) -> str:
-    out = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=120, check=False)
     if check and out.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)}: {out.stderr.strip()}")
     return out.stdout.strip()
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    if not url.startswith("http://"):
+        raise ValueError(f"not an http:// URL: {url}")
+    # The scheme is checked above: only the services this suite started.
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
         return resp.read()
 
 
@@ -45,10 +48,12 @@ def wait_until(what: str, timeout: float, check, interval: float = 0.5):
             value = check()
             if value:
                 return value
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
+        except Exception as e:  # any failure is retried until the deadline
             last_error = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what} (last error: {last_error})"
+    )
 
 
 class Scope:
@@ -118,6 +123,7 @@ class Scope:
             capture_output=True,
             text=True,
             timeout=180,
+            check=False,
         )
         assert out.returncode == 0, f"generator failed: {out.stdout}\n{out.stderr}"
         return sorted(out.stdout.split())
@@ -171,7 +177,9 @@ class Gestor:
 
     def _bound_port(self) -> int | None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"gestor exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
+            raise AssertionError(
+                f"gestor exited with {self.proc.returncode}: {self.stderr_path.read_text()}"
+            )
         try:
             return int(self.ready_path.read_text().strip().rsplit(":", 1)[1])
         except (FileNotFoundError, IndexError, ValueError):
@@ -204,7 +212,7 @@ class Gestor:
     def cycle(self) -> int:
         try:
             return int(self.state()["cycle"])
-        except Exception:  # noqa: BLE001 - no cycle yet
+        except Exception:  # no cycle yet (no state, or no cycle in it)
             return 0
 
     def wait_cycles(self, n: int, timeout: float) -> None:
@@ -285,7 +293,9 @@ class Prometheus:
         )
         try:
             self.port = wait_until("prometheus listening", 60, self._bound_port, 0.1)
-            wait_until("prometheus ready", 60, lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready"))
+            wait_until(
+                "prometheus ready", 60, lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready")
+            )
         except BaseException:
             self.stop()
             raise
@@ -294,7 +304,9 @@ class Prometheus:
         if self.proc.poll() is not None:
             raise AssertionError(f"prometheus exited: {(self.dir / 'stderr').read_text()[-2000:]}")
         # Whole lines only: the log is read while Prometheus writes it.
-        found = re.search(r'msg="Listening on" address=\S*:(\d+)\n', (self.dir / "stderr").read_text())
+        found = re.search(
+            r'msg="Listening on" address=\S*:(\d+)\n', (self.dir / "stderr").read_text()
+        )
         return int(found.group(1)) if found else None
 
     def query(self, promql: str) -> list[dict]:

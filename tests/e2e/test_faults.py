@@ -48,8 +48,11 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     new_url = f"http://127.0.0.1:{g.logger_port}"
 
     wait_until("the queue to drain", 90, lambda: g.metric("gestor_log_queue_records") == 0)
-    learnt = [line.get("url") for line in g.log_lines() if line.get("message") == "log service address"]
-    assert learnt and learnt[-1] == new_url, (learnt, new_url)
+    learnt = [
+        line.get("url") for line in g.log_lines() if line.get("message") == "log service address"
+    ]
+    assert learnt, "gestor never logged the log service's address"
+    assert learnt[-1] == new_url, (learnt, new_url)
     g.stop()  # no more records: compare the full account
     records = g.logger_records()
     # What the last cycles produced at shutdown and could not deliver at once
@@ -63,7 +66,9 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
 
     # Counted by id: every record gestor produced is stored exactly once.
     lines = g.log_lines()
-    produced = [e for e in lines if e.get("event") in ("cycle", "keep", "kill", "kill_failed", "error")]
+    produced = [
+        e for e in lines if e.get("event") in ("cycle", "keep", "kill", "kill_failed", "error")
+    ]
     ids = {r["id"] for r in records} | {r["id"] for r in spooled}
     assert len(ids) == len(produced), f"{len(ids)} records kept for {len(produced)} produced"
     cycles = [e["cycle"] for e in lines if e.get("event") == "cycle"]
@@ -82,7 +87,9 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     )
 
 
-@pytest.mark.skipif(not Path("/usr/sbin/dockerd").exists(), reason="needs a dockerd this test may restart")
+@pytest.mark.skipif(
+    not Path("/usr/sbin/dockerd").exists(), reason="needs a dockerd this test may restart"
+)
 def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     """dockerd restarted under gestor (events inventory, a full listing every
     2 cycles): while Docker is away the inventory is stale and nothing is
@@ -127,10 +134,16 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     keepers = {c["Names"] for c in scope.containers()}
     assert keepers
 
-    pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(
+        ["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False
+    ).stdout.split()
     assert pids, "no dockerd to restart"
     subprocess.run(["kill", "-TERM", *pids], check=True)
-    wait_until("dockerd gone", 60, lambda: subprocess.run(["pgrep", "-x", "dockerd"]).returncode != 0)
+    wait_until(
+        "dockerd gone",
+        60,
+        lambda: subprocess.run(["pgrep", "-x", "dockerd"], check=False).returncode != 0,
+    )
     g.wait_cycles(2, 4 * INTERVAL)
     assert g.alive(), "gestor died with dockerd"
     assert g.metric('gestor_cycle_stage_success{stage="docker"}') == 0
@@ -147,7 +160,9 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     recovered_in = time.monotonic() - restarted
     assert g.alive()
     assert g.metric("gestor_inventory_stale") == 0
-    assert g.metric("gestor_inventory_resyncs_total") > resyncs_before, "no resync after the stream came back"
+    assert g.metric("gestor_inventory_resyncs_total") > resyncs_before, (
+        "no resync after the stream came back"
+    )
     # Without live-restore, dockerd's restart stopped the containers: none is
     # running, so none is killed; the stopped ones are removed once their
     # grace (one interval) is over, as stopped containers, not as kills.
@@ -169,7 +184,9 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
     wait_until("settled", 30, lambda: settled(scope))
     drift = g.metric("gestor_inventory_drift_total")
     g.wait_cycles(3, 6 * INTERVAL)
-    assert g.metric("gestor_inventory_drift_total") == drift, "the events missed something on a quiet host"
+    assert g.metric("gestor_inventory_drift_total") == drift, (
+        "the events missed something on a quiet host"
+    )
     assert g.metric("gestor_inventory_stale") == 0
     print(
         f"dockerd restart: gestor recovered in {recovered_in:.1f} s, no crash, no wrong kill, "

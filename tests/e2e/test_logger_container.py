@@ -13,7 +13,9 @@ def inspect(name: str) -> dict:
 
 
 def healthy_logged(g) -> bool:
-    return any("log service container is healthy" in line.get("message", "") for line in g.log_lines())
+    return any(
+        "log service container is healthy" in line.get("message", "") for line in g.log_lines()
+    )
 
 
 def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
@@ -32,7 +34,8 @@ def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
     binding = c["HostConfig"]["PortBindings"]["8000/tcp"][0]
     assert binding == {"HostIp": "127.0.0.1", "HostPort": ""}
     published = c["NetworkSettings"]["Ports"]["8000/tcp"][0]
-    assert published["HostIp"] == "127.0.0.1" and int(published["HostPort"]) == g.logger_port
+    assert published["HostIp"] == "127.0.0.1"
+    assert int(published["HostPort"]) == g.logger_port
     assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     first_id = c["Id"]
     wait_until("records stored", 30, lambda: len(g.logger_records()) > 0)
@@ -42,7 +45,9 @@ def test_gestor_creates_starts_and_reuses_the_log_container(scope, make_gestor):
     # A second start reuses the running container.
     g2 = make_gestor("--interval", "2")
     wait_until(
-        "reuse logged", 30, lambda: any("reusing" in line.get("message", "") for line in g2.log_lines())
+        "reuse logged",
+        30,
+        lambda: any("reusing" in line.get("message", "") for line in g2.log_lines()),
     )
     assert inspect(g.logger_name)["Id"] == first_id
     assert g2.stop() == 0

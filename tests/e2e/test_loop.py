@@ -28,7 +28,9 @@ def one_per_present_type(scope) -> dict[str, list[str]] | None:
 
 def test_generator_gestor_logger_prometheus(scope, make_gestor, workdir):
     g = make_gestor("--interval", str(INTERVAL), "--stop-timeout", str(STOP_TIMEOUT))
-    wait_until("the log service container is healthy", 120, lambda: http_get(g.logger_url("/healthz")))
+    wait_until(
+        "the log service container is healthy", 120, lambda: http_get(g.logger_url("/healthz"))
+    )
     prom = Prometheus(g.port, workdir)
     try:
         seen_types: set[str] = set()
@@ -40,7 +42,9 @@ def test_generator_gestor_logger_prometheus(scope, make_gestor, workdir):
             seen_types |= {name.split("-", 1)[0] for name in created}
             created_by_type.update(name.split("-", 1)[0] for name in created)
             survivors = wait_until(
-                f"one container per type after run {run + 1}", SETTLE, lambda: one_per_present_type(scope)
+                f"one container per type after run {run + 1}",
+                SETTLE,
+                lambda: one_per_present_type(scope),
             )
             # Exactly one per type that has containers, and nothing left exited.
             for t in seen_types:
@@ -73,7 +77,8 @@ def test_generator_gestor_logger_prometheus(scope, make_gestor, workdir):
         # Its graphs render with those data.
         for kind in ("memory", "cpu", "kills"):
             png = http_get(g.logger_url(f"/graphs/{kind}.png?range=1h"), timeout=30)
-            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, kind
+            assert png[:8] == b"\x89PNG\r\n\x1a\n", kind
+            assert len(png) > 5000, kind
 
         # Prometheus holds the containers' series and the kill counters match
         # (once it has scraped gestor after the last kill).
@@ -81,7 +86,9 @@ def test_generator_gestor_logger_prometheus(scope, make_gestor, workdir):
             total = prom.query("sum(gestor_kills_total)")
             return int(float(total[0]["value"][1])) if total else None
 
-        wait_until(f"Prometheus to count {len(kills)} kills", 30, lambda: prometheus_kills() == len(kills))
+        wait_until(
+            f"Prometheus to count {len(kills)} kills", 30, lambda: prometheus_kills() == len(kills)
+        )
         names = {r["metric"]["name"] for r in prom.query("gestor_container_memory_bytes")}
         for t, survivors_of_t in scope.running_by_type().items():
             for n in survivors_of_t:

@@ -76,11 +76,14 @@ PIDS=()
 SICK_UP_RC=""
 SICK_STARTED_EPOCH=0
 
-err() { printf 'test-stack: %s\n' "$*" >&2; }
+readonly PROG="test-stack"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'test-stack: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
 # pass, fail, check and the PASSED/FAILED counts.
-# shellcheck source=tests/lib/checks.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
 # As check, but shows the command's output either way.
@@ -119,16 +122,6 @@ prometheus_port() {
     | sed 's/.*://' | head -n 1 | grep .
 }
 
-# Waits up to $1 seconds for the command after it to succeed.
-wait_for() {
-  local timeout="$1"
-  shift
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 1
-  done
-}
 
 scoped_ids() {
   "${DOCKER}" ps -aq --filter "label=gestor.scope=$1"
@@ -166,41 +159,20 @@ cleanup() {
   fi
 }
 
+# promtool, prometheus, amtool, python3 with venv and yaml, curl, and a compose.
 install_missing() {
-  local missing=()
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-  command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
-  command -v python3 >/dev/null 2>&1 || missing+=(python3)
-  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
-  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  local -a packages=(prometheus prometheus-alertmanager python3 python3-venv python3-yaml curl)
   if ! command -v docker-compose >/dev/null 2>&1 \
     && ! "${DOCKER}" compose version >/dev/null 2>&1; then
-    missing+=(docker-compose)
+    packages+=(docker-compose)
   fi
-  if ((${#missing[@]} > 0)); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing "${packages[@]}"
 }
 
 # tests/stack/.venv with the pinned requirements (Grafana's Foundation SDK);
 # made again only when requirements.txt changes.
 ensure_venv() {
-  local want stamp="${VENV}/.requirements.sha256"
-  want="$(sha256sum <"${SUITE}/requirements.txt")"
-  if [[ -e "${VENV}" ]] && ! "${VENV}/bin/python" -c 'import sys' 2>/dev/null; then
-    rm -rf "${VENV}"
-  fi
-  [[ -x "${VENV}/bin/python" ]] || /usr/bin/python3 -m venv "${VENV}"
-  if [[ "$(cat "${stamp}" 2>/dev/null || true)" != "${want}" ]]; then
-    log "installing tests/stack/requirements.txt into ${VENV}"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "${VENV}/bin/pip" install -q -r "${SUITE}/requirements.txt"
-    printf '%s\n' "${want}" >"${stamp}"
-  fi
+  "${REPO_ROOT}/scripts/ensure-venv.sh" "${VENV}" "${SUITE}/requirements.txt"
 }
 
 # The compose command: v2 when the Docker CLI has it, else docker-compose 1.x.
@@ -446,9 +418,9 @@ EOF
   prometheus --config.file="${dir}/prometheus.yml" --storage.tsdb.path="${dir}/tsdb" \
     --web.listen-address=127.0.0.1:0 >"${dir}/prometheus.log" 2>&1 &
   PIDS+=("$!")
-  wait_for 30 prometheus_port "${dir}/prometheus.log" || return 1
+  wait_for 30 "Prometheus to log its port" prometheus_port "${dir}/prometheus.log" || return 1
   PROM_PORT="$(prometheus_port "${dir}/prometheus.log")"
-  wait_for 30 curl -fsS "http://127.0.0.1:${PROM_PORT}/-/ready"
+  wait_for 30 "Prometheus ready" curl -fsS "http://127.0.0.1:${PROM_PORT}/-/ready"
 }
 
 # True once Prometheus ($1) has scraped gestor at least $3 times since
@@ -533,13 +505,13 @@ live_loop() {
     --logger-url "${dead}" --create-logger=false \
     --spool-dir "${WORK}/spool" >"${WORK}/gestor.log" 2>&1 &
   PIDS+=("$!")
-  if ! wait_for 20 ready_port "${WORK}/gestor.ready"; then
+  if ! wait_for 20 "gestor's ready file" ready_port "${WORK}/gestor.ready"; then
     fail "gestor listens and writes its ready file"
     tail -n 20 "${WORK}/gestor.log" | sed 's/^/    /'
     return 0
   fi
   gestor_port="$(ready_port "${WORK}/gestor.ready")"
-  if ! wait_for 20 curl -fsS "http://127.0.0.1:${gestor_port}/metrics"; then
+  if ! wait_for 20 "gestor's /metrics" curl -fsS "http://127.0.0.1:${gestor_port}/metrics"; then
     fail "gestor answers /metrics on 127.0.0.1:${gestor_port}"
     tail -n 20 "${WORK}/gestor.log" | sed 's/^/    /'
     return 0
@@ -552,7 +524,7 @@ live_loop() {
   fi
   prom="http://127.0.0.1:${PROM_PORT}"
   local kills=$((${#TYPES[@]} * (PER_TYPE - 1))) killed_at killed_epoch
-  if wait_for 90 prom_at_least "${prom}" 'sum(gestor_kills_total)' "${kills}"; then
+  if wait_for 90 "${kills} kills" prom_at_least "${prom}" 'sum(gestor_kills_total)' "${kills}"; then
     pass "gestor killed the ${kills} surplus containers (Prometheus: sum(gestor_kills_total))"
   else
     fail "gestor killed the ${kills} surplus containers: sum(gestor_kills_total) = $(prom_value "${prom}" 'sum(gestor_kills_total)')"
@@ -561,7 +533,7 @@ live_loop() {
   # A full rate() window ($__rate_interval = 4 scrapes) after the last kill.
   killed_at="${SECONDS}"
   killed_epoch="$(date +%s)"
-  wait_for 60 scraped_since "${prom}" "${killed_at}" 5 \
+  wait_for 60 "5 scrapes after the last kill" scraped_since "${prom}" "${killed_at}" 5 \
     || fail "Prometheus scrapes gestor 5 times after the last kill"
   check "the kill counter equals the containers Docker no longer has (${kills})" \
     kills_match_docker "${prom}" "${SCOPE}" "${kills}"
@@ -573,9 +545,11 @@ live_loop() {
   # counter exists from the first kill on, which a loaded host may delay well
   # past gestor's start: wait for a boundary two scrapes after the kills were
   # seen, not only after gestor's first scrapes.
-  wait_for 75 minute_boundary_after "${started_epoch}" $((4 * INTERVAL)) \
+  wait_for 75 "a minute boundary after the first scrapes" \
+    minute_boundary_after "${started_epoch}" $((4 * INTERVAL)) \
     || fail "a minute boundary passed after gestor's first scrapes"
-  wait_for 75 minute_boundary_after "${killed_epoch}" $((2 * INTERVAL)) \
+  wait_for 75 "a minute boundary after the kills" \
+    minute_boundary_after "${killed_epoch}" $((2 * INTERVAL)) \
     || fail "a minute boundary passed two scrapes after the kills"
   check_shown "every dashboard panel returns data from the real Prometheus" \
     python3 "${CHECKER}" live --dashboards "${REPO_ROOT}/grafana/dashboards" \
@@ -695,7 +669,7 @@ drill() {
   log "drill: stop gestor"
   stack_compose stop gestor >/dev/null 2>&1
   stopped="${SECONDS}"
-  if wait_for "${ALERT_BOUND}" alert_arrived "${logger}" firing GestorDown gestor; then
+  if wait_for "${ALERT_BOUND}" "GestorDown firing" alert_arrived "${logger}" firing GestorDown gestor; then
     pass "drill: gestor stopped -> GestorDown (host gestor) stored by the log service after $((SECONDS - stopped)) s (bound ${ALERT_BOUND} s)"
   else
     fail "drill: gestor stopped -> GestorDown reaches the log service within ${ALERT_BOUND} s"
@@ -708,7 +682,8 @@ drill() {
   log "drill: start gestor"
   stack_compose start gestor >/dev/null 2>&1
   started="${SECONDS}"
-  if wait_for "${ALERT_BOUND}" alert_arrived "${logger}" resolved GestorDown gestor "${fingerprint}"; then
+  if wait_for "${ALERT_BOUND}" "GestorDown resolved" \
+    alert_arrived "${logger}" resolved GestorDown gestor "${fingerprint}"; then
     pass "drill: gestor started -> GestorDown resolved stored after $((SECONDS - started)) s (bound ${ALERT_BOUND} s)"
   else
     fail "drill: gestor started -> the resolution reaches the log service within ${ALERT_BOUND} s"
@@ -717,7 +692,7 @@ drill() {
   check "drill: the live page's 'alerts firing' is empty again" \
     no_alert_firing_in_stats "${logger}"
   check "drill: Alertmanager delivered with the token, no failure (its own counters)" \
-    wait_for 60 prom_delivered "${prom}"
+    wait_for 60 "Alertmanager's deliveries" prom_delivered "${prom}"
 }
 
 prom_delivered() {
@@ -756,12 +731,13 @@ sick_stack_checks() {
   gestor="$(sick_compose ps -q gestor)"
   prom_id="$(sick_compose ps -q prometheus)"
   am_id="$(sick_compose ps -q alertmanager)"
-  if [[ -n "${gestor}" ]] && wait_for 90 is_unhealthy "${gestor}"; then
+  if [[ -n "${gestor}" ]] && wait_for 90 "gestor unhealthy" is_unhealthy "${gestor}"; then
     pass "unhealthy gestor: gestor's container is unhealthy"
   else
     fail "unhealthy gestor: gestor's container is unhealthy (${gestor:+$(health_of "${gestor}")})"
   fi
-  if [[ -n "${prom_id}" && -n "${am_id}" ]] && wait_for 60 all_healthy "${prom_id}" "${am_id}"; then
+  if [[ -n "${prom_id}" && -n "${am_id}" ]] && wait_for 60 "Prometheus and Alertmanager healthy" \
+    all_healthy "${prom_id}" "${am_id}"; then
     pass "unhealthy gestor: Prometheus and Alertmanager run and are healthy all the same"
   else
     fail "unhealthy gestor: Prometheus and Alertmanager run (prometheus: ${prom_id:-not created}, alertmanager: ${am_id:-not created})"
@@ -769,7 +745,8 @@ sick_stack_checks() {
   fi
   logger="http://$(sick_compose port logger 8000)"
   local left=$((SICK_STARTED_EPOCH + ALERT_BOUND - $(date +%s))) took
-  if ! wait_for "$((left > 0 ? left : 1))" alert_arrived "${logger}" firing GestorDown gestor; then
+  if ! wait_for "$((left > 0 ? left : 1))" "GestorDown firing" \
+    alert_arrived "${logger}" firing GestorDown gestor; then
     fail "unhealthy gestor: GestorDown reaches the log service within ${ALERT_BOUND} s of up"
     alert_records "${logger}" | sed 's/^/    /'
     return 0
@@ -822,7 +799,7 @@ compose_stack() {
   for service in gestor logger prometheus alertmanager; do
     ids+=("$(stack_compose ps -q "${service}")")
   done
-  if wait_for 120 all_healthy "${ids[@]}"; then
+  if wait_for 120 "the stack healthy" all_healthy "${ids[@]}"; then
     pass "compose: gestor, logger, Prometheus and Alertmanager become healthy"
   else
     fail "compose: all healthy (gestor $(health_of "${ids[0]}"), logger $(health_of "${ids[1]}"), prometheus $(health_of "${ids[2]}"), alertmanager $(health_of "${ids[3]}"))"
@@ -833,19 +810,20 @@ compose_stack() {
   logger="http://$(stack_compose port logger 8000)"
   prom="http://$(stack_compose port prometheus 9090)"
   check_shown "compose: Prometheus scrapes gestor (host gestor), the log service, Alertmanager and itself" \
-    wait_for 60 all_targets_up "${prom}"
+    wait_for 60 "every target up" all_targets_up "${prom}"
   check "compose: gestor reads the host's /proc at /host/proc (userspace source, host CPUs)" \
-    wait_for 20 prom_at_least "${prom}" \
+    wait_for 20 "the userspace source" prom_at_least "${prom}" \
     "gestor_snapshot_source{source=\"userspace\"} * on() gestor_host_cpus == $(nproc)" 1
   check "compose: gestor sees the processes of a container on the host (${watched})" \
-    wait_for 30 prom_at_least "${prom}" "gestor_container_memory_bytes{name=\"${watched}\"}" 1
+    wait_for 30 "the container's memory series" \
+      prom_at_least "${prom}" "gestor_container_memory_bytes{name=\"${watched}\"}" 1
   check "compose: gestor's records reach the log service with the env file's token (host gestor)" \
-    wait_for 30 prom_at_least "${prom}" \
+    wait_for 30 "records stored" prom_at_least "${prom}" \
     'gestor_logger_records_stored_total * on() group_left() gestor_logger_last_record_received_timestamp_seconds{host="gestor"} > 0' 1
   check_shown "compose: the log service refuses a write without the token (401)" \
     writes_refused "${logger}"
   check_shown "compose: all ${RULES} rules evaluate on the stack's real series, none pending or firing" \
-    wait_for 30 rules_quiet "${prom}"
+    wait_for 30 "every rule quiet" rules_quiet "${prom}"
   drill "${prom}" "${logger}"
   check "compose: dry run kept the scoped container" is_running "${watched}"
   sick_stack_checks

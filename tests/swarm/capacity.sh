@@ -34,6 +34,8 @@ readonly DURATION="${1:-600}"
 readonly GENERATOR_EVERY=30
 readonly INGEST_CLIENTS="${INGEST_CLIENTS:-16}"
 readonly INGEST_SECONDS="${INGEST_SECONDS:-20}"
+# wait_for polls twice a second here (the default is once).
+readonly WAIT_FOR_INTERVAL=0.5
 RUN_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 readonly RUN_ID
 readonly SCOPE="capacity-${RUN_ID}"
@@ -43,7 +45,10 @@ WORK=""
 GESTOR_PID=""
 LOGGER=""
 
-err() { printf 'capacity: %s\n' "$*" >&2; }
+readonly PROG="capacity"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'capacity: [%4d s] %s\n' "${SECONDS}" "$*"; }
 
 cleanup() {
@@ -56,15 +61,6 @@ cleanup() {
   [[ -n "${WORK}" ]] && rm -rf "${WORK}"
 }
 
-wait_for() {
-  local timeout="$1"
-  shift
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
 
 start_logger() {
   "${DOCKER}" run -d --name "gestor-${SCOPE}-logger" --label "gestor.scope=${SCOPE}" \
@@ -73,7 +69,7 @@ start_logger() {
   local port
   port="$("${DOCKER}" port "gestor-${SCOPE}-logger" 8000/tcp | head -n 1 | sed 's/.*://')"
   LOGGER="http://127.0.0.1:${port}"
-  wait_for 120 curl -fsS "${LOGGER}/healthz"
+  wait_for 120 "the log service's /healthz" curl -fsS "${LOGGER}/healthz"
 }
 
 start_gestor() {
@@ -82,7 +78,7 @@ start_gestor() {
     --logger-url "${LOGGER}" --create-logger=false --logger-token "${TOKEN}" \
     --spool-dir "${WORK}/spool" --log-format json >"${WORK}/gestor.log" 2>&1 &
   GESTOR_PID=$!
-  wait_for 30 test -s "${WORK}/ready"
+  wait_for 30 "gestor's ready file" test -s "${WORK}/ready"
 }
 
 # /metrics once, after cycle number $1 is done: samples and bytes, and every
@@ -92,6 +88,11 @@ scrape() {
   curl -fsS "http://${addr}/metrics" >"${out}"
   printf '%s %s\n' "$(grep -vc '^#' "${out}")" "$(wc -c <"${out}")" >>"${WORK}/scrapes.txt"
   grep -v '^#' "${out}" | sed 's/ [^ ]*$//' >>"${WORK}/series.txt"
+}
+
+# True when gestor at $1 has no record waiting to be shipped.
+queue_empty() {
+  [[ "$(curl -fsS "http://$1/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" == 0 ]]
 }
 
 cycles_done() {
@@ -127,7 +128,7 @@ main() {
   # The generator's runs only (a bare `wait` would wait for gestor too).
   wait "${generators[@]}"
   # Let the last records reach the service, then read the figures.
-  wait_for 30 test "$(curl -fsS "http://${addr}/metrics" | awk '/^gestor_log_queue_records/ { print $2 }')" = 0
+  wait_for 30 "gestor's log queue to empty" queue_empty "${addr}"
   curl -fsS "${LOGGER}/logs/export?host=${SCOPE}" >"${WORK}/records.jsonl"
   curl -fsS "${LOGGER}/metrics" >"${WORK}/logger.metrics"
   report

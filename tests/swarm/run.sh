@@ -71,33 +71,22 @@ PROM=""         # http://<node 1>:9090
 LOGS=""         # http://<node 1>:8000
 EXTRA_IMAGES=()
 
-err() { printf 'test-swarm: %s\n' "$*" >&2; }
+readonly PROG="test-swarm"
+# err and the other helpers the scripts share.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
 log() { printf 'test-swarm: [%3d s] %s\n' "${SECONDS}" "$*"; }
 
 # pass, fail, check and the PASSED/FAILED counts.
-# shellcheck source=tests/lib/checks.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
-# Waits up to $1 seconds for the command after it to succeed; on time-out
-# runs it once more with its output shown.
-wait_for() {
-  local timeout="$1"
-  shift
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      "$@" || true
-      return 1
-    fi
-    sleep 1
-  done
-}
 
 # As check, for a condition that becomes true within $2 seconds.
 check_within() {
   local name="$1" timeout="$2"
   shift 2
-  check "${name}" wait_for "${timeout}" "$@"
+  check "${name}" wait_for "${timeout}" "${name}" "$@"
 }
 
 # `docker` on node $1 (1-based).
@@ -134,16 +123,7 @@ cleanup() {
 }
 
 install_missing() {
-  local missing=()
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-  command -v jq >/dev/null 2>&1 || missing+=(jq)
-  command -v curl >/dev/null 2>&1 || missing+=(curl)
-  if ((${#missing[@]} > 0)); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apt_install_missing prometheus jq curl
   "${REPO_ROOT}/scripts/ensure-docker.sh"
 }
 
@@ -313,7 +293,7 @@ start_swarm() {
     start_node "${i}"
   done
   for ((i = 1; i <= NODES; i++)); do
-    wait_for 60 on_node "${i}" node-engine status
+    wait_for 60 "node ${i}'s engine" on_node "${i}" node-engine status
     NODE_IPS+=("$(node_ip "${NODE_NAMES[i - 1]}")")
   done
   log "storage driver on the nodes: $(on 1 info --format '{{.Driver}}')"
@@ -518,7 +498,8 @@ govern_checks() {
     base+=("$(cycles_of "${HOSTS[node - 1]}" || echo 0)")
   done
   for ((node = 1; node <= NODES; node++)); do
-    wait_for 60 cycles_reached "${HOSTS[node - 1]}" "$((base[node - 1] + 2))" || true
+    wait_for 60 "two more cycles on node ${node}" \
+      cycles_reached "${HOSTS[node - 1]}" "$((base[node - 1] + 2))" || true
     check "node ${node}: still one per type two cycles later" one_per_type "${node}"
     check_within "node ${node}: the log service holds a kill record per surplus container" 60 \
       kills_recorded "${node}"

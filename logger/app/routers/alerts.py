@@ -17,16 +17,16 @@ from pydantic_core import from_json
 
 from ..alerts import records_of
 from ..deps import BroadcasterDep, DbDep, MetricsDep, SettingsDep
-from ..models import AlertmanagerWebhookIn, IngestResult
-from .logs import (
+from ..ingest import (
     MAX_ERRORS,
     WRITE_RESPONSES,
     InvalidBody,
-    _error,
+    body_error,
     require_json,
     require_token,
     store_body,
 )
+from ..models import AlertmanagerWebhookIn, IngestResult
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -59,7 +59,7 @@ def parse_notification(body: bytes) -> AlertmanagerWebhookIn:
     try:
         return AlertmanagerWebhookIn.model_validate(data)
     except ValidationError as exc:
-        errors = [_error(e, ()) for e in exc.errors(include_url=False, include_context=False)]
+        errors = [body_error(e, ()) for e in exc.errors(include_url=False, include_context=False)]
         raise InvalidBody("invalid_alert", errors[:MAX_ERRORS]) from None
 
 

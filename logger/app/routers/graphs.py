@@ -17,8 +17,8 @@ from ..deps import (
     parse_time,
 )
 from ..models import MAX_MS, MIN_MS, TIME_RANGE_TEXT
-from ..render import BusyError, GraphRequest
-from ..windows import align, max_buckets
+from ..render import BusyError
+from ..windows import GraphRequest, align, max_buckets
 
 router = APIRouter(prefix="/graphs", tags=["graphs"])
 
