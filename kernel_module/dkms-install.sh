@@ -10,11 +10,15 @@ set -euo pipefail
 
 KM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly KM_DIR
+readonly PROG="dkms-install"
+# err, shared by the repository's scripts.
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
+source "${KM_DIR}/../scripts/lib/common.sh"
 
 main() {
   local version src hook
   if [[ ${EUID} -ne 0 ]]; then
-    echo "dkms-install: run as root" >&2
+    err "run as root"
     exit 1
   fi
   version="$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "${KM_DIR}/dkms.conf")"

@@ -92,9 +92,11 @@ main() {
   trap cleanup EXIT
   base_root
   log="${ROOT}/tmp/apt.log"
-  mkdir -p "${ROOT}/tmp/km"
+  # As in the repository: kernel_module/ beside scripts/lib/common.sh.
+  mkdir -p "${ROOT}/tmp/km" "${ROOT}/tmp/scripts/lib"
   cp "${KM_DIR}"/{gestor_containers.c,gc_compat.h,Kbuild,Makefile,dkms.conf} \
     "${KM_DIR}"/{dkms-install.sh,dkms-kernel-hook} "${ROOT}/tmp/km/"
+  cp "${KM_REPO}/scripts/lib/common.sh" "${ROOT}/tmp/scripts/lib/"
 
   # 1. The real module: the hook builds it when the headers come.
   check "dkms-install.sh --no-build registers the module and the hook" \

@@ -32,15 +32,18 @@ readonly KM_SUITE="${GESTOR_KM_SUITE:-${KM_HOST_SUITE}}"
 # The build root of KM_SUITE ("" for the host's suite).
 KM_ROOT=""
 
-err() {
-  echo "kernel_module: $*" >&2
-}
+readonly PROG="kernel_module"
+# err, wait_for and apt_install_missing, shared by the repository's scripts.
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/common.sh
+source "${KM_REPO}/scripts/lib/common.sh"
 
 log() {
   echo "kernel_module: $*"
 }
 
-# Install Debian packages that are not installed yet (quiet, idempotent).
+# Install Debian packages that are not installed yet (quiet, idempotent),
+# some pinned to a version (PACKAGE=VERSION, the headers of exactly the
+# image's version), which apt_install_missing does not do.
 km_apt_install() {
   local pkg
   local -a missing=()
@@ -223,7 +226,7 @@ km_resolve_kernel() {
 }
 
 km_install_tools() {
-  km_apt_install qemu-system-x86 busybox-static cpio gcc libc6-dev make \
+  apt_install_missing qemu-system-x86 busybox-static cpio gcc libc6-dev make \
     dkms python3-jsonschema xz-utils
 }
 

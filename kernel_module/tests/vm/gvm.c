@@ -1854,10 +1854,19 @@ static int cmd_scan(int argc, char **argv)
 }
 
 /* The part of an entry that says what it is: "comm" up to "state". */
+/*
+ * What identifies a process's entry: its name and command line (from
+ * ,"comm": to ,"cmdline_unavailable":) and its container (from
+ * ,"container_id": to the flag after the cgroup or ,"state":), leaving out
+ * the flags only the module has (cmdline_cached, cmdline_truncated,
+ * cgroup_truncated).
+ */
 struct ident {
 	long pid;
 	const char *s;
 	size_t len;
+	const char *cg;
+	size_t cg_len;
 };
 
 static int cmp_ident(const void *a, const void *b)
@@ -1869,7 +1878,7 @@ static int cmp_ident(const void *a, const void *b)
 
 static size_t idents(const char *buf, size_t len, struct ident **out)
 {
-	const char *p = buf, *end = buf + len, *line, *eol, *c, *st;
+	const char *p = buf, *end = buf + len, *line, *eol, *c, *u, *k, *st;
 	size_t n = 0, cap = 1024;
 
 	*out = malloc(cap * sizeof(**out));
@@ -1879,8 +1888,12 @@ static size_t idents(const char *buf, size_t len, struct ident **out)
 		if (!eol)
 			eol = end;
 		c = memmem(line, eol - line, ",\"comm\":", 8);
-		st = memmem(line, eol - line, ",\"state\":", 9);
-		if (c && st) {
+		u = memmem(line, eol - line, ",\"cmdline_unavailable\":", 23);
+		k = memmem(line, eol - line, ",\"container_id\":", 16);
+		st = memmem(line, eol - line, ",\"cgroup_truncated\":", 20);
+		if (!st)
+			st = memmem(line, eol - line, ",\"state\":", 9);
+		if (c && u && k && st && c < u && u < k && k < st) {
 			if (n == cap) {
 				cap *= 2;
 				*out = realloc(*out, cap * sizeof(**out));
@@ -1889,7 +1902,9 @@ static size_t idents(const char *buf, size_t len, struct ident **out)
 			}
 			(*out)[n].pid = strtol(line + 7, NULL, 10);
 			(*out)[n].s = c;
-			(*out)[n].len = st - c;
+			(*out)[n].len = u - c;
+			(*out)[n].cg = k;
+			(*out)[n].cg_len = st - k;
 			n++;
 		}
 		p = eol;
@@ -1920,7 +1935,9 @@ static void print_agreement(const char *mod, size_t mod_len, const char *scan,
 			j++;
 		} else {
 			if (a[i].len != b[j].len ||
-			    memcmp(a[i].s, b[j].s, a[i].len))
+			    memcmp(a[i].s, b[j].s, a[i].len) ||
+			    a[i].cg_len != b[j].cg_len ||
+			    memcmp(a[i].cg, b[j].cg, a[i].cg_len))
 				differ++;
 			i++;
 			j++;
