@@ -661,6 +661,12 @@ static int cmd_spawn(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGUSR1);	/* only active children take it */
 	sigprocmask(SIG_BLOCK, &block, &old);
+	/*
+	 * gvm compare sends SIGUSR1 to the whole process group: this process
+	 * and the workers keep it blocked while they wait (its default
+	 * action would end them and orphan the children).
+	 */
+	sigaddset(&old, SIGUSR1);
 	if (argc > 3 && !strcmp(argv[3], "active")) {
 		if (setpgid(0, 0))
 			die("setpgid: %s", strerror(errno));
