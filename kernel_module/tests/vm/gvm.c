@@ -2205,6 +2205,7 @@ static int cmd_mmstall(int argc, char **argv)
 	sigset_t set;
 	double end;
 	void *map;
+	int tries;
 	long nr;
 
 	if (argc < 4)
@@ -2273,12 +2274,18 @@ static int cmd_mmstall(int argc, char **argv)
 		 */
 		ptrace(PTRACE_SEIZE, victim, NULL, NULL);
 		fd = open(path, O_RDONLY);
-		if (fd < 0 || pread(fd, &c, 1, (off_t)(uintptr_t)map) != 1) {
+		/*
+		 * Some boots fail this read with EIO before any request
+		 * reaches the server (seen on 5.10 and 7.2): try again.
+		 */
+		for (tries = 0; fd >= 0 && tries < 20; tries++) {
+			if (pread(fd, &c, 1, (off_t)(uintptr_t)map) == 1)
+				_exit(0);
 			fprintf(stderr, "gvm: mmstall: reading %s: %s\n", path,
 				strerror(errno));
-			_exit(1);
+			usleep(200000);
 		}
-		_exit(0);
+		_exit(1);
 	}
 	pthread_mutex_lock(&s.lock);
 	for (end = now_ms() + 30e3; !s.held; ) {
