@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * gc_compat.h - the kernel interfaces gestor_containers uses that changed
+ * The kernel interfaces gestor_containers uses that changed
  * between Linux 5.10 and 7.x, each behind one wrapper chosen by
  * LINUX_VERSION_CODE (Debian's kernels do not backport these changes) or,
  * where a stable update did backport one, by a feature test in Kbuild
