@@ -35,7 +35,12 @@ pub struct Parts {
 /// Builds the governor and, when shipping is on, starts the shipper. With
 /// `follow_events` (and `--inventory events`) the container inventory
 /// follows Docker's events until `cancel`; otherwise it lists every cycle.
-pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
+/// Fails when another gestor holds the spool directory.
+pub fn build(
+    config: &Config,
+    follow_events: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Parts> {
     let metrics = Arc::new(Metrics::new(VERSION));
     metrics.set_interval(config.interval);
     metrics.set_health_window(config.health_window().as_secs_f64());
@@ -78,7 +83,7 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
             endpoint_updater = Some(updater);
         }
         shipper_config.memory_max_records = config.log_memory_records;
-        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), shipper_stop.clone());
+        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), shipper_stop.clone())?;
         (Some(h), Some(t))
     } else {
         (None, None)
@@ -102,14 +107,14 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
         shipper,
         journal,
     );
-    Parts {
+    Ok(Parts {
         governor,
         metrics,
         docker,
         shipper_task,
         shipper_stop,
         endpoint_updater,
-    }
+    })
 }
 
 /// Writes `addr` to `path` whole (temporary file, then rename), so a reader
@@ -130,7 +135,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         shipper_task,
         shipper_stop,
         endpoint_updater,
-    } = build(&config, true, &cancel);
+    } = build(&config, true, &cancel)?;
     let state = Arc::new(AppState::new(metrics, config.health_window()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)

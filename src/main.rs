@@ -50,7 +50,7 @@ async fn once(config: Config) -> anyhow::Result<bool> {
     cancel_on_signals(cancel.clone());
     // One cycle: a listing, not an event stream. Rates need two samples:
     // a first snapshot, then the cycle half an interval later.
-    let mut parts = daemon::build(&config, false, &cancel);
+    let mut parts = daemon::build(&config, false, &cancel)?;
     parts.governor.prime().await;
     tokio::select! {
         _ = tokio::time::sleep(config.interval() / 2) => {}

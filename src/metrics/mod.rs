@@ -71,6 +71,9 @@ pub struct Metrics {
     pub log_retried: IntCounter,
     journal_failures: IntCounter,
     pub log_dropped: IntCounterVec,
+    pub log_spool_write_errors: IntCounter,
+    pub log_spool_read_errors: IntCounter,
+    pub log_spool_corrupt: IntCounter,
     exported_states: Mutex<HashSet<[String; 2]>>,
 }
 
@@ -344,6 +347,30 @@ impl Metrics {
                     ),
                     &["reason"],
                 )
+                .unwrap(),
+            ),
+            log_spool_write_errors: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_write_errors_total",
+                    "Writes of a spool segment that failed (the records waited in memory).",
+                ))
+                .unwrap(),
+            ),
+            log_spool_read_errors: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_read_errors_total",
+                    "Reads of a spool segment that failed (the segment is kept and read again later).",
+                ))
+                .unwrap(),
+            ),
+            log_spool_corrupt: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_corrupt_total",
+                    "Spool segments found corrupt and moved aside to <name>.corrupt.",
+                ))
                 .unwrap(),
             ),
             exported_states: Mutex::new(HashSet::new()),
