@@ -8,7 +8,7 @@
 
 use crate::ship::lock::SpoolLock;
 use crate::ship::records::Record;
-use crate::ship::shipper::Shared;
+use crate::ship::shared::Shared;
 use crate::ship::spool::{Spool, SpoolError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
