@@ -524,8 +524,12 @@ mod tests {
         (h, task, cancel)
     }
 
+    /// What the service stored once it holds `n` records, or after 60 s
+    /// (a deadline for a failing test only: a loaded machine may take
+    /// seconds, and a fixed 3 s failed such a run).
     async fn wait_stored(svc: &FakeService, n: usize) -> Vec<String> {
-        for _ in 0..300 {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < give_up {
             if svc.stored.lock().unwrap().len() >= n {
                 break;
             }
