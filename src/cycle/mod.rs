@@ -391,6 +391,9 @@ impl Governor {
         if intents.is_empty() {
             return HashMap::new();
         }
+        for i in &intents {
+            tracing::info!(event = "intent", cycle = self.cycle, container = %i.container_name, id = %crate::docker::container::short_id(&i.container_id), action = %i.action, reason = %i.reason, "about to act");
+        }
         let by_container = intents
             .iter()
             .map(|i| (i.container_id.clone(), i.record_id.clone()))

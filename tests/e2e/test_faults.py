@@ -67,7 +67,19 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     # Counted by id: every record gestor produced is stored exactly once.
     lines = g.log_lines()
     produced = [
-        e for e in lines if e.get("event") in ("cycle", "keep", "kill", "kill_failed", "error")
+        e
+        for e in lines
+        if e.get("event")
+        in (
+            "cycle",
+            "keep",
+            "kill",
+            "kill_failed",
+            "kill_skipped",
+            "intent",
+            "unmeasured",
+            "error",
+        )
     ]
     ids = {r["id"] for r in records} | {r["id"] for r in spooled}
     assert len(ids) == len(produced), f"{len(ids)} records kept for {len(produced)} produced"
