@@ -684,7 +684,9 @@ impl EventInventory {
             let (last, same_containers) = {
                 let s = lock(&self.state);
                 let same = s.containers.len() == listed_ids.len()
-                    && s.containers.keys().all(|id| listed_ids.contains(id.as_str()));
+                    && s.containers
+                        .keys()
+                        .all(|id| listed_ids.contains(id.as_str()));
                 (s.last_event_ns, same)
             };
             let now = tokio::time::Instant::now();

@@ -34,6 +34,10 @@ pub struct Record {
     pub io_read_chars_per_second: Option<f64>,
     pub io_write_chars_per_second: Option<f64>,
     pub reason: String,
+    /// The policy rule that decided (container records of governed
+    /// containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
 }
@@ -113,6 +117,7 @@ impl RecordContext<'_> {
             io_read_chars_per_second: None,
             io_write_chars_per_second: None,
             reason,
+            rule: None,
             details: serde_json::Value::Null,
         }
     }
