@@ -52,17 +52,30 @@ impl SpoolLock {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let handle = File::open(dir).map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns; no memory involved.
-        let rc = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        // A lock this process let go of may still be held for a moment by a
+        // child it forked (the child holds a copy of the descriptor until it
+        // execs, which closes it): when the holder is this very process, a
+        // few more tries over half a second tell that from a real holder.
+        let mut tries = 0;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; no memory involved.
+            let rc = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
             let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(e));
+            }
+            let holder = holder_pid(dir, &handle);
+            tries += 1;
+            if holder != Some(std::process::id()) || tries >= 50 {
                 return Err(LockError::Busy {
                     dir: dir.to_path_buf(),
-                    holder: holder_pid(dir, &handle),
+                    holder,
                 });
             }
-            return Err(io(e));
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         // Best effort: a read-only spool cannot take it, and /proc/locks
         // names the holder anyway.
