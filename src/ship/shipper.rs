@@ -156,7 +156,9 @@ pub fn spawn(
 
 /// The result of one POST.
 enum Delivery {
-    Delivered,
+    /// Taken; the service may have refused some records of the batch one by
+    /// one (`rejected`: a description of each), storing the others.
+    Delivered { rejected: Vec<String> },
     /// Worth trying again later (network error, 5xx, 401/403, 408, 429).
     Retry(String),
     /// The service refuses these records for good (other 4xx).
@@ -305,7 +307,10 @@ impl Sender {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    return Delivery::Delivered;
+                    let body = resp.text().await.unwrap_or_default();
+                    return Delivery::Delivered {
+                        rejected: rejected_records(&body),
+                    };
                 }
                 let body = resp.text().await.unwrap_or_default();
                 let body: String = body.chars().take(300).collect();
@@ -331,8 +336,17 @@ impl Sender {
     async fn deliver(&mut self, source: Source, batch: Vec<Record>) -> bool {
         let n = batch.len();
         match self.post(&batch).await {
-            Delivery::Delivered => {
-                self.shared.metrics.log_sent.inc_by(n as u64);
+            Delivery::Delivered { rejected } => {
+                if !rejected.is_empty() {
+                    // Refused one by one: final (sending them again cannot
+                    // succeed); the rest of the batch is stored.
+                    tracing::error!(records = rejected.len(), of = n, refused = %rejected.join("; "), "the log service refused records of a batch; dropped");
+                    self.shared.drop_counted("rejected", rejected.len());
+                }
+                self.shared
+                    .metrics
+                    .log_sent
+                    .inc_by((n - rejected.len().min(n)) as u64);
                 self.consume(source, n);
                 self.backoff = self.config.backoff_min;
                 self.batch_limit = self.config.batch_max_records;
@@ -441,6 +455,29 @@ impl Sender {
         // (or a test's next shipper) finds the spool free.
         self.writer.close().await;
     }
+}
+
+/// The records a 2xx answer says were refused one by one (the log service
+/// answers `{"received", "stored", "duplicates", "rejected": [{"index",
+/// "id", "errors"}]}`), each as "id: why"; none when the answer says
+/// nothing of it (an older service, an empty body).
+fn rejected_records(body: &str) -> Vec<String> {
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(list) = answer.get("rejected").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|r| {
+            let id = r.get("id").and_then(|i| i.as_str()).map_or_else(
+                || format!("#{}", r.get("index").unwrap_or(&serde_json::Value::Null)),
+                String::from,
+            );
+            let why: String = r.get("errors").map(|e| e.to_string()).unwrap_or_default();
+            format!("{id}: {}", why.chars().take(300).collect::<String>())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -616,6 +653,66 @@ mod tests {
             metrics.log_dropped.with_label_values(&["rejected"]).get(),
             2
         );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn a_partly_refused_batch_names_each_refused_record() {
+        let body = r#"{"received": 3, "stored": 1, "duplicates": 0, "rejected": [
+            {"index": 1, "id": "r-1", "errors": [{"loc": ["cpu_ratio"], "msg": "not finite"}]},
+            {"index": 2, "id": null, "errors": []}]}"#;
+        let got = rejected_records(body);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].starts_with("r-1: ") && got[0].contains("not finite"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("#2: "), "{got:?}");
+        assert!(rejected_records("{\"stored\": 3}").is_empty());
+        assert!(rejected_records("").is_empty());
+    }
+
+    /// A log service that stores a batch but refuses its second record.
+    async fn refusing_service() -> (String, Arc<std::sync::Mutex<usize>>) {
+        let calls = Arc::new(std::sync::Mutex::new(0usize));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/logs",
+            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Record>>| {
+                let seen = seen.clone();
+                async move {
+                    *seen.lock().unwrap() += 1;
+                    axum::Json(serde_json::json!({
+                        "received": batch.len(),
+                        "stored": batch.len() - 1,
+                        "duplicates": 0,
+                        "rejected": [{"index": 1, "id": batch[1].id, "errors": [{"msg": "bad"}]}],
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn one_refused_record_costs_only_itself() {
+        let (url, calls) = refusing_service().await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new("t"));
+        let (h, task, cancel) = start(&url, dir.path(), &metrics);
+        h.commit(records(3)).await;
+        until("the batch sent", || metrics.log_sent.get() == 2).await;
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["rejected"]).get(),
+            1
+        );
+        // Not sent again: the refusal is final, the batch delivered.
+        until("an empty spool", || files(dir.path()).is_empty()).await;
+        assert_eq!(*calls.lock().unwrap(), 1);
         cancel.cancel();
         task.await.unwrap();
     }
