@@ -5,7 +5,12 @@
 mod common;
 
 use common::*;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Held by the tests that load the CPU: the pressure test reads the host's
+/// CPU pressure, which another test's busy containers would raise.
+static CPU: Mutex<()> = Mutex::new(());
 
 /// Writes a policy whose rules select only this test's containers.
 fn policy_file(dir: &std::path::Path, scope: &Scope, rules: &str) -> std::path::PathBuf {
@@ -100,6 +105,7 @@ for = "20s"
 
 #[test]
 fn pressure_stops_the_largest_cpu_consumer_and_stops_acting_once_it_clears() {
+    let _cpu = CPU.lock().unwrap_or_else(|e| e.into_inner());
     let scope = Scope::new("pressure");
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(
@@ -192,6 +198,7 @@ max_per_episode = 2
 
 #[test]
 fn a_dry_run_rule_says_what_it_would_stop_and_stops_nothing() {
+    let _cpu = CPU.lock().unwrap_or_else(|e| e.into_inner());
     let scope = Scope::new("dryrule");
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(

@@ -127,7 +127,9 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
 
     def all_kills() -> float:
         kinds = ("cpu", "ram", "io", "disk")
-        return sum(g.metric(f'gestor_kills_total{{reason="surplus",type="{t}"}}') for t in kinds)
+        return sum(
+            g.metric(f'gestor_kills_total{{reason="surplus",rule="{t}",type="{t}"}}') for t in kinds
+        )
 
     total_before = all_kills()
     assert total_before > 0
