@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark and prints its figures (see README, "Performance").
 # Each script can also be run alone. Needs root and the test host's setup
-# (`make setup`). Takes about 20 minutes with the 10-minute soak.
+# (`make setup`). Takes about 25 minutes with the 10-minute soak (10 more
+# the first time, when spool_fsync.sh builds the commit it compares with).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -18,6 +19,7 @@ main() {
   run "${HERE}/scale.sh"
   run "${HERE}/accuracy.sh"
   run "${HERE}/metrics.sh"
+  run "${HERE}/spool_fsync.sh"
   run "${HERE}/cron.sh"
   run "${HERE}/logger.sh"
   run "${HERE}/kernel_module.sh"

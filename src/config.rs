@@ -38,6 +38,28 @@ pub enum Command {
     CheckConfig,
     /// Exit 0 when the daemon at --listen answers /healthz (for container healthchecks).
     Healthcheck,
+    /// The kill policy: validate a file, or explain what it would do now.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: each error with its line and column; exit 1 on any.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// For every container now: the rule that governs it, the figures it was
+    /// judged on, the verdict and why (nothing is stopped). Uses --policy, or
+    /// the default policy.
+    Explain {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -115,6 +137,12 @@ pub struct Settings {
     /// Managed containers kept per type [default: 1].
     #[arg(long, env = "GESTOR_MIN_PER_TYPE", global = true)]
     pub min_per_type: Option<usize>,
+    /// Policy file (TOML): the rules that decide what is stopped [default: keep the lightest of each type].
+    #[arg(long, env = "GESTOR_POLICY", global = true)]
+    pub policy: Option<PathBuf>,
+    /// Reload the policy file when it changes (it is always reloaded on SIGHUP) [default: false].
+    #[arg(long, env = "GESTOR_POLICY_WATCH", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub policy_watch: Option<bool>,
     /// Most containers killed in one cycle [default: 50].
     #[arg(long, env = "GESTOR_MAX_KILLS_PER_CYCLE", global = true)]
     pub max_kills_per_cycle: Option<usize>,
@@ -198,6 +226,9 @@ pub struct Config {
     pub procfs_cache: bool,
     pub min_per_type: usize,
     pub max_kills_per_cycle: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+    pub policy_watch: bool,
     pub keeper_margin: f64,
     pub stop_timeout: u32,
     pub stopped_grace: f64,
@@ -251,6 +282,8 @@ impl Settings {
             procfs_cache: self.procfs_cache.or(file.procfs_cache),
             min_per_type: self.min_per_type.or(file.min_per_type),
             max_kills_per_cycle: self.max_kills_per_cycle.or(file.max_kills_per_cycle),
+            policy: self.policy.or(file.policy),
+            policy_watch: self.policy_watch.or(file.policy_watch),
             keeper_margin: self.keeper_margin.or(file.keeper_margin),
             stop_timeout: self.stop_timeout.or(file.stop_timeout),
             stopped_grace: self.stopped_grace.or(file.stopped_grace),
@@ -307,6 +340,8 @@ impl Settings {
             procfs_cache: self.procfs_cache.unwrap_or(true),
             min_per_type: self.min_per_type.unwrap_or(1),
             max_kills_per_cycle: self.max_kills_per_cycle.unwrap_or(50),
+            policy: self.policy,
+            policy_watch: self.policy_watch.unwrap_or(false),
             keeper_margin: self.keeper_margin.unwrap_or(0.1),
             stop_timeout: self.stop_timeout.unwrap_or(2),
             stopped_grace: self.stopped_grace.unwrap_or(interval),

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, InventoryMode};
 use crate::cycle::Governor;
+use crate::decide::rules::{self, Policy};
 use crate::docker::client::DockerClient;
 use crate::docker::container::ActsOn;
 use crate::docker::inventory::{EventInventory, Inventory, ListInventory};
@@ -35,9 +36,16 @@ pub struct Parts {
 /// Builds the governor and, when shipping is on, starts the shipper. With
 /// `follow_events` (and `--inventory events`) the container inventory
 /// follows Docker's events until `cancel`; otherwise it lists every cycle.
-pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -> Parts {
+/// Fails when another gestor holds the spool directory.
+pub fn build(
+    config: &Config,
+    policy: Policy,
+    follow_events: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Parts> {
     let metrics = Arc::new(Metrics::new(VERSION));
     metrics.set_interval(config.interval);
+    metrics.set_policy(&policy);
     metrics.set_health_window(config.health_window().as_secs_f64());
     let docker = Arc::new(
         DockerClient::new(&config.docker_host)
@@ -78,7 +86,7 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
             endpoint_updater = Some(updater);
         }
         shipper_config.memory_max_records = config.log_memory_records;
-        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), shipper_stop.clone());
+        let (h, t) = shipper::spawn(shipper_config, metrics.clone(), shipper_stop.clone())?;
         (Some(h), Some(t))
     } else {
         (None, None)
@@ -101,15 +109,103 @@ pub fn build(config: &Config, follow_events: bool, cancel: &CancellationToken) -
         metrics.clone(),
         shipper,
         journal,
+        Arc::new(policy),
     );
-    Parts {
+    Ok(Parts {
         governor,
         metrics,
         docker,
         shipper_task,
         shipper_stop,
         endpoint_updater,
+    })
+}
+
+/// Why gestor reads a policy file.
+#[derive(Debug, Clone, Copy)]
+enum PolicyLoad {
+    Start,
+    Sighup,
+    FileChanged,
+}
+
+/// The policy in force at start: `--policy FILE`, or the default rule
+/// (`--min-per-type` of each type, the lightest). A file that does not
+/// validate is an error naming its line and column: gestor does not start.
+pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
+    read_policy(config, PolicyLoad::Start)
+}
+
+fn read_policy(config: &Config, why: PolicyLoad) -> anyhow::Result<Policy> {
+    let Some(path) = &config.policy else {
+        return Ok(Policy::default_for(config.min_per_type));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    let policy = rules::parse(&text, Some(&path.display().to_string()))
+        .map_err(|e| anyhow::anyhow!("policy file {}: {e}", path.display()))?;
+    tracing::info!(file = %path.display(), rules = policy.rules.len(), reason = ?why, "policy loaded");
+    Ok(policy)
+}
+
+/// Reads the policy file again; a file that does not validate keeps the
+/// running policy, is logged and counted.
+fn reload_policy(config: &Config, governor: &mut Governor, metrics: &Metrics, why: PolicyLoad) {
+    match read_policy(config, why) {
+        Ok(policy) => governor.set_policy(Arc::new(policy)),
+        Err(e) => {
+            metrics.policy_reload_failed();
+            tracing::error!(error = %format!("{e:#}"), reason = ?why, "POLICY NOT RELOADED: the running policy stays");
+        }
     }
+}
+
+/// Reload requests: SIGHUP, and with `--policy-watch` a change of the
+/// file (its size or modification time, looked at every second).
+fn policy_reloads(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> tokio::sync::mpsc::Receiver<PolicyLoad> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let hup = tx.clone();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut sighup) = signal(SignalKind::hangup()) else {
+            tracing::error!(
+                "cannot install the SIGHUP handler: the policy reloads only with --policy-watch"
+            );
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the policy");
+                    let _ = hup.try_send(PolicyLoad::Sighup);
+                }
+            }
+        }
+    });
+    if let (true, Some(path)) = (config.policy_watch, config.policy.clone()) {
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let stamp = |m: std::fs::Metadata| (m.len(), m.modified().ok());
+            let mut last = tokio::fs::metadata(&path).await.ok().map(stamp);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let now = tokio::fs::metadata(&path).await.ok().map(stamp);
+                if now.is_some() && now != last {
+                    last = now;
+                    let _ = tx.try_send(PolicyLoad::FileChanged);
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// Writes `addr` to `path` whole (temporary file, then rename), so a reader
@@ -123,6 +219,7 @@ fn write_ready_file(path: &std::path::Path, addr: std::net::SocketAddr) -> std::
 
 /// Runs the daemon until `cancel` fires.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let policy = load_policy(&config)?;
     let Parts {
         mut governor,
         metrics,
@@ -130,8 +227,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         shipper_task,
         shipper_stop,
         endpoint_updater,
-    } = build(&config, true, &cancel);
-    let state = Arc::new(AppState::new(metrics, config.health_window()));
+    } = build(&config, policy, true, &cancel)?;
+    let reloads = policy_reloads(&config, &cancel);
+    let state = Arc::new(AppState::new(metrics.clone(), config.health_window()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -199,9 +297,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reloads = reloads;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(why) = reloads.recv() => {
+                reload_policy(&config, &mut governor, &metrics, why);
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         let report = governor.run_cycle(&cancel).await;

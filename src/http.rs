@@ -1,5 +1,6 @@
-//! The HTTP side: /metrics, /healthz and /api/v1/state.
+//! The HTTP side: /metrics, /healthz, /api/v1/state and /api/v1/policy/explain.
 
+use crate::cycle::explain;
 use crate::cycle::report::CycleReport;
 use crate::metrics::Metrics;
 use axum::extract::State;
@@ -44,6 +45,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/v1/state", get(api_state))
+        .route("/api/v1/policy/explain", get(api_explain))
         .with_state(state)
 }
 
@@ -77,6 +79,18 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 async fn api_state(State(state): State<Arc<AppState>>) -> Response {
     match state.last_cycle.read().unwrap().clone() {
         Some(report) => Json(report.as_ref().clone()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "no cycle has run yet"})),
+        )
+            .into_response(),
+    }
+}
+
+/// What the last cycle's policy decided for each container, and why.
+async fn api_explain(State(state): State<Arc<AppState>>) -> Response {
+    match state.last_cycle.read().unwrap().clone() {
+        Some(report) => Json(explain::entries(&report)).into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"error": "no cycle has run yet"})),

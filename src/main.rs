@@ -4,9 +4,11 @@
 use anyhow::Context;
 use clap::Parser;
 use gestor::collect::source;
-use gestor::config::{Cli, Command, Config, LogFormat};
-use gestor::cycle::table;
+use gestor::config::{Cli, Command, Config, LogFormat, PolicyCommand};
+use gestor::cycle::report::CycleReport;
+use gestor::cycle::{explain, table};
 use gestor::daemon;
+use gestor::decide::rules;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -45,18 +47,74 @@ fn cancel_on_signals(cancel: CancellationToken) {
     });
 }
 
-async fn once(config: Config) -> anyhow::Result<bool> {
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
-    // One cycle: a listing, not an event stream. Rates need two samples:
-    // a first snapshot, then the cycle half an interval later.
-    let mut parts = daemon::build(&config, false, &cancel);
+/// One cycle: a listing, not an event stream. Rates need two samples: a
+/// first snapshot, then the cycle half an interval later.
+async fn one_cycle(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(daemon::Parts, CycleReport)> {
+    let policy = daemon::load_policy(config)?;
+    let mut parts = daemon::build(config, policy, false, cancel)?;
     parts.governor.prime().await;
     tokio::select! {
         _ = tokio::time::sleep(config.interval() / 2) => {}
         _ = cancel.cancelled() => {}
     }
-    let report = parts.governor.run_cycle(&cancel).await;
+    let report = parts.governor.run_cycle(cancel).await;
+    Ok((parts, report))
+}
+
+/// `gestor policy explain`: a cycle that acts on nothing and ships nothing
+/// (no spool, no intents), then each container's rule, figures and verdict.
+async fn explain(mut config: Config, json: bool) -> anyhow::Result<bool> {
+    config.dry_run = true;
+    config.logger_url = String::new();
+    config.create_logger = false;
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let (_parts, report) = one_cycle(&config, &cancel).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explain::entries(&report))?
+        );
+    } else {
+        print!("{}", explain::render(&report));
+    }
+    Ok(report.ok())
+}
+
+/// `gestor policy check FILE`: every error with its line and column.
+fn check_policy(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "gestor: cannot read the policy file {}: {e}",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match rules::parse(&text, Some(&file.display().to_string())) {
+        Ok(policy) => {
+            for r in &policy.rules {
+                println!("rule {:?}: {}", r.name, r.verdict.kind());
+            }
+            println!("{}: {} rules, valid", file.display(), policy.rules.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn once(config: Config) -> anyhow::Result<bool> {
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let (mut parts, report) = one_cycle(&config, &cancel).await?;
     print!("{}", table::render(&report));
     drop(parts.governor);
     // The records are in the spool: the sender delivers what it can within
@@ -146,6 +204,12 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Command::Policy {
+        command: PolicyCommand::Check { file },
+    } = &command
+    {
+        return check_policy(file);
+    }
     if let Command::Snapshot { summary } = command {
         return match snapshot(&config, summary) {
             Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +236,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Once => once(config).await,
+            Command::Policy {
+                command: PolicyCommand::Explain { json },
+            } => explain(config, json).await,
             Command::Healthcheck => healthcheck(&config).await.map(|()| true),
             _ => {
                 let cancel = CancellationToken::new();

@@ -121,7 +121,10 @@ fn garbage_sysinfo_blocks_kills_until_it_is_good_again() {
         Some(0.0)
     );
     assert_eq!(
-        metric(&m, "gestor_kills_total{reason=\"surplus\",type=\"cpu\"}"),
+        metric(
+            &m,
+            "gestor_kills_total{reason=\"surplus\",rule=\"cpu\",type=\"cpu\"}"
+        ),
         Some(0.0)
     );
 

@@ -117,12 +117,14 @@ fn a_real_cycle_kills_exactly_the_surplus_and_metrics_follow() {
         );
     }
     assert!(
-        metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"ram\"} 2"),
+        metrics.contains("gestor_kills_total{reason=\"surplus\",rule=\"ram\",type=\"ram\"} 2"),
         "{metrics}"
     );
-    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"cpu\"} 2"));
-    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"io\"} 1"));
-    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",type=\"disk\"} 1"));
+    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",rule=\"cpu\",type=\"cpu\"} 2"));
+    assert!(metrics.contains("gestor_kills_total{reason=\"surplus\",rule=\"io\",type=\"io\"} 1"));
+    assert!(
+        metrics.contains("gestor_kills_total{reason=\"surplus\",rule=\"disk\",type=\"disk\"} 1")
+    );
     assert!(metrics.contains("gestor_snapshot_source{source=\"userspace\"} 1"));
     assert!(metrics.contains("gestor_cycle_stage_success{stage=\"act\"} 1"));
 }

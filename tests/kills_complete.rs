@@ -29,7 +29,14 @@ fn a_stop_with_a_long_grace_ends_removed_not_exited() {
         d.log().contains("\"event\":\"stopping\"")
     });
     let stopping_since = Instant::now();
-    let victim = if d.log().contains(&format!("\"container\":\"{a}\"")) {
+    // The container of the "stopping" line (other lines name both).
+    let stopping = d
+        .log()
+        .lines()
+        .find(|l| l.contains("\"event\":\"stopping\""))
+        .map(String::from)
+        .unwrap();
+    let victim = if stopping.contains(&format!("\"container\":\"{a}\"")) {
         a
     } else {
         b
@@ -50,7 +57,10 @@ fn a_stop_with_a_long_grace_ends_removed_not_exited() {
     assert_eq!(scope.names(true).len(), 1, "{:?}", scope.names(true));
     let m = d.metrics();
     assert_eq!(
-        metric(&m, "gestor_kills_total{reason=\"surplus\",type=\"cpu\"}"),
+        metric(
+            &m,
+            "gestor_kills_total{reason=\"surplus\",rule=\"cpu\",type=\"cpu\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -122,7 +132,10 @@ fn an_oom_killed_managed_container_is_removed_with_its_cause() {
         Some(1.0)
     );
     assert_eq!(
-        metric(&m, "gestor_kills_total{reason=\"surplus\",type=\"ram\"}"),
+        metric(
+            &m,
+            "gestor_kills_total{reason=\"surplus\",rule=\"ram\",type=\"ram\"}"
+        ),
         Some(0.0),
         "a removal is not a kill"
     );

@@ -68,7 +68,8 @@ fn metrics_exposition_matches_the_golden_file() {
         memory_available_bytes: 4 << 30,
     });
     m.set_source(SourceKind::Userspace);
-    m.kill(ContainerType::Ram, "surplus");
+    m.set_policy(&gestor::decide::rules::Policy::default_for(1));
+    m.kill("ram", "surplus", ContainerType::Ram);
     m.kill_failed(ContainerType::Cpu, "vanished");
     m.removed(ContainerType::Ram, "oom_killed");
     for stage in gestor::metrics::STAGES {

@@ -7,14 +7,17 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-/// The bytes of the spool's files (not of the intent journal's directory).
+/// Bytes of the spool's segments (finished or being written): not the
+/// lock's pid file, nor the intent journal's directory beside them.
 fn spool_bytes_on_disk(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".jsonl") || name.ends_with(".jsonl.tmp")
+        })
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
         .sum()
 }
 

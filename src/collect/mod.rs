@@ -7,10 +7,12 @@
 //! - `procfs`: the userspace collector;
 //! - `cgroup`: container IDs from cgroup paths (pure);
 //! - `cgroupfs`: each container's own cgroup counters (CPU, tmpfs/shm);
+//! - `pressure`: the host's pressure stall information (PSI);
 //! - `usage`: per-container rates from two snapshots (pure).
 
 pub mod cgroup;
 pub mod cgroupfs;
+pub mod pressure;
 pub mod procfs;
 pub mod snapshot;
 pub mod source;

@@ -8,12 +8,15 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Largest document we accept. 10,000 processes take about 3 MB; anything
-/// far beyond that is not a sysinfo document.
-pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
+/// Largest document we accept: the largest the kernel module writes (a
+/// read that would need more fails there with EFBIG), 256 MiB. 10,000
+/// processes take about 3 MB, 100,000 about 30 to 60 MB.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024 * 1024;
 
-/// The format version this build writes (the userspace collector).
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version this build writes (the userspace collector), and the
+/// newest it reads. Version 3 added `cmdline_cached`, `cmdline_truncated`
+/// and `cgroup_truncated`.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build still reads. Version 1 lacks the
 /// per-process `children_cpu_time_ns`, `cancelled_write_bytes` and
@@ -154,6 +157,16 @@ pub struct Process {
     /// read 0 and mean nothing. Optional, false when absent.
     #[serde(default)]
     pub io_unavailable: bool,
+    /// The command line is the text an earlier read kept, not one read now
+    /// (version 3; false before).
+    #[serde(default)]
+    pub cmdline_cached: bool,
+    /// The command line was longer than the 1024 bytes reported (version 3).
+    #[serde(default)]
+    pub cmdline_truncated: bool,
+    /// The cgroup path was longer than the 4095 bytes reported (version 3).
+    #[serde(default)]
+    pub cgroup_truncated: bool,
 }
 
 impl Process {
@@ -448,7 +461,7 @@ pub(crate) mod tests {
             ),
             (
                 "\"version\": 1",
-                "\"version\": 3",
+                "\"version\": 4",
                 "unsupported format version",
             ),
             (

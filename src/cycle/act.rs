@@ -1,14 +1,17 @@
 //! Stage 4 of a cycle, act: stops and removes the containers the policy
 //! chose, `KILL_CONCURRENCY` at a time; in a dry run, nothing.
 //!
-//! Before a type's surplus is stopped, its keepers are inspected: if one is
-//! gone or no longer running, that type kills nothing this cycle (it would
-//! otherwise end with none). Each container to stop is re-checked against
+//! Before a `keep_least` rule's surplus is stopped, its keepers are
+//! inspected: if one is gone or no longer running, that rule stops nothing
+//! this cycle (it would otherwise end with none). A verdict of a dry-run rule
+//! is not carried out; one of a rule that only stops is stopped and left
+//! there. Each container to stop is re-checked against
 //! Docker first. No stop or removal starts once the cycle's time budget is
 //! spent (the rest is judged again next cycle), and none for a container
 //! whose last try failed until its backoff has passed.
 
 use crate::decide::plan::{Action, Plan, Verdict};
+use crate::decide::reason::Reason;
 use crate::docker::client::{DockerClient, KillOutcome};
 use crate::docker::container::{short_id as short, ContainerInfo, ContainerType};
 use crate::docker::inventory::{Inventory, Recheck};
@@ -53,6 +56,8 @@ pub enum Outcome {
     Removed {
         forced: bool,
     },
+    /// Stopped and left there (its rule only stops).
+    Stopped,
     Vanished,
     /// Not killed: the container changed since the inventory saw it.
     Changed(String),
@@ -84,6 +89,7 @@ impl Outcome {
         match self {
             Outcome::Removed { forced: false } => "removed".into(),
             Outcome::Removed { forced: true } => "removed by force (the stop failed)".into(),
+            Outcome::Stopped => "stopped (its rule leaves it there)".into(),
             Outcome::Vanished => "vanished".into(),
             Outcome::Changed(what) => format!("not killed: it changed ({what})"),
             Outcome::Failed { error, .. } => format!("failed: {error}"),
@@ -107,30 +113,32 @@ pub async fn carry_out(
     judged: &HashMap<&str, &ContainerInfo>,
     cancel: &CancellationToken,
 ) -> HashMap<String, Outcome> {
-    let work: Vec<(String, String, Action, ContainerType)> = plan
+    // A dry run (gestor's, or the verdict's rule's) decides and does nothing.
+    let (dry, work): (Vec<&Verdict>, Vec<&Verdict>) = plan
         .kills()
         .chain(plan.removals())
-        .map(|v| (v.id.clone(), v.name.clone(), v.action, v.container_type))
+        .partition(|v| act.dry_run || v.dry_run);
+    let mut outcomes: HashMap<String, Outcome> = dry
+        .iter()
+        .map(|v| (v.id.clone(), Outcome::DryRun))
         .collect();
-    if act.dry_run {
-        return work
-            .into_iter()
-            .map(|(id, ..)| (id, Outcome::DryRun))
-            .collect();
+    if work.is_empty() {
+        return outcomes;
     }
     let unkept = unconfirmed_keepers(act.docker, plan).await;
     let (grace, cycle) = (act.grace_secs, act.cycle);
     let unkept = &unkept;
-    stream::iter(work)
-        .map(|(id, name, action, t)| async move {
+    let done: Vec<(String, Outcome)> = stream::iter(work)
+        .map(|v| async move {
+            let (id, name, action) = (v.id.clone(), &v.name, v.action);
             if cancel.is_cancelled() {
                 return (id, Outcome::Skipped);
             }
             if act.backing_off.contains(&id) {
                 return (id, Outcome::BackingOff);
             }
-            if action == Action::Kill {
-                if let Some((keeper, why)) = unkept.get(&t) {
+            if action == Action::Kill && matches!(v.reason, Reason::Surplus { .. }) {
+                if let Some((keeper, why)) = unkept.get(&group(v)) {
                     let (keeper, why) = (keeper.clone(), why.clone());
                     return (id, Outcome::KeeperGone { keeper, why });
                 }
@@ -158,8 +166,14 @@ pub async fn carry_out(
             }
             let outcome = if action == Action::Kill {
                 tracing::info!(event = "stopping", cycle, container = %name, id = %short(&id), grace_s = grace, "stopping");
-                match act.docker.stop_and_remove(&id, grace, cancel).await {
+                let stopped = if v.stop_only {
+                    act.docker.stop_only(&id, grace, cancel).await
+                } else {
+                    act.docker.stop_and_remove(&id, grace, cancel).await
+                };
+                match stopped {
                     Ok(KillOutcome::Removed { forced }) => Outcome::Removed { forced },
+                    Ok(KillOutcome::Stopped) => Outcome::Stopped,
                     Ok(KillOutcome::Vanished) => Outcome::Vanished,
                     Err(e) => Outcome::Failed {
                         reason: e.reason(),
@@ -179,20 +193,27 @@ pub async fn carry_out(
         })
         .buffer_unordered(KILL_CONCURRENCY)
         .collect()
-        .await
+        .await;
+    outcomes.extend(done);
+    outcomes
 }
 
-/// The types that have kills this cycle and a keeper that is not running
+/// The groups (a `keep_least` rule's containers; a type's, without rules)
+/// that stop their surplus this cycle and have a keeper that is not running
 /// now (one inspect per keeper, whatever the inventory): the keeper's name
 /// and what is wrong with it.
 async fn unconfirmed_keepers(
     docker: &DockerClient,
     plan: &Plan,
-) -> HashMap<ContainerType, (String, String)> {
-    let killing: HashSet<ContainerType> = plan.kills().map(|v| v.container_type).collect();
+) -> HashMap<Group, (String, String)> {
+    let killing: HashSet<Group> = plan
+        .kills()
+        .filter(|v| matches!(v.reason, Reason::Surplus { .. }))
+        .map(group)
+        .collect();
     let keepers: Vec<&Verdict> = plan
         .keepers()
-        .filter(|k| killing.contains(&k.container_type))
+        .filter(|k| killing.contains(&group(k)))
         .collect();
     let checks = join_all(keepers.iter().map(|k| docker.inspect(&k.id))).await;
     let mut out = HashMap::new();
@@ -203,8 +224,18 @@ async fn unconfirmed_keepers(
             Ok(None) => "is gone".to_string(),
             Err(e) => format!("could not be checked ({e})"),
         };
-        tracing::warn!(r#type = %k.container_type, keeper = %k.name, %why, "a keeper is not running: its type kills nothing this cycle");
-        out.entry(k.container_type).or_insert((k.name.clone(), why));
+        tracing::warn!(r#type = %k.container_type, rule = ?k.rule, keeper = %k.name, %why, "a keeper is not running: its group kills nothing this cycle");
+        out.entry(group(k)).or_insert((k.name.clone(), why));
     }
     out
+}
+
+/// Who keeps whom: a rule's containers, or a type's.
+type Group = (Option<String>, Option<ContainerType>);
+
+fn group(v: &Verdict) -> Group {
+    match &v.rule {
+        Some(rule) => (Some(rule.clone()), None),
+        None => (None, Some(v.container_type)),
+    }
 }

@@ -127,6 +127,9 @@ pub async fn recover(
             continue;
         }
         tracing::info!(file = %file.path.display(), intents = file.intents.len(), "resolved the intents of a cycle that did not finish");
+        for r in &file_records {
+            tracing::info!(event = %r.event, cycle = ctx.cycle, container = r.container_name.as_deref().unwrap_or(""), reason = %r.reason, "recovered an unfinished act");
+        }
         records.extend(file_records);
         resolved.push(file.path);
     }

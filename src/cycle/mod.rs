@@ -4,6 +4,7 @@
 //! and removals) → publish (metrics, log lines, records).
 
 pub mod act;
+pub mod explain;
 pub mod intents;
 pub mod publish;
 pub mod report;
@@ -11,15 +12,18 @@ pub mod retry;
 pub mod table;
 
 use crate::collect::cgroupfs::{self, CgroupReader};
+use crate::collect::pressure;
 use crate::collect::snapshot::{CgroupCounters, Snapshot, SourceKind};
 use crate::collect::source::{SnapshotReader, SnapshotSource};
 use crate::collect::usage::{self, HostUsage, Usage};
 use crate::config::Config;
-use crate::cycle::report::{ContainerReport, CycleReport, StageReport};
+use crate::cycle::report::{ContainerReport, CycleReport, PolicySummary, StageReport};
 use crate::cycle::retry::Retries;
+use crate::decide::engine;
 use crate::decide::plan::Plan;
-use crate::decide::policy::{self, PolicyConfig};
+use crate::decide::policy::PolicyConfig;
 use crate::decide::reason::Blocked;
+use crate::decide::rules::Policy;
 use crate::docker::client::DockerClient;
 use crate::docker::container::ContainerInfo;
 use crate::docker::inventory::Inventory;
@@ -116,9 +120,13 @@ pub struct Governor {
     host: Arc<str>,
     /// The last snapshot that was read and trusted: rates are measured from it.
     previous: Option<Snapshot>,
-    /// The containers the last decided cycle kept: a challenger must beat
-    /// them by the keeper margin.
-    keepers: HashSet<String>,
+    /// The policy in force (`--policy FILE`, or the default rule); a reload
+    /// replaces it between cycles.
+    policy: Arc<Policy>,
+    /// What the policy engine carries across cycles: the keepers (a
+    /// challenger must beat them by the keeper margin), `limit` timers,
+    /// `pressure` episodes.
+    engine: engine::State,
     /// Confirms processes' containers against Docker's own cgroup placement.
     cgroup_check: CgroupCheck,
     /// Reads each container's own cgroup counters.
@@ -142,6 +150,7 @@ impl Governor {
         metrics: Arc<Metrics>,
         shipper: Option<ShipperHandle>,
         journal: Option<Journal>,
+        policy: Arc<Policy>,
     ) -> Governor {
         let reader = SnapshotReader::new(
             SnapshotSource {
@@ -162,7 +171,8 @@ impl Governor {
             shipper,
             ids: Arc::new(RecordIds::random()),
             previous: None,
-            keepers: HashSet::new(),
+            policy,
+            engine: engine::State::default(),
             cgroup_check: CgroupCheck::default(),
             cgroups,
             journal,
@@ -223,15 +233,18 @@ impl Governor {
         // 2. measure
         let (measured, containers, trusted) = self.measure_inputs(inputs, &ctx, &mut log).await;
         // 3. decide (pure)
-        let plan = policy::decide(
+        let host = self.host_signals(&measured).await;
+        let (plan, next) = engine::evaluate(
+            &self.policy,
             measured.usage.as_ref().map_err(String::as_str),
             containers.as_deref().map_err(String::as_str),
+            &host,
             &self.policy_config(),
-            &self.keepers,
-            clock.now_unix as i64,
+            &self.engine,
+            clock.now_unix,
         );
         if plan.blocked.is_none() {
-            self.keepers = plan.keepers().map(|v| v.id.clone()).collect();
+            self.engine = next;
         }
         log.stages.insert("policy", StageReport::ok());
         if let Some(why) = &plan.blocked {
@@ -350,6 +363,35 @@ impl Governor {
         }
     }
 
+    /// What the policy engine knows of the host: CPUs and memory from the
+    /// snapshot, pressure read now (small kernel files, off the runtime).
+    async fn host_signals(&self, measured: &Measured) -> engine::Host {
+        let procfs = self.config.procfs.clone();
+        let pressure = tokio::task::spawn_blocking(move || pressure::read(&procfs))
+            .await
+            .unwrap_or_default();
+        let h = measured.host;
+        engine::Host {
+            cpus: h.map_or(0, |h| h.cpus),
+            memory_total_bytes: h.map_or(0, |h| h.memory_total_bytes),
+            memory_available_bytes: h.map_or(0, |h| h.memory_available_bytes),
+            pressure,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Puts `policy` in force from the next cycle on. The timers of rules
+    /// whose name and selector did not change go on (the engine keys them
+    /// so); the others are dropped as their rules are.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.metrics.set_policy(&policy);
+        self.policy = policy;
+    }
+
     /// Resolves the intents an earlier run left unfinished (its records go
     /// with this cycle's; the files are cleared once they are committed).
     async fn recover(&mut self, ctx: &RecordContext<'_>, log: &mut StageLog) {
@@ -390,6 +432,9 @@ impl Governor {
         let (records, intents) = intents::for_plan(ctx, plan, usage, &waiting);
         if intents.is_empty() {
             return HashMap::new();
+        }
+        for i in &intents {
+            tracing::info!(event = "intent", cycle = self.cycle, container = %i.container_name, id = %crate::docker::container::short_id(&i.container_id), action = %i.action, reason = %i.reason, "about to act");
         }
         let by_container = intents
             .iter()
@@ -447,7 +492,7 @@ impl Governor {
                 if !self.retries.failed(id, now, self.config.interval()) {
                     quiet.insert(id.clone());
                 }
-            } else if outcome.gone() {
+            } else if outcome.gone() || *outcome == act::Outcome::Stopped {
                 self.retries.done(id);
             }
         }
@@ -592,6 +637,7 @@ impl Governor {
             blocked: findings.blocked,
             host: findings.host,
             containers: findings.containers,
+            policy: PolicySummary::of(&self.policy),
             kills: findings.tally.killed,
             removals: findings.tally.removed,
             kill_failures: findings.tally.failed,

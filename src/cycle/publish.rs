@@ -8,7 +8,10 @@ use crate::cycle::report::ContainerReport;
 use crate::decide::plan::{Action, Plan, Verdict};
 use crate::decide::reason::Reason;
 use crate::docker::container::{short_id as short, ContainerInfo, ContainerType, ExitFacts};
-use crate::metrics::{ContainerSample, Metrics, KILL_REASON_SURPLUS, UNMEASURED_RESOURCES};
+use crate::metrics::{
+    ContainerSample, Metrics, KILL_REASON_LIMIT, KILL_REASON_PRESSURE, KILL_REASON_SURPLUS,
+    UNMEASURED_RESOURCES,
+};
 use crate::ship::records::{Record, RecordContext};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -30,8 +33,10 @@ pub fn decisions(
         let u = usage.get(&v.id);
         // An act's outcome names the intent recorded before it.
         let intent = acted.intents.get(&v.id);
+        let rule = v.rule.as_deref().unwrap_or("");
         let record = |event: &str, reason: String| {
             let mut r = ctx.container_record(event, &v.id, &v.name, t, u, reason);
+            r.rule = v.rule.clone();
             if let Some(intent) = intent {
                 r.details = serde_json::json!({ "intent": intent });
             }
@@ -87,13 +92,22 @@ pub fn decisions(
             }
             (Action::Kill, Some(Outcome::Removed { forced })) => {
                 tally.killed += 1;
-                metrics.kill(t, KILL_REASON_SURPLUS);
-                tracing::info!(event = "kill", cycle, container = %v.name, id = %short(&v.id), r#type = %t, forced, reason = %v.reason, "killed");
+                metrics.kill(rule, kill_reason(&v.reason), t);
+                tracing::info!(event = "kill", cycle, container = %v.name, id = %short(&v.id), r#type = %t, rule, forced, reason = %v.reason, "killed");
                 let mut reason = v.reason.to_string();
                 if *forced {
                     reason.push_str(" (the stop failed: removed by force)");
                 }
                 records.push(record("kill", reason));
+            }
+            (Action::Kill, Some(Outcome::Stopped)) => {
+                tally.killed += 1;
+                metrics.kill(rule, kill_reason(&v.reason), t);
+                tracing::info!(event = "kill", cycle, container = %v.name, id = %short(&v.id), r#type = %t, rule, reason = %v.reason, "stopped (its rule leaves it there)");
+                records.push(record(
+                    "kill",
+                    format!("{} (stopped; its rule leaves it there)", v.reason),
+                ));
             }
             (Action::Remove, Some(Outcome::Removed { .. })) => {
                 tally.removed += 1;
@@ -219,7 +233,11 @@ fn unmeasured(
                 | Reason::Surplus { .. }
                 | Reason::Deferred { .. }
                 | Reason::NotMeasuredYet
-                | Reason::Unmeasured { .. },
+                | Reason::Unmeasured { .. }
+                | Reason::OverLimit { .. }
+                | Reason::WithinLimit { .. }
+                | Reason::Pressure { .. }
+                | Reason::PressureWatch { .. },
                 Some(u),
             ) => {
                 if !u.has_rates() {
@@ -232,6 +250,15 @@ fn unmeasured(
         }
     }
     counts
+}
+
+/// The `reason` label of a kill: the kind of verdict that decided it.
+fn kill_reason(reason: &Reason) -> &'static str {
+    match reason {
+        Reason::OverLimit { .. } => KILL_REASON_LIMIT,
+        Reason::Pressure { .. } => KILL_REASON_PRESSURE,
+        _ => KILL_REASON_SURPLUS,
+    }
 }
 
 /// What the act stage did.
@@ -283,8 +310,10 @@ pub fn container_reports(
                 managed: c.is_some_and(|c| c.is_managed(manage_unlabeled)),
                 protected: c.is_some_and(|c| c.is_protected()),
                 usage: usage.get(&v.id).cloned(),
+                rule: v.rule.clone(),
                 action: v.action,
                 reason: v.reason.clone(),
+                dry_run: v.dry_run,
                 outcome: outcomes.get(&v.id).map(Outcome::describe),
             }
         })

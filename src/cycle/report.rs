@@ -5,6 +5,7 @@ use crate::collect::snapshot::SourceKind;
 use crate::collect::usage::{HostUsage, Usage};
 use crate::decide::plan::Action;
 use crate::decide::reason::{Blocked, Reason};
+use crate::decide::rules::Policy;
 use crate::docker::container::ContainerType;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,8 +47,15 @@ pub struct ContainerReport {
     pub managed: bool,
     pub protected: bool,
     pub usage: Option<Usage>,
+    /// The policy rule that governs it (none: no rule selects it, or it is
+    /// the log service or protected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub action: Action,
     pub reason: Reason,
+    /// Its rule is a dry run: the action was decided, not carried out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// What happened when the action was carried out (kills and removals).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
@@ -67,9 +75,46 @@ pub struct CycleReport {
     pub blocked: Option<Blocked>,
     pub host: Option<HostUsage>,
     pub containers: Vec<ContainerReport>,
+    /// The policy this cycle decided with.
+    pub policy: PolicySummary,
     pub kills: usize,
     pub removals: usize,
     pub kill_failures: usize,
+}
+
+/// The policy in force, as the report and the API show it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicySummary {
+    /// The file it was read from; none for the built-in default.
+    pub file: Option<String>,
+    pub rules: Vec<RuleSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleSummary {
+    pub name: String,
+    pub verdict: &'static str,
+    pub hash: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+impl PolicySummary {
+    pub fn of(policy: &Policy) -> PolicySummary {
+        PolicySummary {
+            file: policy.source.clone(),
+            rules: policy
+                .rules
+                .iter()
+                .map(|r| RuleSummary {
+                    name: r.name.clone(),
+                    verdict: r.verdict.kind(),
+                    hash: Policy::rule_hash(r),
+                    dry_run: r.dry_run,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl CycleReport {

@@ -2,7 +2,7 @@
 //! and whether the whole cycle is blocked.
 
 use crate::decide::reason::{Blocked, Reason};
-use crate::docker::container::ContainerType;
+use crate::docker::container::{ContainerInfo, ContainerType};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -43,6 +43,32 @@ pub struct Verdict {
     pub container_type: ContainerType,
     pub action: Action,
     pub reason: Reason,
+    /// The rule that governs it (`None`: no rule does, or gestor's own
+    /// protection of the log service and of protected containers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Its rule is a dry run: decided and logged, never carried out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Its rule stops and leaves the container (no removal).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stop_only: bool,
+}
+
+impl Verdict {
+    /// A verdict on `c` governed by no rule.
+    pub fn on(c: &ContainerInfo, action: Action, reason: Reason) -> Verdict {
+        Verdict {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            container_type: c.container_type(),
+            action,
+            reason,
+            rule: None,
+            dry_run: false,
+            stop_only: false,
+        }
+    }
 }
 
 /// What the policy decided for one cycle.

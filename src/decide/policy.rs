@@ -14,6 +14,7 @@
 use crate::collect::usage::Usage;
 use crate::decide::plan::{Action, Plan, Verdict};
 use crate::decide::reason::{Blocked, Figure, Reason};
+use crate::decide::rules::Resource;
 use crate::docker::container::{ActsOn, ContainerInfo, ContainerType, ExitFacts, Standing};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -59,7 +60,7 @@ pub const NEVER_STARTED_GRACE_SECS: i64 = 60;
 /// Docker's state for a container that never started, whatever else is known:
 /// a listing gives it no exit facts, an inspect (the events inventory) gives
 /// empty ones (exit code 0, no finish time).
-fn grace_for(c: &ContainerInfo, config: &PolicyConfig) -> i64 {
+pub(super) fn grace_for(c: &ContainerInfo, config: &PolicyConfig) -> i64 {
     if c.state == "created" {
         config.stopped_grace_secs.max(NEVER_STARTED_GRACE_SECS)
     } else {
@@ -69,7 +70,7 @@ fn grace_for(c: &ContainerInfo, config: &PolicyConfig) -> i64 {
 
 /// How long a stopped container has been stopped, if known: since it
 /// finished, or since it was created when it never ran.
-fn stopped_for(c: &ContainerInfo, now: i64) -> Option<i64> {
+pub(super) fn stopped_for(c: &ContainerInfo, now: i64) -> Option<i64> {
     let since = match (&c.exit, c.state.as_str()) {
         (
             Some(ExitFacts {
@@ -120,7 +121,14 @@ pub fn decide(
     }
     let mut surplus_by_type: Vec<Vec<Verdict>> = Vec::new();
     for (t, list) in candidates {
-        let (kept, surplus) = rank(t, list, config, keepers, now);
+        let (kept, surplus) = rank(
+            list,
+            Resource::of_type(t),
+            config.min_per_type,
+            config.keeper_margin,
+            keepers,
+            now,
+        );
         verdicts.extend(kept);
         surplus_by_type.push(surplus);
     }
@@ -150,15 +158,7 @@ fn settle<'a>(
     now: i64,
 ) -> Settled<'a> {
     let t = c.container_type();
-    let verdict = |action, reason| {
-        Settled::Verdict(Verdict {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            container_type: t,
-            action,
-            reason,
-        })
-    };
+    let verdict = |action, reason| Settled::Verdict(Verdict::on(c, action, reason));
     let ignore = |reason| verdict(Action::Ignore, reason);
     match acts.standing(c) {
         Standing::LogService => return ignore(Reason::LogService),
@@ -206,23 +206,29 @@ fn settle<'a>(
     }
 }
 
-/// Ranks one type's candidates, lightest first (ties: newest first, then by
-/// id for a stable order): the first `min_per_type` are kept, the rest are
+/// Ranks one group's candidates (a type's, or a rule's), lightest first by
+/// `resource` (`None`: each container's type's own; ties: newest first,
+/// then by id for a stable order): the first `count` are kept, the rest are
 /// surplus, heaviest first so the per-cycle bound frees the most first.
 ///
 /// A sitting keeper (one of `keepers`, last cycle's) is ranked as if it used
 /// `keeper_margin` less than it does: another container takes its place only
 /// when it uses less by more than that margin.
-fn rank(
-    t: ContainerType,
+pub(super) fn rank(
     mut list: Vec<(&ContainerInfo, &Usage)>,
-    config: &PolicyConfig,
+    resource: Option<Resource>,
+    count: usize,
+    keeper_margin: f64,
     keepers: &HashSet<String>,
     now: i64,
 ) -> (Vec<Verdict>, Vec<Verdict>) {
-    let margin = config.keeper_margin.clamp(0.0, 1.0);
+    let margin = keeper_margin.clamp(0.0, 1.0);
+    let figure = |c: &ContainerInfo, u: &Usage| {
+        let t = c.container_type();
+        Figure::on(t, resource.or(Resource::of_type(t)), u)
+    };
     let ranked = |c: &ContainerInfo, u: &Usage| {
-        let value = Figure::of(t, u).value;
+        let value = figure(c, u).value;
         if keepers.contains(&c.id) {
             value * (1.0 - margin)
         } else {
@@ -236,45 +242,45 @@ fn rank(
             .then(b.created.cmp(&a.created))
             .then(a.id.cmp(&b.id))
     });
-    let count = list.len();
-    let keep = config.min_per_type.min(count);
+    let total = list.len();
+    let keep = count.min(total);
     let keeping: Vec<(String, Figure)> = list[..keep]
         .iter()
-        .map(|(c, u)| (c.name.clone(), Figure::of(t, u)))
+        .map(|(c, u)| (c.name.clone(), figure(c, u)))
         .collect();
     let kept = list[..keep]
         .iter()
         .enumerate()
-        .map(|(rank, (c, u))| Verdict {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            container_type: t,
-            action: Action::Keep,
-            reason: Reason::Kept {
-                name: c.name.clone(),
-                figure: Figure::of(t, u),
-                rank: rank + 1,
-                of: count,
-                min_per_type: config.min_per_type,
-                age_secs: (now - c.created).max(0),
-                sitting: keepers.contains(&c.id),
-                margin,
-            },
+        .map(|(rank, (c, u))| {
+            Verdict::on(
+                c,
+                Action::Keep,
+                Reason::Kept {
+                    name: c.name.clone(),
+                    figure: figure(c, u),
+                    rank: rank + 1,
+                    of: total,
+                    min_per_type: count,
+                    age_secs: (now - c.created).max(0),
+                    sitting: keepers.contains(&c.id),
+                    margin,
+                },
+            )
         })
         .collect();
     let surplus = list[keep..]
         .iter()
         .rev()
-        .map(|(c, u)| Verdict {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            container_type: t,
-            action: Action::Kill,
-            reason: Reason::Surplus {
-                name: c.name.clone(),
-                figure: Figure::of(t, u),
-                keeping: keeping.clone(),
-            },
+        .map(|(c, u)| {
+            Verdict::on(
+                c,
+                Action::Kill,
+                Reason::Surplus {
+                    name: c.name.clone(),
+                    figure: figure(c, u),
+                    keeping: keeping.clone(),
+                },
+            )
         })
         .collect();
     (kept, surplus)
@@ -283,7 +289,10 @@ fn rank(
 /// At most `max_kills` kills, taken round-robin across types so a bound
 /// does not starve one type; the rest are deferred. In the order they will
 /// be carried out.
-fn bound_kills(mut surplus_by_type: Vec<Vec<Verdict>>, max_kills: usize) -> Vec<Verdict> {
+pub(super) fn bound_kills(
+    mut surplus_by_type: Vec<Vec<Verdict>>,
+    max_kills: usize,
+) -> Vec<Verdict> {
     let mut budget = max_kills;
     let longest = surplus_by_type.iter().map(Vec::len).max().unwrap_or(0);
     let mut ordered: Vec<Verdict> = Vec::new();
@@ -307,7 +316,7 @@ fn bound_kills(mut surplus_by_type: Vec<Vec<Verdict>>, max_kills: usize) -> Vec<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::collect::usage::{CpuSource, RateBasis, Totals};
     use crate::docker::container::tests::container;
@@ -315,7 +324,7 @@ mod tests {
     use crate::docker::container::{LABEL_MANAGED, LABEL_PROTECTED, LABEL_TYPE};
     use proptest::prelude::*;
 
-    fn usage(cpu: f64, mem: u64, io: f64, disk: f64) -> Usage {
+    pub(crate) fn usage(cpu: f64, mem: u64, io: f64, disk: f64) -> Usage {
         Usage {
             totals: Totals::default(),
             counted: Totals::default(),
@@ -334,7 +343,7 @@ mod tests {
         }
     }
 
-    fn managed(name: &str, t: &str) -> ContainerInfo {
+    pub(crate) fn managed(name: &str, t: &str) -> ContainerInfo {
         container(
             name,
             &[(LABEL_MANAGED, "true"), (LABEL_TYPE, t)],
@@ -398,7 +407,7 @@ mod tests {
         ));
         assert_eq!(
             keep.reason.to_string(),
-            "ram: kept ram-b (rss 12.0 MiB, the lowest of 3 measured; age 1000 s)"
+            "ram: kept ram-b (memory 12.0 MiB, the lowest of 3 measured; age 1000 s)"
         );
         let kill = plan.verdicts.iter().find(|v| v.name == "ram-a").unwrap();
         match &kill.reason {
@@ -413,7 +422,7 @@ mod tests {
         }
         assert_eq!(
             kill.reason.to_string(),
-            "ram: killed ram-a (rss 300.0 MiB); keeping ram-b at rss 12.0 MiB"
+            "ram: killed ram-a (memory 300.0 MiB); keeping ram-b at memory 12.0 MiB"
         );
     }
 
@@ -823,7 +832,7 @@ mod tests {
 
     /// A container, its usage (maybe first sight, maybe with unreadable
     /// I/O), and whether it was a keeper last cycle.
-    fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>, bool)> {
+    pub(crate) fn arb_container() -> impl Strategy<Value = (ContainerInfo, Option<Usage>, bool)> {
         (
             (
                 0usize..5,

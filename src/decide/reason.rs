@@ -3,28 +3,39 @@
 //! show. Tests assert the data, not the English.
 
 use crate::collect::usage::Usage;
+use crate::decide::rules::Resource;
 use crate::docker::container::{ContainerType, ExitFacts};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
-/// The figure a type is judged by, with its value.
+/// The figure a container is judged by, with its value: a resource's
+/// (by default its type's own), in that resource's unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figure {
     pub container_type: ContainerType,
+    /// `None`: a type with no resource of its own (unknown).
+    pub resource: Option<Resource>,
     pub value: f64,
 }
 
 impl Figure {
+    /// The figure of a container of type `t` by its type's own resource.
     pub fn of(t: ContainerType, u: &Usage) -> Figure {
-        let value = match t {
-            ContainerType::Cpu => u.cpu_cores,
-            ContainerType::Ram => u.memory_bytes as f64,
-            ContainerType::Io => u.io_chars_per_second(),
-            ContainerType::Disk => u.disk_write_bytes_per_second,
-            ContainerType::Unknown => 0.0,
+        Figure::on(t, Resource::of_type(t), u)
+    }
+
+    /// The figure of a container of type `t` by `resource`.
+    pub fn on(t: ContainerType, resource: Option<Resource>, u: &Usage) -> Figure {
+        let value = match resource {
+            Some(Resource::Cpu) => u.cpu_cores,
+            Some(Resource::Memory) => u.memory_bytes as f64,
+            Some(Resource::Io) => u.io_chars_per_second(),
+            Some(Resource::Disk) => u.disk_write_bytes_per_second,
+            None => 0.0,
         };
         Figure {
             container_type: t,
+            resource,
             value,
         }
     }
@@ -33,12 +44,12 @@ impl Figure {
 impl fmt::Display for Figure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.value;
-        match self.container_type {
-            ContainerType::Cpu => write!(f, "cpu {:.1}% of a core", v * 100.0),
-            ContainerType::Ram => write!(f, "rss {}", human_bytes(v)),
-            ContainerType::Io => write!(f, "io {}/s", human_bytes(v)),
-            ContainerType::Disk => write!(f, "disk writes {}/s", human_bytes(v)),
-            ContainerType::Unknown => f.write_str("no resource"),
+        match self.resource {
+            Some(Resource::Cpu) => write!(f, "cpu {:.1}% of a core", v * 100.0),
+            Some(Resource::Memory) => write!(f, "memory {}", human_bytes(v)),
+            Some(Resource::Io) => write!(f, "io {}/s", human_bytes(v)),
+            Some(Resource::Disk) => write!(f, "disk writes {}/s", human_bytes(v)),
+            None => f.write_str("no resource"),
         }
     }
 }
@@ -104,6 +115,49 @@ pub enum Reason {
     /// counters refused): unmeasured, never taken for idle.
     Unmeasured {
         container_type: ContainerType,
+    },
+    /// No rule of the policy selects it: not gestor's.
+    NotGoverned,
+    /// Its rule protects it.
+    ProtectedByRule {
+        rule: String,
+    },
+    /// Stopped, and its rule only stops (it is left there).
+    StoppedLeft {
+        state: String,
+    },
+    /// Over its rule's limit for long enough: stopped.
+    OverLimit {
+        name: String,
+        figure: Figure,
+        limit: Figure,
+        over_secs: f64,
+    },
+    /// Under its rule's limit, or over it for less than the rule's `for`.
+    WithinLimit {
+        figure: Figure,
+        limit: Figure,
+        /// How long it has been over, when it is.
+        over_secs: Option<f64>,
+        for_secs: f64,
+    },
+    /// The largest consumer of its rule's resource while a host signal is bad.
+    Pressure {
+        name: String,
+        figure: Figure,
+        signal: String,
+        value: f64,
+        limit: String,
+        bad_secs: f64,
+    },
+    /// Its rule watches a host signal: not bad (long enough), or another
+    /// container is the largest consumer, or the episode's stops are spent.
+    PressureWatch {
+        figure: Figure,
+        signal: String,
+        value: Option<f64>,
+        limit: String,
+        state: String,
     },
 }
 
@@ -207,7 +261,70 @@ impl fmt::Display for Reason {
                 f,
                 "{container_type}: not measured: a process's I/O counters could not be read; not judged"
             ),
+            Reason::NotGoverned => f.write_str("no rule of the policy selects it"),
+            Reason::ProtectedByRule { rule } => write!(f, "protected by rule {rule:?}"),
+            Reason::StoppedLeft { state } => {
+                write!(f, "{state}: its rule only stops containers, so it is left")
+            }
+            Reason::OverLimit {
+                name,
+                figure,
+                limit,
+                over_secs,
+            } => write!(
+                f,
+                "{}: stopped {name}: {figure}, over the limit of {} for {over_secs:.0} s",
+                figure.container_type,
+                LimitValue(limit)
+            ),
+            Reason::WithinLimit {
+                figure,
+                limit,
+                over_secs,
+                for_secs,
+            } => match over_secs {
+                None => write!(f, "within its limit ({figure}; limit {})", LimitValue(limit)),
+                Some(s) => write!(
+                    f,
+                    "over its limit ({figure}; limit {}) for {s:.0} s of the {for_secs:.0} s allowed",
+                    LimitValue(limit)
+                ),
+            },
+            Reason::Pressure {
+                name,
+                figure,
+                signal,
+                value,
+                limit,
+                bad_secs,
+            } => write!(
+                f,
+                "{}: stopped {name}, the largest consumer ({figure}): {signal} is {value:.1} ({limit}) for {bad_secs:.0} s",
+                figure.container_type
+            ),
+            Reason::PressureWatch {
+                figure,
+                signal,
+                value,
+                limit,
+                state,
+            } => match value {
+                Some(v) => write!(f, "{figure}; {signal} is {v:.1} ({limit}): {state}"),
+                None => write!(f, "{figure}; {signal} cannot be read: {state}"),
+            },
         }
+    }
+}
+
+/// A limit, written like the figure it bounds but without the resource's
+/// name (`512.0 MiB`, `80.0% of a core`).
+struct LimitValue<'a>(&'a Figure);
+
+impl fmt::Display for LimitValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.to_string();
+        let value = text.split_once(' ').map_or(text.as_str(), |(_, v)| v);
+        f.write_str(value.trim_start_matches("writes "))
     }
 }
 

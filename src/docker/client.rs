@@ -104,8 +104,19 @@ pub enum KillOutcome {
     /// Stopped and removed; `forced` when the stop failed or ran out of time
     /// and the removal had to kill it.
     Removed { forced: bool },
+    /// Stopped and left there (a rule that only stops).
+    Stopped,
     /// Gone before we got to it (someone else removed it).
     Vanished,
+}
+
+/// How a `docker stop` ended.
+enum Stop {
+    Done,
+    Gone,
+    Failed(DockerError),
+    /// gestor is shutting down: the grace is cut short.
+    Cancelled,
 }
 
 /// A kill that failed, and at which step.
@@ -421,6 +432,54 @@ impl DockerClient {
         grace_secs: u32,
         cancel: &CancellationToken,
     ) -> Result<KillOutcome, KillError> {
+        let forced = match self.stop_within(id, grace_secs, cancel).await? {
+            Stop::Done => false,
+            Stop::Gone => return Ok(KillOutcome::Vanished),
+            Stop::Failed(e) => {
+                tracing::warn!(id = %crate::docker::container::short_id(id), error = %e, "stop failed; removing by force");
+                true
+            }
+            Stop::Cancelled => true,
+        };
+        self.remove(id).await.map_err(KillError::Remove)?;
+        Ok(KillOutcome::Removed { forced })
+    }
+
+    /// Stops one container (SIGTERM, then SIGKILL after `grace_secs`) and
+    /// leaves it there; a stop that fails is an error (nothing removes it).
+    /// When `cancel` fires the grace is cut short by a SIGKILL.
+    pub async fn stop_only(
+        &self,
+        id: &str,
+        grace_secs: u32,
+        cancel: &CancellationToken,
+    ) -> Result<KillOutcome, KillError> {
+        match self.stop_within(id, grace_secs, cancel).await? {
+            Stop::Done => Ok(KillOutcome::Stopped),
+            Stop::Gone => Ok(KillOutcome::Vanished),
+            Stop::Failed(e) => Err(KillError::Stop(e)),
+            Stop::Cancelled => {
+                let docker = self.connect().await.map_err(KillError::Stop)?;
+                self.bounded(
+                    "kill",
+                    "killing a container",
+                    deadline::REMOVE,
+                    docker.kill_container::<String>(id, None),
+                )
+                .await
+                .map_err(KillError::Stop)?;
+                Ok(KillOutcome::Stopped)
+            }
+        }
+    }
+
+    /// `docker stop` within its grace plus a margin.
+    async fn stop_within(
+        &self,
+        id: &str,
+        grace_secs: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Stop, KillError> {
         let docker = self.connect().await.map_err(KillError::Stop)?;
         let limit = Duration::from_secs(grace_secs.into()) + deadline::STOP_MARGIN;
         let stop = self.bounded(
@@ -438,19 +497,14 @@ impl DockerClient {
             r = stop => Some(r),
             _ = cancel.cancelled() => None,
         };
-        let forced = match stopped {
-            Some(Ok(())) => false,
-            Some(Err(e)) if e.is_status(404) => return Ok(KillOutcome::Vanished),
-            // 304: already stopped; go on and remove it.
-            Some(Err(e)) if e.is_status(304) => false,
-            Some(Err(e)) => {
-                tracing::warn!(id = %crate::docker::container::short_id(id), error = %e, "stop failed; removing by force");
-                true
-            }
-            None => true,
-        };
-        self.remove(id).await.map_err(KillError::Remove)?;
-        Ok(KillOutcome::Removed { forced })
+        Ok(match stopped {
+            Some(Ok(())) => Stop::Done,
+            Some(Err(e)) if e.is_status(404) => Stop::Gone,
+            // 304: already stopped.
+            Some(Err(e)) if e.is_status(304) => Stop::Done,
+            Some(Err(e)) => Stop::Failed(e),
+            None => Stop::Cancelled,
+        })
     }
 
     /// Removes a container by force (SIGKILL if it runs), with its anonymous

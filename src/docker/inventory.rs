@@ -671,17 +671,31 @@ impl EventInventory {
         // inspect, so a burst can lag seconds behind under load), until the
         // stream is past the listing or has been quiet for SETTLE; never
         // longer than a listing may take.
+        // A quiet stream is not enough while the listing and the inventory
+        // hold different containers: on a loaded host dockerd can deliver a
+        // creation's event seconds late, and the difference is only drift
+        // once the stream has passed the listing or the deadline is reached.
         let give_up = tokio::time::Instant::now() + crate::docker::client::deadline::LIST;
+        let listed_ids: std::collections::HashSet<&str> =
+            listed.iter().map(|c| c.id.as_str()).collect();
         let mut last_seen = lock(&self.state).last_event_ns;
         let mut quiet_since = tokio::time::Instant::now();
         loop {
-            let last = lock(&self.state).last_event_ns;
+            let (last, same_containers) = {
+                let s = lock(&self.state);
+                let same = s.containers.len() == listed_ids.len()
+                    && s.containers
+                        .keys()
+                        .all(|id| listed_ids.contains(id.as_str()));
+                (s.last_event_ns, same)
+            };
             let now = tokio::time::Instant::now();
             if last != last_seen {
                 last_seen = last;
                 quiet_since = now;
             }
-            if last >= listed_ns || now - quiet_since >= SETTLE || now >= give_up {
+            let settled = now - quiet_since >= SETTLE && same_containers;
+            if last >= listed_ns || settled || now >= give_up {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

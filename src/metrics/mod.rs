@@ -7,6 +7,7 @@ pub mod containers;
 
 use crate::collect::snapshot::SourceKind;
 use crate::collect::usage::HostUsage;
+use crate::decide::rules::{Policy, Verdict as RuleVerdict};
 use crate::docker::container::ContainerType;
 use crate::docker::inventory::InventoryMetrics;
 use crate::metrics::containers::ContainerFamilies;
@@ -19,8 +20,11 @@ use std::sync::Mutex;
 
 const NAMESPACE: &str = "gestor";
 
-/// Why the policy kills: more managed containers of a type than needed.
+/// Why the policy kills, by the verdict of the rule: more containers than
+/// a `keep_least` rule keeps, over a `limit`, the largest under `pressure`.
 pub const KILL_REASON_SURPLUS: &str = "surplus";
+pub const KILL_REASON_LIMIT: &str = "limit";
+pub const KILL_REASON_PRESSURE: &str = "pressure";
 /// Why a kill did not complete.
 pub const KILL_FAILURE_REASONS: [&str; 4] = ["vanished", "stop_failed", "remove_failed", "changed"];
 
@@ -48,6 +52,8 @@ pub struct Metrics {
     host_cpus: IntGauge,
     containers: IntGaugeVec,
     kills: IntCounterVec,
+    policy_info: IntGaugeVec,
+    policy_reload_failures: IntCounter,
     kill_failures: IntCounterVec,
     removals: IntCounterVec,
     unmeasured: IntGaugeVec,
@@ -71,6 +77,9 @@ pub struct Metrics {
     pub log_retried: IntCounter,
     journal_failures: IntCounter,
     pub log_dropped: IntCounterVec,
+    pub log_spool_write_errors: IntCounter,
+    pub log_spool_read_errors: IntCounter,
+    pub log_spool_corrupt: IntCounter,
     exported_states: Mutex<HashSet<[String; 2]>>,
 }
 
@@ -128,9 +137,31 @@ impl Metrics {
             kills: reg(
                 &r,
                 IntCounterVec::new(
-                    opts("kills_total", "Containers stopped and removed, by type and reason."),
-                    &["type", "reason"],
+                    opts(
+                        "kills_total",
+                        "Containers stopped (and removed, unless the rule only stops), by the rule that decided, its reason (surplus, limit, pressure) and the container's type.",
+                    ),
+                    &["rule", "reason", "type"],
                 )
+                .unwrap(),
+            ),
+            policy_info: reg(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "policy_info",
+                        "1 for each rule of the policy in force, with a hash of the rule (it changes when the rule does).",
+                    ),
+                    &["rule", "hash"],
+                )
+                .unwrap(),
+            ),
+            policy_reload_failures: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "policy_reload_failures_total",
+                    "Policy reloads (SIGHUP, or a change of the file with --policy-watch) refused because the file did not validate: the running policy stays.",
+                ))
                 .unwrap(),
             ),
             kill_failures: reg(
@@ -346,6 +377,30 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            log_spool_write_errors: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_write_errors_total",
+                    "Writes of a spool segment that failed (the records waited in memory).",
+                ))
+                .unwrap(),
+            ),
+            log_spool_read_errors: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_read_errors_total",
+                    "Reads of a spool segment that failed (the segment is kept and read again later).",
+                ))
+                .unwrap(),
+            ),
+            log_spool_corrupt: reg(
+                &r,
+                IntCounter::with_opts(opts(
+                    "log_spool_corrupt_total",
+                    "Spool segments found corrupt and moved aside to <name>.corrupt.",
+                ))
+                .unwrap(),
+            ),
             exported_states: Mutex::new(HashSet::new()),
             registry: r,
         };
@@ -371,10 +426,9 @@ impl Metrics {
         for reason in ["spool_full", "rejected", "spool_io", "corrupt"] {
             m.log_dropped.with_label_values(&[reason]);
         }
-        // Initialised at 0 so rate() and dashboards work before the first kill.
+        // Initialised at 0 so rate() and dashboards work before the first
+        // kill (the kills, once the policy is known: `set_policy`).
         for t in ContainerType::KNOWN {
-            m.kills
-                .with_label_values(&[t.as_str(), KILL_REASON_SURPLUS]);
             for reason in KILL_FAILURE_REASONS {
                 m.kill_failures.with_label_values(&[t.as_str(), reason]);
             }
@@ -423,8 +477,41 @@ impl Metrics {
         }
     }
 
-    pub fn kill(&self, t: ContainerType, reason: &str) {
-        self.kills.with_label_values(&[t.as_str(), reason]).inc();
+    pub fn kill(&self, rule: &str, reason: &str, t: ContainerType) {
+        self.kills
+            .with_label_values(&[rule, reason, t.as_str()])
+            .inc();
+    }
+
+    /// The policy in force: `gestor_policy_info{rule,hash}` for each of its
+    /// rules (the old ones go), and its kill series at 0.
+    pub fn set_policy(&self, policy: &Policy) {
+        self.policy_info.reset();
+        for rule in &policy.rules {
+            self.policy_info
+                .with_label_values(&[rule.name.as_str(), Policy::rule_hash(rule).as_str()])
+                .set(1);
+            let reason = match rule.verdict {
+                RuleVerdict::KeepLeast { .. } => KILL_REASON_SURPLUS,
+                RuleVerdict::Limit { .. } => KILL_REASON_LIMIT,
+                RuleVerdict::Pressure { .. } => KILL_REASON_PRESSURE,
+                RuleVerdict::Protect => continue,
+            };
+            // A container of no known type is never stopped by the default.
+            let types: Vec<ContainerType> = match rule.select.container_type {
+                Some(ContainerType::Unknown) => vec![],
+                Some(t) => vec![t],
+                None => ContainerType::KNOWN.to_vec(),
+            };
+            for t in types {
+                self.kills
+                    .with_label_values(&[rule.name.as_str(), reason, t.as_str()]);
+            }
+        }
+    }
+
+    pub fn policy_reload_failed(&self) {
+        self.policy_reload_failures.inc();
     }
 
     pub fn set_interval(&self, seconds: f64) {
@@ -585,6 +672,7 @@ mod tests {
     fn exposition_has_the_expected_families() {
         let m = Metrics::new("1.2.3");
         m.set_source(SourceKind::Userspace);
+        m.set_policy(&crate::decide::rules::Policy::default_for(1));
         m.stage("read", false);
         m.cycle_done(0.01, false, 1_700_000_000.0);
         let text = m.render();

@@ -34,6 +34,10 @@ pub struct Record {
     pub io_read_chars_per_second: Option<f64>,
     pub io_write_chars_per_second: Option<f64>,
     pub reason: String,
+    /// The policy rule that decided (container records of governed
+    /// containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
 }
@@ -92,13 +96,31 @@ pub struct RecordContext<'a> {
     pub time: &'a str,
 }
 
+/// The log service's bounds on a record's text fields, in characters
+/// (`logger/app/models.py`); it also refuses U+0000 in them.
+pub const MAX_NAME_CHARS: usize = 255;
+pub const MAX_REASON_CHARS: usize = 8192;
+
+/// `text` as the log service takes it: no U+0000, at most `max` characters
+/// (a cut one ends in `…`). gestor's own records always pass, whatever a
+/// container or host is called.
+pub fn fit(text: &str, max: usize) -> String {
+    let clean = text.replace('\0', "\u{FFFD}");
+    if clean.chars().nth(max).is_none() {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 impl RecordContext<'_> {
     pub fn record(&self, event: &str, reason: String) -> Record {
         Record {
             id: self.ids.next(self.cycle),
             run_id: self.ids.run_id().to_string(),
             time: self.time.to_string(),
-            host: self.host.to_string(),
+            host: fit(self.host, MAX_NAME_CHARS),
             cycle: self.cycle,
             event: event.to_string(),
             container_id: None,
@@ -112,7 +134,8 @@ impl RecordContext<'_> {
             disk_write_bytes_per_second: None,
             io_read_chars_per_second: None,
             io_write_chars_per_second: None,
-            reason,
+            reason: fit(&reason, MAX_REASON_CHARS),
+            rule: None,
             details: serde_json::Value::Null,
         }
     }
@@ -128,7 +151,7 @@ impl RecordContext<'_> {
     ) -> Record {
         let mut r = self.record(event, reason);
         r.container_id = Some(id.to_string());
-        r.container_name = Some(name.to_string());
+        r.container_name = Some(fit(name, MAX_NAME_CHARS));
         r.container_type = Some(container_type.as_str().to_string());
         if let Some(u) = usage {
             // Only figures that were measured: no rate before a container has
@@ -162,6 +185,35 @@ pub fn rfc3339_millis(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_fields_fit_the_log_services_bounds() {
+        assert_eq!(fit("ram-3fa1", MAX_NAME_CHARS), "ram-3fa1");
+        let long = "é".repeat(300);
+        let cut = fit(&long, MAX_NAME_CHARS);
+        assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(fit("a\0b", 10), "a\u{FFFD}b");
+        let ids = RecordIds::random();
+        let ctx = RecordContext {
+            ids: &ids,
+            host: &"h".repeat(1000),
+            cycle: 1,
+            time: "2026-11-29T01:23:45.678Z",
+        };
+        let r = ctx.container_record(
+            "kill",
+            &"a".repeat(64),
+            &"n\0".repeat(400),
+            crate::docker::container::ContainerType::Cpu,
+            None,
+            "r".repeat(10_000),
+        );
+        assert_eq!(r.host.chars().count(), MAX_NAME_CHARS);
+        let name = r.container_name.unwrap();
+        assert!(name.chars().count() <= MAX_NAME_CHARS && !name.contains('\0'));
+        assert_eq!(r.reason.chars().count(), MAX_REASON_CHARS);
+    }
 
     #[test]
     fn ids_are_unique_and_carry_the_cycle() {

@@ -1,24 +1,26 @@
 //! Ships log records to the log service without ever delaying a cycle on
 //! the network, and without losing what a cycle finished.
 //!
-//! A cycle commits its records to the write-ahead spool (`spool.rs`) before
-//! it ends; a sender task delivers segments oldest first (POST /logs, in
-//! batches) with retries and exponential backoff, and deletes each once the
-//! service has acknowledged it. When the spool cannot be written (a full
-//! disk), records wait in memory instead, up to a bound; past the spool's or
-//! the memory's bound they are dropped and counted. The log service is
-//! idempotent on record ids, so a batch sent again after a crash or a lost
-//! answer adds nothing twice.
+//! A cycle commits its records to the write-ahead spool (`spool.rs`, on its
+//! own thread: `writer.rs`) before it ends; a sender task delivers segments
+//! oldest first (POST /logs, in batches) with retries and exponential
+//! backoff, and has each deleted once the service has acknowledged it. When
+//! the spool cannot be written (a read-only or full disk), records wait in
+//! memory instead, up to a bound, and go to the spool as soon as it can be
+//! written again; past the spool's or the memory's bound they are dropped
+//! and counted. The log service is idempotent on record ids, so a batch sent
+//! again after a crash or a lost answer adds nothing twice.
 
 use crate::docker::log_service::LoggerEndpoint;
 use crate::metrics::Metrics;
+use crate::ship::lock::{LockError, SpoolLock};
 use crate::ship::records::Record;
-use crate::ship::spool::{Spool, SpoolError};
-use std::collections::VecDeque;
+use crate::ship::shared::Shared;
+use crate::ship::writer::{self, Command, NextSegment, RetryDelays, WriterHandle};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -57,114 +59,106 @@ impl ShipperConfig {
     }
 }
 
-/// What the cycles and the sender share.
-struct Shared {
-    spool: Mutex<Spool>,
-    /// Batches the spool could not take (I/O errors), oldest first.
-    memory: Mutex<VecDeque<Vec<Record>>>,
-    /// New records to send.
-    wake: Notify,
-    metrics: Arc<Metrics>,
-    memory_max_records: usize,
-}
-
-impl Shared {
-    fn memory_records(&self) -> usize {
-        self.memory.lock().unwrap().iter().map(Vec::len).sum()
-    }
-
-    fn update_gauges(&self, in_flight_done: usize) {
-        let spool = self.spool.lock().unwrap();
-        let queued = (spool.lines() + self.memory_records()).saturating_sub(in_flight_done);
-        self.metrics.log_queue.set(queued as i64);
-        self.metrics.log_spool_bytes.set(spool.bytes() as i64);
-    }
-
-    fn drop_counted(&self, reason: &str, n: usize) {
-        self.metrics
-            .log_dropped
-            .with_label_values(&[reason])
-            .inc_by(n as u64);
-    }
-}
-
 /// The cycles' side: commits records, never waits on the network.
 #[derive(Clone)]
 pub struct ShipperHandle {
     shared: Arc<Shared>,
+    writer: WriterHandle,
 }
 
 impl ShipperHandle {
-    /// Makes a cycle's records durable in the spool (on a blocking thread:
-    /// it fsyncs) and wakes the sender. When the spool cannot take them they
-    /// wait in memory, or are dropped and counted past its bound.
+    /// Makes a cycle's records durable in the spool (on the spool's own
+    /// thread: it fsyncs) and wakes the sender; returns once they are on
+    /// disk. When the spool cannot take them they wait in memory, or are
+    /// dropped and counted past its bound.
     pub async fn commit(&self, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
-        let shared = self.shared.clone();
-        let done = tokio::task::spawn_blocking(move || commit_blocking(&shared, records)).await;
-        if let Err(e) = done {
-            tracing::error!(error = %e, "the spool writer failed");
+        let (done, committed) = oneshot::channel();
+        match self.writer.send(Command::Commit { records, done }) {
+            Ok(()) => {
+                if committed.await.is_err() {
+                    // Only a panic on the spool thread gets here.
+                    tracing::error!(
+                        "the spool thread stopped during a commit; its records may be lost"
+                    );
+                }
+            }
+            Err(Command::Commit { records, .. }) => {
+                // Only after the shipper has stopped, which follows the last
+                // cycle: a caller's mistake, counted.
+                let n = records.len();
+                self.shared.metrics.log_records.inc_by(n as u64);
+                self.shared.drop_counted("spool_io", n);
+                tracing::error!(
+                    records = n,
+                    "log records committed after the shipper stopped; dropped"
+                );
+            }
+            Err(_) => unreachable!("send gives back the command it was given"),
         }
         self.shared.wake.notify_one();
     }
 }
 
-fn commit_blocking(shared: &Shared, records: Vec<Record>) {
-    let n = records.len();
-    shared.metrics.log_records.inc_by(n as u64);
-    let written = shared.spool.lock().unwrap().append(&records);
-    match written {
-        Ok(()) => {}
-        Err(SpoolError::Full { used, max }) => {
-            shared.drop_counted("spool_full", n);
-            tracing::error!(records = n, used, max, "log spool full; records dropped");
-        }
-        Err(e @ SpoolError::Io { .. }) => {
-            let mut memory = shared.memory.lock().unwrap();
-            let held: usize = memory.iter().map(Vec::len).sum();
-            if held + n <= shared.memory_max_records {
-                tracing::warn!(records = n, error = %e, "cannot write the log spool; records kept in memory");
-                memory.push_back(records);
-            } else {
-                drop(memory);
-                shared.drop_counted("spool_io", n);
-                tracing::error!(records = n, error = %e, "cannot write the log spool and memory is full; log records dropped");
-            }
-        }
-    }
-    shared.update_gauges(0);
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another gestor holds the spool directory.
+    #[error(transparent)]
+    Locked(LockError),
+    #[error("cannot start the spool thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// Starts the sender. It delivers until `stop` fires, then for at most
-/// `final_flush` more; what is left stays in the spool for the next start.
+/// Locks the spool directory and starts the spool thread and the sender. The
+/// sender delivers until `stop` fires, then for at most `final_flush` more;
+/// what is left stays in the spool for the next start. Fails when another
+/// gestor holds the spool directory; a directory that cannot be created is
+/// not an error (records wait in memory, and the spool is tried again at
+/// each commit).
 pub fn spawn(
     config: ShipperConfig,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) -> (ShipperHandle, tokio::task::JoinHandle<()>) {
-    let shared = Arc::new(Shared {
-        spool: Mutex::new(Spool::open(&config.spool_dir, config.spool_max_bytes)),
-        memory: Mutex::new(VecDeque::new()),
-        wake: Notify::new(),
-        metrics,
-        memory_max_records: config.memory_max_records,
-    });
-    shared.update_gauges(0);
+) -> Result<(ShipperHandle, tokio::task::JoinHandle<()>), StartError> {
+    let lock = match SpoolLock::acquire(&config.spool_dir) {
+        Ok(lock) => Some(lock),
+        Err(e @ LockError::Busy { .. }) => return Err(StartError::Locked(e)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the log spool; undelivered records are kept in memory until it can be");
+            None
+        }
+    };
+    let shared = Arc::new(Shared::new(metrics, config.memory_max_records));
+    let delays = RetryDelays {
+        min: config.backoff_min,
+        max: config.backoff_max,
+    };
+    let writer = writer::start(
+        &config.spool_dir,
+        config.spool_max_bytes,
+        lock,
+        shared.clone(),
+        delays,
+    )
+    .map_err(StartError::Thread)?;
     let handle = ShipperHandle {
         shared: shared.clone(),
+        writer: writer.clone(),
     };
     let task = tokio::spawn(async move {
-        let mut sender = Sender::new(config, shared);
+        let mut sender = Sender::new(config, shared, writer);
         sender.run(stop).await;
     });
-    (handle, task)
+    Ok((handle, task))
 }
 
 /// The result of one POST.
 enum Delivery {
-    Delivered,
+    /// Taken; the service may have refused some records of the batch one by
+    /// one (`rejected`: a description of each), storing the others.
+    Delivered { rejected: Vec<String> },
     /// Worth trying again later (network error, 5xx, 401/403, 408, 429).
     Retry(String),
     /// The service refuses these records for good (other 4xx).
@@ -173,28 +167,39 @@ enum Delivery {
     TooLarge,
 }
 
-/// Where the next batch comes from.
+/// Where a batch comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Spool,
-    Memory,
+    /// The memory queue's batch of that id.
+    Memory(u64),
+}
+
+/// The spool segment being delivered, read once (its bad lines counted
+/// once).
+struct Front {
+    path: PathBuf,
+    records: Vec<Record>,
+    corrupt: bool,
 }
 
 struct Sender {
     config: ShipperConfig,
     shared: Arc<Shared>,
+    writer: WriterHandle,
     client: reqwest::Client,
-    /// The front spool segment, parsed once (its corrupt lines counted once),
-    /// and how many of its records are dealt with.
-    front: Option<(PathBuf, Vec<Record>)>,
+    front: Option<Front>,
+    /// How many of the front's records are dealt with.
     offset: usize,
+    /// When every segment left waits to be read again, the first is due.
+    spool_due: Option<Instant>,
     backoff: Duration,
     next_attempt: Instant,
     batch_limit: usize,
 }
 
 impl Sender {
-    fn new(config: ShipperConfig, shared: Arc<Shared>) -> Sender {
+    fn new(config: ShipperConfig, shared: Arc<Shared>, writer: WriterHandle) -> Sender {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(2))
@@ -205,53 +210,66 @@ impl Sender {
             batch_limit: config.batch_max_records,
             config,
             shared,
+            writer,
             client,
             front: None,
             offset: 0,
+            spool_due: None,
             next_attempt: Instant::now(),
         }
     }
 
-    fn pending(&self) -> bool {
-        !self.shared.spool.lock().unwrap().is_empty() || self.shared.memory_records() > 0
-    }
-
-    fn update_gauges(&self) {
-        self.shared.update_gauges(self.offset);
-    }
-
-    /// The next batch to send, oldest first: the front spool segment (in
-    /// chunks of `batch_limit`), then what waits in memory.
-    fn next_batch(&mut self) -> Option<(Source, Vec<Record>)> {
+    /// The next batch to send: the oldest readable spool segment (in chunks
+    /// of `batch_limit`), then what waits in memory.
+    async fn next_batch(&mut self) -> Option<(Source, Vec<Record>)> {
         loop {
-            let mut spool = self.shared.spool.lock().unwrap();
-            let Some(seg) = spool.front() else { break };
-            let path = seg.path.clone();
-            if self.front.as_ref().map(|(p, _)| p) != Some(&path) {
-                let parsed = spool.read_front().expect("a front segment");
-                if parsed.corrupt > 0 {
-                    tracing::error!(segment = %path.display(), lines = parsed.corrupt, "corrupt lines in the log spool skipped");
-                    self.shared.drop_counted("corrupt", parsed.corrupt);
+            if let Some(front) = &self.front {
+                if self.offset < front.records.len() {
+                    let end = (self.offset + self.batch_limit).min(front.records.len());
+                    return Some((Source::Spool, front.records[self.offset..end].to_vec()));
                 }
-                self.front = Some((path, parsed.records));
-                self.offset = 0;
-            }
-            let records = &self.front.as_ref().unwrap().1;
-            if self.offset >= records.len() {
-                spool.pop_front();
-                self.front = None;
-                self.offset = 0;
+                self.finish_front();
                 continue;
             }
-            let end = (self.offset + self.batch_limit).min(records.len());
-            return Some((Source::Spool, records[self.offset..end].to_vec()));
+            self.spool_due = None;
+            if self.shared.spool_segments() > 0 {
+                match self.writer.read_next().await {
+                    NextSegment::Ready {
+                        path,
+                        records,
+                        corrupt,
+                    } => {
+                        self.front = Some(Front {
+                            path,
+                            records,
+                            corrupt,
+                        });
+                        self.offset = 0;
+                        continue;
+                    }
+                    NextSegment::Waiting(at) => self.spool_due = Some(Instant::from_std(at)),
+                    NextSegment::Empty => {}
+                }
+            }
+            break;
         }
-        let memory = self.shared.memory.lock().unwrap();
-        let front = memory.front()?;
-        Some((
-            Source::Memory,
-            front[..self.batch_limit.min(front.len())].to_vec(),
-        ))
+        let (id, batch) = self.shared.memory.lock().unwrap().front(self.batch_limit)?;
+        Some((Source::Memory(id), batch))
+    }
+
+    /// The front segment is dealt with: the spool thread deletes it (or
+    /// moves it aside). Its answer is not awaited: the next read is queued
+    /// behind it.
+    fn finish_front(&mut self) {
+        if let Some(front) = self.front.take() {
+            let command = if front.corrupt {
+                Command::Corrupt { path: front.path }
+            } else {
+                Command::Delivered { path: front.path }
+            };
+            let _ = self.writer.send(command);
+        }
+        self.offset = 0;
     }
 
     /// Takes the `n` oldest records of `source` off the queue.
@@ -259,24 +277,18 @@ impl Sender {
         match source {
             Source::Spool => {
                 self.offset += n;
-                let done = self
+                self.shared.set_in_flight(self.offset);
+                if self
                     .front
                     .as_ref()
-                    .is_some_and(|(_, r)| self.offset >= r.len());
-                if done {
-                    self.shared.spool.lock().unwrap().pop_front();
-                    self.front = None;
-                    self.offset = 0;
+                    .is_some_and(|f| self.offset >= f.records.len())
+                {
+                    self.finish_front();
                 }
             }
-            Source::Memory => {
-                let mut memory = self.shared.memory.lock().unwrap();
-                if let Some(front) = memory.front_mut() {
-                    front.drain(..n.min(front.len()));
-                    if front.is_empty() {
-                        memory.pop_front();
-                    }
-                }
+            Source::Memory(id) => {
+                self.shared.memory.lock().unwrap().consume(id, n);
+                self.shared.update_gauges();
             }
         }
     }
@@ -295,7 +307,10 @@ impl Sender {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    return Delivery::Delivered;
+                    let body = resp.text().await.unwrap_or_default();
+                    return Delivery::Delivered {
+                        rejected: rejected_records(&body),
+                    };
                 }
                 let body = resp.text().await.unwrap_or_default();
                 let body: String = body.chars().take(300).collect();
@@ -316,16 +331,22 @@ impl Sender {
         }
     }
 
-    /// Sends the oldest batch. Returns false when the service could not take
-    /// it (back off before the next attempt).
-    async fn attempt(&mut self) -> bool {
-        let Some((source, batch)) = self.next_batch() else {
-            return true;
-        };
+    /// Sends one batch. Returns false when the service could not take it
+    /// (back off before the next attempt).
+    async fn deliver(&mut self, source: Source, batch: Vec<Record>) -> bool {
         let n = batch.len();
         match self.post(&batch).await {
-            Delivery::Delivered => {
-                self.shared.metrics.log_sent.inc_by(n as u64);
+            Delivery::Delivered { rejected } => {
+                if !rejected.is_empty() {
+                    // Refused one by one: final (sending them again cannot
+                    // succeed); the rest of the batch is stored.
+                    tracing::error!(records = rejected.len(), of = n, refused = %rejected.join("; "), "the log service refused records of a batch; dropped");
+                    self.shared.drop_counted("rejected", rejected.len());
+                }
+                self.shared
+                    .metrics
+                    .log_sent
+                    .inc_by((n - rejected.len().min(n)) as u64);
                 self.consume(source, n);
                 self.backoff = self.config.backoff_min;
                 self.batch_limit = self.config.batch_max_records;
@@ -365,21 +386,36 @@ impl Sender {
         }
     }
 
+    /// Sends the next batch, if there is one now; false when there is none.
+    async fn attempt(&mut self) -> bool {
+        match self.next_batch().await {
+            Some((source, batch)) => {
+                self.deliver(source, batch).await;
+                true
+            }
+            None => false,
+        }
+    }
+
     async fn run(&mut self, stop: CancellationToken) {
         loop {
-            if self.pending() && Instant::now() >= self.next_attempt {
-                tokio::select! {
+            if Instant::now() >= self.next_attempt {
+                let sent = tokio::select! {
                     biased;
                     _ = stop.cancelled() => break,
-                    _ = self.attempt() => {}
+                    sent = self.attempt() => sent,
+                };
+                if sent {
+                    continue;
                 }
-                self.update_gauges();
-                continue;
             }
-            let wait = if self.pending() {
+            // Nothing to send now: wait for new records, the end of the
+            // backoff, or a segment due to be read again.
+            let far = Instant::now() + Duration::from_secs(3600);
+            let wait = if self.next_attempt > Instant::now() {
                 self.next_attempt
             } else {
-                Instant::now() + Duration::from_secs(3600)
+                self.spool_due.unwrap_or(far).min(far)
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -390,34 +426,66 @@ impl Sender {
         // Stopping: the last cycle has committed. Deliver what the service
         // takes within the bound; the rest waits in the spool.
         let limit = self.config.final_flush;
-        let flush = async { while self.pending() && self.attempt().await {} };
+        let flush = async {
+            while let Some((source, batch)) = self.next_batch().await {
+                if !self.deliver(source, batch).await {
+                    break;
+                }
+            }
+        };
         let _ = tokio::time::timeout(limit, flush).await;
-        self.update_gauges();
-        let left = self
-            .shared
-            .spool
-            .lock()
-            .unwrap()
-            .lines()
-            .saturating_sub(self.offset);
+        // What waits in memory gets one more chance at the disk.
+        if !self.shared.memory.lock().unwrap().is_empty() {
+            let _ = tokio::time::timeout(limit, self.writer.spool_memory()).await;
+        }
+        let left = self.shared.spool_lines().saturating_sub(self.offset);
         if left > 0 {
             tracing::info!(records = left, spool = %self.config.spool_dir.display(), "undelivered log records kept in the spool for the next start");
         }
-        let in_memory = self.shared.memory_records();
+        let in_memory = self.shared.memory.lock().unwrap().records();
         if in_memory > 0 {
             tracing::error!(
                 records = in_memory,
+                spool = %self.config.spool_dir.display(),
                 "log records that could not be spooled are lost at shutdown"
             );
             self.shared.drop_counted("spool_io", in_memory);
         }
+        // Released now rather than at exit, so that a gestor started next
+        // (or a test's next shipper) finds the spool free.
+        self.writer.close().await;
     }
+}
+
+/// The records a 2xx answer says were refused one by one (the log service
+/// answers `{"received", "stored", "duplicates", "rejected": [{"index",
+/// "id", "errors"}]}`), each as "id: why"; none when the answer says
+/// nothing of it (an older service, an empty body).
+fn rejected_records(body: &str) -> Vec<String> {
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(list) = answer.get("rejected").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|r| {
+            let id = r.get("id").and_then(|i| i.as_str()).map_or_else(
+                || format!("#{}", r.get("index").unwrap_or(&serde_json::Value::Null)),
+                String::from,
+            );
+            let why: String = r.get("errors").map(|e| e.to_string()).unwrap_or_default();
+            format!("{id}: {}", why.chars().take(300).collect::<String>())
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ship::spool::tests::records;
+    use crate::ship::spool::tests::{files, records};
+    use crate::ship::spool::Spool;
+    use std::collections::VecDeque;
     use std::path::Path;
 
     /// A stand-in log service on loopback: answers each POST with the next
@@ -489,18 +557,51 @@ mod tests {
         CancellationToken,
     ) {
         let cancel = CancellationToken::new();
-        let (h, task) = spawn(config(url, spool), metrics.clone(), cancel.clone());
+        let (h, task) = spawn(config(url, spool), metrics.clone(), cancel.clone()).unwrap();
         (h, task, cancel)
     }
 
+    /// What the service stored once it holds `n` records, or after 60 s
+    /// (a deadline for a failing test only: a loaded machine may take
+    /// seconds, and a fixed 3 s failed such a run).
     async fn wait_stored(svc: &FakeService, n: usize) -> Vec<String> {
-        for _ in 0..300 {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < give_up {
             if svc.stored.lock().unwrap().len() >= n {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         svc.stored.lock().unwrap().clone()
+    }
+
+    /// Records in the spool's segment files, read without its lock (the
+    /// shipper under test holds it).
+    fn records_on_disk(dir: &Path) -> usize {
+        files(dir)
+            .iter()
+            .filter(|n| n.ends_with(".jsonl"))
+            .map(|n| Spool::read(&dir.join(n)).unwrap().records.len())
+            .sum()
+    }
+
+    /// A loopback port bound but never listening, for as long as it lives:
+    /// every connection to it is refused.
+    struct DeadPort(socket2::Socket);
+
+    impl DeadPort {
+        fn new() -> DeadPort {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+            socket.bind(&addr.into()).unwrap();
+            DeadPort(socket)
+        }
+
+        fn url(&self) -> String {
+            let port = self.0.local_addr().unwrap().as_socket().unwrap().port();
+            format!("http://127.0.0.1:{port}")
+        }
     }
 
     fn ids(rs: &[Record]) -> Vec<String> {
@@ -518,6 +619,8 @@ mod tests {
         h.commit(rs[3..].to_vec()).await;
         assert_eq!(wait_stored(&svc, 10).await, ids(&rs));
         assert!(metrics.log_retried.get() >= 3);
+        // The service stores a batch before the sender reads its answer.
+        until("every record acknowledged", || metrics.log_sent.get() >= 10).await;
         assert_eq!(metrics.log_sent.get(), 10);
         cancel.cancel();
         task.await.unwrap();
@@ -532,6 +635,8 @@ mod tests {
         let rs = records(5);
         h.commit(rs.clone()).await;
         assert_eq!(wait_stored(&svc, 5).await, ids(&rs));
+        // Delivered and deleted, so the next shipper starts empty.
+        until("an empty spool", || files(dir.path()).is_empty()).await;
         cancel.cancel();
         task.await.unwrap();
 
@@ -552,13 +657,71 @@ mod tests {
         task.await.unwrap();
     }
 
+    #[test]
+    fn a_partly_refused_batch_names_each_refused_record() {
+        let body = r#"{"received": 3, "stored": 1, "duplicates": 0, "rejected": [
+            {"index": 1, "id": "r-1", "errors": [{"loc": ["cpu_ratio"], "msg": "not finite"}]},
+            {"index": 2, "id": null, "errors": []}]}"#;
+        let got = rejected_records(body);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].starts_with("r-1: ") && got[0].contains("not finite"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("#2: "), "{got:?}");
+        assert!(rejected_records("{\"stored\": 3}").is_empty());
+        assert!(rejected_records("").is_empty());
+    }
+
+    /// A log service that stores a batch but refuses its second record.
+    async fn refusing_service() -> (String, Arc<std::sync::Mutex<usize>>) {
+        let calls = Arc::new(std::sync::Mutex::new(0usize));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/logs",
+            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Record>>| {
+                let seen = seen.clone();
+                async move {
+                    *seen.lock().unwrap() += 1;
+                    axum::Json(serde_json::json!({
+                        "received": batch.len(),
+                        "stored": batch.len() - 1,
+                        "duplicates": 0,
+                        "rejected": [{"index": 1, "id": batch[1].id, "errors": [{"msg": "bad"}]}],
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn one_refused_record_costs_only_itself() {
+        let (url, calls) = refusing_service().await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new("t"));
+        let (h, task, cancel) = start(&url, dir.path(), &metrics);
+        h.commit(records(3)).await;
+        until("the batch sent", || metrics.log_sent.get() == 2).await;
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["rejected"]).get(),
+            1
+        );
+        // Not sent again: the refusal is final, the batch delivered.
+        until("an empty spool", || files(dir.path()).is_empty()).await;
+        assert_eq!(*calls.lock().unwrap(), 1);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
     #[tokio::test]
     async fn undelivered_records_survive_a_restart_through_the_spool() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = format!("http://127.0.0.1:{}", {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        });
+        let dead_port = DeadPort::new();
+        let dead = dead_port.url();
         let metrics = Arc::new(Metrics::new("t"));
         let (h, task, cancel) = start(&dead, dir.path(), &metrics);
         let rs = records(20);
@@ -566,10 +729,10 @@ mod tests {
             h.commit(chunk.to_vec()).await;
             // Committed means on disk, before any delivery.
         }
-        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 20);
+        assert_eq!(records_on_disk(dir.path()), 20);
         cancel.cancel();
         task.await.unwrap();
-        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 20);
+        assert_eq!(records_on_disk(dir.path()), 20);
 
         // Next start, the service is back: everything, oldest first, once.
         let svc = fake_service(vec![], 100).await;
@@ -581,6 +744,223 @@ mod tests {
         assert_eq!(wait_stored(&svc, 22).await, want);
         cancel.cancel();
         task.await.unwrap();
-        assert_eq!(Spool::open(dir.path(), 1 << 20).lines(), 0);
+        assert_eq!(records_on_disk(dir.path()), 0);
+    }
+
+    /// Waits (polling) until `ok` holds, at most 3 s.
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        for _ in 0..300 {
+            if ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_second_shipper_on_the_same_spool_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = DeadPort::new();
+        let metrics = Arc::new(Metrics::new("t"));
+        let (_h, task, cancel) = start(&dead.url(), dir.path(), &metrics);
+        let second = spawn(
+            config(&dead.url(), dir.path()),
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        let Err(StartError::Locked(e)) = second else {
+            panic!("a second shipper started on a locked spool");
+        };
+        assert!(e.to_string().contains("in use by another gestor"), "{e}");
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_kept_in_memory_go_to_the_spool_once_it_can_be_written() {
+        let root = tempfile::tempdir().unwrap();
+        // A file where the spool's parent directory should be: the spool
+        // cannot be created, so it cannot be locked nor written.
+        let blocker = root.path().join("parent");
+        std::fs::write(&blocker, "").unwrap();
+        let dir = blocker.join("spool");
+        let dead = DeadPort::new();
+        let metrics = Arc::new(Metrics::new("t"));
+        let (h, task, cancel) = start(&dead.url(), &dir, &metrics);
+        let rs = records(5);
+        h.commit(rs[..3].to_vec()).await;
+        assert_eq!(metrics.log_spool_write_errors.get(), 1);
+        assert_eq!(metrics.log_queue.get(), 3, "held in memory");
+        std::fs::remove_file(&blocker).unwrap();
+        h.commit(rs[3..].to_vec()).await;
+        // Committed: the new records and those that waited are on disk.
+        let mut on_disk: Vec<String> = files(&dir)
+            .iter()
+            .flat_map(|n| Spool::read(&dir.join(n)).unwrap().records)
+            .map(|r| r.id)
+            .collect();
+        on_disk.sort();
+        let mut want = ids(&rs);
+        want.sort();
+        assert_eq!(on_disk, want);
+        assert_eq!(metrics.log_queue.get(), 5);
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["spool_io"]).get(),
+            0
+        );
+        cancel.cancel();
+        task.await.unwrap();
+        // Nothing was left in memory to lose at shutdown.
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["spool_io"]).get(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_segment_is_retried_and_a_corrupt_one_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let rs = records(6);
+        let line = |r: &Record| serde_json::to_string(r).unwrap() + "\n";
+        // Oldest: a directory where a segment should be (cannot be read).
+        let unreadable = dir.path().join("00000000000000000001-2.jsonl");
+        std::fs::create_dir(&unreadable).unwrap();
+        // Then a segment with a complete line that is not a record.
+        let corrupt = dir.path().join("00000000000000000002-3.jsonl");
+        std::fs::write(&corrupt, line(&rs[0]) + "{oops}\n" + &line(&rs[1])).unwrap();
+        // Then a good one.
+        std::fs::write(
+            dir.path().join("00000000000000000003-1.jsonl"),
+            line(&rs[2]),
+        )
+        .unwrap();
+        let svc = fake_service(vec![], 100).await;
+        let metrics = Arc::new(Metrics::new("t"));
+        let (h, task, cancel) = start(&svc.url, dir.path(), &metrics);
+        // What can be read is delivered past the one that cannot.
+        assert_eq!(wait_stored(&svc, 3).await, ids(&rs[..3]));
+        until("the corrupt segment moved aside", || {
+            metrics.log_spool_corrupt.get() == 1
+                && dir
+                    .path()
+                    .join("00000000000000000002-3.jsonl.corrupt")
+                    .exists()
+        })
+        .await;
+        assert!(!corrupt.exists());
+        assert_eq!(metrics.log_dropped.with_label_values(&["corrupt"]).get(), 1);
+        // The unreadable one is read again and again, never deleted.
+        until("several reads of the unreadable segment", || {
+            metrics.log_spool_read_errors.get() >= 3
+        })
+        .await;
+        assert!(unreadable.is_dir());
+        // Once it can be read, it is delivered.
+        std::fs::remove_dir(&unreadable).unwrap();
+        std::fs::write(&unreadable, line(&rs[3]) + &line(&rs[4])).unwrap();
+        h.commit(rs[5..].to_vec()).await;
+        let mut stored = wait_stored(&svc, 6).await;
+        stored.sort();
+        let mut want = ids(&rs);
+        want.sort();
+        assert_eq!(stored, want);
+        until("an empty spool", || files(dir.path()).len() == 1).await;
+        assert_eq!(
+            files(dir.path()),
+            vec!["00000000000000000002-3.jsonl.corrupt"]
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    /// A commit whose write hangs (here: the segment's temporary name is a
+    /// FIFO nobody reads, so opening it blocks) must not stop the runtime.
+    /// When the spool's I/O ran under a lock the sender took on the runtime,
+    /// a single-threaded runtime stopped dead here.
+    #[test]
+    fn a_spool_write_that_hangs_does_not_stop_the_runtime() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let beats = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(Metrics::new("t"));
+        let (to_runtime, mut commands) = tokio::sync::mpsc::unbounded_channel::<Vec<Record>>();
+        let (committed_tx, committed) = std::sync::mpsc::channel::<()>();
+        let runtime = {
+            let (beats, metrics) = (beats.clone(), metrics.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    // A dead service: the sender wakes every few ms to retry.
+                    let dead = DeadPort::new();
+                    let (h, task, cancel) = start(&dead.url(), &path, &metrics);
+                    let heart = tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            beats.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    while let Some(batch) = commands.recv().await {
+                        let h = h.clone();
+                        let tx = committed_tx.clone();
+                        tokio::spawn(async move {
+                            h.commit(batch).await;
+                            tx.send(()).unwrap();
+                        });
+                    }
+                    heart.abort();
+                    cancel.cancel();
+                    task.await.unwrap();
+                });
+            })
+        };
+        let rs = records(3);
+        to_runtime.send(rs[..1].to_vec()).unwrap();
+        committed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a first commit");
+        let fifo = dir.path().join("00000000000000000001-2.jsonl.tmp");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        to_runtime.send(rs[1..].to_vec()).unwrap();
+        assert!(
+            committed.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the commit waits for its write"
+        );
+        let before = beats.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(500));
+        let during = beats.load(Ordering::Relaxed) - before;
+        // Unblock the write: read what it writes. fsync of a FIFO fails, so
+        // the records go to memory.
+        let mut reader = std::fs::File::open(&fifo).unwrap();
+        let mut written = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut written).unwrap();
+        committed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the commit ends once its write does");
+        drop(to_runtime);
+        runtime.join().unwrap();
+        assert!(
+            during >= 20,
+            "the runtime ran {during} 5 ms timers in 500 ms while a spool write hung"
+        );
+        assert_eq!(
+            written.iter().filter(|&&b| b == b'\n').count(),
+            2,
+            "the write reached the FIFO"
+        );
+        assert_eq!(metrics.log_spool_write_errors.get(), 1);
+        // Kept in memory, then written to the spool at shutdown (the FIFO
+        // went with the failed write): nothing lost.
+        assert_eq!(
+            metrics.log_dropped.with_label_values(&["spool_io"]).get(),
+            0
+        );
+        assert_eq!(records_on_disk(dir.path()), 3);
     }
 }

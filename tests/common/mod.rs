@@ -332,6 +332,11 @@ impl Daemon {
         self.lines.lock().unwrap().join("\n")
     }
 
+    /// Sends `signal` (e.g. 1, SIGHUP) to gestor.
+    pub fn send_signal(&self, signal: i32) {
+        unsafe_kill(self.child.id() as i32, signal);
+    }
+
     pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
         let pid = self.child.id() as i32;
         let started = Instant::now();

@@ -67,7 +67,19 @@ def test_log_service_killed_for_60s_loses_and_duplicates_nothing(scope, make_ges
     # Counted by id: every record gestor produced is stored exactly once.
     lines = g.log_lines()
     produced = [
-        e for e in lines if e.get("event") in ("cycle", "keep", "kill", "kill_failed", "error")
+        e
+        for e in lines
+        if e.get("event")
+        in (
+            "cycle",
+            "keep",
+            "kill",
+            "kill_failed",
+            "kill_skipped",
+            "intent",
+            "unmeasured",
+            "error",
+        )
     ]
     ids = {r["id"] for r in records} | {r["id"] for r in spooled}
     assert len(ids) == len(produced), f"{len(ids)} records kept for {len(produced)} produced"
@@ -115,7 +127,9 @@ def test_dockerd_restart_mid_run(scope, make_gestor, workdir):
 
     def all_kills() -> float:
         kinds = ("cpu", "ram", "io", "disk")
-        return sum(g.metric(f'gestor_kills_total{{reason="surplus",type="{t}"}}') for t in kinds)
+        return sum(
+            g.metric(f'gestor_kills_total{{reason="surplus",rule="{t}",type="{t}"}}') for t in kinds
+        )
 
     total_before = all_kills()
     assert total_before > 0

@@ -13,6 +13,10 @@ pub(super) struct Identity {
     /// The cgroup path to show for a process outside any container.
     pub(super) display_cgroup: String,
     pub(super) cmdline: String,
+    /// The command line was longer than what is reported.
+    pub(super) cmdline_truncated: bool,
+    /// The cgroup path was longer than what is reported.
+    pub(super) cgroup_truncated: bool,
 }
 
 /// How many collections a process's cgroup and command line are kept

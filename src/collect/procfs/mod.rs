@@ -309,8 +309,12 @@ mod tests {
                 Some(IO),
             );
         }
+        // The time differs, and a second read with a cache says it used it.
         let strip = |mut s: Snapshot| {
             s.timestamp_ns = 0;
+            for p in &mut s.processes {
+                p.cmdline_cached = false;
+            }
             s
         };
         let one = strip(
@@ -334,10 +338,34 @@ mod tests {
     }
 
     #[test]
+    fn a_long_command_line_is_flagged_cut_and_a_kept_one_cached() {
+        let fake = fake_tree();
+        let in_docker = format!("0::/docker/{ID}\n");
+        let long = format!("stress\0{}\0", "x".repeat(2000));
+        fake.process(
+            400,
+            &in_docker,
+            &stat_line(400, 1),
+            long.as_bytes(),
+            Some(IO),
+        );
+        let mut c = Collector::with_threads(fake.root(), false, true, 1);
+        let first = c.collect().unwrap();
+        let p = first.processes.iter().find(|p| p.pid == 400).unwrap();
+        assert!(p.cmdline_truncated && !p.cmdline_cached, "{p:?}");
+        assert_eq!(p.cmdline.len(), MAX_CMDLINE_BYTES);
+        let short = first.processes.iter().find(|p| p.pid == 300).unwrap();
+        assert!(!short.cmdline_truncated);
+        let second = c.collect().unwrap();
+        let p = second.processes.iter().find(|p| p.pid == 400).unwrap();
+        assert!(p.cmdline_truncated && p.cmdline_cached, "{p:?}");
+    }
+
+    #[test]
     fn collect_from_a_fake_tree_reports_container_processes() {
         let fake = fake_tree();
         let s = collect(fake.root(), false).unwrap();
-        assert_eq!(s.version, 2);
+        assert_eq!(s.version, 3);
         assert_eq!(s.source, SourceKind::Userspace);
         assert_eq!(s.uptime_ns, 391_860_000_000);
         assert!(s.timestamp_ns > 1_700_000_000_000_000_000);
@@ -377,6 +405,9 @@ mod tests {
                 syscw: 8,
                 cmdline_unavailable: false,
                 io_unavailable: false,
+                cmdline_cached: false,
+                cmdline_truncated: false,
+                cgroup_truncated: false,
             }
         );
         assert_eq!(s.processes[1].ppid, 300);

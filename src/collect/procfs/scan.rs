@@ -123,16 +123,17 @@ impl Scan<'_> {
         }
         let stat = parse_stat(buf).map_err(|e| Skip::Failed(path.clone(), e.to_string()))?;
 
-        let facts = match cache {
+        // `cached`: the cgroup and command line are the ones kept, not read now.
+        let (facts, cached) = match cache {
             Some(c) => match c.fresh(pid, stat.starttime) {
-                Some(f) => f,
+                Some(f) => (f, true),
                 None => {
                     let f = self.identity(path, buf)?;
                     c.keep(pid, ino, stat.starttime, f.clone());
-                    f
+                    (f, false)
                 }
             },
-            None => self.identity(path, buf)?,
+            None => (self.identity(path, buf)?, false),
         };
         let (container_id, cgroup) = match facts.container {
             Some((id, cgroup_path)) => (Some(id), cgroup_path),
@@ -198,6 +199,9 @@ impl Scan<'_> {
             syscw: io.syscw,
             cmdline_unavailable: false,
             io_unavailable,
+            cmdline_cached: cached,
+            cmdline_truncated: facts.cmdline_truncated,
+            cgroup_truncated: facts.cgroup_truncated,
         })
     }
 
@@ -210,29 +214,35 @@ impl Scan<'_> {
             return Err(Skip::Vanished);
         }
         let cgroup_text = text(buf);
-        let container = cgroup::container_from_proc_cgroup(&cgroup_text)
-            .map(|(id, p)| (id, truncate_chars(p, MAX_CGROUP_CHARS)));
+        let too_long = |p: &str| p.chars().nth(MAX_CGROUP_CHARS).is_some();
+        let mut cgroup_truncated = false;
+        let container = cgroup::container_from_proc_cgroup(&cgroup_text).map(|(id, p)| {
+            cgroup_truncated = too_long(&p);
+            (id, truncate_chars(p, MAX_CGROUP_CHARS))
+        });
         let display_cgroup = if container.is_none() && self.all_processes {
-            truncate_chars(
-                cgroup::display_path(&cgroup_text).to_string(),
-                MAX_CGROUP_CHARS,
-            )
+            let p = cgroup::display_path(&cgroup_text);
+            cgroup_truncated = too_long(p);
+            truncate_chars(p.to_string(), MAX_CGROUP_CHARS)
         } else {
             String::new()
         };
         // A process outside any container needs no command line (unless
-        // every process is listed).
-        let cmdline = if container.is_some() || self.all_processes {
+        // every process is listed). One byte more than is reported tells
+        // a command line that was cut.
+        let (cmdline, cmdline_truncated) = if container.is_some() || self.all_processes {
             path.set_file_name("cmdline");
-            self.read(path, buf, MAX_CMDLINE_BYTES)?;
-            parse_cmdline(buf)
+            self.read(path, buf, MAX_CMDLINE_BYTES + 1)?;
+            (parse_cmdline(buf), buf.len() > MAX_CMDLINE_BYTES)
         } else {
-            String::new()
+            (String::new(), false)
         };
         Ok(Identity {
             container,
             display_cgroup,
             cmdline,
+            cmdline_truncated,
+            cgroup_truncated,
         })
     }
 }
