@@ -18,6 +18,8 @@ pub enum SourceError {
     },
     #[error("cannot parse {path}: {source}")]
     Parse { path: PathBuf, source: ParseError },
+    #[error("{path}: the document would be larger than the module writes (256 MiB; EFBIG)")]
+    TooLarge { path: PathBuf },
     #[error("userspace collector failed: {0}")]
     Collect(#[from] procfs::CollectError),
 }
@@ -54,6 +56,12 @@ impl SnapshotSource {
             SourceMode::Userspace => Ok(collector.collect()?),
             SourceMode::Auto => match read_file(&self.sysinfo) {
                 Err(SourceError::Missing { .. }) => Ok(collector.collect()?),
+                // More processes than the module's largest document holds:
+                // the userspace collector reads them all, more slowly.
+                Err(e @ SourceError::TooLarge { .. }) => {
+                    tracing::warn!(error = %e, "using the userspace collector this cycle");
+                    Ok(collector.collect()?)
+                }
                 other => other,
             },
         }
@@ -198,20 +206,43 @@ pub fn read_file(path: &Path) -> Result<Snapshot, SourceError> {
     let mut bytes = Vec::with_capacity(256 * 1024);
     file.take(snapshot::MAX_DOCUMENT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| SourceError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| read_error(path, source))?;
     snapshot::parse(&bytes).map_err(|source| SourceError::Parse {
         path: path.to_path_buf(),
         source,
     })
 }
 
+/// A failed read of the module's file: EFBIG is the module saying the
+/// document would be larger than it writes (the userspace collector can
+/// still read the processes).
+fn read_error(path: &Path, source: std::io::Error) -> SourceError {
+    if source.raw_os_error() == Some(libc::EFBIG) {
+        SourceError::TooLarge {
+            path: path.to_path_buf(),
+        }
+    } else {
+        SourceError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collect::snapshot::tests::sample_json;
+
+    #[test]
+    fn efbig_from_the_module_is_a_document_too_large_not_a_read_error() {
+        let path = Path::new("/proc/sysinfo_202200075");
+        let e = read_error(path, std::io::Error::from_raw_os_error(libc::EFBIG));
+        assert!(matches!(e, SourceError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("EFBIG"));
+        let e = read_error(path, std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(e, SourceError::Read { .. }), "{e}");
+    }
 
     #[tokio::test]
     async fn a_read_that_blocks_fails_in_time_and_the_next_ones_at_once() {
