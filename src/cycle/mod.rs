@@ -85,6 +85,28 @@ impl StageLog {
     fn ok(&self) -> bool {
         self.stages.values().all(|s| s.ok)
     }
+
+    /// Notes how one of the cycle's inputs went: its stage ok, or failed
+    /// with a log line and an error record (and no kills this cycle).
+    fn input(
+        &mut self,
+        ctx: &RecordContext<'_>,
+        stage: &'static str,
+        error: Option<&String>,
+        what: &str,
+    ) {
+        match error {
+            None => {
+                self.stages.insert(stage, StageReport::ok());
+            }
+            Some(msg) => {
+                tracing::error!(event = "error", cycle = ctx.cycle, stage, error = %msg, "{what}; no kills this cycle");
+                self.records
+                    .push(ctx.record("error", format!("{stage}: {msg}")));
+                self.stages.insert(stage, StageReport::failed(msg.clone()));
+            }
+        }
+    }
 }
 
 /// What a cycle found and did, for its report (nothing, for a cycle cut short).
@@ -310,29 +332,18 @@ impl Governor {
             s.cgroups = self.cgroup_counters(s).await;
         }
         let (measured, trusted) = self.measure(snapshot);
-        match &measured.usage {
-            Ok(_) => {
-                log.stages.insert("read", StageReport::ok());
-            }
-            Err(msg) => {
-                tracing::error!(event = "error", cycle = self.cycle, stage = "read", error = %msg, "cannot use the snapshot; no kills this cycle");
-                log.records
-                    .push(ctx.record("error", format!("read: {msg}")));
-                log.stages.insert("read", StageReport::failed(msg.clone()));
-            }
-        }
-        match &containers {
-            Ok(_) => {
-                log.stages.insert("docker", StageReport::ok());
-            }
-            Err(msg) => {
-                tracing::error!(event = "error", cycle = self.cycle, stage = "docker", error = %msg, "cannot list containers; no kills this cycle");
-                log.records
-                    .push(ctx.record("error", format!("docker: {msg}")));
-                log.stages
-                    .insert("docker", StageReport::failed(msg.clone()));
-            }
-        }
+        log.input(
+            ctx,
+            "read",
+            measured.usage.as_ref().err(),
+            "cannot use the snapshot",
+        );
+        log.input(
+            ctx,
+            "docker",
+            containers.as_ref().err(),
+            "cannot list containers",
+        );
         (measured, containers, trusted)
     }
 
