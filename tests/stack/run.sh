@@ -1099,6 +1099,9 @@ main() {
     ALERTMANAGER_STANDIN="${ALERTMANAGER_STANDIN}" "${REPO_ROOT}/scripts/build-images.sh"
   pick_compose
   WORK="$(mktemp -d /tmp/gestor-stack.XXXXXX)"
+  # The compose projects' env file: empty (no override; the stack makes its
+  # own secrets), present because every compose command names it.
+  touch "${WORK}/stack.env"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   static_checks
