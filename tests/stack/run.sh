@@ -893,14 +893,30 @@ prom_delivered() {
     && prom_equals "$1" 'sum(alertmanager_notifications_failed_total)' 0
 }
 
-# A second project whose gestor never gets healthy: its image keeps the
-# container alive without starting gestor (compose's `command:` arguments
-# are ignored), so its HEALTHCHECK (`gestor healthcheck`, GET /healthz) and
-# Prometheus' scrapes find nothing listening. Started at once, checked later.
+# A second project whose gestor never gets healthy: in its image, gestor's
+# binary is a script that sleeps (compose's entrypoint execs it with the
+# `run` arguments) and passes only `healthcheck` to the real binary, so the
+# HEALTHCHECK (`gestor healthcheck`, GET /healthz) and Prometheus' scrapes
+# find nothing listening. Started at once, checked later.
 start_sick_stack() {
-  if ! printf 'FROM gestor/gestor:%s\nENTRYPOINT ["/bin/sh", "-c", "exec sleep infinity", "gestor"]\n' \
-    "${TEST_TAG}" | "${DOCKER}" build -q -t "${SICK_IMAGE}" - >/dev/null 2>&1; then
+  local dir="${WORK}/sick-image"
+  mkdir -p "${dir}"
+  cat >"${dir}/gestor" <<'EOS'
+#!/bin/sh
+[ "$1" = healthcheck ] && exec /usr/local/bin/gestor.real "$@"
+exec sleep infinity
+EOS
+  cat >"${dir}/Dockerfile" <<EOS
+FROM gestor/gestor:${TEST_TAG}
+USER root
+RUN mv /usr/local/bin/gestor /usr/local/bin/gestor.real
+COPY gestor /usr/local/bin/gestor
+RUN chmod 755 /usr/local/bin/gestor
+USER gestor
+EOS
+  if ! "${DOCKER}" build -q -t "${SICK_IMAGE}" "${dir}" >"${WORK}/sick-build.log" 2>&1; then
     fail "build ${SICK_IMAGE}"
+    sed 's/^/    /' "${WORK}/sick-build.log"
     return 0
   fi
   log "compose: project ${SICK_PROJECT} with a gestor that never becomes healthy"
