@@ -69,6 +69,17 @@ readonly SICK_PROJECT="gestorsick${RUN_ID}"
 readonly TEST_TAG="stack-${RUN_ID}"
 readonly SICK_IMAGE="gestor/gestor:${TEST_TAG}-unhealthy"
 
+# The name gestor's records and series carry in the compose stack: this
+# machine's (stack-init reads the host's /etc/hostname).
+MACHINE_HOST="$(head -n 1 /etc/hostname)"
+readonly MACHINE_HOST
+# The people receivers of the drill's Alertmanager, filled in once the sinks
+# listen (start_sinks): compose settings, KEY=value.
+ALERT_ENV=()
+SINKS=""
+declare -A READ_TOKENS=()
+EXTRA_ENV=()
+
 WORK=""
 PROM_PORT=""
 COMPOSE=()
@@ -136,13 +147,15 @@ cleanup() {
     wait "${pid}" 2>/dev/null || true
   done
   if ((${#COMPOSE[@]} > 0)) && [[ -n "${WORK}" ]]; then
-    if [[ ! -f "${WORK}/stack.env" ]]; then
-      printf 'LOGGER_TOKEN=cleanup\nGRAFANA_ADMIN_PASSWORD=cleanup\n' >"${WORK}/stack.env"
-    fi
+    touch "${WORK}/stack.env"
     local project
     for project in "${PROJECT}" "${SICK_PROJECT}" "${PROJECT}x"; do
       project_compose "${project}" down -v --remove-orphans >/dev/null 2>&1 || true
     done
+    if [[ -f "${WORK}/clone/docker-compose.yml" ]]; then
+      (cd "${WORK}/clone" && compose_env "${COMPOSE[@]}" -p "${PROJECT}c" down -v \
+        --remove-orphans >/dev/null 2>&1) || true
+    fi
   fi
   local scope ids
   for scope in "${SCOPE}" "${SCOPE}-compose"; do
@@ -209,11 +222,14 @@ compose_env() {
 project_compose() {
   local project="$1"
   shift
-  compose_env "${COMPOSE[@]}" --env-file "${WORK}/stack.env" \
+  compose_env env "${EXTRA_ENV[@]}" "${COMPOSE[@]}" --env-file "${WORK}/stack.env" \
     -f "${REPO_ROOT}/docker-compose.yml" -p "${project}" "$@"
 }
 
+# The drill's project, with the sinks as its e-mail, chat and heartbeat
+# (project_compose sees this local: bash scopes dynamically).
 stack_compose() {
+  local -a EXTRA_ENV=("${ALERT_ENV[@]}")
   project_compose "${PROJECT}" "$@"
 }
 
@@ -223,81 +239,77 @@ sick_compose() {
 
 # --- static checks -----------------------------------------------------------
 
-# Every alert of rules.yml goes to the log service's receiver.
+# alertmanager/render.sh with every receiver configured (the SMTP password
+# from a file, as a Swarm secret gives it) into $1, and with none into $2.
+render_alertmanager() {
+  printf 'secret"pass\\word\n' >"${WORK}/smtp-password"
+  env -i PATH="${PATH}" ALERT_EMAIL_TO=oncall@example.org,lead@example.org \
+    ALERT_EMAIL_FROM=gestor@example.org ALERT_SMTP_SMARTHOST=smtp.example.org:587 \
+    ALERT_SMTP_USERNAME=gestor ALERT_SMTP_PASSWORD_FILE="${WORK}/smtp-password" \
+    ALERT_CHAT_WEBHOOK_URL=https://chat.example.org/hooks/abc \
+    ALERT_WATCHDOG_URL=https://hc-ping.example.org/uuid \
+    sh "${REPO_ROOT}/alertmanager/render.sh" >"$1" 2>"$1.err" || { cat "$1.err"; return 1; }
+  [[ ! -s "$1.err" ]] || { echo "a note with every receiver set:"; cat "$1.err"; return 1; }
+  env -i PATH="${PATH}" sh "${REPO_ROOT}/alertmanager/render.sh" >"$2" 2>"$2.err" \
+    || { cat "$2.err"; return 1; }
+  # None configured: it says so, once.
+  [[ "$(grep -c 'not configured: e-mail chat watchdog' "$2.err")" == 1 ]] \
+    || { echo "no single note of what is not configured:"; cat "$2.err"; return 1; }
+}
+
+# Half an e-mail setup, or a bad value, is refused with what is wrong.
+render_refuses_bad_input() {
+  local out
+  if out="$(env -i PATH="${PATH}" ALERT_EMAIL_TO=a@example.org \
+    sh "${REPO_ROOT}/alertmanager/render.sh" 2>&1 >/dev/null)"; then
+    echo "half an e-mail setup was accepted"
+    return 1
+  fi
+  grep -q 'ALERT_EMAIL_FROM is not set' <<<"${out}" || { echo "${out}"; return 1; }
+  if out="$(env -i PATH="${PATH}" ALERT_SMTP_REQUIRE_TLS=maybe \
+    sh "${REPO_ROOT}/alertmanager/render.sh" 2>&1 >/dev/null)"; then
+    echo "ALERT_SMTP_REQUIRE_TLS=maybe was accepted"
+    return 1
+  fi
+  echo "${out}"
+}
+
+# Where each alert of rules.yml goes (amtool's receivers for its labels):
+# Watchdog to the heartbeat only; every other alert to the log service;
+# critical ones also by e-mail, critical and warning to chat.
 every_alert_routed() {
-  local name severity got
+  local config="$1" name severity got want
   while read -r name severity; do
-    got="$(amtool config routes test --config.file="${REPO_ROOT}/alertmanager/alertmanager.yml" \
+    got="$(amtool config routes test --config.file="${config}" \
       alertname="${name}" severity="${severity}" host=node-1 2>/dev/null)"
-    if [[ "${got}" != log-service ]]; then
-      echo "${name}: routed to '${got}'"
+    case "${name}/${severity}" in
+      Watchdog/*) want=watchdog ;;
+      */critical) want=log-service,email,chat ;;
+      */warning) want=log-service,chat ;;
+      *) want=log-service ;;
+    esac
+    if [[ "${got}" != "${want}" ]]; then
+      echo "${name} (${severity}): routed to '${got}', want '${want}'"
       return 1
     fi
   done < <(python3 "${CONFIG_CHECKER}" alert-names "${REPO_ROOT}/prometheus/rules.yml")
-  echo "${RULES} alerts routed to log-service"
+  echo "${RULES} alerts routed by severity (Watchdog to its own receiver)"
 }
 
-# The stack's env file, as run-stack.sh --init-env leaves it in a fresh
-# directory, on a second run, and next to values someone already wrote.
-env_file_is_kept() {
-  local dir="${WORK}/env-check" file token password again
-  mkdir -p "${dir}"
-  file="${dir}/new/.env"
-  STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  [[ "$(stat -c '%a' "${file}")" == 600 ]] || { echo "mode $(stat -c '%a' "${file}")"; return 1; }
-  token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
-  [[ "${token}" =~ ^[0-9a-f]{64}$ ]] || { echo "LOGGER_TOKEN is '${token}'"; return 1; }
-  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${file}")"
-  [[ "${password}" =~ ^[0-9a-f]{64}$ && "${password}" != "${token}" ]] \
-    || { echo "GRAFANA_ADMIN_PASSWORD is '${password}'"; return 1; }
-  again="$(sha256sum <"${file}")"
-  STACK_ENV_FILE="${file}" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  [[ "$(sha256sum <"${file}")" == "${again}" ]] || { echo "a second run changed it"; return 1; }
-  # A file someone wrote (another setting, a wide mode): kept, the secrets added.
-  printf 'GESTOR_INTERVAL=5\n' >"${dir}/.env"
-  chmod 644 "${dir}/.env"
-  STACK_ENV_FILE="${dir}/.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  grep -qx 'GESTOR_INTERVAL=5' "${dir}/.env" || { echo "a value was lost"; return 1; }
-  grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "${dir}/.env" || { echo "no token added"; return 1; }
-  grep -Eqx 'GRAFANA_ADMIN_PASSWORD=[0-9a-f]{64}' "${dir}/.env" \
-    || { echo "no Grafana password added"; return 1; }
-  [[ "$(stat -c '%a' "${dir}/.env")" == 600 ]] || { echo "mode not tightened"; return 1; }
-  # Secrets someone chose are never replaced.
-  printf 'LOGGER_TOKEN=chosen\nGRAFANA_ADMIN_PASSWORD=mine\n' >"${dir}/chosen.env"
-  STACK_ENV_FILE="${dir}/chosen.env" "${REPO_ROOT}/scripts/run-stack.sh" --init-env >/dev/null
-  [[ "$(cat "${dir}/chosen.env")" == $'LOGGER_TOKEN=chosen\nGRAFANA_ADMIN_PASSWORD=mine' ]] \
-    || { echo "a chosen secret changed"; return 1; }
-}
-
-# gestor, the log service and Alertmanager get the same token from the env
-# file, Grafana its password; compose refuses to start without either.
-compose_takes_the_secrets() {
-  local file="${WORK}/env-check/new/.env" token password config name
-  local empty="${WORK}/env-check/empty.env"
-  token="$(sed -n 's/^LOGGER_TOKEN=//p' "${file}")"
-  password="$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "${file}")"
-  config="$(env -u LOGGER_TOKEN -u GRAFANA_ADMIN_PASSWORD "${COMPOSE[@]}" --env-file "${file}" \
-    -f "${REPO_ROOT}/docker-compose.yml" config)"
-  [[ "$(grep -c "TOKEN: ${token}\$" <<<"${config}")" == 3 ]] \
-    || { echo "gestor, the log service and Alertmanager do not all get the file's token"; return 1; }
-  grep -q "GF_SECURITY_ADMIN_PASSWORD: ${password}\$" <<<"${config}" \
-    || { echo "Grafana does not get the file's password"; return 1; }
-  for name in LOGGER_TOKEN GRAFANA_ADMIN_PASSWORD; do
-    grep -v "^${name}=" "${file}" >"${empty}"
-    if env -u LOGGER_TOKEN -u GRAFANA_ADMIN_PASSWORD "${COMPOSE[@]}" --env-file "${empty}" \
-      -f "${REPO_ROOT}/docker-compose.yml" config -q 2>"${WORK}/env-check/err"; then
-      echo "compose accepted a stack without ${name}"
-      return 1
-    fi
-    grep -q "${name} is not set - run scripts/run-stack.sh" "${WORK}/env-check/err" \
-      || { cat "${WORK}/env-check/err"; return 1; }
-  done
+# docker-compose.yml needs nothing first: with no env file and no variable
+# set, `config` succeeds, and no secret has a value in it (secrets are files
+# stack-init writes; their overrides default to empty).
+compose_needs_no_secret() {
+  local config
+  config="$(cd "${WORK}" && env -i PATH="${PATH}" HOME="${HOME}" "${COMPOSE[@]}" \
+    -f "${REPO_ROOT}/docker-compose.yml" --project-directory "${REPO_ROOT}" config)" || return 1
+  python3 "${CONFIG_CHECKER}" secrets <<<"${config}"
 }
 
 # With STACK_BIND=0.0.0.0, only Grafana and the live page leave loopback.
 only_grafana_and_live_page_leave_loopback() {
   local published service address port wide
-  published="$(env STACK_BIND=0.0.0.0 LOGGER_TOKEN=t GRAFANA_ADMIN_PASSWORD=p \
+  published="$(env STACK_BIND=0.0.0.0 \
     "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config \
     | python3 "${CONFIG_CHECKER}" published)"
   printf '%s\n' "${published}"
@@ -313,17 +325,22 @@ no_service_healthy() {
   ! grep -n 'service_healthy' "${REPO_ROOT}/docker-compose.yml"
 }
 
-# run-stack.sh refuses a STACK_BIND beyond loopback with Grafana's default or
-# an empty password, before it builds or starts anything.
-bind_refused_without_password() {
-  local password out rc
-  for password in admin ""; do
+# run-stack.sh refuses Grafana's default password (from the environment or
+# the env file) before it builds or starts anything; so does stack-init.
+admin_password_refused() {
+  local out rc=0 how
+  for how in environment file; do
     rc=0
-    out="$(compose_env env STACK_BIND=0.0.0.0 GRAFANA_ADMIN_PASSWORD="${password}" \
-      COMPOSE_PROJECT_NAME="${PROJECT}x" STACK_ENV_FILE="${WORK}/env-check/bind.env" \
-      "${REPO_ROOT}/scripts/run-stack.sh" 2>&1)" || rc=$?
+    if [[ "${how}" == file ]]; then
+      printf 'GRAFANA_ADMIN_PASSWORD=admin\n' >"${WORK}/admin.env"
+      out="$(compose_env env -u GRAFANA_ADMIN_PASSWORD STACK_ENV_FILE="${WORK}/admin.env" \
+        COMPOSE_PROJECT_NAME="${PROJECT}x" "${REPO_ROOT}/scripts/run-stack.sh" 2>&1)" || rc=$?
+    else
+      out="$(compose_env env GRAFANA_ADMIN_PASSWORD=admin COMPOSE_PROJECT_NAME="${PROJECT}x" \
+        STACK_ENV_FILE="${WORK}/none.env" "${REPO_ROOT}/scripts/run-stack.sh" 2>&1)" || rc=$?
+    fi
     if ((rc == 0)) || ! grep -q 'refusing to start' <<<"${out}"; then
-      printf 'password "%s": exit %d\n%s\n' "${password}" "${rc}" "${out}"
+      printf 'admin in the %s: exit %d\n%s\n' "${how}" "${rc}" "${out}"
       return 1
     fi
     if [[ -n "$("${DOCKER}" ps -aq --filter "label=com.docker.compose.project=${PROJECT}x")" ]]; then
@@ -332,6 +349,15 @@ bind_refused_without_password() {
     fi
   done
   grep -m1 'refusing' <<<"${out}"
+  # stack-init itself, for `docker compose up` run by hand.
+  rc=0
+  out="$(env -i PATH="${PATH}" GRAFANA_ADMIN_PASSWORD=admin STACK_HOSTNAME=x \
+    sh "${REPO_ROOT}/images/stack-init/init.sh" 2>&1)" || rc=$?
+  if ((rc == 0)) || ! grep -q "Grafana's default" <<<"${out}"; then
+    echo "stack-init: ${out}"
+    return 1
+  fi
+  echo "${out}"
 }
 
 static_checks() {
@@ -345,10 +371,16 @@ static_checks() {
   check "rules_test.yml: each of the ${RULES} alerts has a firing and a quiet case" \
     python3 "${CONFIG_CHECKER}" rules-tested "${REPO_ROOT}/prometheus/rules.yml" \
     "${REPO_ROOT}/prometheus/tests/rules_test.yml"
-  check "amtool check-config alertmanager/alertmanager.yml" \
-    amtool check-config "${REPO_ROOT}/alertmanager/alertmanager.yml"
-  check "alertmanager.yml: every alert of rules.yml is routed to the log service" \
-    every_alert_routed
+  check_shown "alertmanager/render.sh: renders with every receiver set, and with none (said once)" \
+    render_alertmanager "${WORK}/am-all.yml" "${WORK}/am-none.yml"
+  check "amtool check-config: the config with every receiver" \
+    amtool check-config "${WORK}/am-all.yml"
+  check "amtool check-config: the config with no receiver configured" \
+    amtool check-config "${WORK}/am-none.yml"
+  check_shown "alertmanager/render.sh: half an e-mail setup or a bad value is refused, saying what" \
+    render_refuses_bad_input
+  check_shown "alertmanager: every alert of rules.yml routed by severity (amtool config routes test)" \
+    every_alert_routed "${WORK}/am-all.yml"
   check "dashboards: valid JSON, ids, datasource uid, \$host everywhere, nothing clipped or unbounded" \
     python3 "${CHECKER}" static --dashboards "${REPO_ROOT}/grafana/dashboards" \
     --datasources "${REPO_ROOT}/grafana/provisioning/datasources"
@@ -358,24 +390,20 @@ static_checks() {
     "${VENV}/bin/python" "${SUITE}/check_schema.py" --self-test \
     "${REPO_ROOT}/grafana/dashboards/gestor.json"
   check "docker-compose.yml: ${COMPOSE[*]} config" \
-    env LOGGER_TOKEN=check GRAFANA_ADMIN_PASSWORD=check "${COMPOSE[@]}" \
-    -f "${REPO_ROOT}/docker-compose.yml" config -q
+    "${COMPOSE[@]}" -f "${REPO_ROOT}/docker-compose.yml" config -q
   if command -v docker-compose >/dev/null 2>&1 && [[ "${COMPOSE[0]}" != docker-compose ]]; then
     check "docker-compose.yml: docker-compose (1.x) config" \
-      env LOGGER_TOKEN=check GRAFANA_ADMIN_PASSWORD=check docker-compose \
-      -f "${REPO_ROOT}/docker-compose.yml" config -q
+      docker-compose -f "${REPO_ROOT}/docker-compose.yml" config -q
   fi
   check "docker-compose.yml: no top-level name or version key" \
     bash -c "! grep -Eq '^(name|version):' '${REPO_ROOT}/docker-compose.yml'"
   check "docker-compose.yml: no depends_on waits for service_healthy" no_service_healthy
   check_shown "docker-compose.yml: with STACK_BIND=0.0.0.0 only Grafana and the live page leave loopback" \
     only_grafana_and_live_page_leave_loopback
-  check "run-stack.sh --init-env: env file created once, 0600, random LOGGER_TOKEN and GRAFANA_ADMIN_PASSWORD, never overwritten" \
-    env_file_is_kept
-  check "docker-compose.yml: the env file's token for gestor, log service, Alertmanager; its password for Grafana; none: refused" \
-    compose_takes_the_secrets
-  check_shown "run-stack.sh: STACK_BIND=0.0.0.0 with Grafana's password admin or empty is refused, nothing started" \
-    bind_refused_without_password
+  check_shown "docker-compose.yml: config needs no env file and holds no secret (files only), every service's log rotated" \
+    compose_needs_no_secret
+  check_shown "Grafana's default password (environment or env file) is refused by run-stack.sh and stack-init, nothing started" \
+    admin_password_refused
 }
 
 # --- the live loop -------------------------------------------------------------
@@ -589,9 +617,31 @@ image_is_sound() {
     && "${DOCKER}" run --rm --entrypoint /usr/local/bin/gestor "${image}" --version
 }
 
-env_file_written() {
-  [[ "$(stat -c '%a' "$1")" == 600 ]] && grep -Eqx 'LOGGER_TOKEN=[0-9a-f]{64}' "$1" \
-    && grep -Eqx 'GRAFANA_ADMIN_PASSWORD=[0-9a-f]{64}' "$1"
+# A secret of project $1's stack-secrets volume, read through stack-init.
+project_secret() {
+  local project="$1"
+  shift
+  project_compose "${project}" run --rm --no-deps -T --entrypoint cat stack-init \
+    "/run/gestor-stack/secrets/$1" 2>/dev/null
+}
+
+# stack-init generated three distinct random secrets and a second run keeps
+# them; run-stack.sh wrote no env file.
+secrets_generated() {
+  local name value before="" after=""
+  for name in logger-token logger-read-token grafana-admin-password; do
+    value="$(project_secret "$1" "${name}")"
+    [[ "${value}" =~ ^[0-9a-f]{64}$ ]] || { echo "${name}: '${value}'"; return 1; }
+    before+="${value} "
+  done
+  [[ "$(tr ' ' '\n' <<<"${before}" | sort -u | grep -c .)" == 3 ]] || { echo "not distinct"; return 1; }
+  project_compose "$1" run --rm --no-deps -T stack-init >/dev/null 2>&1 || { echo "rerun failed"; return 1; }
+  for name in logger-token logger-read-token grafana-admin-password; do
+    after+="$(project_secret "$1" "${name}") "
+  done
+  [[ "${before}" == "${after}" ]] || { echo "a second stack-init changed them"; return 1; }
+  [[ ! -s "${WORK}/stack.env" ]] || { echo "run-stack.sh wrote ${WORK}/stack.env"; return 1; }
+  echo "3 secrets of 32 random bytes, kept across runs; no env file written"
 }
 
 writes_refused() {
@@ -623,22 +673,27 @@ all_targets_up() {
   for job in gestor logger alertmanager prometheus; do
     prom_equals "$1" "sum(up{job=\"${job}\"})" 1 || return 1
   done
-  prom_equals "$1" 'count(up{job="gestor", host="gestor"} == 1)' 1
+  prom_equals "$1" "count(up{job=\"gestor\", host=\"${MACHINE_HOST}\"} == 1)" 1
 }
 
 # Every rule loads and evaluates; none fires.
 rules_quiet() {
   local firing
   python3 "${CHECKER}" rules --prometheus "$1" --min "${RULES}" || return 1
-  firing="$(python3 "${CHECKER}" query --prometheus "$1" 'ALERTS')"
+  firing="$(python3 "${CHECKER}" query --prometheus "$1" 'ALERTS{alertname!="Watchdog"}')"
   echo "alerts pending or firing: ${firing:-none}"
   [[ -z "${firing}" ]]
+}
+
+# GET $2 of the log service at $1 with its read token (READ_TOKENS).
+logger_get() {
+  curl -fsS -H "Authorization: Bearer ${READ_TOKENS[$1]:-none}" "$1$2"
 }
 
 # The alert records of the log service at $1, one per line:
 # "status alertname host fingerprint".
 alert_records() {
-  curl -fsS "$1/logs?event=alert&limit=1000" | python3 -c '
+  logger_get "$1" "/logs?event=alert&limit=1000" | python3 -c '
 import json, sys
 for r in json.load(sys.stdin)["items"]:
     a = r.get("alert") or {}
@@ -658,19 +713,107 @@ fingerprint_of() {
 
 no_alert_firing_in_stats() {
   local firing
-  firing="$(curl -fsS "$1/stats" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["alerts_firing"]))')"
+  firing="$(logger_get "$1" /stats | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["alerts_firing"]))')"
   echo "alerts firing on the live page: ${firing}"
   [[ "${firing}" == 0 ]]
 }
 
-# stop gestor -> GestorDown in the log service; start -> its resolution.
+# --- the alert sinks: where the drill's Alertmanager delivers ------------------
+
+# The host's address on Docker's default bridge: containers reach it, the
+# network outside does not.
+bridge_address() {
+  ip -4 -o addr show docker0 | awk '{ print $4 }' | cut -d/ -f1 | head -n 1
+}
+
+# An SMTP sink (aiosmtpd) and an HTTP sink (chat at /chat, the heartbeat at
+# /watchdog), each on a port it picks and reports; sets ALERT_ENV.
+start_sinks() {
+  local address kind
+  address="$(bridge_address)"
+  [[ -n "${address}" ]] || { err "no docker0 address for the sinks"; return 1; }
+  SINKS="${WORK}/sinks"
+  mkdir -p "${SINKS}"
+  for kind in smtp http; do
+    "${VENV}/bin/python" "${SUITE}/sinks.py" "${kind}" "${address}" "${SINKS}/${kind}" \
+      >"${SINKS}/${kind}.addr" 2>"${SINKS}/${kind}.log" &
+    PIDS+=("$!")
+  done
+  for kind in smtp http; do
+    wait_for 30 "the ${kind} sink's port" test -s "${SINKS}/${kind}.addr" || return 1
+  done
+  ALERT_ENV=(
+    ALERT_EMAIL_TO=oncall@example.org
+    ALERT_EMAIL_FROM=gestor@example.org
+    "ALERT_SMTP_SMARTHOST=$(head -n 1 "${SINKS}/smtp.addr")"
+    ALERT_SMTP_REQUIRE_TLS=false
+    "ALERT_CHAT_WEBHOOK_URL=http://$(head -n 1 "${SINKS}/http.addr")/chat"
+    "ALERT_WATCHDOG_URL=http://$(head -n 1 "${SINKS}/http.addr")/watchdog"
+  )
+  log "sinks: smtp $(head -n 1 "${SINKS}/smtp.addr"), http $(head -n 1 "${SINKS}/http.addr")"
+}
+
+# True once an e-mail in the SMTP sink says alert $1 is $2 (FIRING or
+# RESOLVED: Alertmanager's subject) for host $3.
+mail_arrived() {
+  local file
+  for file in "${SINKS}"/smtp/mail-*.eml; do
+    [[ -f "${file}" ]] || continue
+    grep -q "^Subject: \[$2[]:].*$1" "${file}" && grep -q "$3" "${file}" && return 0
+  done
+  return 1
+}
+
+# True once a chat message (Slack JSON) names alert $1 as $2 for host $3.
+chat_arrived() {
+  local file
+  for file in "${SINKS}"/http/chat-*.json; do
+    [[ -f "${file}" ]] || continue
+    python3 - "$1" "$2" "$3" "${file}" <<'PY' && return 0
+import json, sys
+name, status, host, path = sys.argv[1:]
+msg = json.load(open(path))
+text = json.dumps(msg)
+sys.exit(0 if f"[{status}" in text and name in text and host in text else 1)
+PY
+  done
+  return 1
+}
+
+# Messages of kind $1 (chat, watchdog) naming $2; counts only.
+sink_count() {
+  grep -l -- "$2" "${SINKS}"/http/"$1"-*.json 2>/dev/null | wc -l
+}
+
+watchdog_beats() {
+  local beats
+  beats="$(sink_count watchdog '"alertname":"Watchdog"')"
+  echo "Watchdog notifications at the heartbeat URL: ${beats}"
+  ((beats >= $1))
+}
+
+# Alertmanager ($1) holds alert $2 for host $3, suppressed by an inhibition.
+inhibited_in_alertmanager() {
+  curl -fsS "$1/api/v2/alerts?filter=alertname%3D%22$2%22" | python3 -c '
+import json, sys
+host = sys.argv[1]
+alerts = [a for a in json.load(sys.stdin) if a["labels"].get("host") == host]
+for a in alerts:
+    print(a["labels"]["alertname"], a["status"]["state"], a["status"]["inhibitedBy"])
+sys.exit(0 if alerts and all(a["status"]["inhibitedBy"] for a in alerts) else 1)
+' "$3"
+}
+
+# stop gestor -> GestorDown in the log service, by e-mail and in chat;
+# GestorRecordsStopped fires in Prometheus for that host but is inhibited
+# (no e-mail, no chat); start -> the resolution.
 drill() {
-  local prom="$1" logger="$2" stopped started fingerprint
+  local prom="$1" logger="$2" am="$3" stopped started fingerprint
   log "drill: stop gestor"
   stack_compose stop gestor >/dev/null 2>&1
   stopped="${SECONDS}"
-  if wait_for "${ALERT_BOUND}" "GestorDown firing" alert_arrived "${logger}" firing GestorDown gestor; then
-    pass "drill: gestor stopped -> GestorDown (host gestor) stored by the log service after $((SECONDS - stopped)) s (bound ${ALERT_BOUND} s)"
+  if wait_for "${ALERT_BOUND}" "GestorDown firing" alert_arrived "${logger}" firing GestorDown "${MACHINE_HOST}"; then
+    pass "drill: gestor stopped -> GestorDown (host ${MACHINE_HOST}) stored by the log service after $((SECONDS - stopped)) s (bound ${ALERT_BOUND} s)"
   else
     fail "drill: gestor stopped -> GestorDown reaches the log service within ${ALERT_BOUND} s"
     alert_records "${logger}" | sed 's/^/    /'
@@ -678,36 +821,102 @@ drill() {
     stack_compose start gestor >/dev/null 2>&1
     return 0
   fi
+  # People get it after their own group_wait (30 s).
+  if wait_for $((ALERT_BOUND + 30 - (SECONDS - stopped))) "GestorDown by e-mail" \
+    mail_arrived GestorDown FIRING "${MACHINE_HOST}"; then
+    pass "drill: GestorDown arrives by e-mail (SMTP sink) after $((SECONDS - stopped)) s"
+  else
+    fail "drill: GestorDown arrives by e-mail within $((ALERT_BOUND + 30)) s"
+    stack_compose logs --tail 20 alertmanager 2>&1 | sed 's/^/    /'
+  fi
+  check "drill: GestorDown arrives in chat (Slack-compatible webhook at the HTTP sink)" \
+    wait_for 30 "GestorDown in chat" chat_arrived GestorDown FIRING "${MACHINE_HOST}"
+  # GestorRecordsStopped: 2 minutes without records, then its `for: 1m`.
+  if wait_for 240 "GestorRecordsStopped firing in Prometheus" prom_at_least "${prom}" \
+    "count(ALERTS{alertname=\"GestorRecordsStopped\", alertstate=\"firing\", host=\"${MACHINE_HOST}\"})" 1; then
+    check_shown "drill: GestorRecordsStopped (firing in Prometheus) is inhibited by GestorDown in Alertmanager" \
+      wait_for 30 "the inhibition" inhibited_in_alertmanager "${am}" GestorRecordsStopped "${MACHINE_HOST}"
+    # Past the people's group_wait: a page would have gone out by now.
+    sleep_past_group_wait
+    if [[ "$(sink_count chat GestorRecordsStopped)" == 0 ]] && ! mail_arrived GestorRecordsStopped FIRING ""; then
+      pass "drill: no GestorRecordsStopped page (e-mail or chat) for the host whose gestor is down"
+    else
+      fail "drill: GestorRecordsStopped was paged although GestorDown fires for that host"
+    fi
+  else
+    fail "drill: GestorRecordsStopped fires in Prometheus for the stopped host within 240 s"
+  fi
   fingerprint="$(fingerprint_of "${logger}" firing GestorDown)"
   log "drill: start gestor"
   stack_compose start gestor >/dev/null 2>&1
   started="${SECONDS}"
   if wait_for "${ALERT_BOUND}" "GestorDown resolved" \
-    alert_arrived "${logger}" resolved GestorDown gestor "${fingerprint}"; then
+    alert_arrived "${logger}" resolved GestorDown "${MACHINE_HOST}" "${fingerprint}"; then
     pass "drill: gestor started -> GestorDown resolved stored after $((SECONDS - started)) s (bound ${ALERT_BOUND} s)"
   else
     fail "drill: gestor started -> the resolution reaches the log service within ${ALERT_BOUND} s"
     alert_records "${logger}" | sed 's/^/    /'
   fi
   check "drill: the live page's 'alerts firing' is empty again" \
-    no_alert_firing_in_stats "${logger}"
-  check "drill: Alertmanager delivered with the token, no failure (its own counters)" \
+    wait_for 60 "no alert firing" no_alert_firing_in_stats "${logger}"
+  check "drill: Alertmanager delivered to the log service, e-mail and chat, no failure (its own counters)" \
     wait_for 60 "Alertmanager's deliveries" prom_delivered "${prom}"
+}
+
+# The people's group_wait (30 s) and a scrape and evaluation (10 s each)
+# after Prometheus first showed the alert firing: there is no event to wait
+# for when the point is that nothing arrives.
+sleep_past_group_wait() {
+  sleep 50
+}
+
+# stop the log service -> GestorLoggerDown still arrives by e-mail.
+logger_drill() {
+  local stopped
+  log "drill: stop the log service"
+  stack_compose stop logger >/dev/null 2>&1
+  stopped="${SECONDS}"
+  if wait_for $((ALERT_BOUND + 30)) "GestorLoggerDown by e-mail" \
+    mail_arrived GestorLoggerDown FIRING GestorLoggerDown; then
+    pass "drill: log service stopped -> GestorLoggerDown arrives by e-mail after $((SECONDS - stopped)) s"
+  else
+    fail "drill: log service stopped -> GestorLoggerDown arrives by e-mail within $((ALERT_BOUND + 30)) s"
+    stack_compose logs --tail 20 alertmanager 2>&1 | sed 's/^/    /'
+  fi
+  stack_compose start logger >/dev/null 2>&1
 }
 
 prom_delivered() {
   prom_at_least "$1" 'sum(alertmanager_notifications_total{integration="webhook"})' 2 \
-    && prom_equals "$1" 'sum(alertmanager_notifications_failed_total{integration="webhook"})' 0
+    && prom_at_least "$1" 'sum(alertmanager_notifications_total{integration="email"})' 1 \
+    && prom_at_least "$1" 'sum(alertmanager_notifications_total{integration="slack"})' 1 \
+    && prom_equals "$1" 'sum(alertmanager_notifications_failed_total)' 0
 }
 
-# A second project whose gestor never gets healthy: its image keeps the
-# container alive without starting gestor (compose's `command:` arguments
-# are ignored), so its HEALTHCHECK (`gestor healthcheck`, GET /healthz) and
-# Prometheus' scrapes find nothing listening. Started at once, checked later.
+# A second project whose gestor never gets healthy: in its image, gestor's
+# binary is a script that sleeps (compose's entrypoint execs it with the
+# `run` arguments) and passes only `healthcheck` to the real binary, so the
+# HEALTHCHECK (`gestor healthcheck`, GET /healthz) and Prometheus' scrapes
+# find nothing listening. Started at once, checked later.
 start_sick_stack() {
-  if ! printf 'FROM gestor/gestor:%s\nENTRYPOINT ["/bin/sh", "-c", "exec sleep infinity", "gestor"]\n' \
-    "${TEST_TAG}" | "${DOCKER}" build -q -t "${SICK_IMAGE}" - >/dev/null 2>&1; then
+  local dir="${WORK}/sick-image"
+  mkdir -p "${dir}"
+  cat >"${dir}/gestor" <<'EOS'
+#!/bin/sh
+[ "$1" = healthcheck ] && exec /usr/local/bin/gestor.real "$@"
+exec sleep infinity
+EOS
+  cat >"${dir}/Dockerfile" <<EOS
+FROM gestor/gestor:${TEST_TAG}
+USER root
+RUN mv /usr/local/bin/gestor /usr/local/bin/gestor.real
+COPY gestor /usr/local/bin/gestor
+RUN chmod 755 /usr/local/bin/gestor
+USER gestor
+EOS
+  if ! "${DOCKER}" build -q -t "${SICK_IMAGE}" "${dir}" >"${WORK}/sick-build.log" 2>&1; then
     fail "build ${SICK_IMAGE}"
+    sed 's/^/    /' "${WORK}/sick-build.log"
     return 0
   fi
   log "compose: project ${SICK_PROJECT} with a gestor that never becomes healthy"
@@ -744,9 +953,11 @@ sick_stack_checks() {
     return 0
   fi
   logger="http://$(sick_compose port logger 8000)"
+  READ_TOKENS["${logger}"]="$(project_secret "${SICK_PROJECT}" logger-read-token)"
+  check_shown "no receivers configured: Alertmanager runs and says so once" said_once_unconfigured
   local left=$((SICK_STARTED_EPOCH + ALERT_BOUND - $(date +%s))) took
   if ! wait_for "$((left > 0 ? left : 1))" "GestorDown firing" \
-    alert_arrived "${logger}" firing GestorDown gestor; then
+    alert_arrived "${logger}" firing GestorDown "${MACHINE_HOST}"; then
     fail "unhealthy gestor: GestorDown reaches the log service within ${ALERT_BOUND} s of up"
     alert_records "${logger}" | sed 's/^/    /'
     return 0
@@ -761,12 +972,58 @@ sick_stack_checks() {
   fi
 }
 
+said_once_unconfigured() {
+  local notes
+  notes="$(sick_compose logs alertmanager 2>&1 | grep -c 'not configured: e-mail chat watchdog')"
+  sick_compose logs alertmanager 2>&1 | grep -m 1 'not configured' | sed 's/.*| //'
+  [[ "${notes}" == 1 ]]
+}
+
 # The epoch second of the first POST /alerts that container $1's log service
 # answered with 200 (Docker's timestamp of uvicorn's access log line).
 first_alert_post() {
   local stamp
   stamp="$("${DOCKER}" logs -t "$1" 2>&1 | grep -m 1 '"POST /alerts HTTP/1.1" 200' | cut -d' ' -f1)"
   date -d "${stamp}" +%s
+}
+
+# `docker compose up -d` in a fresh clone of this branch, no env file and no
+# secret set anywhere: stack-init makes them, gestor and the log service get
+# healthy, records flow with the generated token, reads and writes without
+# it are refused. (This run's images, ports, scope and dry run come from the
+# environment, as everywhere in this suite.)
+clean_clone_up() {
+  local clone="${WORK}/clone" branch ids=() service logger code token
+  branch="$(git -C "${REPO_ROOT}" rev-parse --abbrev-ref HEAD)"
+  git clone -q --branch "${branch}" "file://${REPO_ROOT}" "${clone}" || return 1
+  [[ ! -e "${clone}/.env" ]] || { echo "the clone has a .env"; return 1; }
+  if ! (cd "${clone}" && compose_env env -u LOGGER_TOKEN -u LOGGER_READ_TOKEN \
+    -u GRAFANA_ADMIN_PASSWORD "${COMPOSE[@]}" -p "${PROJECT}c" up -d gestor logger) \
+    >"${WORK}/clone-up.log" 2>&1; then
+    sed 's/^/    /' "${WORK}/clone-up.log"
+    return 1
+  fi
+  for service in gestor logger; do
+    ids+=("$(cd "${clone}" && compose_env "${COMPOSE[@]}" -p "${PROJECT}c" ps -q "${service}")")
+  done
+  wait_for 120 "gestor and the log service healthy" all_healthy "${ids[@]}" || return 1
+  echo "gestor and the log service healthy"
+  logger="http://$(cd "${clone}" && compose_env "${COMPOSE[@]}" -p "${PROJECT}c" port logger 8000)"
+  token="$(cd "${clone}" && compose_env "${COMPOSE[@]}" -p "${PROJECT}c" run --rm --no-deps -T \
+    --entrypoint cat stack-init /run/gestor-stack/secrets/logger-read-token 2>/dev/null)"
+  [[ "${token}" =~ ^[0-9a-f]{64}$ ]] || { echo "read token '${token}'"; return 1; }
+  READ_TOKENS["${logger}"]="${token}"
+  wait_for 60 "gestor's records in the log service" records_from "${logger}" "${MACHINE_HOST}" || return 1
+  echo "records of host ${MACHINE_HOST} stored (gestor sent the generated write token)"
+  writes_refused "${logger}" || return 1
+  code="$(curl -s -o /dev/null -w '%{http_code}' "${logger}/logs?limit=1")"
+  echo "GET /logs without the read token: ${code}"
+  (cd "${clone}" && compose_env "${COMPOSE[@]}" -p "${PROJECT}c" down -v) >/dev/null 2>&1
+}
+
+# The log service at $1 holds a record of host $2.
+records_from() {
+  logger_get "$1" "/logs?limit=1&host=$2" | grep -q "\"host\":\"$2\""
 }
 
 # The user's one command, on this run's images, ports and scope, in dry run.
@@ -776,13 +1033,17 @@ compose_stack() {
     fail "compose: gestor binary missing"
     return 0
   fi
-  local ids logger prom watched
+  local ids logger prom am watched
   watched="$(start_stress cpu "${SCOPE}-compose")"
+  if ! start_sinks; then
+    fail "compose: the SMTP and HTTP sinks start"
+    return 0
+  fi
   # No registry here: run-stack.sh must fall back to the Dockerfile's prebuilt
   # target for gestor, build the logger from ./logger, find Grafana
   # unpullable and start the rest (Prometheus and Alertmanager from the
   # stand-in images).
-  if ! compose_env env COMPOSE_PROJECT_NAME="${PROJECT}" \
+  if ! compose_env env COMPOSE_PROJECT_NAME="${PROJECT}" "${ALERT_ENV[@]}" \
     "${REPO_ROOT}/scripts/run-stack.sh" >"${WORK}/run-stack.log" 2>&1; then
     fail "scripts/run-stack.sh brings the stack up"
     tail -n 40 "${WORK}/run-stack.log" | sed 's/^/    /'
@@ -792,8 +1053,8 @@ compose_stack() {
   pass "scripts/run-stack.sh brings the stack up (offline: prebuilt gestor image, logger built, no Grafana)"
   start_sick_stack
   check "gestor image: runs as user gestor, has a HEALTHCHECK and the binary" image_is_sound
-  check "compose: run-stack.sh wrote the env file (0600) with a random LOGGER_TOKEN and GRAFANA_ADMIN_PASSWORD" \
-    env_file_written "${WORK}/stack.env"
+  check_shown "compose: stack-init generated random, distinct secrets (tokens, Grafana's password), kept on rerun" \
+    secrets_generated "${PROJECT}"
   ids=()
   local service
   for service in gestor logger prometheus alertmanager; do
@@ -809,7 +1070,9 @@ compose_stack() {
   check_shown "compose: gestor, Prometheus and Alertmanager are published on loopback only" loopback_only
   logger="http://$(stack_compose port logger 8000)"
   prom="http://$(stack_compose port prometheus 9090)"
-  check_shown "compose: Prometheus scrapes gestor (host gestor), the log service, Alertmanager and itself" \
+  am="http://$(stack_compose port alertmanager 9093)"
+  READ_TOKENS["${logger}"]="$(project_secret "${PROJECT}" logger-read-token)"
+  check_shown "compose: Prometheus scrapes gestor (host ${MACHINE_HOST}), the log service, Alertmanager and itself" \
     wait_for 60 "every target up" all_targets_up "${prom}"
   check "compose: gestor reads the host's /proc at /host/proc (userspace source, host CPUs)" \
     wait_for 20 "the userspace source" prom_at_least "${prom}" \
@@ -817,16 +1080,22 @@ compose_stack() {
   check "compose: gestor sees the processes of a container on the host (${watched})" \
     wait_for 30 "the container's memory series" \
       prom_at_least "${prom}" "gestor_container_memory_bytes{name=\"${watched}\"}" 1
-  check "compose: gestor's records reach the log service with the env file's token (host gestor)" \
+  check "compose: gestor's records reach the log service with the generated token (host ${MACHINE_HOST}, this machine's name)" \
     wait_for 30 "records stored" prom_at_least "${prom}" \
-    'gestor_logger_records_stored_total * on() group_left() gestor_logger_last_record_received_timestamp_seconds{host="gestor"} > 0' 1
+    "gestor_logger_records_stored_total * on() group_left() gestor_logger_last_record_received_timestamp_seconds{host=\"${MACHINE_HOST}\"} > 0" 1
   check_shown "compose: the log service refuses a write without the token (401)" \
     writes_refused "${logger}"
   check_shown "compose: all ${RULES} rules evaluate on the stack's real series, none pending or firing" \
     wait_for 30 "every rule quiet" rules_quiet "${prom}"
-  drill "${prom}" "${logger}"
+  drill "${prom}" "${logger}" "${am}"
+  logger_drill
+  check_shown "drill: the Watchdog heartbeat arrived at its receiver at least twice" watchdog_beats 2
+  check "drill: Watchdog goes to its receiver only (no e-mail, no chat)" \
+    test "$(sink_count chat Watchdog)" == 0
   check "compose: dry run kept the scoped container" is_running "${watched}"
   sick_stack_checks
+  check_shown "clean clone: docker compose up -d with no .env -> gestor and the log service healthy, no default secret" \
+    clean_clone_up
   if stack_compose down -v >"${WORK}/compose-down.log" 2>&1 \
     && sick_compose down -v >>"${WORK}/compose-down.log" 2>&1 \
     && [[ -z "$("${DOCKER}" volume ls -q --filter "name=${PROJECT}_")" ]] \
@@ -846,6 +1115,9 @@ main() {
     ALERTMANAGER_STANDIN="${ALERTMANAGER_STANDIN}" "${REPO_ROOT}/scripts/build-images.sh"
   pick_compose
   WORK="$(mktemp -d /tmp/gestor-stack.XXXXXX)"
+  # The compose projects' env file: empty (no override; the stack makes its
+  # own secrets), present because every compose command names it.
+  touch "${WORK}/stack.env"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   static_checks
