@@ -33,6 +33,7 @@ BOTH_ENGINES = frozenset(
         "test_logs_get",
         "test_logs_post",
         "test_metrics",
+        "test_rollups",
     }
 )
 # Tests that reach into SQLite's file themselves: SQLite only.
@@ -54,6 +55,14 @@ class _Engine:
     name = "sqlite"
     cluster: PostgresCluster | None = None
     urls: dict[Path, str] = {}  # noqa: RUF012 (one shared table, on purpose)
+
+    @classmethod
+    def drop_all(cls) -> None:
+        """Drops the databases the test made: the suite's disk stays small."""
+        if cls.cluster is not None:
+            for url in cls.urls.values():
+                cls.cluster.drop(url)
+        cls.urls.clear()
 
     @classmethod
     def url_for(cls, data_dir: Path) -> str:
@@ -115,6 +124,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         _Engine.name = "sqlite"
+        _Engine.drop_all()
 
 
 @pytest.fixture
