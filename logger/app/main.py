@@ -33,7 +33,7 @@ from .config import Settings, get_settings
 from .db import Database
 from .events import Broadcaster
 from .metrics import LatencyMiddleware, Metrics
-from .models import AlertmanagerWebhookIn, LogRecordIn
+from .models import AlertmanagerWebhookIn, LogsBody
 from .render import Renderer
 from .routers import api_router
 from .routers.live import STATIC
@@ -154,9 +154,7 @@ def openapi_with_record_schema(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    body = TypeAdapter(LogRecordIn | list[LogRecordIn]).json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
+    body = TypeAdapter(LogsBody).json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(body.pop("$defs", {}))
     schema["paths"]["/logs"]["post"]["requestBody"] = {
