@@ -86,6 +86,17 @@ class Settings(BaseSettings):
         description="When set, every read (GET /logs, /events, /graphs, /) needs this token.",
     )
     read_token_file: Path | None = Field(default=None, description="File holding the read token.")
+    # Bounds for any reader (app/limits.py).
+    sse_max_streams: int = Field(default=64, ge=1, le=10_000, description="Live streams in all.")
+    sse_max_streams_per_client: int = Field(
+        default=8, ge=1, le=10_000, description="Live streams of one client address."
+    )
+    sse_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="A stream whose reader stops is dropped after."
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, le=10_000, description="Requests in flight; more get 503."
+    )
 
     @model_validator(mode="after")
     def _tokens_from_files(self) -> Settings:

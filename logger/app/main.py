@@ -32,6 +32,7 @@ from . import __version__
 from .config import Settings, get_settings
 from .db import Database
 from .events import Broadcaster
+from .limits import ConcurrencyLimitMiddleware, StreamLimits
 from .metrics import LatencyMiddleware, Metrics
 from .models import AlertmanagerWebhookIn, LogsBody
 from .render import Renderer
@@ -284,6 +285,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state)
     app.include_router(api_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.stream_limits = StreamLimits(
+        settings.sse_max_streams, settings.sse_max_streams_per_client
+    )
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: openapi_with_record_schema(app)  # type: ignore[method-assign]
     return app

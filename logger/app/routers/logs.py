@@ -54,6 +54,12 @@ from ..models import (
 router = APIRouter(prefix="/logs", tags=["logs"])
 
 _BATCH = TypeAdapter(list[LogRecordIn])
+# Values a repeated filter parameter may have (`type=cpu&type=ram...`),
+# repeats included: the choices are few, so more is a client gone wrong.
+MAX_FILTER_VALUES = 32
+# `offset` makes the database walk past every skipped row: deeper pages
+# come with the keyset cursor, whose cost does not grow with depth.
+MAX_OFFSET = 10_000
 _RECORD_ID = re.compile(r"[!-~]{1,128}")
 
 
@@ -204,10 +210,15 @@ def filters(
         str | None, Query(description="RFC 3339 time or Unix seconds (inclusive)")
     ] = None,
 ) -> Filters:
+    for name, values in (("type", type), ("event", event)):
+        if values and len(values) > MAX_FILTER_VALUES:
+            raise invalid(
+                "query", name, f"at most {MAX_FILTER_VALUES} values (repeats included)", len(values)
+            )
     return Filters(
         container=container or None,
-        types=tuple(type or ()),
-        events=tuple(event or ()),
+        types=tuple(dict.fromkeys(type or ())),  # repeats once, in their order
+        events=tuple(dict.fromkeys(event or ())),
         host=host or None,
         since_ms=parse_time("since", since),
         until_ms=parse_time("until", until),
@@ -228,12 +239,27 @@ def get_logs(
     db: DbDep,
     where: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            description=f"Rows to skip, at most {MAX_OFFSET}; page deeper with `cursor`",
+            json_schema_extra={"maximum": MAX_OFFSET},
+        ),
+    ] = 0,
     cursor: Annotated[
         str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
     ] = None,
 ) -> LogPage:
     """Stored records, newest first, filtered; page with `cursor` (or `offset`)."""
+    if offset > MAX_OFFSET:
+        raise invalid(
+            "query",
+            "offset",
+            f"offset is at most {MAX_OFFSET}: page deeper with `cursor` (pass each page's"
+            " `next_cursor`), whose cost does not grow with the depth",
+            offset,
+        )
     before = _cursor_decode(cursor) if cursor else None
     rows = db.page(where, limit, offset, before)
     items = [json.loads(row[2]) for row in rows]
