@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     sse_send_timeout_seconds: float = Field(
         default=30.0, gt=0, le=600, description="A stream whose reader stops is dropped after."
     )
+    graph_cache_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="A rendered graph is reused for this long."
+    )
     max_concurrent_requests: int = Field(
         default=64, ge=1, le=10_000, description="Requests in flight; more get 503."
     )
