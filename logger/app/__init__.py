@@ -12,6 +12,7 @@ LAYERS = (
     ("alerts", "windows"),  # pure logic on them: alert records, graph windows
     ("db", "postgres"),  # storage: SQLite with the shared queries; PostgreSQL
     ("events", "metrics", "graphs", "render"),  # live stream, counters, drawing
+    ("limits",),  # bounds on streams and requests in flight
     ("deps", "ingest"),  # what the routes share: dependencies, the write path
     ("routers",),  # one router per resource
     ("main", "migrate"),  # the app; the one-shot schema migration

@@ -102,14 +102,20 @@ class Settings(BaseSettings):
     render_queue: int = Field(default=4, ge=0, le=100, description="Graphs waiting; more: 503.")
     render_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     graph_cache_entries: int = Field(default=64, ge=0, le=4096)
-    # Tokens may come from files (Swarm secrets, the stack's init volume); a
-    # non-empty LOGGER_TOKEN / LOGGER_READ_TOKEN wins over its file (an override).
-    token_file: Path | None = Field(default=None, description="File holding LOGGER_TOKEN.")
-    read_token: str | None = Field(
-        default=None,
-        description="When set, every read (GET /logs, /events, /graphs, /) needs this token.",
+    # Bounds for any reader (app/limits.py).
+    sse_max_streams: int = Field(default=64, ge=1, le=10_000, description="Live streams in all.")
+    sse_max_streams_per_client: int = Field(
+        default=8, ge=1, le=10_000, description="Live streams of one client address."
     )
-    read_token_file: Path | None = Field(default=None, description="File holding the read token.")
+    sse_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="A stream whose reader stops is dropped after."
+    )
+    graph_cache_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="A rendered graph is reused for this long."
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, le=10_000, description="Requests in flight; more get 503."
+    )
 
     @model_validator(mode="after")
     def _tokens_from_files(self) -> Settings:
@@ -117,15 +123,6 @@ class Settings(BaseSettings):
         self.read_token = self.read_token or _token_from_file(
             "LOGGER_READ_TOKEN_FILE", self.read_token_file
         )
-        return self
-
-    @model_validator(mode="after")
-    def _tokens_from_files(self) -> Settings:
-        """``*_FILE`` settings fill their token (a file wins over the variable)."""
-        if self.token_file is not None:
-            self.token = self.token_file.read_text().strip() or None
-        if self.read_token_file is not None:
-            self.read_token = self.read_token_file.read_text().strip() or None
         return self
 
     @model_validator(mode="after")

@@ -2,16 +2,20 @@
 
 Both take a JSON body with the service's bearer token, read it within
 LOGGER_MAX_BODY_BYTES, turn it into records with their own parser (a 422
-naming the bad field, shaped by ``body_error``) and store them all or none
-off the event loop (``store_body``): what differs between them is only the
-parser and what they count.
+naming the bad field, shaped by ``body_error``) and store them off the event
+loop (``store_body``): what differs between them is only the parser and what
+they count. A parser may also set records aside one by one (``Parsed.rejected``,
+shaped by ``rejection``): POST /logs stores the valid records of a batch and
+names the others, so one bad record costs only itself.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -25,6 +29,9 @@ from .events import Broadcaster, sse
 from .metrics import Metrics
 
 MAX_ERRORS = 20
+MAX_ERRORS_PER_RECORD = 5
+MAX_ID_CHARS = 200
+NOT_FINITE = "Input should be a finite number"
 LIVE_BATCH = 100
 RETRY_AFTER_SECONDS = 5
 
@@ -118,20 +125,77 @@ async def read_body(request: Request, limit: int, metrics: Metrics) -> bytes:
     return b"".join(chunks)
 
 
-def body_error(err: dict[str, Any], prefix: tuple[Any, ...]) -> dict[str, Any]:
-    """One pydantic error as an entry of a 422's detail: located under ``body``
-    (after ``prefix``, e.g. the record's index), its input cut to 200 characters."""
+def field_error(err: dict[str, Any], prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """One pydantic error as a JSON-safe entry: its location (after ``prefix``),
+    type and message, its input when it is a scalar (text cut to 200
+    characters; a non-finite number is not JSON, so it is left out)."""
     out: dict[str, Any] = {
         "type": err["type"],
-        "loc": ["body", *prefix, *err["loc"]],
+        "loc": [*prefix, *err["loc"]],
         "msg": err["msg"],
     }
     value = err.get("input")
     if isinstance(value, str):
         out["input"] = value[:200]
+    elif isinstance(value, float) and not math.isfinite(value):
+        pass
     elif isinstance(value, int | float | bool) or value is None:
         out["input"] = value
     return out
+
+
+def body_error(err: dict[str, Any], prefix: tuple[Any, ...]) -> dict[str, Any]:
+    """One pydantic error as an entry of a 422's detail: located under ``body``
+    (after ``prefix``, e.g. the record's index)."""
+    return field_error(err, ("body", *prefix))
+
+
+def non_finite_errors(value: Any) -> list[dict[str, Any]]:
+    """An error for each number in ``value`` (a parsed JSON document) that is
+    not finite (``NaN``, ``Infinity``, ``1e999``), wherever it is: stored, it
+    would make the export and the live stream invalid JSON. Iterative, so a
+    deeply nested record cannot exhaust the stack."""
+    errors: list[dict[str, Any]] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack and len(errors) < MAX_ERRORS_PER_RECORD:
+        loc, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            errors.append({"type": "finite_number", "loc": list(loc), "msg": NOT_FINITE})
+        elif isinstance(item, dict):
+            stack.extend(((*loc, key), child) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((*loc, i), child) for i, child in reversed(list(enumerate(item))))
+    return errors
+
+
+def rejection(index: int, item: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a refused record of a batch is named in a 2xx answer, the shape
+    gestor's shipper reads (src/ship/shipper.rs, ``rejected_records``): its
+    index in the batch, its id (when it has a text one), the errors located
+    within the record, and them in one line for people."""
+    record_id = item.get("id") if isinstance(item, dict) else None
+    errors = errors[:MAX_ERRORS_PER_RECORD]
+    return {
+        "index": index,
+        "id": record_id[:MAX_ID_CHARS] if isinstance(record_id, str) else None,
+        "errors": errors,
+        "error": "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'record'}: {e['msg']}" for e in errors
+        ),
+    }
+
+
+@dataclass
+class Parsed:
+    """A body's records to store (what ``Database.insert`` takes) and those
+    refused one by one (``rejection``s), which cost only themselves."""
+
+    records: list[Any]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def received(self) -> int:
+        return len(self.records) + len(self.rejected)
 
 
 class InvalidBody(HTTPException):
@@ -157,10 +221,10 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _ingest(
-    db: Database, body: bytes, parse: Callable[[bytes], list[Any]]
-) -> tuple[int, list[dict[str, Any]]]:
-    records = parse(body)
-    return len(records), db.insert(records)
+    db: Database, body: bytes, parse: Callable[[bytes], Parsed]
+) -> tuple[Parsed, list[dict[str, Any]]]:
+    parsed = parse(body)
+    return parsed, db.insert(parsed.records)
 
 
 async def store_body(
@@ -169,17 +233,17 @@ async def store_body(
     db: Database,
     broadcaster: Broadcaster,
     metrics: Metrics,
-    parse: Callable[[bytes], list[Any]],
-) -> tuple[int, list[dict[str, Any]]]:
+    parse: Callable[[bytes], Parsed],
+) -> tuple[Parsed, list[dict[str, Any]]]:
     """Reads a write's body, turns it into records with `parse` and stores
     them, all or none, off the event loop; returns only once they are durably
-    committed, as (records received, records newly stored), after showing the
-    newest to the live page. A body `parse` rejects is its 4xx; a database
+    committed, as (what `parse` made of the body, the records newly stored),
+    after showing the newest to the live page. A body `parse` rejects is its 4xx; a database
     that cannot be written is a 503 with Retry-After, nothing of the batch
     stored, so the sender keeps it and retries."""
     body = await read_body(request, settings.max_body_bytes, metrics)
     try:
-        received, stored = await run_in_threadpool(_ingest, db, body, parse)
+        parsed, stored = await run_in_threadpool(_ingest, db, body, parse)
     except InvalidBody as exc:
         raise rejected(metrics, exc.reason, exc) from None
     except (sqlite3.Error, StorageError) as exc:
@@ -195,4 +259,4 @@ async def store_body(
     if stored and broadcaster.subscribers:
         newest = sorted(stored, key=lambda r: r["time"], reverse=True)[:LIVE_BATCH]
         broadcaster.publish(sse("records", {"records": newest, "counters": db.counters.as_dict()}))
-    return received, stored
+    return parsed, stored

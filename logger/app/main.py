@@ -33,8 +33,9 @@ from . import __version__
 from .config import Settings, get_settings
 from .db import Database
 from .events import Broadcaster, sse
+from .limits import ConcurrencyLimitMiddleware, StreamLimits
 from .metrics import LatencyMiddleware, Metrics
-from .models import AlertmanagerWebhookIn, LogRecordIn
+from .models import AlertmanagerWebhookIn, LogsBody
 from .postgres import PostgresDatabase
 from .render import Renderer
 from .routers import api_router
@@ -163,9 +164,7 @@ def openapi_with_record_schema(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    body = TypeAdapter(LogRecordIn | list[LogRecordIn]).json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
+    body = TypeAdapter(LogsBody).json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(body.pop("$defs", {}))
     schema["paths"]["/logs"]["post"]["requestBody"] = {
@@ -309,6 +308,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state)
     app.include_router(api_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.stream_limits = StreamLimits(
+        settings.sse_max_streams, settings.sse_max_streams_per_client
+    )
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: openapi_with_record_schema(app)  # type: ignore[method-assign]
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -234,12 +234,37 @@ class LogRecordOut(BaseModel):
     details: dict[str, Any] | None = None
 
 
+# The body of POST /logs as documented: a record, or an array whose items are
+# records; an item that is not (any JSON value) is refused alone, so the
+# array itself takes anything.
+BatchItem = Annotated[
+    LogRecordIn | Any,
+    Field(description="A record; an invalid one is refused alone, named in `rejected`."),
+]
+LogsBody = LogRecordIn | list[BatchItem]
+
+
+class RejectedRecord(BaseModel):
+    """A record of a batch that was refused (and not stored), and why."""
+
+    index: int = Field(description="Its position in the batch (from 0).")
+    id: str | None = Field(description="Its `id`, when it has a text one.")
+    errors: list[dict[str, Any]] = Field(
+        description="`type`, `loc` (within the record) and `msg` of each error (at most 5)."
+    )
+    error: str = Field(description="The errors in one line.")
+
+
 class IngestResult(BaseModel):
     """What POST /logs did with a body."""
 
     received: int = Field(description="Records in the body.")
     stored: int = Field(description="Records newly written (and durable) by this request.")
     duplicates: int = Field(description="Records whose id was already stored (or repeated).")
+    rejected: list[RejectedRecord] | None = Field(
+        default=None,
+        description="Invalid records of a batch, not stored (the others are); absent when none.",
+    )
 
 
 class LogPage(BaseModel):

@@ -11,9 +11,12 @@ used to occupy the thread pool that ingestion needs. So:
   database through its own read-only connection;
 - at most ``slots`` renders run and ``queue`` more wait; any request beyond
   that is answered at once with 503 and ``Retry-After`` (``BusyError``);
-- a rendered PNG is kept per (graph, aligned window, size, database
-  generation) in a small LRU cache, and identical requests that arrive while
-  it is being drawn wait for that one render instead of starting their own.
+- a rendered PNG is kept per (graph, aligned window, size, time bucket: the
+  caller's clock rounded to LOGGER_GRAPH_CACHE_SECONDS) in a small LRU cache,
+  so under steady ingest every reader within one bucket shares one render (a
+  key that moved with every commit never hit); identical requests that arrive
+  while it is being drawn wait for that one render instead of starting their
+  own.
 """
 
 from __future__ import annotations
@@ -121,11 +124,12 @@ class Renderer:
         if self._owns_executor and self.mode == "process" and not self.closed:
             self._pool().submit(warm_worker, self.db_path)
 
-    async def render(self, request: GraphRequest, generation: int) -> Rendered:
-        """The PNG for ``request`` over the data as of ``generation``."""
+    async def render(self, request: GraphRequest, epoch: int) -> Rendered:
+        """The PNG for ``request``, drawn at most once per ``epoch`` (a time
+        bucket) however many ask for it."""
         if self.stopping:
             raise BusyError
-        key = (request, generation)
+        key = (request, epoch)
         png = self._cache.get(key)
         if png is not None:
             self._cache.move_to_end(key)

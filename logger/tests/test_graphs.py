@@ -16,6 +16,22 @@ HOUR = 3_600_000
 WINDOW = {"since": rfc3339(T0), "until": rfc3339(T0 + HOUR)}
 
 
+@pytest.fixture
+def next_bucket(monkeypatch):
+    """Moves the graphs' clock on by a cache bucket (LOGGER_GRAPH_CACHE_SECONDS,
+    10 s): a graph is drawn once per bucket, so changes show in the next."""
+    from app.routers import graphs
+
+    offset = [0]
+    real = graphs.now_ms
+    monkeypatch.setattr(graphs, "now_ms", lambda: real() + offset[0])
+
+    def advance() -> None:
+        offset[0] += 10_000
+
+    return advance
+
+
 def decode(response) -> np.ndarray:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
@@ -66,7 +82,7 @@ def test_cpu_graph_draws_the_host_line(hour_of_data):
     assert color_pixels(image, "#444444", 0.03) > 50
 
 
-def test_memory_graph_changes_when_data_change(hour_of_data):
+def test_memory_graph_changes_when_data_change(hour_of_data, next_bucket):
     before = decode(hour_of_data.get("/graphs/memory.png", params=WINDOW))
     big = [
         record(
@@ -78,12 +94,13 @@ def test_memory_graph_changes_when_data_change(hour_of_data):
         for i in range(30)
     ]
     assert hour_of_data.post("/logs", json=big).json()["stored"] == 30
+    next_bucket()
     after = decode(hour_of_data.get("/graphs/memory.png", params=WINDOW))
     assert before.shape == after.shape
     assert np.abs(before - after).sum() > 100
 
 
-def test_kills_graph_changes_when_kills_are_added(client):
+def test_kills_graph_changes_when_kills_are_added(client, next_bucket):
     def kills_image():
         return decode(client.get("/graphs/kills.png", params=WINDOW))
 
@@ -94,9 +111,11 @@ def test_kills_graph_changes_when_kills_are_added(client):
         for i in range(0, 60, 5)
     ]
     client.post("/logs", json=kills)
+    next_bucket()
     some = kills_image()
     assert color_pixels(some, COLORS["io"]) > 200
     client.post("/logs", json=[record(event="kill", container_type="disk", time=rfc3339(T0))])
+    next_bucket()
     more = kills_image()
     assert color_pixels(more, COLORS["disk"]) > 20
     assert np.abs(more - some).sum() > 100

@@ -243,3 +243,66 @@ def test_a_fleet_page_filters_by_host_and_shows_per_host_totals(tmp_path: Path):
             timeout=30,
         )
         assert not browser.exceptions()
+
+
+def max_in_flight(events: list[dict], port: int) -> dict[str, int]:
+    """The most requests of each path the browser had in flight at once,
+    from the DevTools protocol's Network events (the stream left out)."""
+    prefix = f"http://127.0.0.1:{port}"
+    path_of: dict[str, str] = {}
+    now: dict[str, int] = {}
+    most: dict[str, int] = {}
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            if not url.startswith(prefix):
+                continue
+            path = url[len(prefix) :].split("?", 1)[0]
+            if path == "/events" or params["requestId"] in path_of:
+                continue
+            path_of[params["requestId"]] = path
+            now[path] = now.get(path, 0) + 1
+            most[path] = max(most.get(path, 0), now[path])
+        elif method in ("Network.loadingFinished", "Network.loadingFailed"):
+            path = path_of.pop(params["requestId"], None)
+            if path is not None:
+                now[path] -= 1
+    return most
+
+
+@pytest.mark.slow
+def test_the_page_keeps_at_most_one_request_of_each_kind_in_flight(tmp_path: Path):
+    """Twenty range changes in a row (each asks for the hosts' totals and the
+    three graphs at once): the browser never has two requests of one kind in
+    flight, and what is shown in the end is for the last range chosen."""
+    with Server(tmp_path / "data") as server, Browser() as browser:
+        history = simulate(now_ms() - 30 * 60_000, 60, per_type=2, seed=3)
+        assert httpx.post(server.url + "/logs", json=history, timeout=30).status_code == 200
+        browser.call("Network.enable")
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.live === 'connected'", timeout=20)
+        browser.wait_for(
+            "[...document.querySelectorAll('.graphs img')].every(i => i.naturalWidth >= 320)",
+            timeout=30,
+        )
+        browser.evaluate(
+            "(() => { const s = document.getElementById('range');"
+            " const choices = ['15m', '6h', '24h', '7d', 'all'];"
+            " for (let i = 0; i < 20; i++) { s.value = choices[i % 5];"
+            " s.dispatchEvent(new Event('change')); } })()"
+        )
+        # The last choice was 'all' (i = 19): every graph ends up showing it.
+        browser.wait_for(
+            "[...document.querySelectorAll('.graphs img')].every(i => i.src.includes('range=all'))",
+            timeout=30,
+        )
+        browser.wait_for(
+            "document.getElementById('hosts-window').textContent === '(all records)'", 10
+        )
+        most = max_in_flight(browser.events, server.port)
+        print(most)
+        for path in ("/logs/hosts", "/graphs/cpu.png", "/graphs/memory.png", "/graphs/kills.png"):
+            assert most.get(path) == 1, (path, most)
+        assert all(n == 1 for n in most.values()), most
+        assert browser.exceptions() == []

@@ -1,7 +1,8 @@
 """Graphs never starve ingestion (issue 12): rendering has its own small
 limiter (busy: 503 with Retry-After), a PNG cache keyed by graph, aligned
-window, size and the last write, and windows aligned to the bucket width so
-identical requests share one result."""
+window, size and a time bucket (issue 25: not the last write, which moved on
+every commit), windows aligned to the bucket width, and identical concurrent
+requests coalesced into one render."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from app.render import BusyError, GraphRequest, Renderer
@@ -45,17 +47,25 @@ def test_an_identical_request_is_served_from_the_cache(with_data):
     assert requests_total(with_data, "memory", "cached") == 1
 
 
-def test_a_write_makes_the_next_request_render_again(with_data):
+def test_under_steady_ingest_a_graph_is_drawn_once_per_time_bucket(with_data, monkeypatch):
+    """The cache is keyed by the clock rounded to LOGGER_GRAPH_CACHE_SECONDS
+    (10 s): writes within a bucket do not make readers draw again; the next
+    bucket shows them."""
+    clock = [T0 + 2 * HOUR]
+    monkeypatch.setattr("app.routers.graphs.now_ms", lambda: clock[0])
     params = {"since": rfc3339(T0), "until": rfc3339(T0 + HOUR)}
-    with_data.get("/graphs/kills.png", params=params)
-    kill = record(event="kill", container_type="io", time=rfc3339(T0 + 60_000))
-    assert with_data.post("/logs", json=kill).json()["stored"] == 1
-    with_data.get("/graphs/kills.png", params=params)
+    first = with_data.get("/graphs/kills.png", params=params)
+    for i in range(3):  # steady ingest, a reader after each write
+        kill = record(event="kill", container_type="io", time=rfc3339(T0 + 60_000 * (i + 1)))
+        assert with_data.post("/logs", json=kill).json()["stored"] == 1
+        clock[0] += 3_000
+        assert with_data.get("/graphs/kills.png", params=params).content == first.content
+    assert requests_total(with_data, "kills", "rendered") == 1
+    assert requests_total(with_data, "kills", "cached") == 3
+    clock[0] += 10_000  # the next bucket: drawn again, with the new kills
+    later = with_data.get("/graphs/kills.png", params=params)
     assert requests_total(with_data, "kills", "rendered") == 2
-    # A duplicate changes nothing: still cached.
-    assert with_data.post("/logs", json=kill).json()["stored"] == 0
-    with_data.get("/graphs/kills.png", params=params)
-    assert requests_total(with_data, "kills", "cached") == 1
+    assert later.content != first.content
 
 
 def test_windows_inside_the_same_buckets_share_one_render(with_data):
@@ -110,16 +120,16 @@ def test_the_limiter_answers_busy_beyond_its_slots_and_identical_requests_share(
         return GraphRequest("memory", T0, T0 + HOUR, 30_000, width, 360)
 
     async def scenario():
-        running = asyncio.ensure_future(renderer.render(req(800), generation=1))
+        running = asyncio.ensure_future(renderer.render(req(800), epoch=1))
         await asyncio.to_thread(gate.started.acquire)
-        waiting = asyncio.ensure_future(renderer.render(req(900), generation=1))
-        same = asyncio.ensure_future(renderer.render(req(800), generation=1))
+        waiting = asyncio.ensure_future(renderer.render(req(900), epoch=1))
+        same = asyncio.ensure_future(renderer.render(req(800), epoch=1))
         await asyncio.sleep(0)
         with pytest.raises(BusyError):
-            await renderer.render(req(1000), generation=1)
+            await renderer.render(req(1000), epoch=1)
         gate.release.set()
         results = await asyncio.gather(running, waiting, same)
-        cached = await renderer.render(req(800), generation=1)
+        cached = await renderer.render(req(800), epoch=1)
         return results, cached
 
     try:
@@ -162,3 +172,44 @@ def test_a_busy_renderer_is_a_503_with_retry_after(client):
         executor.shutdown()
     assert results[0].status_code == 200
     assert requests_total(client, "memory", "busy") == 1
+
+
+@pytest.mark.slow
+def test_identical_concurrent_graph_requests_are_drawn_once(tmp_path):
+    """Eight readers ask for the same graph at the same moment (a real server,
+    the render process): one render, every reader gets its PNG."""
+    from tests.server import Server
+
+    with Server(tmp_path / "data", LOGGER_GRAPH_CACHE_SECONDS="3600") as server:
+        recs = simulate(T0, 120, per_type=1, seed=7, run_id="a" * 32)
+        assert httpx.post(server.url + "/logs", json=recs, timeout=30).status_code == 200
+        params = {"since": rfc3339(T0), "until": rfc3339(T0 + HOUR), "width": 1000}
+        barrier = threading.Barrier(8)
+
+        def fetch(_: int) -> bytes:
+            barrier.wait(timeout=10)
+            r = httpx.get(server.url + "/graphs/cpu.png", params=params, timeout=60)
+            assert r.status_code == 200, r.text
+            return r.content
+
+        with ThreadPoolExecutor(8) as pool:
+            pngs = list(pool.map(fetch, range(8)))
+        assert len(set(pngs)) == 1
+        assert pngs[0][:4] == b"\x89PNG"
+        metrics = httpx.get(server.url + "/metrics").text
+        counts = {
+            result: requests_total_in(metrics, "cpu", result)
+            for result in ("rendered", "shared", "cached", "busy")
+        }
+        print(counts)
+        assert counts["rendered"] == 1, counts
+        assert counts["shared"] + counts["cached"] == 7, counts
+
+
+def requests_total_in(text: str, kind: str, result: str) -> float:
+    for line in text.splitlines():
+        if line.startswith("gestor_logger_graph_requests_total{") and (
+            f'kind="{kind}"' in line and f'result="{result}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

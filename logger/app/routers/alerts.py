@@ -9,7 +9,6 @@ in it is stored as a record with event `alert` (see app/alerts.py): `GET
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
@@ -21,6 +20,7 @@ from ..ingest import (
     MAX_ERRORS,
     WRITE_RESPONSES,
     InvalidBody,
+    Parsed,
     body_error,
     require_json,
     require_token,
@@ -63,14 +63,15 @@ def parse_notification(body: bytes) -> AlertmanagerWebhookIn:
         raise InvalidBody("invalid_alert", errors[:MAX_ERRORS]) from None
 
 
-def parse_alerts(body: bytes) -> list[Any]:
-    """The records of one notification, one per alert."""
-    return records_of(parse_notification(body))
+def parse_alerts(body: bytes) -> Parsed:
+    """The records of one notification, one per alert (all or none)."""
+    return Parsed(records_of(parse_notification(body)))
 
 
 @router.post(
     "",
     response_model=IngestResult,
+    response_model_exclude_unset=True,
     dependencies=[Depends(require_token), Depends(require_json)],
     responses={
         **WRITE_RESPONSES,
@@ -91,7 +92,8 @@ async def post_alerts(
     Answers after the records are durably committed. A 5xx makes Alertmanager
     retry; a 4xx is final (the notification is not what this endpoint takes).
     """
-    received, stored = await store_body(request, settings, db, broadcaster, metrics, parse_alerts)
+    parsed, stored = await store_body(request, settings, db, broadcaster, metrics, parse_alerts)
+    received = parsed.received
     for key, n in Counter(raw["alert"]["status"] for raw in stored).items():
         metrics.alerts_stored.labels(key).inc(n)
     return IngestResult(received=received, stored=len(stored), duplicates=received - len(stored))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
+from ..config import Settings
 from ..deps import (
     READ_AUTH_RESPONSES,
     DbDep,
@@ -29,6 +30,13 @@ router = APIRouter(
 KINDS = ("memory", "cpu", "kills")
 HOUR_MS = 3_600_000
 MIN_ALL_MS = 600_000  # `range=all` shows at least 10 minutes
+
+
+def cache_epoch(now: int, settings: Settings) -> int:
+    """The time bucket a rendered graph is cached for: the clock rounded down
+    to LOGGER_GRAPH_CACHE_SECONDS. Every reader within one bucket shares one
+    render; new records show in the next (at most that much later)."""
+    return int(now // (settings.graph_cache_seconds * 1000))
 
 
 @router.get(
@@ -95,7 +103,7 @@ async def graph(
         kind, window.since_ms, window.until_ms, bucket, width, height, host or None
     )
     try:
-        rendered = await renderer.render(request, db.generation)
+        rendered = await renderer.render(request, cache_epoch(now_ms(), settings))
     except BusyError as busy:
         metrics.graph_requests.labels(kind, "busy").inc()
         raise HTTPException(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
+from starlette.background import BackgroundTask
 
 from ..deps import READ_AUTH_RESPONSES, BroadcasterDep, DbDep, ReadAuth, SettingsDep
+from ..limits import StreamLimitError, StreamLimits
 
 # The page and its stream are reads: with LOGGER_READ_TOKEN set, a browser
 # gets the Basic auth prompt on `/` and sends the same credentials with every
@@ -18,6 +20,7 @@ router = APIRouter(tags=["live"], dependencies=[ReadAuth], responses=READ_AUTH_R
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 RECONNECT_MS = 1000
+RETRY_AFTER_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 0.3  # for the streams to end by themselves, then they are cut
 
 
@@ -29,10 +32,14 @@ def index() -> FileResponse:
 @router.get(
     "/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "An endless stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "An endless stream"},
+        429: {"description": "This client has LOGGER_SSE_MAX_STREAMS_PER_CLIENT streams open"},
+        503: {"description": "The service has LOGGER_SSE_MAX_STREAMS streams open"},
+    },
 )
 async def events(
-    db: DbDep, broadcaster: BroadcasterDep, settings: SettingsDep
+    request: Request, db: DbDep, broadcaster: BroadcasterDep, settings: SettingsDep
 ) -> EventSourceResponse:
     """Server-Sent Events: `hello` (counters) at once, then `records` for every
     stored batch (newest first, with the counters), `resync` when this client
@@ -40,7 +47,21 @@ async def events(
 
     When the server is told to stop (SIGTERM), sse-starlette sets the shared
     shutdown event; the broadcaster then ends every stream cleanly (the last
-    chunk is sent), so a shutdown does not wait for the browsers to leave."""
+    chunk is sent), so a shutdown does not wait for the browsers to leave.
+
+    Bounded for any reader: at most LOGGER_SSE_MAX_STREAMS_PER_CLIENT streams
+    per client address (429 beyond) and LOGGER_SSE_MAX_STREAMS in all (503);
+    each stream's queue is bounded (a reader that falls behind is told to
+    resync), and a reader that stops reading is dropped once a send has waited
+    LOGGER_SSE_SEND_TIMEOUT_SECONDS, not buffered for."""
+    limits: StreamLimits = request.app.state.stream_limits
+    client = request.client.host if request.client else "unknown"
+    try:
+        lease = limits.acquire(client)
+    except StreamLimitError as full:
+        raise HTTPException(
+            full.status, full.message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from None
 
     async def stream() -> AsyncIterator[JSONServerSentEvent | bytes]:
         queue = broadcaster.subscribe()
@@ -54,6 +75,7 @@ async def events(
                 yield message
         finally:
             broadcaster.unsubscribe(queue)
+            lease.release()
 
     return EventSourceResponse(
         stream(),
@@ -62,4 +84,7 @@ async def events(
         headers={"Cache-Control": "no-cache"},
         shutdown_event=broadcaster.shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        send_timeout=settings.sse_send_timeout_seconds,
+        # Also when the stream never started (its client left at once).
+        background=BackgroundTask(lease.release),
     )

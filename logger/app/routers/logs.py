@@ -29,7 +29,10 @@ from ..ingest import (
     MAX_ERRORS,
     WRITE_RESPONSES,
     InvalidBody,
-    body_error,
+    Parsed,
+    field_error,
+    non_finite_errors,
+    rejection,
     require_json,
     require_token,
     store_body,
@@ -43,6 +46,7 @@ from ..models import (
     IngestResult,
     LogPage,
     LogRecordIn,
+    RejectedRecord,
     StoredEvent,
     utc_text,
 )
@@ -50,11 +54,52 @@ from ..models import (
 router = APIRouter(prefix="/logs", tags=["logs"])
 
 _BATCH = TypeAdapter(list[LogRecordIn])
+# Values a repeated filter parameter may have (`type=cpu&type=ram...`),
+# repeats included: the choices are few, so more is a client gone wrong.
+MAX_FILTER_VALUES = 32
+# `offset` makes the database walk past every skipped row: deeper pages
+# come with the keyset cursor, whose cost does not grow with depth.
+MAX_OFFSET = 10_000
 _RECORD_ID = re.compile(r"[!-~]{1,128}")
 
 
+def check_record(item: Any) -> tuple[LogRecordIn | None, list[dict[str, Any]]]:
+    """The record, or the errors that refuse it, located within it: not an
+    object, a number that is not finite anywhere in it (extra fields
+    included), or a field the model refuses."""
+    if not isinstance(item, dict):
+        return None, [{"type": "model_type", "loc": [], "msg": "expected a record (an object)"}]
+    errors = non_finite_errors(item)
+    if errors:
+        return None, errors
+    try:
+        return LogRecordIn.model_validate(item), []
+    except ValidationError as exc:
+        return None, [
+            field_error(err) for err in exc.errors(include_url=False, include_context=False)
+        ]
+
+
 def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
-    """Validated records with the JSON objects they came from (kept whole)."""
+    """The records of a body that must be valid whole (the storage tests and
+    benches feed ``Database.insert`` with it): a 422 for any invalid record."""
+    parsed = parse_batch(body)
+    if parsed.rejected:
+        errors = [
+            {**e, "loc": ["body", r["index"], *e["loc"]]}
+            for r in parsed.rejected
+            for e in r["errors"]
+        ]
+        raise InvalidBody("invalid_record", errors[:MAX_ERRORS])
+    return parsed.records
+
+
+def parse_batch(body: bytes) -> Parsed:
+    """Validated records with the JSON objects they came from (kept whole).
+
+    One record (an object) that is invalid is a 422. In a batch (an array)
+    each invalid record is set aside and named (``rejected``); the others are
+    stored: one bad record costs only itself."""
     shape = "expected a record (object) or an array of records"
     if not body.strip():
         raise InvalidBody(
@@ -62,42 +107,45 @@ def parse_records(body: bytes) -> list[tuple[LogRecordIn, dict[str, Any]]]:
             [{"type": "value_error", "loc": ["body", "body"], "msg": f"empty body: {shape}"}],
         )
     try:
-        data = from_json(body, allow_inf_nan=False)
+        # NaN and Infinity are parsed, then refused per record like 1e999.
+        data = from_json(body, allow_inf_nan=True)
     except ValueError as exc:
         raise InvalidBody(
             "invalid_json",
             [{"type": "json_invalid", "loc": ["body"], "msg": f"invalid JSON: {exc}"}],
         ) from None
     if isinstance(data, dict):
-        items, prefix_of = [data], (lambda _i: ())
-    elif isinstance(data, list):
-        items, prefix_of = data, (lambda i: (i,))
-    else:
+        record, errors = check_record(data)
+        if record is None:
+            raise InvalidBody(
+                "invalid_record", [{**e, "loc": ["body", *e["loc"]]} for e in errors][:MAX_ERRORS]
+            )
+        return Parsed([(record, data)])
+    if not isinstance(data, list):
         raise InvalidBody(
             "invalid_json", [{"type": "value_error", "loc": ["body", "body"], "msg": shape}]
         )
-    records: list[LogRecordIn] = []
-    errors: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        try:
-            records.append(LogRecordIn.model_validate(item))
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False, include_context=False):
-                errors.append(body_error(err, prefix_of(index)))
-        if len(errors) >= MAX_ERRORS:
-            break
-    if errors:
-        raise InvalidBody("invalid_record", errors[:MAX_ERRORS])
-    return list(zip(records, items, strict=True))
+    parsed = Parsed([])
+    for index, item in enumerate(data):
+        record, errors = check_record(item)
+        if record is None:
+            parsed.rejected.append(rejection(index, item, errors))
+        else:
+            parsed.records.append((record, item))
+    return parsed
 
 
 @router.post(
     "",
     response_model=IngestResult,
+    response_model_exclude_unset=True,  # `rejected` only when some are
     dependencies=[Depends(require_token), Depends(require_json)],
     responses={
         **WRITE_RESPONSES,
-        422: {"description": "Invalid JSON or record; `loc` names the bad field"},
+        422: {
+            "description": "Invalid JSON, not a record or an array, or a single record"
+            " that is invalid; `loc` names the bad field"
+        },
     },
 )
 async def post_logs(
@@ -110,12 +158,18 @@ async def post_logs(
     """Stores one record or a JSON array of records; idempotent on `id`.
 
     The response comes after the records are durably committed. Records whose
-    id is already stored (a retried batch) count as duplicates and change nothing.
+    id is already stored (a retried batch) count as duplicates and change
+    nothing. Invalid records of a batch are not stored and are listed in
+    `rejected` (index, id, errors): the others are stored all the same.
     """
-    received, stored = await store_body(request, settings, db, broadcaster, metrics, parse_records)
+    parsed, stored = await store_body(request, settings, db, broadcaster, metrics, parse_batch)
+    duplicates = len(parsed.records) - len(stored)
     metrics.records_stored.inc(len(stored))
-    metrics.records_duplicate.inc(received - len(stored))
-    return IngestResult(received=received, stored=len(stored), duplicates=received - len(stored))
+    metrics.records_duplicate.inc(duplicates)
+    result = IngestResult(received=parsed.received, stored=len(stored), duplicates=duplicates)
+    if parsed.rejected:
+        result.rejected = [RejectedRecord(**r) for r in parsed.rejected]
+    return result
 
 
 def _cursor_encode(time_ms: int, record_id: str) -> str:
@@ -156,10 +210,15 @@ def filters(
         str | None, Query(description="RFC 3339 time or Unix seconds (inclusive)")
     ] = None,
 ) -> Filters:
+    for name, values in (("type", type), ("event", event)):
+        if values and len(values) > MAX_FILTER_VALUES:
+            raise invalid(
+                "query", name, f"at most {MAX_FILTER_VALUES} values (repeats included)", len(values)
+            )
     return Filters(
         container=container or None,
-        types=tuple(type or ()),
-        events=tuple(event or ()),
+        types=tuple(dict.fromkeys(type or ())),  # repeats once, in their order
+        events=tuple(dict.fromkeys(event or ())),
         host=host or None,
         since_ms=parse_time("since", since),
         until_ms=parse_time("until", until),
@@ -180,12 +239,27 @@ def get_logs(
     db: DbDep,
     where: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            description=f"Rows to skip, at most {MAX_OFFSET}; page deeper with `cursor`",
+            json_schema_extra={"maximum": MAX_OFFSET},
+        ),
+    ] = 0,
     cursor: Annotated[
         str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
     ] = None,
 ) -> LogPage:
     """Stored records, newest first, filtered; page with `cursor` (or `offset`)."""
+    if offset > MAX_OFFSET:
+        raise invalid(
+            "query",
+            "offset",
+            f"offset is at most {MAX_OFFSET}: page deeper with `cursor` (pass each page's"
+            " `next_cursor`), whose cost does not grow with the depth",
+            offset,
+        )
     before = _cursor_decode(cursor) if cursor else None
     rows = db.page(where, limit, offset, before)
     items = [json.loads(row[2]) for row in rows]

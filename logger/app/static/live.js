@@ -11,6 +11,32 @@ const rangeEl = document.getElementById("range");
 const hostEl = document.getElementById("host");
 const RANGE_SECONDS = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
 let graphTimer = null;
+// Requests in flight per kind ("hosts", "stats", "recent", "graph-cpu"...):
+// "running", or "again" when another was asked for meanwhile.
+const inFlight = new Map();
+// Batches the stream has brought so far; a row remembers which one brought it.
+let streamSeq = 0;
+
+// Runs `run` (async) unless a request of this kind is still in flight; then
+// it runs once more after that one ends (reading the page's state as it is
+// by then), however many times it was asked for meanwhile. So a slow server
+// never sees a pile of identical requests from one page.
+async function once(kind, run) {
+  if (inFlight.has(kind)) {
+    inFlight.set(kind, "again");
+    return;
+  }
+  inFlight.set(kind, "running");
+  try {
+    await run();
+  } catch (e) {
+    // A failed fetch (server gone, reconnecting): the next refresh retries.
+  } finally {
+    const again = inFlight.get(kind) === "again";
+    inFlight.delete(kind);
+    if (again) once(kind, run);
+  }
+}
 
 function text(id, value) {
   const el = document.getElementById(id);
@@ -81,7 +107,11 @@ function refilter() {
 
 // Per-host totals over the chosen range (GET /logs/hosts), and the host
 // selector's choices (every host seen in that range, the chosen one kept).
-async function loadHosts() {
+function loadHosts() {
+  return once("hosts", fetchHosts);
+}
+
+async function fetchHosts() {
   const seconds = RANGE_SECONDS[rangeEl.value];
   const query = seconds ? "?since=" + Math.floor(Date.now() / 1000 - seconds) : "";
   const response = await fetch("/logs/hosts" + query);
@@ -122,6 +152,7 @@ function makeRow(r, fresh) {
   tr.dataset.id = r.id;
   tr.dataset.event = r.event;
   tr.dataset.host = r.host || "";
+  if (fresh) tr.dataset.seq = String(streamSeq);
   tr.className = "ev-" + r.event + (fresh ? " fresh" : "");
   if (!shown(tr)) tr.classList.add("hidden");
   const alert = r.event === "alert" ? (r.alert || {}) : null;
@@ -168,32 +199,57 @@ function addRecords(records, fresh) {
   }
 }
 
-async function loadRecent() {
+function loadRecent() {
+  return once("recent", fetchRecent);
+}
+
+async function fetchRecent() {
+  const since = streamSeq;
   const response = await fetch("/logs?limit=" + MAX_ROWS);
   if (!response.ok) return;
   const page = await response.json();
+  // Rows the stream brought while the list was loading may be newer than
+  // it: they stay, on top, rather than vanish with the old list.
+  const later = [...rowsEl.rows].filter((tr) => Number(tr.dataset.seq || 0) > since);
   rowsEl.textContent = "";
   seen.clear();
   addRecords(page.items, false);
+  for (const tr of later.reverse()) {
+    if (seen.has(tr.dataset.id)) continue;
+    seen.add(tr.dataset.id);
+    rowsEl.insertBefore(tr, rowsEl.firstChild);
+  }
 }
 
-async function loadStats() {
-  const response = await fetch("/stats");
-  if (response.ok) showCounters(await response.json());
+function loadStats() {
+  return once("stats", async () => {
+    const response = await fetch("/stats");
+    if (response.ok) showCounters(await response.json());
+  });
+}
+
+function graphUrl(img) {
+  // The server takes widths 320..2400 and heights 200..1600 pixels.
+  const width = Math.max(320, Math.min(1600, Math.round(img.clientWidth || 800)));
+  const height = Math.max(200, Math.round(width * 0.5));
+  return "/graphs/" + img.dataset.kind + ".png?range=" + encodeURIComponent(rangeEl.value) +
+    (hostEl.value ? "&host=" + encodeURIComponent(hostEl.value) : "") +
+    "&width=" + width + "&height=" + height + "&t=" + Date.now();
+}
+
+// One graph, loaded off-screen and shown once complete; resolves either way.
+function loadGraph(img) {
+  return new Promise((resolve) => {
+    const next = new Image();
+    next.onload = () => { img.src = next.src; img.dataset.loaded = String(Date.now()); resolve(); };
+    next.onerror = () => { img.dataset.failed = String(Date.now()); scheduleGraphs(); resolve(); };
+    next.src = graphUrl(img);
+  });
 }
 
 function refreshGraphs() {
   for (const img of document.querySelectorAll(".graphs img")) {
-    // The server takes widths 320..2400 and heights 200..1600 pixels.
-    const width = Math.max(320, Math.min(1600, Math.round(img.clientWidth || 800)));
-    const height = Math.max(200, Math.round(width * 0.5));
-    const url = "/graphs/" + img.dataset.kind + ".png?range=" + encodeURIComponent(rangeEl.value) +
-      (hostEl.value ? "&host=" + encodeURIComponent(hostEl.value) : "") +
-      "&width=" + width + "&height=" + height + "&t=" + Date.now();
-    const next = new Image();
-    next.onload = () => { img.src = next.src; img.dataset.loaded = String(Date.now()); };
-    next.onerror = () => { img.dataset.failed = String(Date.now()); scheduleGraphs(); };
-    next.src = url;
+    once("graph-" + img.dataset.kind, () => loadGraph(img));
   }
 }
 
@@ -212,6 +268,7 @@ function connect() {
   });
   source.addEventListener("records", (e) => {
     const msg = JSON.parse(e.data);
+    streamSeq += 1;
     addRecords(msg.records, true);
     showCounters(msg.counters);
     scheduleGraphs();
