@@ -41,6 +41,7 @@ struct Tally {
     latencies_ms: Vec<f64>,
     errors: BTreeMap<String, u64>,
     records: u64,
+    duplicates: u64,
 }
 
 fn unix_ms() -> i64 {
@@ -57,9 +58,10 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
     for index in 0..load.nodes {
         let mut rng = Rng::new(load.seed.wrapping_mul(1_000_003) ^ u64::from(index));
         let times = send_times(&mut rng, load);
+        let node_seed = load.seed.wrapping_add(0xF1EE_7000);
         let (pool, token, tally) = (pool.clone(), token.clone(), tally.clone());
         nodes.push(tokio::spawn(async move {
-            let mut node = Node::new(index, load_seed(index));
+            let mut node = Node::new(index, node_seed);
             let mut posts = Vec::with_capacity(times.len());
             for (n, at) in times.into_iter().enumerate() {
                 let due = start + Duration::from_secs_f64(at);
@@ -76,7 +78,9 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
                     match outcome {
                         Ok((status, body)) if status.is_success() => {
                             t.latencies_ms.push(took);
-                            t.records += stored(&body).unwrap_or(0);
+                            let (n, dup) = stored(&body).unwrap_or((0, 0));
+                            t.records += n;
+                            t.duplicates += dup;
                         }
                         Ok((status, body)) => {
                             let text =
@@ -110,21 +114,17 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
     out["records_stored"] = json!(t.records);
     out["records_per_second"] = json!((t.records as f64 / load.seconds).round());
     out["records_per_post"] = json!(RECORDS_PER_CYCLE);
+    out["records_duplicate"] = json!(t.duplicates);
     out["errors"] = json!(t.errors.values().sum::<u64>());
     out["error_kinds"] = json!(t.errors);
     out
 }
 
-fn load_seed(index: u32) -> u64 {
-    0xF1EE_7000 + u64::from(index)
-}
-
-/// `stored` of the service's answer to a POST.
-fn stored(body: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(body)
-        .ok()?
-        .get("stored")?
-        .as_u64()
+/// `stored` and `duplicates` of the service's answer to a POST.
+fn stored(body: &[u8]) -> Option<(u64, u64)> {
+    let v = serde_json::from_slice::<Value>(body).ok()?;
+    let duplicates = v.get("duplicates").and_then(Value::as_u64).unwrap_or(0);
+    Some((v.get("stored")?.as_u64()?, duplicates))
 }
 
 #[cfg(test)]
@@ -154,8 +154,8 @@ mod tests {
     #[test]
     fn stored_is_read_from_the_answer() {
         assert_eq!(
-            stored(br#"{"received":8,"stored":8,"duplicates":0}"#),
-            Some(8)
+            stored(br#"{"received":8,"stored":7,"duplicates":1}"#),
+            Some((7, 1))
         );
         assert_eq!(stored(b"nonsense"), None);
     }

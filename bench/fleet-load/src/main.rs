@@ -73,8 +73,10 @@ enum Command {
         /// Most connections the nodes share (HTTP/1.1 keep-alive).
         #[arg(long, default_value_t = 512)]
         connections: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// Seeds the nodes' phases and their runs' ids (default: from the
+        /// clock, so the ids of two runs never meet).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Fills a window of records (hosts × minutes of 10 s cycles ending now).
     Fill {
@@ -92,9 +94,15 @@ enum Command {
         batch_cycles: usize,
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        #[arg(long)]
+        seed: Option<u64>,
     },
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 fn range_seconds(range: &str) -> Result<u64> {
@@ -169,6 +177,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value> {
                 )));
             }
             let pool = Arc::new(Pool::new(target, connections, timeout));
+            let seed = seed.unwrap_or_else(clock_seed);
             let load = fleet::Load {
                 nodes,
                 seconds,
@@ -208,7 +217,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value> {
                 minutes,
                 batch_cycles: batch_cycles.max(1),
                 concurrency: concurrency.max(1),
-                seed,
+                seed: seed.unwrap_or_else(clock_seed),
             };
             fill::run(pool, service.token, &fill).await
         }
