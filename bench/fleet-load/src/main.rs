@@ -1,6 +1,6 @@
 //! fleet-load: the log service under a fleet's traffic, from a compiled
 //! client that costs the server's cores little (bench/logger.sh --fleet
-//! drives it; see bench/README.md).
+//! drives it; the figures are in docs/performance.md and docs/fleet.md).
 //!
 //!   fleet-load run --unix SOCK --nodes 1000 --seconds 30 --pages 3
 //!   fleet-load fill --unix SOCK --hosts 1000 --minutes 10
