@@ -156,10 +156,26 @@ impl Pool {
                 None => break None,
             }
         };
-        let mut sender = match reused {
-            Some(s) => s,
-            None => self.target.connect().await?,
+        let Some(sender) = reused else {
+            return self.exchange(self.target.connect().await?, req).await;
         };
+        // An idle connection the server closes (its keep-alive timeout) just
+        // as the request goes out fails before any answer: sent again once on
+        // a new connection, as browsers and hyper's own pool do.
+        let again = copy(&req);
+        match self.exchange(sender, req).await {
+            Err(e) if closed_before_answer(&e) => {
+                self.exchange(self.target.connect().await?, again).await
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut sender: SendRequest<Full<Bytes>>,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes)> {
         sender.ready().await?;
         let response = sender.send_request(req).await?;
         let status = response.status();
@@ -173,6 +189,28 @@ impl Pool {
         }
         Ok((status, body))
     }
+}
+
+fn copy(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut out = Request::new(req.body().clone());
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.headers_mut() = req.headers().clone();
+    out
+}
+
+fn closed_before_answer(e: &anyhow::Error) -> bool {
+    let reset = e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        })
+    });
+    reset
+        || e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_canceled() || h.is_incomplete_message() || h.is_closed())
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
                                 .entry(format!("{} {text}", status.as_u16()))
                                 .or_default() += 1;
                         }
-                        Err(e) => *t.errors.entry(e.to_string()).or_default() += 1,
+                        Err(e) => *t.errors.entry(format!("{e:#}")).or_default() += 1,
                     }
                 }));
             }

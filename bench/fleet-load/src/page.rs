@@ -97,7 +97,7 @@ async fn read(
                 .entry(format!("{kind} {}", status.as_u16()))
                 .or_default() += 1
         }
-        Err(e) => *t.read_errors.entry(format!("{kind} {e}")).or_default() += 1,
+        Err(e) => *t.read_errors.entry(format!("{kind} {e:#}")).or_default() += 1,
     }
 }
 
@@ -189,7 +189,7 @@ pub async fn run(
                 .lock()
                 .expect("tally lock")
                 .sse_errors
-                .entry(e.to_string())
+                .entry(format!("{e:#}"))
                 .or_default() += 1;
         }
     };
