@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -19,6 +19,20 @@ def duration_ms(text: str) -> int:
     if not match:
         raise ValueError(f"not a duration: {text!r}")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def _token_from_file(variable: str, path: Path | None) -> str | None:
+    """The token a ``*_FILE`` setting names (surrounding white space and the
+    trailing newline left out); a clear error when it cannot be had."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{variable}={path}: cannot read the token: {exc}") from None
+    if not token:
+        raise ValueError(f"{variable}={path}: the file is empty")
+    return token
 
 
 class Settings(BaseSettings):
@@ -64,6 +78,22 @@ class Settings(BaseSettings):
     render_queue: int = Field(default=4, ge=0, le=100, description="Graphs waiting; more: 503.")
     render_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     graph_cache_entries: int = Field(default=64, ge=0, le=4096)
+    # Tokens may come from files (Swarm secrets, the stack's init volume); a
+    # non-empty LOGGER_TOKEN / LOGGER_READ_TOKEN wins over its file (an override).
+    token_file: Path | None = Field(default=None, description="File holding LOGGER_TOKEN.")
+    read_token: str | None = Field(
+        default=None,
+        description="When set, every read (GET /logs, /events, /graphs, /) needs this token.",
+    )
+    read_token_file: Path | None = Field(default=None, description="File holding the read token.")
+
+    @model_validator(mode="after")
+    def _tokens_from_files(self) -> Settings:
+        self.token = self.token or _token_from_file("LOGGER_TOKEN_FILE", self.token_file)
+        self.read_token = self.read_token or _token_from_file(
+            "LOGGER_READ_TOKEN_FILE", self.read_token_file
+        )
+        return self
 
     @property
     def db_path(self) -> Path:
@@ -76,6 +106,10 @@ class Settings(BaseSettings):
     @property
     def token_required(self) -> bool:
         return bool(self.token)
+
+    @property
+    def read_token_required(self) -> bool:
+        return bool(self.read_token)
 
     @property
     def retention_ms(self) -> int | None:

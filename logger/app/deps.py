@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import math
 import re
 import time
@@ -45,6 +48,52 @@ DbDep = Annotated[Database, Depends(get_db)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RendererDep = Annotated[Renderer, Depends(get_renderer)]
+
+
+READ_REALM = 'Basic realm="gestor logs"'
+READ_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "LOGGER_READ_TOKEN is set and the request does not carry it",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def credentials_match(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token``: as a bearer
+    token, or as the password of HTTP Basic auth (any user name), which is
+    what a browser sends once its user typed it at the prompt."""
+    scheme, _, given = header.strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(given, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        _user, colon, given = decoded.partition(":")
+        if not colon:
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def require_read_token(request: Request) -> None:
+    """401 with a Basic challenge unless the request carries LOGGER_READ_TOKEN
+    (when one is set). Every read depends on it; /healthz and /metrics do not."""
+    token = get_settings(request).read_token
+    if not token:
+        return
+    if not credentials_match(request.headers.get("authorization", ""), token):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "reads need the read token: `Authorization: Bearer <token>`, or HTTP Basic"
+            " auth with any user name and the token as password",
+            headers={"WWW-Authenticate": READ_REALM},
+        )
+
+
+ReadAuth = Depends(require_read_token)
 
 
 def invalid(location: str, name: str, message: str, value: Any = None) -> HTTPException:

@@ -31,6 +31,8 @@ FLAGS = [
     "--window-size=1280,1400",
 ]
 
+MAX_AUTH_PROMPTS = 2
+
 
 class Browser:
     """One Chromium process and a session on its first page."""
@@ -118,6 +120,57 @@ class Browser:
 
     def navigate(self, url: str) -> None:
         self.call("Page.navigate", url=url)
+
+    def navigate_with_login(
+        self, url: str, username: str, password: str, timeout: float = 30
+    ) -> int:
+        """Opens ``url`` answering the browser's HTTP auth prompt with these
+        credentials, as a user would type them; returns how many prompts were
+        answered. The browser keeps them for the origin, so the page's own
+        requests (fetches, images, EventSource) send them from then on."""
+        self.call("Fetch.enable", handleAuthRequests=True, patterns=[{"urlPattern": "*"}])
+        done = 0
+        answered = 0
+        # Not `call`: the navigation's answer waits for the paused request.
+        assert self.ws is not None
+        self.ws.send(
+            json.dumps({"id": next(self.ids), "method": "Page.navigate", "params": {"url": url}})
+        )
+        deadline = time.monotonic() + timeout
+        loaded = False
+        while not loaded:
+            while done < len(self.events):
+                event = self.events[done]
+                done += 1
+                method, params = event.get("method"), event.get("params", {})
+                if method == "Fetch.requestPaused":
+                    self.call("Fetch.continueRequest", requestId=params["requestId"])
+                elif method == "Fetch.authRequired":
+                    # Asked again: the credentials were refused; give up as a
+                    # user would (Cancel), and the browser shows the 401.
+                    answer = {"response": "CancelAuth"}
+                    if answered < MAX_AUTH_PROMPTS:
+                        answer = {
+                            "response": "ProvideCredentials",
+                            "username": username,
+                            "password": password,
+                        }
+                    answered += 1
+                    self.call(
+                        "Fetch.continueWithAuth",
+                        requestId=params["requestId"],
+                        authChallengeResponse=answer,
+                    )
+                elif method == "Page.loadEventFired":
+                    loaded = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{url} did not load within {timeout} s")
+            if not loaded:
+                assert self.ws is not None
+                self.events.append(json.loads(self.ws.recv(timeout=remaining)))
+        self.call("Fetch.disable")
+        return answered
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]

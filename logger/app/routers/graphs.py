@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from ..deps import (
+    READ_AUTH_RESPONSES,
     DbDep,
     MetricsDep,
+    ReadAuth,
     RendererDep,
     SettingsDep,
     invalid,
@@ -20,7 +22,9 @@ from ..models import MAX_MS, MIN_MS, TIME_RANGE_TEXT
 from ..render import BusyError
 from ..windows import GraphRequest, align, max_buckets
 
-router = APIRouter(prefix="/graphs", tags=["graphs"])
+router = APIRouter(
+    prefix="/graphs", tags=["graphs"], dependencies=[ReadAuth], responses=READ_AUTH_RESPONSES
+)
 
 KINDS = ("memory", "cpu", "kills")
 HOUR_MS = 3_600_000

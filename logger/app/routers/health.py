@@ -7,7 +7,7 @@ import sqlite3
 from fastapi import APIRouter, HTTPException, status
 
 from .. import __version__
-from ..deps import DbDep, SettingsDep
+from ..deps import READ_AUTH_RESPONSES, DbDep, ReadAuth, SettingsDep
 from ..metrics import disk_free_bytes
 from ..models import Health, Stats
 
@@ -49,7 +49,7 @@ def healthz(db: DbDep, settings: SettingsDep) -> Health:
     )
 
 
-@router.get("/stats", response_model=Stats)
+@router.get("/stats", response_model=Stats, dependencies=[ReadAuth], responses=READ_AUTH_RESPONSES)
 def stats(db: DbDep) -> Stats:
     """Records stored per event, kills per container type, the last cycle record."""
     return Stats(**db.counters.as_dict())

@@ -9,9 +9,12 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 
-from ..deps import BroadcasterDep, DbDep, SettingsDep
+from ..deps import READ_AUTH_RESPONSES, BroadcasterDep, DbDep, ReadAuth, SettingsDep
 
-router = APIRouter(tags=["live"])
+# The page and its stream are reads: with LOGGER_READ_TOKEN set, a browser
+# gets the Basic auth prompt on `/` and sends the same credentials with every
+# request of the page (its fetches, images and EventSource).
+router = APIRouter(tags=["live"], dependencies=[ReadAuth], responses=READ_AUTH_RESPONSES)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 RECONNECT_MS = 1000

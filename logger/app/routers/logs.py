@@ -16,9 +16,11 @@ from pydantic_core import from_json
 
 from ..db import Filters
 from ..deps import (
+    READ_AUTH_RESPONSES,
     BroadcasterDep,
     DbDep,
     MetricsDep,
+    ReadAuth,
     SettingsDep,
     invalid,
     parse_time,
@@ -167,7 +169,13 @@ def filters(
 FiltersDep = Annotated[Filters, Depends(filters)]
 
 
-@router.get("", response_model=LogPage, response_model_exclude_unset=True)
+@router.get(
+    "",
+    response_model=LogPage,
+    response_model_exclude_unset=True,
+    dependencies=[ReadAuth],
+    responses=READ_AUTH_RESPONSES,
+)
 def get_logs(
     db: DbDep,
     where: FiltersDep,
@@ -187,7 +195,9 @@ def get_logs(
     )
 
 
-@router.get("/hosts", response_model=HostsPage)
+@router.get(
+    "/hosts", response_model=HostsPage, dependencies=[ReadAuth], responses=READ_AUTH_RESPONSES
+)
 def get_hosts(
     db: DbDep,
     since: Annotated[
@@ -218,7 +228,8 @@ def get_hosts(
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    dependencies=[ReadAuth],
+    responses={200: {"content": {"application/x-ndjson": {}}}, **READ_AUTH_RESPONSES},
 )
 def export_logs(db: DbDep, where: FiltersDep) -> StreamingResponse:
     """Every matching record as JSON Lines (one record per line), oldest first, streamed."""
