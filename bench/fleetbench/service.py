@@ -19,13 +19,16 @@ LOGGER_DIR = REPO / "logger"
 
 
 class Service:
-    def __init__(self, workdir: Path, workers: int, database_url: str | None, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, workers: int, database_url: str | None, logger_dir: Path = LOGGER_DIR
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        self.logger_dir = logger_dir
         self.workdir = workdir
         self.socket = workdir / "logger.sock"
         self.log = workdir / "uvicorn.log"
         self.workers = workers
-        self.env = {"LOGGER_DATA_DIR": str(workdir / "data"), "LOGGER_WORKERS": str(workers), **env}
+        self.env = {"LOGGER_DATA_DIR": str(workdir / "data"), "LOGGER_WORKERS": str(workers)}
         if database_url:
             self.env["LOGGER_DATABASE_URL"] = database_url
         (workdir / "data").mkdir(exist_ok=True)
@@ -35,13 +38,26 @@ class Service:
         transport = httpx.HTTPTransport(uds=str(self.socket))
         return httpx.Client(transport=transport, base_url="http://logger", timeout=timeout)
 
+    def migrate(self) -> float | None:
+        """``python -m app.migrate`` as the image's CMD runs it before the
+        workers start (when the service has that step); returns its seconds."""
+        if not (self.logger_dir / "app" / "migrate.py").exists():
+            return None
+        started = time.monotonic()
+        with self.log.open("ab") as log:
+            subprocess.run([sys.executable, "-m", "app.migrate"], cwd=self.logger_dir,
+                           env={**os.environ, **self.env}, stdout=log, stderr=log, check=True,
+                           timeout=600)  # fmt: skip
+        return time.monotonic() - started
+
     def start(self, timeout: float = 120) -> Service:
+        self.migrate()
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
                "--uds", str(self.socket), "--workers", str(self.workers),
                "--log-level", "warning", "--timeout-graceful-shutdown", "3"]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=LOGGER_DIR, env={**os.environ, **self.env}, stdout=log, stderr=log
+                cmd, cwd=self.logger_dir, env={**os.environ, **self.env}, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         with self.client(timeout=2) as client:
