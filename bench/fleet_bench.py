@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "logger"))
@@ -109,8 +111,20 @@ class Engines:
             if self.pg is None:
                 self.pg = Postgres().start()
             url = self.pg.create_database(f"logs{self.count}")
-        svc = Service(self.workdir / f"svc{self.count}", workers, url, self.logger_dir)
-        return svc.start()
+        svc = Service(self.workdir / f"svc{self.count}", workers, url, self.logger_dir).start()
+        if url and any(svc.data_dir.glob("*.sqlite3")):
+            svc.stop()
+            raise RuntimeError("it ignored LOGGER_DATABASE_URL and opened SQLite (no PostgreSQL)")
+        return svc
+
+    def start_or_report(self, engine: str, workers: int) -> Service | None:
+        """The service, or None after saying why it did not start (the other
+        configurations of the run still run)."""
+        try:
+            return self.service(engine, workers)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            print(f"\n  {engine}:{workers}: the log service did not start: {str(e)[-1500:]}")
+            return None
 
     def cpu_roots(self, service: Service) -> list[int]:
         roots = [service.proc.pid]
@@ -183,7 +197,9 @@ def fleet(engines: Engines, configs: list, steps: list[int], seconds: float, pag
     out: dict[str, dict] = {}
     for engine, workers in configs:
         name = f"{engine}:{workers}"
-        svc = engines.service(engine, workers)
+        svc = engines.start_or_report(engine, workers)
+        if svc is None:
+            continue
         try:
             # Not counted: the first renders start the render processes, the
             # first POSTs warm the caches and the connections.
@@ -238,24 +254,39 @@ def time_reads(svc: Service, samples: int, since: int) -> dict:
     def graph_params(width: int) -> dict:
         return {"since": since, "until": int(time.time()) + 60, "width": width, "height": 360}
 
+    busy = 0
+
+    def timed_get(client: httpx.Client, path: str, params: dict) -> float:
+        """Milliseconds of the answer; a 503 (every render slot busy) is
+        waited out as the page does (Retry-After) and counted."""
+        nonlocal busy
+        for _ in range(10):
+            t0 = time.perf_counter()
+            r = client.get(path, params=params)
+            took = (time.perf_counter() - t0) * 1000
+            if r.status_code == 200:
+                return took
+            if r.status_code != 503:
+                raise SystemExit(f"{path}: {r.status_code} {r.text[:200]}")
+            busy += 1
+            time.sleep(float(r.headers.get("retry-after", "1")))  # as the server asks
+        raise SystemExit(f"{path}: still 503 after 10 tries")
+
     with svc.client() as client:
         totals = client.get("/logs/hosts", params={"since": since})
         in_window = sum(h["records"] for h in totals.json()["hosts"])
         for kind in ("memory", "cpu", "kills"):  # warm-up: imports, first connections
-            client.get(f"/graphs/{kind}.png", params=graph_params(699))
+            timed_get(client, f"/graphs/{kind}.png", graph_params(699))
         for i in range(samples):
             for kind in ("memory", "cpu", "kills"):
-                t0 = time.perf_counter()
-                r = client.get(f"/graphs/{kind}.png", params=graph_params(700 + i))
-                times["graphs"].append((time.perf_counter() - t0) * 1000)
-                if r.status_code != 200:
-                    raise SystemExit(f"/graphs/{kind}.png: {r.status_code} {r.text[:200]}")
-            t0 = time.perf_counter()
-            r = client.get("/logs/hosts", params={"since": since})
-            times["hosts"].append((time.perf_counter() - t0) * 1000)
-            if r.status_code != 200:
-                raise SystemExit(f"/logs/hosts: {r.status_code} {r.text[:200]}")
-    out = {"records_in_window": in_window, "window_seconds": int(time.time()) - since}
+                path = f"/graphs/{kind}.png"
+                times["graphs"].append(timed_get(client, path, graph_params(700 + i)))
+            times["hosts"].append(timed_get(client, "/logs/hosts", {"since": since}))
+    out = {
+        "records_in_window": in_window,
+        "window_seconds": int(time.time()) - since,
+        "busy_503": busy,
+    }
     for name, values in times.items():
         values.sort()
         out[name] = {
@@ -270,7 +301,9 @@ def reads(engines: Engines, configs: list, samples: int, hosts: tuple[int, int])
     small_hosts, large_hosts = hosts
     out = {}
     for engine, workers in configs:
-        svc = engines.service(engine, workers)
+        svc = engines.start_or_report(engine, workers)
+        if svc is None:
+            continue
         try:
             sizes = {}
             since = int(time.time()) - FILL_MINUTES * 60 - 60

@@ -26,6 +26,7 @@ class Service:
         self.logger_dir = logger_dir
         self.workdir = workdir
         self.socket = workdir / "logger.sock"
+        self.data_dir = workdir / "data"
         self.log = workdir / "uvicorn.log"
         self.workers = workers
         self.env = {"LOGGER_DATA_DIR": str(workdir / "data"), "LOGGER_WORKERS": str(workers)}
