@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 LAYERS = (
     ("config", "models"),  # settings; the records and API shapes
     ("alerts", "windows"),  # pure logic on them: alert records, graph windows
-    ("db",),  # storage
+    ("db", "postgres"),  # storage: SQLite with the shared queries; PostgreSQL
     ("events", "metrics", "graphs", "render"),  # live stream, counters, drawing
     ("deps", "ingest"),  # what the routes share: dependencies, the write path
     ("routers",),  # one router per resource
-    ("main",),  # the app
+    ("main", "migrate"),  # the app; the one-shot schema migration
 )

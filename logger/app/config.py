@@ -6,10 +6,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SQLITE_PREFIX = "sqlite://"
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -41,8 +43,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOGGER_", extra="ignore")
 
     data_dir: Path = Field(default=Path("/data"), description="Where the SQLite file lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="`sqlite:///abs/path` or `postgresql://user@host:port/db`; unset: the"
+        " SQLite file under data_dir.",
+    )
+    database_password_file: Path | None = Field(
+        default=None, description="A file holding the PostgreSQL password (a Swarm secret)."
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes (PostgreSQL only above 1)."
+    )
     token: str | None = Field(
         default=None, description="When set, POST /logs needs `Authorization: Bearer <token>`."
+    )
+    token_file: Path | None = Field(
+        default=None, description="A file holding LOGGER_TOKEN (a Swarm secret); read at start."
+    )
+    read_token: str | None = Field(
+        default=None,
+        description="When set, every read needs `Authorization: Bearer <token>` or HTTP Basic"
+        " auth with the token as password; /health, /healthz and /metrics stay open.",
+    )
+    read_token_file: Path | None = Field(
+        default=None, description="A file holding LOGGER_READ_TOKEN; read at start."
     )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     port: int = Field(default=8000, ge=1, le=65535, description="Used by the container's CMD.")
@@ -80,13 +104,6 @@ class Settings(BaseSettings):
     graph_cache_entries: int = Field(default=64, ge=0, le=4096)
     # Tokens may come from files (Swarm secrets, the stack's init volume); a
     # non-empty LOGGER_TOKEN / LOGGER_READ_TOKEN wins over its file (an override).
-    token_file: Path | None = Field(default=None, description="File holding LOGGER_TOKEN.")
-    read_token: str | None = Field(
-        default=None,
-        description="When set, every read (GET /logs, /events, /graphs, /) needs this token.",
-    )
-    read_token_file: Path | None = Field(default=None, description="File holding the read token.")
-
     @model_validator(mode="after")
     def _tokens_from_files(self) -> Settings:
         self.token = self.token or _token_from_file("LOGGER_TOKEN_FILE", self.token_file)
@@ -95,13 +112,59 @@ class Settings(BaseSettings):
         )
         return self
 
+    @model_validator(mode="after")
+    def _one_engine(self) -> Settings:
+        url = self.database_url
+        if url is not None and not url.startswith(SQLITE_PREFIX) and not self.is_postgres:
+            raise ValueError(
+                f"LOGGER_DATABASE_URL must start with {SQLITE_PREFIX} or postgresql://,"
+                f" not {url.split(':', 1)[0]!r}"
+            )
+        if (
+            url is not None
+            and url.startswith(SQLITE_PREFIX)
+            and not url[len(SQLITE_PREFIX) :].startswith("/")
+        ):
+            raise ValueError("LOGGER_DATABASE_URL: sqlite:/// needs an absolute path")
+        if self.workers > 1 and not self.is_postgres:
+            raise ValueError(
+                f"LOGGER_WORKERS={self.workers} needs PostgreSQL: SQLite has one writer, so the"
+                " log service runs as exactly one process on it (set LOGGER_DATABASE_URL to a"
+                " postgresql:// URL, or LOGGER_WORKERS=1)"
+            )
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        url = self.database_url or ""
+        return url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def postgres_url(self) -> str:
+        """The libpq URL, with the password file's content when one is given."""
+        if not self.is_postgres:
+            raise ValueError("not a PostgreSQL database URL")
+        url = self.database_url or ""
+        if self.database_password_file is not None:
+            password = self.database_password_file.read_text().strip()
+            url = f"{url}{'&' if '?' in url else '?'}password={quote(password, safe='')}"
+        return url
+
     @property
     def db_path(self) -> Path:
+        url = self.database_url
+        if url is not None and url.startswith(SQLITE_PREFIX):
+            return Path(url[len(SQLITE_PREFIX) :])
         return self.data_dir / "logs.sqlite3"
 
     @property
+    def database_locator(self) -> Path | str:
+        """What storage opens: the SQLite file's path or the PostgreSQL URL."""
+        return self.postgres_url if self.is_postgres else self.db_path
+
+    @property
     def lock_path(self) -> Path:
-        return self.data_dir / "logger.lock"
+        return self.db_path.parent / "logger.lock"
 
     @property
     def token_required(self) -> bool:

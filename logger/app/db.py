@@ -23,8 +23,11 @@ tables in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -178,6 +181,13 @@ COUNTS_UPSERT = """
 INSERT INTO counts (event, container_type, n) VALUES (?, ?, ?)
 ON CONFLICT (event, container_type) DO UPDATE SET n = n + excluded.n
 """
+HOST_TOTALS = """
+SELECT coalesce(host, ''), count(*),
+       sum(CASE WHEN event = 'cycle' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'kill' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'kill_failed' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'error' THEN 1 ELSE 0 END), max(time_ms)
+FROM logs WHERE {where} GROUP BY 1 ORDER BY 1"""
 RUNS_UPSERT = """
 INSERT INTO runs (host, run_id, first_ms, last_ms) VALUES (?, ?, ?, ?)
 ON CONFLICT (host, run_id) DO UPDATE SET
@@ -265,7 +275,7 @@ class Filters:
         if self.until_ms is not None:
             clauses.append("time_ms <= ?")
             args.append(self.until_ms)
-        return (" AND ".join(clauses) or "1"), args
+        return (" AND ".join(clauses) or "1 = 1"), args
 
 
 def _is_id_prefix(text: str) -> bool:
@@ -344,7 +354,7 @@ def _dump(raw: dict[str, Any]) -> str:
 Record = LogRecordIn | AlertRecord
 
 
-def _row(rec: Record, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
+def record_row(rec: Record, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
     return (
         rec.id,
         rec.time_ms,
@@ -365,7 +375,7 @@ def _row(rec: Record, raw: dict[str, Any], received_ms: int) -> tuple[Any, ...]:
 
 
 @dataclass
-class _Summary:
+class Summary:
     """What one transaction's records add to (or take from) the summary tables."""
 
     usage: dict[tuple[str, str, int, str], list[Any]] = field(default_factory=dict)
@@ -419,10 +429,21 @@ class _Job:
         self.added = []
 
 
-def connect(
-    path: Path, synchronous: str = "FULL", *, read_only: bool = False
-) -> sqlite3.Connection:
-    """A connection as this module uses them (autocommit; the caller BEGINs)."""
+def is_postgres_url(locator: Path | str) -> bool:
+    return isinstance(locator, str) and locator.startswith(("postgresql://", "postgres://"))
+
+
+def connect(path: Path | str, synchronous: str = "FULL", *, read_only: bool = False) -> Any:
+    """A connection as this module uses them (autocommit; the caller BEGINs):
+    SQLite for a path, PostgreSQL (psycopg) for a ``postgresql://`` URL (the
+    render process opens its own this way)."""
+    if is_postgres_url(path):
+        import psycopg  # only where PostgreSQL is used
+
+        pg = psycopg.connect(str(path), autocommit=True)
+        if read_only:
+            pg.execute("SET default_transaction_read_only = on")
+        return pg
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -433,6 +454,8 @@ def connect(
 
 class Database:
     """The log store. Thread-safe: FastAPI runs sync work in a thread pool."""
+
+    engine = "sqlite"
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = path
@@ -621,7 +644,7 @@ class Database:
         concurrent senders share the fsync.
         """
         received_ms = int(time.time() * 1000)
-        job = _Job(records, [_row(rec, raw, received_ms) for rec, raw in records])
+        job = _Job(records, [record_row(rec, raw, received_ms) for rec, raw in records])
         with self._pending_lock:
             self._pending.append(job)
         with self._write_lock:
@@ -669,7 +692,7 @@ class Database:
 
     @staticmethod
     def _write_job(conn: sqlite3.Connection, job: _Job) -> None:
-        summary = _Summary()
+        summary = Summary()
         for (rec, raw), row in zip(job.records, job.rows, strict=True):
             if conn.execute(INSERT, row).rowcount == 1:
                 job.stored.append(raw)
@@ -730,7 +753,7 @@ class Database:
                 if not rows:
                     conn.execute("COMMIT")
                     return 0
-                gone = _Summary()
+                gone = Summary()
                 for _, ms, host, cycle, event, ctype, memory, cpu, run in rows:
                     gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
                 conn.execute(
@@ -753,7 +776,7 @@ class Database:
             return len(rows)
 
     @staticmethod
-    def _subtract(conn: sqlite3.Connection, gone: _Summary, after_ms: int) -> None:
+    def _subtract(conn: sqlite3.Connection, gone: Summary, after_ms: int) -> None:
         for (host, run, cycle, ctype), acc in gone.usage.items():
             _, mem, mem_n, cpu, cpu_n, records = acc
             left = conn.execute(
@@ -855,6 +878,14 @@ class Database:
     def ping(self) -> None:
         self._fetch("SELECT 1 FROM logs LIMIT 1")
 
+    def size_bytes(self) -> int:
+        """The database file, its WAL and shared-memory files."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
     def page(
         self,
         filters: Filters,
@@ -865,8 +896,8 @@ class Database:
         """Records newest first as (time_ms, id, record JSON)."""
         where, args = filters.where()
         if before is not None:
-            where += " AND (time_ms < ? OR (time_ms = ? AND id < ?))"
-            args += [before[0], before[0], before[1]]
+            where += " AND (time_ms, id) < (?, ?)"
+            args += [before[0], before[1]]
         sql = (
             f"SELECT time_ms, id, record FROM logs WHERE {where} "
             "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?"
@@ -880,8 +911,8 @@ class Database:
         while True:
             extra, extra_args = "", []
             if after is not None:
-                extra = " AND (time_ms > ? OR (time_ms = ? AND id > ?))"
-                extra_args = [after[0], after[0], after[1]]
+                extra = " AND (time_ms, id) > (?, ?)"
+                extra_args = [after[0], after[1]]
             sql = (
                 f"SELECT time_ms, id, record FROM logs WHERE {where}{extra} "
                 "ORDER BY time_ms, id LIMIT ?"
@@ -916,9 +947,7 @@ class Database:
             where += " AND time_ms >= ?"
             args.append(since_ms)
         return self._fetch(
-            f"""SELECT coalesce(host, ''), count(*), sum(event = 'cycle'), sum(event = 'kill'),
-                   sum(event = 'kill_failed'), sum(event = 'error'), max(time_ms)
-            FROM logs WHERE {where} GROUP BY 1 ORDER BY 1""",
+            HOST_TOTALS.format(where=where),
             args,
         )
 
@@ -956,6 +985,25 @@ def _host_clause(host: str | None) -> tuple[str, list[Any]]:
     return (" AND host = ?", [host]) if host is not None else ("", [])
 
 
+_INDEX_HINT = re.compile(r"\s+INDEXED BY \w+")
+
+
+def dialect(sql: str, postgres: bool) -> str:
+    """One query text for both engines: written for SQLite (``?``
+    placeholders, index hints), turned into PostgreSQL's (``%s``, no hints,
+    ``greatest``/``least`` for two-argument ``max``/``min``) when asked."""
+    if not postgres:
+        return sql
+    sql = _INDEX_HINT.sub("", sql).replace("%", "%%").replace("?", "%s")
+    return sql
+
+
+def run(conn: Any, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    """Runs a query of the shared layer on either engine's connection."""
+    postgres = not isinstance(conn, sqlite3.Connection)
+    return conn.execute(dialect(sql, postgres), list(args)).fetchall()
+
+
 def usage_series(
     conn: sqlite3.Connection,
     column: str,
@@ -983,7 +1031,7 @@ def usage_series(
         WHERE time_ms BETWEEN ? AND ? AND {count} > 0{by_host}
         GROUP BY b, container_type ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
+    return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 
 
 def host_cpu_series(
@@ -999,7 +1047,7 @@ def host_cpu_series(
           AND host_cpu_ratio BETWEEN 0 AND 1{by_host}
         GROUP BY b ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
+    return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 
 
 def kill_series(
@@ -1013,7 +1061,7 @@ def kill_series(
         WHERE event = 'kill' AND time_ms BETWEEN ? AND ?{by_host}
         GROUP BY b, 2 ORDER BY b
     """
-    return conn.execute(sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args]).fetchall()
+    return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 
 
 def runs(
@@ -1026,4 +1074,4 @@ def runs(
         WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
         ORDER BY first_ms, host LIMIT 500
     """
-    return conn.execute(sql, [since_ms, until_ms, *host_args]).fetchall()
+    return run(conn, sql, [since_ms, until_ms, *host_args])

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .config import Settings
-from .db import Database
+from .db import Database, StorageError
 from .deps import get_metrics, get_settings
 from .events import Broadcaster, sse
 from .metrics import Metrics
@@ -182,7 +182,7 @@ async def store_body(
         received, stored = await run_in_threadpool(_ingest, db, body, parse)
     except InvalidBody as exc:
         raise rejected(metrics, exc.reason, exc) from None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         raise rejected(
             metrics,
             "storage_error",

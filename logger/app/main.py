@@ -1,10 +1,11 @@
 """The FastAPI application: ``uvicorn --factory app.main:create_app``.
 
-The service runs as exactly one process per data directory: the database's
-single writer (group commit), the live page's broadcaster, the graph cache
-and the counters all live in this process. A second process (``uvicorn
---workers 2``, a second container on the same volume) cannot take the data
-directory's lock and refuses to start.
+On SQLite the service runs as exactly one process per data directory: the
+database's single writer (group commit), the live page's broadcaster, the
+graph cache and the counters all live in this process. A second process
+(``uvicorn --workers 2``, a second container on the same volume) cannot take
+the data directory's lock and refuses to start. On PostgreSQL any number of
+workers share the database; what they must share lives there (postgres.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from pydantic import TypeAdapter
 from . import __version__
 from .config import Settings, get_settings
 from .db import Database
-from .events import Broadcaster
+from .events import Broadcaster, sse
 from .metrics import LatencyMiddleware, Metrics
 from .models import AlertmanagerWebhookIn, LogRecordIn
+from .postgres import PostgresDatabase
 from .render import Renderer
 from .routers import api_router
 from .routers.live import STATIC
@@ -106,13 +108,20 @@ def on_stop_signal(callback: Callable[[], None]) -> Callable[[], None]:
     return remove
 
 
+def open_database(settings: Settings) -> Database | PostgresDatabase:
+    """The engine LOGGER_DATABASE_URL names, its schema brought up to date."""
+    if settings.is_postgres:
+        return PostgresDatabase(settings.postgres_url)
+    return Database(settings.db_path, settings.synchronous)
+
+
 def retention_pass(state: Any, settings: Settings, stop: threading.Event) -> None:
     """Deletes what LOGGER_RETENTION no longer keeps, in small batches, then
     gives the freed pages back to the file system."""
     retention = settings.retention_ms
     if retention is None:
         return
-    db: Database = state.db
+    db: Database | PostgresDatabase = state.db
     metrics: Metrics = state.metrics
     cut = int(time.time() * 1000) - retention
     deleted = batches = 0
@@ -190,19 +199,34 @@ class Service:
 
     async def start(self) -> None:
         settings, state = self.settings, self.app.state
-        self.lock.acquire()
+        if not settings.is_postgres:
+            self.lock.acquire()
+        else:  # holds no database, but the health check watches its free space
+            with contextlib.suppress(OSError):
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
         opening = time.monotonic()
-        state.db = Database(settings.db_path, settings.synchronous)
+        state.db = await anyio.to_thread.run_sync(open_database, settings)
         log.info(
-            "database %s opened in %.4f s (%d records)",
-            settings.db_path,
+            "%s database opened in %.4f s (%d records)",
+            state.db.engine,
             time.monotonic() - opening,
             state.db.counters.total,
         )
         broadcaster = Broadcaster()
         state.broadcaster = broadcaster
+        loop = asyncio.get_running_loop()
+        if isinstance(state.db, PostgresDatabase):
+            db = state.db
+
+            def show(records: list[dict[str, Any]]) -> None:  # on the loop
+                if broadcaster.subscribers:
+                    message = {"records": records, "counters": db.counters.as_dict()}
+                    broadcaster.publish(sse("records", message))
+
+            # Records other workers stored reach this worker's live streams too.
+            db.follow(lambda records: loop.call_soon_threadsafe(show, records))
         renderer = Renderer(
-            settings.db_path,
+            settings.database_locator,  # type: ignore[arg-type]
             mode=settings.render_mode,
             nice=settings.render_nice,
             slots=settings.render_slots,
@@ -211,7 +235,6 @@ class Service:
             timeout=settings.render_timeout_seconds,
         )
         state.renderer = renderer
-        loop = asyncio.get_running_loop()
         # The render process starts a little later, off the start-up's path.
         loop.call_later(WARM_RENDERER_AFTER_SECONDS, renderer.warm)
 

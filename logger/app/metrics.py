@@ -9,7 +9,6 @@ describes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -57,14 +56,6 @@ def disk_free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def database_bytes(db_path: Path) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            total += os.stat(f"{db_path}{suffix}").st_size
-    return total
-
-
 class StateCollector(Collector):
     """Gauges read at scrape time from the running app's state."""
 
@@ -81,13 +72,14 @@ class StateCollector(Collector):
             return
         yield GaugeMetricFamily(
             f"{NAMESPACE}_database_bytes",
-            "Size of the SQLite database, its WAL and shared-memory files.",
-            value=database_bytes(db.path),
+            "Size of the database: SQLite's file, WAL and shared-memory files, or"
+            " PostgreSQL's pg_database_size.",
+            value=db.size_bytes(),
         )
         yield GaugeMetricFamily(
             f"{NAMESPACE}_disk_free_bytes",
             "Bytes available to the service on the data directory's file system.",
-            value=disk_free_bytes(db.path.parent),
+            value=disk_free_bytes(self.state.settings.data_dir),
         )
         records = GaugeMetricFamily(
             f"{NAMESPACE}_database_records", "Records in the database, per event.", labels=["event"]

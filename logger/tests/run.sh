@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The logger's test suite (`make test-logger`): makes logger/.venv from the
 # pinned requirements when missing or stale (scripts/ensure-venv.sh), then
-# runs ruff (lint and format) and pytest: TestClient tests, real uvicorn
+# runs ruff (lint and format) and pytest: TestClient tests on both engines
+# (SQLite, and PostgreSQL on a scratch server of Debian's postgresql-15), real uvicorn
 # processes (SIGKILL durability, live stream), a headless Chromium on the live
 # page, and the Docker image on the real engine. Extra arguments go to pytest
 # (e.g. -m "not docker", -k sse).
@@ -11,7 +12,9 @@ LOGGER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly LOGGER_DIR
 readonly REPO_ROOT="${LOGGER_DIR}/.."
 readonly VENV="${LOGGER_DIR}/.venv"
-readonly DEBIAN_PACKAGES=(python3 python3-venv chromium)
+# postgresql-15: the suite's PostgreSQL engine runs on a real server
+# (tests/pg.py starts one with initdb/pg_ctl in a scratch directory).
+readonly DEBIAN_PACKAGES=(python3 python3-venv chromium postgresql-15)
 
 readonly PROG="logger/tests/run.sh"
 # err and the other helpers the scripts share.

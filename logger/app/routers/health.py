@@ -7,6 +7,7 @@ import sqlite3
 from fastapi import APIRouter, HTTPException, status
 
 from .. import __version__
+from ..db import StorageError
 from ..deps import READ_AUTH_RESPONSES, DbDep, ReadAuth, SettingsDep
 from ..metrics import disk_free_bytes
 from ..models import Health, Stats
@@ -28,11 +29,11 @@ def healthz(db: DbDep, settings: SettingsDep) -> Health:
     and the data directory has at least LOGGER_MIN_FREE_BYTES free; else 503."""
     try:
         db.ping()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         raise unhealthy(f"database cannot be read: {exc}") from None
     try:
         db.probe_write()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         raise unhealthy(f"database cannot be written: {exc}") from None
     free = disk_free_bytes(settings.data_dir)
     if free < settings.min_free_bytes:
