@@ -232,6 +232,13 @@ def migrate(url: str) -> int:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
+def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """PostgreSQL's text cannot hold NUL: in the searchable columns it becomes
+    U+FFFD. The record's JSON (what reads return) escapes it, so it is kept
+    exactly as sent."""
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
+
+
 def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
 
@@ -439,7 +446,10 @@ class PostgresDatabase:
         if not records:
             return []
         received_ms = int(time.time() * 1000)
-        rows = [(*record_row(rec, raw, received_ms), rec.run_id or "") for rec, raw in records]
+        rows = [
+            _without_nul((*record_row(rec, raw, received_ms), rec.run_id or ""))
+            for rec, raw in records
+        ]
         columns = [list(col) for col in zip(*rows, strict=True)]
         try:
             with self._pool.connection() as conn, conn.transaction():
@@ -491,15 +501,19 @@ class PostgresDatabase:
     def _write_summary(conn: psycopg.Connection, summary: Summary) -> None:
         """The side tables, keys in one order everywhere: no two transactions
         wait for each other's rows in opposite orders (no deadlock)."""
+        usage = [_without_nul((*k, *v)) for k, v in sorted(summary.usage.items())]
+        counts = [_without_nul((*k, n)) for k, n in sorted(summary.counts.items())]
+        spans = [_without_nul((*k, *v)) for k, v in sorted(summary.runs.items())]
+        hosts = [_without_nul(item) for item in sorted(summary.hosts.items())]
         with conn.cursor() as cur:
-            if summary.usage:
-                cur.executemany(USAGE_UPSERT, [(*k, *v) for k, v in sorted(summary.usage.items())])
-            if summary.counts:
-                cur.executemany(COUNTS_UPSERT, [(*k, n) for k, n in sorted(summary.counts.items())])
-            if summary.runs:
-                cur.executemany(RUNS_UPSERT, [(*k, *v) for k, v in sorted(summary.runs.items())])
-            if summary.hosts:
-                cur.executemany(HOSTS_UPSERT, sorted(summary.hosts.items()))
+            for sql, params in (
+                (USAGE_UPSERT, usage),
+                (COUNTS_UPSERT, counts),
+                (RUNS_UPSERT, spans),
+                (HOSTS_UPSERT, hosts),
+            ):
+                if params:
+                    cur.executemany(sql, params)
 
     def probe_write(self) -> None:
         try:
