@@ -168,6 +168,8 @@ def run_step(engines: Engines, svc: Service, nodes: int, seconds: float, pages: 
     step["server_cores"] = round(sum(used) / wall, 2)
     step["logger_cores"] = round(used[0] / wall, 2)
     step["postgres_cores"] = round(used[1] / wall, 2) if len(used) > 1 else None
+    # What a shared machine changes least: the server's work per POST.
+    step["posts_per_server_cpu_second"] = round(step["posts_ok"] / max(sum(used), 1e-9), 1)
     step["load_average"] = uptime()
     return step
 
@@ -181,7 +183,8 @@ def print_step(step: dict) -> None:
         f"    {step['nodes']:>6} nodes: {step['posts_per_second']:6.1f} POSTs/s"
         f" {step['records_per_second']:7.0f} records/s  p50 {step['p50_ms']:7.1f}"
         f" p99 {step['p99_ms']:7.1f} ms  errors {step['errors']:>4}  server CPU"
-        f" {step['server_cores']:.2f} cores{pg}  client {step['client_cpu_seconds']:.1f} CPU-s"
+        f" {step['server_cores']:.2f} cores{pg}, {step['posts_per_server_cpu_second']:.0f}"
+        f" POSTs/CPU-s  client {step['client_cpu_seconds']:.1f} CPU-s"
         f" | pages: SSE {pages['sse_open']}/{pages['pages']} open,"
         f" {pages['sse_records_events']} events; graphs p50/p99 {graph.get('p50_ms')}/"
         f"{graph.get('p99_ms')} ms, hosts {hosts.get('p50_ms')}/{hosts.get('p99_ms')} ms,"
