@@ -45,8 +45,9 @@ from .models import ALERT_EVENT, LogRecordIn, utc_text
 log = logging.getLogger("logger.db")
 
 # PRAGMA user_version of the current schema. 0: the first schema (usage keyed
-# by host, cycle and type; counters computed at start-up).
-SCHEMA_VERSION = 3
+# by host, cycle and type; counters computed at start-up). 4: per-minute
+# rollups (ROLLUPS_SCHEMA).
+SCHEMA_VERSION = 4
 
 LOGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -157,6 +158,107 @@ BACKFILL = [
     """INSERT INTO hosts (host, last_received_ms)
     SELECT coalesce(host, ''), max(received_ms) FROM logs WHERE event != 'alert' GROUP BY 1""",
 ]
+
+# Per minute, host and container type ('' for records without one), what
+# gestor's records (alerts left out) add up to: the host totals read these
+# rows, so their cost grows with minutes x hosts, not with records. Written in
+# the records' transaction like the other side tables.
+ROLLUPS_SCHEMA = """
+CREATE TABLE rollups (
+    minute_ms      INTEGER NOT NULL,
+    host           TEXT NOT NULL,
+    container_type TEXT NOT NULL,
+    records        INTEGER NOT NULL DEFAULT 0,
+    cycles         INTEGER NOT NULL DEFAULT 0,
+    kills          INTEGER NOT NULL DEFAULT 0,
+    kill_failed    INTEGER NOT NULL DEFAULT 0,
+    errors         INTEGER NOT NULL DEFAULT 0,
+    removals       INTEGER NOT NULL DEFAULT 0,
+    memory_sum     REAL NOT NULL DEFAULT 0,
+    memory_n       INTEGER NOT NULL DEFAULT 0,
+    cpu_sum        REAL NOT NULL DEFAULT 0,
+    cpu_n          INTEGER NOT NULL DEFAULT 0,
+    last_ms        INTEGER NOT NULL,
+    PRIMARY KEY (minute_ms, host, container_type)
+)
+"""
+MINUTE_MS = 60_000
+_IS_USAGE = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
+ROLLUPS_BACKFILL = f"""
+INSERT INTO rollups
+SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, ''), count(*),
+       sum(CASE WHEN event = 'cycle' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'kill' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'kill_failed' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'error' THEN 1 ELSE 0 END),
+       sum(CASE WHEN event = 'remove' THEN 1 ELSE 0 END),
+       coalesce(sum(CASE WHEN {_IS_USAGE} THEN memory_bytes END), 0),
+       count(CASE WHEN {_IS_USAGE} THEN memory_bytes END),
+       coalesce(sum(CASE WHEN {_IS_USAGE} THEN cpu_ratio END), 0),
+       count(CASE WHEN {_IS_USAGE} THEN cpu_ratio END),
+       max(time_ms)
+FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3
+"""
+ROLLUPS_UPSERT = """
+INSERT INTO rollups (minute_ms, host, container_type, records, cycles, kills, kill_failed,
+                     errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, last_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
+    records = records + excluded.records,
+    cycles = cycles + excluded.cycles,
+    kills = kills + excluded.kills,
+    kill_failed = kill_failed + excluded.kill_failed,
+    errors = errors + excluded.errors,
+    removals = removals + excluded.removals,
+    memory_sum = memory_sum + excluded.memory_sum,
+    memory_n = memory_n + excluded.memory_n,
+    cpu_sum = cpu_sum + excluded.cpu_sum,
+    cpu_n = cpu_n + excluded.cpu_n,
+    last_ms = max(last_ms, excluded.last_ms)
+"""
+# Retention deletes the oldest records first: a minute it leaves in part
+# keeps its newest records, so its last_ms stands.
+ROLLUPS_SUBTRACT = """
+UPDATE rollups SET
+    records = records - ?, cycles = cycles - ?, kills = kills - ?,
+    kill_failed = kill_failed - ?, errors = errors - ?, removals = removals - ?,
+    memory_sum = CASE WHEN memory_n = ? THEN 0 ELSE memory_sum - ? END,
+    memory_n = memory_n - ?,
+    cpu_sum = CASE WHEN cpu_n = ? THEN 0 ELSE cpu_sum - ? END,
+    cpu_n = cpu_n - ?
+WHERE minute_ms = ? AND host = ? AND container_type = ?
+"""
+ROLLUPS_DROP_EMPTY = "DELETE FROM rollups WHERE minute_ms <= ? AND records <= 0"
+# Host totals: whole minutes from the rollups, the records of the partial
+# minute at the window's start from the records (at most one minute of them).
+HOST_TOTALS_ROLLUPS = """
+SELECT host, sum(records), sum(cycles), sum(kills), sum(kill_failed), sum(errors), max(last_ms)
+FROM rollups WHERE minute_ms >= ? GROUP BY 1 ORDER BY 1"""
+
+
+def rollup_args(key: tuple[int, str, str], acc: list[Any]) -> tuple[Any, ...]:
+    return (*key, *acc)
+
+
+def subtract_args(key: tuple[int, str, str], acc: list[Any]) -> tuple[Any, ...]:
+    records, cycles, kills, failed, errors, removals, mem, mem_n, cpu, cpu_n, _ = acc
+    return (records, cycles, kills, failed, errors, removals,
+            mem_n, mem, mem_n, cpu_n, cpu, cpu_n, *key)  # fmt: skip
+
+
+def merge_host_totals(
+    whole: list[Any], partial: list[Any]
+) -> list[tuple[str, int, int, int, int, int, int]]:
+    """Adds the partial minute's per-host totals to the whole minutes'."""
+    totals: dict[str, list[Any]] = {}
+    for host, *counts, last in [*whole, *partial]:
+        acc = totals.setdefault(host, [0, 0, 0, 0, 0, None])
+        for i, n in enumerate(counts):
+            acc[i] += int(n or 0)
+        if last is not None and (acc[5] is None or last > acc[5]):
+            acc[5] = last
+    return [(host, *acc) for host, acc in sorted(totals.items()) if acc[0] > 0]  # type: ignore[misc]
+
 
 INSERT = """
 INSERT OR IGNORE INTO logs (
@@ -382,6 +484,7 @@ class Summary:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     runs: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     hosts: dict[str, int] = field(default_factory=dict)
+    minutes: dict[tuple[int, str, str], list[Any]] = field(default_factory=dict)
 
     def add(
         self,
@@ -410,6 +513,34 @@ class Summary:
                 acc[3] += cpu
                 acc[4] += 1
             acc[5] += 1
+        if event != "alert":
+            self._add_minute(host, event, ctype, time_ms, memory, cpu)
+
+    def _add_minute(
+        self,
+        host: str,
+        event: str,
+        ctype: str | None,
+        time_ms: int,
+        memory: int | None,
+        cpu: float | None,
+    ) -> None:
+        key = (time_ms - time_ms % MINUTE_MS, host, ctype or "")
+        acc = self.minutes.setdefault(key, [0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0, time_ms])
+        acc[0] += 1
+        acc[1] += event == "cycle"
+        acc[2] += event == "kill"
+        acc[3] += event == "kill_failed"
+        acc[4] += event == "error"
+        acc[5] += event == "remove"
+        if event in USAGE_EVENTS:
+            if memory is not None:
+                acc[6] += float(memory)
+                acc[7] += 1
+            if cpu is not None:
+                acc[8] += cpu
+                acc[9] += 1
+        acc[10] = max(acc[10], time_ms)
 
 
 @dataclass
@@ -571,13 +702,15 @@ class Database:
             for statement in LOGS_INDEXES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            for table in ("usage", "counts", "runs", "hosts", "meta"):
+            for table in ("usage", "counts", "runs", "hosts", "meta", "rollups"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             for statement in SUMMARY_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             for statement in BACKFILL:
                 conn.execute(statement)
+            conn.execute(ROLLUPS_SCHEMA)
+            conn.execute(ROLLUPS_BACKFILL)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -717,6 +850,10 @@ class Database:
             conn.executemany(RUNS_UPSERT, [(*k, *v) for k, v in summary.runs.items()])
         if summary.hosts:
             conn.executemany(HOSTS_UPSERT, list(summary.hosts.items()))
+        if summary.minutes:
+            conn.executemany(
+                ROLLUPS_UPSERT, [rollup_args(k, v) for k, v in summary.minutes.items()]
+            )
 
     def probe_write(self) -> None:
         """A real write and commit (the health check's); raises when it fails."""
@@ -807,6 +944,10 @@ class Database:
                 (n, event, ctype),
             )
         conn.execute("DELETE FROM counts WHERE n <= 0")
+        for key, acc in gone.minutes.items():
+            conn.execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
+        if gone.minutes:
+            conn.execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
 
     def delete_before(
         self,
@@ -940,16 +1081,9 @@ class Database:
     def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
         """Per host, gestor's records (alerts left out) since ``since_ms`` (all
         when None): (host, records, cycles, kills, kill failures, errors, last
-        record's time in epoch ms), ordered by host. One pass over the time
-        index of the window."""
-        where, args = "event != 'alert'", []
-        if since_ms is not None:
-            where += " AND time_ms >= ?"
-            args.append(since_ms)
-        return self._fetch(
-            HOST_TOTALS.format(where=where),
-            args,
-        )
+        record's time in epoch ms), ordered by host. From the per-minute
+        rollups, and the records of the partial first minute."""
+        return host_totals(self._fetch, since_ms)
 
     def usage_series(
         self, column: str, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
@@ -974,6 +1108,21 @@ class Database:
     ) -> list[tuple[str, str, int, int]]:
         with self._read() as conn:
             return runs(conn, since_ms, until_ms, host)
+
+
+def host_totals(fetch: Any, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
+    """The host totals on either engine (``fetch(sql, args)`` runs a query of
+    the shared layer)."""
+    if since_ms is None:
+        return merge_host_totals(fetch(HOST_TOTALS_ROLLUPS, [0]), [])
+    first_whole = -(-since_ms // MINUTE_MS) * MINUTE_MS
+    partial: list[Any] = []
+    if first_whole > since_ms:
+        partial = fetch(
+            HOST_TOTALS.format(where="event != 'alert' AND time_ms >= ? AND time_ms < ?"),
+            [since_ms, first_whole],
+        )
+    return merge_host_totals(fetch(HOST_TOTALS_ROLLUPS, [first_whole]), partial)
 
 
 # -- the graphs' queries (also run by the render process on its own connection).

@@ -35,7 +35,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from .db import (
-    HOST_TOTALS,
+    ROLLUPS_BACKFILL,
+    ROLLUPS_DROP_EMPTY,
+    ROLLUPS_SUBTRACT,
     USAGE_EVENTS,
     Counters,
     Filters,
@@ -44,9 +46,12 @@ from .db import (
     Summary,
     dialect,
     host_cpu_series,
+    host_totals,
     kill_series,
     record_row,
+    rollup_args,
     runs,
+    subtract_args,
     usage_series,
 )
 from .models import ALERT_EVENT
@@ -133,6 +138,29 @@ CREATE TABLE meta (
 );
 """,
     ),
+    (
+        4,
+        """
+CREATE TABLE rollups (
+    minute_ms      bigint NOT NULL,
+    host           text NOT NULL,
+    container_type text NOT NULL,
+    records        bigint NOT NULL DEFAULT 0,
+    cycles         bigint NOT NULL DEFAULT 0,
+    kills          bigint NOT NULL DEFAULT 0,
+    kill_failed    bigint NOT NULL DEFAULT 0,
+    errors         bigint NOT NULL DEFAULT 0,
+    removals       bigint NOT NULL DEFAULT 0,
+    memory_sum     double precision NOT NULL DEFAULT 0,
+    memory_n       bigint NOT NULL DEFAULT 0,
+    cpu_sum        double precision NOT NULL DEFAULT 0,
+    cpu_n          bigint NOT NULL DEFAULT 0,
+    last_ms        bigint NOT NULL,
+    PRIMARY KEY (minute_ms, host, container_type)
+);
+"""
+        + ROLLUPS_BACKFILL.replace("%", "%%"),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -172,6 +200,23 @@ RUNS_UPSERT = """
 INSERT INTO runs AS r (host, run_id, first_ms, last_ms) VALUES (%s, %s, %s, %s)
 ON CONFLICT (host, run_id) DO UPDATE SET
     first_ms = least(r.first_ms, excluded.first_ms),
+    last_ms = greatest(r.last_ms, excluded.last_ms)
+"""
+ROLLUPS_UPSERT = """
+INSERT INTO rollups AS r (minute_ms, host, container_type, records, cycles, kills, kill_failed,
+                          errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, last_ms)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
+    records = r.records + excluded.records,
+    cycles = r.cycles + excluded.cycles,
+    kills = r.kills + excluded.kills,
+    kill_failed = r.kill_failed + excluded.kill_failed,
+    errors = r.errors + excluded.errors,
+    removals = r.removals + excluded.removals,
+    memory_sum = r.memory_sum + excluded.memory_sum,
+    memory_n = r.memory_n + excluded.memory_n,
+    cpu_sum = r.cpu_sum + excluded.cpu_sum,
+    cpu_n = r.cpu_n + excluded.cpu_n,
     last_ms = greatest(r.last_ms, excluded.last_ms)
 """
 HOSTS_UPSERT = """
@@ -399,14 +444,7 @@ class PostgresDatabase:
         return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
 
     def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
-        where, args = "event != 'alert'", []
-        if since_ms is not None:
-            where += " AND time_ms >= ?"
-            args.append(since_ms)
-        return [
-            (host, *(int(v) for v in counts), last)
-            for host, *counts, last in self._fetch(HOST_TOTALS.format(where=where), args)
-        ]
+        return host_totals(self._fetch, since_ms)
 
     def size_bytes(self) -> int:
         return int(self._fetch("SELECT pg_database_size(current_database())")[0][0])
@@ -505,12 +543,14 @@ class PostgresDatabase:
         counts = [_without_nul((*k, n)) for k, n in sorted(summary.counts.items())]
         spans = [_without_nul((*k, *v)) for k, v in sorted(summary.runs.items())]
         hosts = [_without_nul(item) for item in sorted(summary.hosts.items())]
+        minutes = [_without_nul(rollup_args(k, v)) for k, v in sorted(summary.minutes.items())]
         with conn.cursor() as cur:
             for sql, params in (
                 (USAGE_UPSERT, usage),
                 (COUNTS_UPSERT, counts),
                 (RUNS_UPSERT, spans),
                 (HOSTS_UPSERT, hosts),
+                (ROLLUPS_UPSERT, minutes),
             ):
                 if params:
                     cur.executemany(sql, params)
@@ -580,6 +620,10 @@ class PostgresDatabase:
                         " AND cycle = %s AND container_type = %s",
                         (first_ms, host, run, cycle, ctype),
                     )
+        for key, acc in sorted(gone.minutes.items()):
+            conn.execute(dialect(ROLLUPS_SUBTRACT, True), subtract_args(key, acc))
+        if gone.minutes:
+            conn.execute(dialect(ROLLUPS_DROP_EMPTY, True), (max(k[0] for k in gone.minutes),))
         # Taken from this backend's shard first, then any: the sum is what counts.
         for (event, ctype), n in sorted(gone.counts.items()):
             conn.execute(

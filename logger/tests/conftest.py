@@ -33,6 +33,7 @@ BOTH_ENGINES = frozenset(
         "test_logs_get",
         "test_logs_post",
         "test_metrics",
+        "test_rollups",
     }
 )
 # Tests that reach into SQLite's file themselves: SQLite only.

@@ -34,6 +34,7 @@ def insert(db: Database, records: list[dict]) -> int:
 def expected_state(path: Path) -> dict[str, list]:
     """Summary tables recomputed from the records that are left."""
     conn = sqlite3.connect(path)
+    usage = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
     run = (
         "CASE WHEN json_type(record, '$.run_id') = 'text'"
         " THEN json_extract(record, '$.run_id') ELSE '' END"
@@ -54,6 +55,15 @@ def expected_state(path: Path) -> dict[str, list]:
                 f"SELECT host, {run}, min(time_ms), max(time_ms) FROM logs"
                 f" WHERE {run} != '' GROUP BY 1, 2 ORDER BY 1, 2"
             ).fetchall(),
+            "rollups": conn.execute(
+                "SELECT time_ms / 60000 * 60000, coalesce(host, ''),"
+                " coalesce(container_type, ''), count(*), sum(event = 'cycle'),"
+                " sum(event = 'kill'), sum(event = 'kill_failed'), sum(event = 'error'),"
+                f" sum(event = 'remove'), total(iif({usage}, memory_bytes, NULL)),"
+                f" count(iif({usage}, memory_bytes, NULL)), total(iif({usage}, cpu_ratio, NULL)),"
+                f" count(iif({usage}, cpu_ratio, NULL)), max(time_ms) FROM logs"
+                " WHERE event != 'alert' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ).fetchall(),
         }
     finally:
         conn.close()
@@ -73,6 +83,7 @@ def stored_state(path: Path) -> dict[str, list]:
             "runs": conn.execute(
                 "SELECT host, run_id, first_ms, last_ms FROM runs ORDER BY 1, 2"
             ).fetchall(),
+            "rollups": conn.execute("SELECT * FROM rollups ORDER BY 1, 2, 3").fetchall(),
         }
     finally:
         conn.close()
@@ -88,6 +99,14 @@ def assert_consistent(path: Path) -> None:
         assert g[6] == w[6]
         assert g[7] == pytest.approx(w[7], rel=1e-9, abs=1e-9)
         assert g[8:] == w[8:]
+    # The per-minute rollups: counts exact, sums to rounding.
+    assert len(got["rollups"]) == len(want["rollups"])
+    for g, w in zip(got["rollups"], want["rollups"], strict=True):
+        assert g[:9] == w[:9]
+        assert g[9] == pytest.approx(w[9], rel=1e-9, abs=1e-3)
+        assert g[10] == w[10]
+        assert g[11] == pytest.approx(w[11], rel=1e-9, abs=1e-9)
+        assert g[12:] == w[12:]
     # A run's span may only shrink to what is left (its start is history).
     assert [r[:2] for r in got["runs"]] == [r[:2] for r in want["runs"]]
 

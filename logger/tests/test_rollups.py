@@ -1,0 +1,69 @@
+"""Per-minute rollups: host totals read them, not the window's records, and
+give the answers the records give (on both engines: conftest BOTH_ENGINES)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.factory import record, rfc3339, simulate
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000  # on a minute
+MINUTE = 60_000
+
+
+def expected_totals(records: list[dict], since_ms: int) -> dict[str, list]:
+    """Per host from the records themselves: records, cycles, kills, failures, errors."""
+    from datetime import datetime
+
+    totals: dict[str, list] = {}
+    for rec in records:
+        ms = int(datetime.fromisoformat(rec["time"].replace("Z", "+00:00")).timestamp() * 1000)
+        if ms < since_ms or rec["event"] == "alert":
+            continue
+        acc = totals.setdefault(rec["host"], [0, 0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += rec["event"] == "cycle"
+        acc[2] += rec["event"] == "kill"
+        acc[3] += rec["event"] == "kill_failed"
+        acc[4] += rec["event"] == "error"
+    return totals
+
+
+def hosts(client, since_ms: int) -> dict[str, list]:
+    page = client.get("/logs/hosts", params={"since": str(since_ms / 1000)}).json()
+    return {
+        h["host"]: [h["records"], h["cycles"], h["kills"], h["kill_failures"], h["errors"]]
+        for h in page["hosts"]
+    }
+
+
+def test_host_totals_match_the_records_for_any_start(client):
+    records = []
+    for n, host in enumerate(("alpha", "beta", "gamma")):
+        records += simulate(T0 + n * 7_000, 30, per_type=2, seed=n, host=host)
+    records += [
+        record(host="beta", event="error", time=rfc3339(T0 + 95_000), container_type=None),
+        record(host="alpha", event="kill_failed", time=rfc3339(T0 + 125_500)),
+    ]
+    for start in range(0, len(records), 200):
+        assert client.post("/logs", json=records[start : start + 200]).status_code == 200
+    # Whole minutes, a start inside a minute (its partial minute from the
+    # records), and one after everything.
+    for since in (T0, T0 + 1, T0 + 61_234, T0 + 2 * MINUTE + 59_999, T0 + 3_600_000):
+        assert hosts(client, since) == expected_totals(records, since), since
+
+
+def test_host_totals_come_from_the_rollups(client, engine):
+    """With the records of whole minutes gone from under it (SQLite: deleted by
+    hand), the totals still count them: they are read from the rollups."""
+    records = simulate(T0, 12, per_type=1, seed=3, host="delta")
+    assert client.post("/logs", json=records).status_code == 200
+    before = hosts(client, T0)
+    assert before["delta"][0] == len(records)
+    if engine != "sqlite":
+        return
+    conn = sqlite3.connect(client.app.state.db.path)
+    with conn:
+        conn.execute("DELETE FROM logs")
+    conn.close()
+    assert hosts(client, T0) == before
