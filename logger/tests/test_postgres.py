@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +22,10 @@ import psycopg
 import pytest
 
 from app.config import Settings
+from app.postgres import MIGRATION_LOCK, MIGRATIONS
 from tests.conftest import engine_env
 from tests.factory import now_ms, record, simulate
-from tests.server import Server
+from tests.server import LOGGER_DIR, Server
 
 WORKERS = 2
 
@@ -193,3 +196,47 @@ def test_sigkill_of_one_worker_loses_no_acknowledged_record(workers: Server) -> 
             "SELECT count(*), count(DISTINCT id) FROM logs WHERE id = ANY(%s)", (acked,)
         ).fetchone()
     assert found == (len(acked), len(acked)), (found, len(acked), failed)
+
+
+def migrate(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.migrate"],
+        cwd=LOGGER_DIR,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_concurrent_migrations_apply_each_version_once(tmp_path: Path, pg_cluster) -> None:
+    """`python -m app.migrate` x 4 at once on a new database: all exit 0 (the
+    advisory lock makes the others wait, then find nothing to do)."""
+    url = pg_cluster.database()
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with psycopg.connect(url, autocommit=True) as holder:
+        # Held here first, so all four start together once it is let go.
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        runs = [migrate({"LOGGER_DATABASE_URL": url}) for _ in range(4)]
+        assert wait_for(lambda: holder.execute(waiting).fetchone()[0] == 4, timeout=30)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        outputs = [(run.wait(timeout=60), run.stdout.read()) for run in runs]  # type: ignore[union-attr]
+    assert [code for code, _ in outputs] == [0] * 4, outputs
+    with psycopg.connect(url) as conn:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == [v for v, _ in MIGRATIONS]
+    again = migrate({"LOGGER_DATABASE_URL": url})
+    assert again.wait(timeout=60) == 0
+    assert f"schema {MIGRATIONS[-1][0]} from {MIGRATIONS[-1][0]}" in again.stdout.read()  # type: ignore[union-attr]
+
+
+def test_migrate_on_sqlite_and_refused_settings(tmp_path: Path) -> None:
+    done = migrate({"LOGGER_DATA_DIR": str(tmp_path)})
+    assert done.wait(timeout=60) == 0, done.stdout.read()  # type: ignore[union-attr]
+    assert (tmp_path / "logs.sqlite3").exists()
+    refused = migrate({"LOGGER_DATA_DIR": str(tmp_path), "LOGGER_WORKERS": "2"})
+    assert refused.wait(timeout=60) == 1
+    assert "LOGGER_WORKERS=2 needs PostgreSQL" in refused.stdout.read()  # type: ignore[union-attr]
