@@ -196,7 +196,9 @@ def print_step(step: dict) -> None:
         print(f"           errors: {json.dumps(kinds)[:400]}")
 
 
-def fleet(engines: Engines, configs: list, steps: list[int], seconds: float, pages: list) -> dict:
+def fleet(
+    engines: Engines, configs: list, steps: list[int], seconds: float, pages: list, warmup: float
+) -> dict:
     out: dict[str, dict] = {}
     for engine, workers in configs:
         name = f"{engine}:{workers}"
@@ -207,7 +209,8 @@ def fleet(engines: Engines, configs: list, steps: list[int], seconds: float, pag
             # Not counted: the first renders start the render processes, the
             # first POSTs warm the caches and the connections.
             fleet_load("run", "--unix", str(svc.socket), "--nodes", str(steps[0]),
-                       "--seconds", "5", "--pages", "1", timeout=120)  # fmt: skip
+                       "--seconds", str(warmup), "--pages", str(max(pages)),
+                       timeout=warmup + 120)  # fmt: skip
             for page_count in pages:
                 plural = "s" * (workers > 1)
                 print(f"\n  {name} ({workers} worker{plural}), {page_count} live page(s):")
@@ -353,6 +356,11 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument(
+        "--warmup", type=float, default=5.0,
+        help="seconds of load, not counted, before each configuration's ramp (every worker"
+        " should have drawn its first graphs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--pages", default="1,3", type=lambda s: [int(x) for x in s.split(",") if x]
     )
     parser.add_argument("--read-samples", type=int, default=10)
@@ -395,7 +403,9 @@ def main() -> int:
                     f" {args.step_seconds:.0f} s a step, until p99 > {ramp.P99_LIMIT_MS:.0f} ms;"
                     f" latency from when each POST was due"
                 )
-                results = fleet(engines, args.configs, args.steps, args.step_seconds, args.pages)
+                results = fleet(
+                    engines, args.configs, args.steps, args.step_seconds, args.pages, args.warmup
+                )
                 figures["fleet"] = results
                 print()
                 for page_count in args.pages:
