@@ -53,11 +53,13 @@ fn unix_ms() -> i64 {
 /// Runs the fleet for `load.seconds`, waits for the last answers, and sums up.
 pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let due = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
     let mut nodes = Vec::new();
     for index in 0..load.nodes {
         let mut rng = Rng::new(load.seed.wrapping_mul(1_000_003) ^ u64::from(index));
         let times = send_times(&mut rng, load);
+        due.fetch_add(times.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let node_seed = load.seed.wrapping_add(0xF1EE_7000);
         let (pool, token, tally) = (pool.clone(), token.clone(), tally.clone());
         nodes.push(tokio::spawn(async move {
@@ -110,6 +112,7 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, load: &Load) -> Value {
     out["drained_seconds"] = json!((drained * 100.0).round() / 100.0);
     out["offered_posts_per_second"] = json!(f64::from(load.nodes) / load.interval);
     out["posts_ok"] = json!(t.latencies_ms.len());
+    out["posts_due"] = json!(due.load(std::sync::atomic::Ordering::Relaxed));
     out["posts_per_second"] = json!((ok / load.seconds * 10.0).round() / 10.0);
     out["records_stored"] = json!(t.records);
     out["records_per_second"] = json!((t.records as f64 / load.seconds).round());
