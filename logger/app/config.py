@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     render_queue: int = Field(default=4, ge=0, le=100, description="Graphs waiting; more: 503.")
     render_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     graph_cache_entries: int = Field(default=64, ge=0, le=4096)
+
     # Tokens may come from files (Swarm secrets, the stack's init volume); a
     # non-empty LOGGER_TOKEN / LOGGER_READ_TOKEN wins over its file (an override).
     @model_validator(mode="after")
