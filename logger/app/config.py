@@ -117,6 +117,8 @@ class Settings(BaseSettings):
         default=64, ge=1, le=10_000, description="Requests in flight; more get 503."
     )
 
+    # Tokens may come from files (Swarm secrets, the stack's init volume); a
+    # non-empty LOGGER_TOKEN / LOGGER_READ_TOKEN wins over its file (an override).
     @model_validator(mode="after")
     def _tokens_from_files(self) -> Settings:
         self.token = self.token or _token_from_file("LOGGER_TOKEN_FILE", self.token_file)
