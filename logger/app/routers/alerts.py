@@ -1,6 +1,6 @@
 """POST /alerts: Alertmanager's webhook receiver.
 
-Alertmanager (docker-compose.yml's `alertmanager`, alertmanager/alertmanager.yml)
+Alertmanager (docker-compose.yml's `alertmanager`, alertmanager/render.sh)
 sends every notification here with the log service's bearer token. Each alert
 in it is stored as a record with event `alert` (see app/alerts.py): `GET
 /logs?event=alert` lists them, the live page shows them and which fire now.
