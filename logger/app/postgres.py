@@ -162,6 +162,10 @@ CREATE TABLE rollups (
         + ROLLUPS_BACKFILL.replace("%", "%%"),
     ),
 ]
+MIGRATIONS.append(
+    # Records expire by arrival (received_ms), not by the sender's clock.
+    (5, "CREATE INDEX logs_received ON logs (received_ms)")
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 COLUMNS = (
@@ -233,6 +237,26 @@ UPDATE usage SET
     records = records - %s
 WHERE host = %s AND run_id = %s AND cycle = %s AND container_type = %s
 RETURNING records, time_ms
+"""
+# Retention takes records in arrival order, not by time: a run it touched is
+# dropped when none of its records is left, else its span is read back; a
+# minute it leaves in part may have lost its newest record.
+RUN_FORGET = """
+DELETE FROM runs WHERE host = %s AND run_id = %s AND NOT EXISTS (
+    SELECT 1 FROM logs WHERE coalesce(host, '') = %s AND run_id = %s)
+"""
+RUN_RESPAN = """
+UPDATE runs SET (first_ms, last_ms) = (
+    SELECT min(time_ms), max(time_ms) FROM logs
+    WHERE coalesce(host, '') = runs.host AND run_id = runs.run_id)
+WHERE host = %s AND run_id = %s
+"""
+ROLLUPS_RELAST = """
+UPDATE rollups SET last_ms = (
+    SELECT max(time_ms) FROM logs
+    WHERE coalesce(host, '') = rollups.host AND time_ms >= %s AND time_ms < %s + 60000
+      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert')
+WHERE minute_ms = %s AND host = %s AND container_type = %s
 """
 USAGE_FIRST_LEFT = """
 SELECT min(time_ms) FROM logs
@@ -478,12 +502,17 @@ class PostgresDatabase:
 
     # -- writes -----------------------------------------------------------------
 
-    def insert(self, records: Sequence[tuple[Record, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def insert(
+        self,
+        records: Sequence[tuple[Record, dict[str, Any]]],
+        received_ms: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Stores the records not stored yet, in one transaction; returns those
         it stored, after COMMIT."""
         if not records:
             return []
-        received_ms = int(time.time() * 1000)
+        if received_ms is None:  # given only by tests, to age records' arrival
+            received_ms = int(time.time() * 1000)
         rows = [
             _without_nul((*record_row(rec, raw, received_ms), rec.run_id or ""))
             for rec, raw in records
@@ -574,8 +603,8 @@ class PostgresDatabase:
         try:
             with self._pool.connection() as conn, conn.transaction():
                 rows = conn.execute(
-                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE time_ms < %s"
-                    " ORDER BY time_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
+                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE received_ms < %s"
+                    " ORDER BY received_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
                     " RETURNING time_ms, coalesce(host, ''), cycle, event, container_type,"
                     " memory_bytes, cpu_ratio, run_id",
                     (cut_ms, limit),
@@ -585,8 +614,11 @@ class PostgresDatabase:
                 gone = Summary()
                 for ms, host, cycle, event, ctype, memory, cpu, run in rows:
                     gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
-                self._subtract(conn, gone, after_ms=max(r[0] for r in rows))
-                conn.execute("DELETE FROM runs WHERE last_ms < %s AND run_id != ''", (cut_ms,))
+                times = [r[0] for r in rows]
+                self._subtract(conn, gone, min(times), max(times))
+                for host, run in sorted(gone.runs):
+                    conn.execute(RUN_FORGET, (host, run, host, run))
+                    conn.execute(RUN_RESPAN, (host, run))
                 self._notify(conn, 0, -1)  # no rows to show: the graphs' data changed
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
@@ -596,7 +628,9 @@ class PostgresDatabase:
         return len(rows)
 
     @staticmethod
-    def _subtract(conn: psycopg.Connection, gone: Summary, after_ms: int) -> None:
+    def _subtract(conn: psycopg.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
+        """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
+        arrival order, so not the oldest by time) out of the side tables."""
         for (host, run, cycle, ctype), acc in sorted(gone.usage.items()):
             _, mem, mem_n, cpu, cpu_n, records = acc
             left = conn.execute(
@@ -611,8 +645,9 @@ class PostgresDatabase:
                     " AND container_type = %s",
                     (host, run, cycle, ctype),
                 )
-            elif left[1] <= after_ms:
-                first = conn.execute(USAGE_FIRST_LEFT, (after_ms, host, cycle, ctype, run))
+            elif left[1] <= last_ms:
+                # What is left of the group is no older than the oldest taken.
+                first = conn.execute(USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run))
                 first_ms = first.fetchone()[0]
                 if first_ms is not None:
                     conn.execute(
@@ -624,6 +659,8 @@ class PostgresDatabase:
             conn.execute(dialect(ROLLUPS_SUBTRACT, True), subtract_args(key, acc))
         if gone.minutes:
             conn.execute(dialect(ROLLUPS_DROP_EMPTY, True), (max(k[0] for k in gone.minutes),))
+        for minute, host, ctype in sorted(gone.minutes):
+            conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
         # Taken from this backend's shard first, then any: the sum is what counts.
         for (event, ctype), n in sorted(gone.counts.items()):
             conn.execute(
