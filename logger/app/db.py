@@ -704,6 +704,21 @@ class Database:
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             self._convert_to_incremental_vacuum()
 
+    def _add_arrival_index(self) -> None:
+        """Schema 4 -> 5: retention by arrival reads (received_ms, id)."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in LOGS_INDEXES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     def _migrate(self, version: int) -> None:
         """Brings an older database (or a new file) to SCHEMA_VERSION, atomically.
 
@@ -711,6 +726,9 @@ class Database:
         after a gestor restart new cycles were added into old rows. It is
         rebuilt per run from the records, with the counters, runs and hosts.
         """
+        if version == 4:  # 5 only adds an index: no rebuild of the side tables
+            self._add_arrival_index()
+            return
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:

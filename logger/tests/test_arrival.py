@@ -6,6 +6,7 @@ them forever. Both engines."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,28 @@ def test_records_expire_by_arrival_not_by_their_own_time(
             assert left == [], (table, left)
     finally:
         db.close()
+
+
+def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> None:
+    """SQLite 4 -> 5 adds only the (received_ms, id) index: the side tables,
+    which a full migration rebuilds, are left as they were."""
+    path = tmp_path / "logs.sqlite3"
+    db = Database(path)
+    store(db, [record()], now_ms())
+    db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX logs_received")
+    # A mark only a rebuild from the records would wipe out.
+    conn.execute("UPDATE rollups SET records = 99")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+    Database(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+        index = "SELECT name FROM sqlite_master WHERE name = 'logs_received'"
+        assert conn.execute(index).fetchall() == [("logs_received",)]
+        assert conn.execute("SELECT records FROM rollups").fetchall() == [(99,)]
+    finally:
+        conn.close()
