@@ -326,15 +326,19 @@ RETURNING records, time_ms
 # the remaining ones come right after the deleted ones in time order.
 # Retention takes records in arrival order, not by time: a run it touched is
 # dropped when none of its records is left, else its span is read back.
-RUN_FORGET = f"""
-DELETE FROM runs WHERE host = ? AND run_id = ? AND NOT EXISTS (
-    SELECT 1 FROM logs WHERE coalesce(host, '') = ? AND {RUN_EXPR} = ?)
+RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = ? AND run_id = ?"
+# The run's earliest (latest) record left: what is left lies within the run's
+# old span, so the time index is walked from the old first (last) record and
+# stops at the run's first match: a few rows, not a scan of every record.
+RUN_FIRST_LEFT = f"""
+SELECT time_ms FROM logs INDEXED BY logs_time
+WHERE time_ms >= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
+ORDER BY time_ms LIMIT 1
 """
-RUN_RESPAN = f"""
-UPDATE runs SET (first_ms, last_ms) = (
-    SELECT min(time_ms), max(time_ms) FROM logs
-    WHERE coalesce(host, '') = runs.host AND {RUN_EXPR} = runs.run_id)
-WHERE host = ? AND run_id = ?
+RUN_LAST_LEFT = f"""
+SELECT time_ms FROM logs INDEXED BY logs_time
+WHERE time_ms <= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
+ORDER BY time_ms DESC LIMIT 1
 """
 USAGE_FIRST_LEFT = f"""
 SELECT min(time_ms) FROM (
@@ -945,8 +949,7 @@ class Database:
                 times = [r[1] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in gone.runs:
-                    conn.execute(RUN_FORGET, (host, run, host, run))
-                    conn.execute(RUN_RESPAN, (host, run))
+                    self._respan_run(conn, host, run)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -959,6 +962,23 @@ class Database:
                 self.counters.last_cycle = self.counters.last_cycle_ms = None
             self.generation += 1
             return len(rows)
+
+    @staticmethod
+    def _respan_run(conn: sqlite3.Connection, host: str, run: str) -> None:
+        """A run retention took records of: dropped when none is left, else
+        its span read back (records go in arrival order, not by time)."""
+        span = conn.execute(RUN_SPAN, (host, run)).fetchone()
+        if span is None:
+            return
+        first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
+        if first is None:
+            conn.execute("DELETE FROM runs WHERE host = ? AND run_id = ?", (host, run))
+            return
+        last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
+        conn.execute(
+            "UPDATE runs SET first_ms = ?, last_ms = ? WHERE host = ? AND run_id = ?",
+            (first[0], last[0] if last else first[0], host, run),
+        )
 
     @staticmethod
     def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:

@@ -241,15 +241,17 @@ RETURNING records, time_ms
 # Retention takes records in arrival order, not by time: a run it touched is
 # dropped when none of its records is left, else its span is read back; a
 # minute it leaves in part may have lost its newest record.
-RUN_FORGET = """
-DELETE FROM runs WHERE host = %s AND run_id = %s AND NOT EXISTS (
-    SELECT 1 FROM logs WHERE coalesce(host, '') = %s AND run_id = %s)
+RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = %s AND run_id = %s"
+# Walk the time index from the run's old first (last) record to its first
+# match: what is left lies within the old span, so a few rows are read, not
+# every record of the host.
+RUN_FIRST_LEFT = """
+SELECT time_ms FROM logs WHERE time_ms >= %s AND coalesce(host, '') = %s AND run_id = %s
+ORDER BY time_ms LIMIT 1
 """
-RUN_RESPAN = """
-UPDATE runs SET (first_ms, last_ms) = (
-    SELECT min(time_ms), max(time_ms) FROM logs
-    WHERE coalesce(host, '') = runs.host AND run_id = runs.run_id)
-WHERE host = %s AND run_id = %s
+RUN_LAST_LEFT = """
+SELECT time_ms FROM logs WHERE time_ms <= %s AND coalesce(host, '') = %s AND run_id = %s
+ORDER BY time_ms DESC LIMIT 1
 """
 ROLLUPS_RELAST = """
 UPDATE rollups SET last_ms = (
@@ -310,6 +312,23 @@ def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
+
+
+def _respan_run(conn: psycopg.Connection, host: str, run: str) -> None:
+    """A run retention took records of: dropped when none is left, else its
+    span read back (records go in arrival order, not by time)."""
+    span = conn.execute(RUN_SPAN, (host, run)).fetchone()
+    if span is None:
+        return
+    first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
+    if first is None:
+        conn.execute("DELETE FROM runs WHERE host = %s AND run_id = %s", (host, run))
+        return
+    last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
+    conn.execute(
+        "UPDATE runs SET first_ms = %s, last_ms = %s WHERE host = %s AND run_id = %s",
+        (first[0], last[0] if last else first[0], host, run),
+    )
 
 
 class PostgresDatabase:
@@ -617,8 +636,7 @@ class PostgresDatabase:
                 times = [r[0] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in sorted(gone.runs):
-                    conn.execute(RUN_FORGET, (host, run, host, run))
-                    conn.execute(RUN_RESPAN, (host, run))
+                    _respan_run(conn, host, run)
                 self._notify(conn, 0, -1)  # no rows to show: the graphs' data changed
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
