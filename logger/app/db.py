@@ -46,8 +46,8 @@ log = logging.getLogger("logger.db")
 
 # PRAGMA user_version of the current schema. 0: the first schema (usage keyed
 # by host, cycle and type; counters computed at start-up). 4: per-minute
-# rollups (ROLLUPS_SCHEMA).
-SCHEMA_VERSION = 4
+# rollups (ROLLUPS_SCHEMA). 5: records expire by arrival (logs_received).
+SCHEMA_VERSION = 5
 
 LOGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -79,6 +79,7 @@ CREATE INDEX IF NOT EXISTS logs_cid_time ON logs (container_id, time_ms);
 CREATE INDEX IF NOT EXISTS logs_host_time ON logs (host, time_ms);
 CREATE INDEX IF NOT EXISTS logs_host_cpu ON logs (time_ms, host_cpu_ratio)
     WHERE host_cpu_ratio IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_received ON logs (received_ms, id);
 """
 HOST_CPU_BACKFILL = """
 UPDATE logs SET host_cpu_ratio = json_extract(record, '$.details.host_cpu_ratio')
@@ -229,6 +230,15 @@ UPDATE rollups SET
 WHERE minute_ms = ? AND host = ? AND container_type = ?
 """
 ROLLUPS_DROP_EMPTY = "DELETE FROM rollups WHERE minute_ms <= ? AND records <= 0"
+# Retention takes records in arrival order, so a minute it leaves in part may
+# have lost its newest record: last_ms is read back from what is left.
+ROLLUPS_RELAST = """
+UPDATE rollups SET last_ms = (
+    SELECT max(time_ms) FROM logs
+    WHERE coalesce(host, '') = rollups.host AND time_ms >= ? AND time_ms < ? + 60000
+      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert')
+WHERE minute_ms = ? AND host = ? AND container_type = ?
+"""
 # Host totals: whole minutes from the rollups, the records of the partial
 # minute at the window's start from the records (at most one minute of them).
 HOST_TOTALS_ROLLUPS = """
@@ -314,6 +324,22 @@ RETURNING records, time_ms
 """
 # The earliest record left of a summary row whose first records were deleted;
 # the remaining ones come right after the deleted ones in time order.
+# Retention takes records in arrival order, not by time: a run it touched is
+# dropped when none of its records is left, else its span is read back.
+RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = ? AND run_id = ?"
+# The run's earliest (latest) record left: what is left lies within the run's
+# old span, so the time index is walked from the old first (last) record and
+# stops at the run's first match: a few rows, not a scan of every record.
+RUN_FIRST_LEFT = f"""
+SELECT time_ms FROM logs INDEXED BY logs_time
+WHERE time_ms >= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
+ORDER BY time_ms LIMIT 1
+"""
+RUN_LAST_LEFT = f"""
+SELECT time_ms FROM logs INDEXED BY logs_time
+WHERE time_ms <= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
+ORDER BY time_ms DESC LIMIT 1
+"""
 USAGE_FIRST_LEFT = f"""
 SELECT min(time_ms) FROM (
     SELECT time_ms FROM logs INDEXED BY logs_time
@@ -682,6 +708,21 @@ class Database:
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             self._convert_to_incremental_vacuum()
 
+    def _add_arrival_index(self) -> None:
+        """Schema 4 -> 5: retention by arrival reads (received_ms, id)."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in LOGS_INDEXES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     def _migrate(self, version: int) -> None:
         """Brings an older database (or a new file) to SCHEMA_VERSION, atomically.
 
@@ -689,6 +730,9 @@ class Database:
         after a gestor restart new cycles were added into old rows. It is
         rebuilt per run from the records, with the counters, runs and hosts.
         """
+        if version == 4:  # 5 only adds an index: no rebuild of the side tables
+            self._add_arrival_index()
+            return
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -767,7 +811,11 @@ class Database:
 
     # -- writes -------------------------------------------------------------
 
-    def insert(self, records: Sequence[tuple[Record, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def insert(
+        self,
+        records: Sequence[tuple[Record, dict[str, Any]]],
+        received_ms: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Stores the records not stored yet; returns those it stored.
 
         Returns only after the transaction holding them has committed (durable
@@ -776,7 +824,8 @@ class Database:
         request undoes only its own records), under a single COMMIT, so
         concurrent senders share the fsync.
         """
-        received_ms = int(time.time() * 1000)
+        if received_ms is None:  # given only by tests, to age records' arrival
+            received_ms = int(time.time() * 1000)
         job = _Job(records, [record_row(rec, raw, received_ms) for rec, raw in records])
         with self._pending_lock:
             self._pending.append(job)
@@ -883,8 +932,8 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
                 rows = conn.execute(
                     f"SELECT rowid, time_ms, coalesce(host, ''), cycle, event, container_type,"
-                    f" memory_bytes, cpu_ratio, {RUN_EXPR} FROM logs INDEXED BY logs_time"
-                    " WHERE time_ms < ? ORDER BY time_ms LIMIT ?",
+                    f" memory_bytes, cpu_ratio, {RUN_EXPR} FROM logs INDEXED BY logs_received"
+                    " WHERE received_ms < ? ORDER BY received_ms LIMIT ?",
                     (cut_ms, limit),
                 ).fetchall()
                 if not rows:
@@ -897,8 +946,10 @@ class Database:
                     "DELETE FROM logs WHERE rowid IN (SELECT value FROM json_each(?))",
                     (json.dumps([r[0] for r in rows]),),
                 )
-                self._subtract(conn, gone, after_ms=rows[-1][1])
-                conn.execute("DELETE FROM runs WHERE last_ms < ? AND run_id != ''", (cut_ms,))
+                times = [r[1] for r in rows]
+                self._subtract(conn, gone, min(times), max(times))
+                for host, run in gone.runs:
+                    self._respan_run(conn, host, run)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -913,7 +964,26 @@ class Database:
             return len(rows)
 
     @staticmethod
-    def _subtract(conn: sqlite3.Connection, gone: Summary, after_ms: int) -> None:
+    def _respan_run(conn: sqlite3.Connection, host: str, run: str) -> None:
+        """A run retention took records of: dropped when none is left, else
+        its span read back (records go in arrival order, not by time)."""
+        span = conn.execute(RUN_SPAN, (host, run)).fetchone()
+        if span is None:
+            return
+        first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
+        if first is None:
+            conn.execute("DELETE FROM runs WHERE host = ? AND run_id = ?", (host, run))
+            return
+        last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
+        conn.execute(
+            "UPDATE runs SET first_ms = ?, last_ms = ? WHERE host = ? AND run_id = ?",
+            (first[0], last[0] if last else first[0], host, run),
+        )
+
+    @staticmethod
+    def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
+        """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
+        arrival order, so not the oldest by time) out of the side tables."""
         for (host, run, cycle, ctype), acc in gone.usage.items():
             _, mem, mem_n, cpu, cpu_n, records = acc
             left = conn.execute(
@@ -928,9 +998,11 @@ class Database:
                     " AND container_type = ?",
                     (host, run, cycle, ctype),
                 )
-            elif left[1] <= after_ms:
+            elif left[1] <= last_ms:
+                # Whatever is left of the group is no older than its old
+                # first record, so no older than the oldest taken.
                 first = conn.execute(
-                    USAGE_FIRST_LEFT, (after_ms, host, cycle, ctype, run)
+                    USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run)
                 ).fetchone()[0]
                 if first is not None:
                     conn.execute(
@@ -948,6 +1020,8 @@ class Database:
             conn.execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
         if gone.minutes:
             conn.execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
+        for minute, host, ctype in gone.minutes:
+            conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
 
     def delete_before(
         self,

@@ -162,6 +162,10 @@ CREATE TABLE rollups (
         + ROLLUPS_BACKFILL.replace("%", "%%"),
     ),
 ]
+MIGRATIONS.append(
+    # Records expire by arrival (received_ms), not by the sender's clock.
+    (5, "CREATE INDEX logs_received ON logs (received_ms)")
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 COLUMNS = (
@@ -234,6 +238,28 @@ UPDATE usage SET
 WHERE host = %s AND run_id = %s AND cycle = %s AND container_type = %s
 RETURNING records, time_ms
 """
+# Retention takes records in arrival order, not by time: a run it touched is
+# dropped when none of its records is left, else its span is read back; a
+# minute it leaves in part may have lost its newest record.
+RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = %s AND run_id = %s"
+# Walk the time index from the run's old first (last) record to its first
+# match: what is left lies within the old span, so a few rows are read, not
+# every record of the host.
+RUN_FIRST_LEFT = """
+SELECT time_ms FROM logs WHERE time_ms >= %s AND coalesce(host, '') = %s AND run_id = %s
+ORDER BY time_ms LIMIT 1
+"""
+RUN_LAST_LEFT = """
+SELECT time_ms FROM logs WHERE time_ms <= %s AND coalesce(host, '') = %s AND run_id = %s
+ORDER BY time_ms DESC LIMIT 1
+"""
+ROLLUPS_RELAST = """
+UPDATE rollups SET last_ms = (
+    SELECT max(time_ms) FROM logs
+    WHERE coalesce(host, '') = rollups.host AND time_ms >= %s AND time_ms < %s + 60000
+      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert')
+WHERE minute_ms = %s AND host = %s AND container_type = %s
+"""
 USAGE_FIRST_LEFT = """
 SELECT min(time_ms) FROM logs
 WHERE time_ms >= %s AND coalesce(host, '') = %s AND cycle = %s AND container_type = %s
@@ -286,6 +312,23 @@ def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
+
+
+def _respan_run(conn: psycopg.Connection, host: str, run: str) -> None:
+    """A run retention took records of: dropped when none is left, else its
+    span read back (records go in arrival order, not by time)."""
+    span = conn.execute(RUN_SPAN, (host, run)).fetchone()
+    if span is None:
+        return
+    first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
+    if first is None:
+        conn.execute("DELETE FROM runs WHERE host = %s AND run_id = %s", (host, run))
+        return
+    last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
+    conn.execute(
+        "UPDATE runs SET first_ms = %s, last_ms = %s WHERE host = %s AND run_id = %s",
+        (first[0], last[0] if last else first[0], host, run),
+    )
 
 
 class PostgresDatabase:
@@ -478,12 +521,17 @@ class PostgresDatabase:
 
     # -- writes -----------------------------------------------------------------
 
-    def insert(self, records: Sequence[tuple[Record, dict[str, Any]]]) -> list[dict[str, Any]]:
+    def insert(
+        self,
+        records: Sequence[tuple[Record, dict[str, Any]]],
+        received_ms: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Stores the records not stored yet, in one transaction; returns those
         it stored, after COMMIT."""
         if not records:
             return []
-        received_ms = int(time.time() * 1000)
+        if received_ms is None:  # given only by tests, to age records' arrival
+            received_ms = int(time.time() * 1000)
         rows = [
             _without_nul((*record_row(rec, raw, received_ms), rec.run_id or ""))
             for rec, raw in records
@@ -574,8 +622,8 @@ class PostgresDatabase:
         try:
             with self._pool.connection() as conn, conn.transaction():
                 rows = conn.execute(
-                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE time_ms < %s"
-                    " ORDER BY time_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
+                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE received_ms < %s"
+                    " ORDER BY received_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
                     " RETURNING time_ms, coalesce(host, ''), cycle, event, container_type,"
                     " memory_bytes, cpu_ratio, run_id",
                     (cut_ms, limit),
@@ -585,8 +633,10 @@ class PostgresDatabase:
                 gone = Summary()
                 for ms, host, cycle, event, ctype, memory, cpu, run in rows:
                     gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
-                self._subtract(conn, gone, after_ms=max(r[0] for r in rows))
-                conn.execute("DELETE FROM runs WHERE last_ms < %s AND run_id != ''", (cut_ms,))
+                times = [r[0] for r in rows]
+                self._subtract(conn, gone, min(times), max(times))
+                for host, run in sorted(gone.runs):
+                    _respan_run(conn, host, run)
                 self._notify(conn, 0, -1)  # no rows to show: the graphs' data changed
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
@@ -596,7 +646,9 @@ class PostgresDatabase:
         return len(rows)
 
     @staticmethod
-    def _subtract(conn: psycopg.Connection, gone: Summary, after_ms: int) -> None:
+    def _subtract(conn: psycopg.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
+        """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
+        arrival order, so not the oldest by time) out of the side tables."""
         for (host, run, cycle, ctype), acc in sorted(gone.usage.items()):
             _, mem, mem_n, cpu, cpu_n, records = acc
             left = conn.execute(
@@ -611,8 +663,9 @@ class PostgresDatabase:
                     " AND container_type = %s",
                     (host, run, cycle, ctype),
                 )
-            elif left[1] <= after_ms:
-                first = conn.execute(USAGE_FIRST_LEFT, (after_ms, host, cycle, ctype, run))
+            elif left[1] <= last_ms:
+                # What is left of the group is no older than the oldest taken.
+                first = conn.execute(USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run))
                 first_ms = first.fetchone()[0]
                 if first_ms is not None:
                     conn.execute(
@@ -624,6 +677,8 @@ class PostgresDatabase:
             conn.execute(dialect(ROLLUPS_SUBTRACT, True), subtract_args(key, acc))
         if gone.minutes:
             conn.execute(dialect(ROLLUPS_DROP_EMPTY, True), (max(k[0] for k in gone.minutes),))
+        for minute, host, ctype in sorted(gone.minutes):
+            conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
         # Taken from this backend's shard first, then any: the sum is what counts.
         for (event, ctype), n in sorted(gone.counts.items()):
             conn.execute(

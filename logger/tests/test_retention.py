@@ -23,11 +23,11 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 
 
-def insert(db: Database, records: list[dict]) -> int:
+def insert(db: Database, records: list[dict], received_ms: int | None = None) -> int:
     stored = 0
     for start in range(0, len(records), 500):
         chunk = records[start : start + 500]
-        stored += len(db.insert(parse_records(json.dumps(chunk).encode())))
+        stored += len(db.insert(parse_records(json.dumps(chunk).encode()), received_ms))
     return stored
 
 
@@ -115,16 +115,21 @@ def test_a_retention_pass_deletes_in_batches_and_keeps_every_summary_exact(tmp_p
     path = tmp_path / "logs.sqlite3"
     db = Database(path)
     try:
+        # Retention goes by arrival: the first run's later half arrived early
+        # (it goes), its first half late (it stays), so the records taken are
+        # not the oldest by time and the side tables must be read back.
         old = simulate(T0 - 3 * DAY, 120, per_type=3, seed=1, run_id="a" * 32)
-        # A cycle whose records straddle the cut: its first records go, the rest stay.
+        early, late = old[len(old) // 2 :], old[: len(old) // 2]
+        # A cycle whose records straddle a minute: some arrived before the cut.
         straddle = simulate(T0 - DAY - 5, 1, per_type=3, seed=2, run_id="b" * 32)
         new = simulate(T0, 60, per_type=3, seed=3, run_id="b" * 32)
         legacy = simulate(T0 - 2 * DAY, 30, per_type=1, seed=4, host="legacy")
-        insert(db, old + straddle + new + legacy)
-        total = db.counters.total
         cut = T0 - DAY
+        insert(db, early + straddle[:4] + legacy, received_ms=cut - 1)
+        insert(db, late + straddle[4:] + new, received_ms=T0)
+        total = db.counters.total
         deleted, batches = db.delete_before(cut, batch=250)
-        old_count = sum(1 for r in [*old, *straddle, *legacy] if rfc3339_ms(r["time"]) < cut)
+        old_count = len(early) + 4 + len(legacy)
         assert deleted == old_count
         assert batches >= old_count // 250
         assert db.counters.total == total - deleted
@@ -135,12 +140,6 @@ def test_a_retention_pass_deletes_in_batches_and_keeps_every_summary_exact(tmp_p
         db.close()
 
 
-def rfc3339_ms(text: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def test_deleted_space_is_given_back(tmp_path: Path):
     path = tmp_path / "logs.sqlite3"
     db = Database(path)
@@ -148,8 +147,8 @@ def test_deleted_space_is_given_back(tmp_path: Path):
         assert db._writer.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         padding = "x" * 2000
         old = [record(time=rfc3339(T0 - DAY + i), reason=padding) for i in range(2000)]
-        insert(db, old)
-        insert(db, [record(time=rfc3339(T0))])
+        insert(db, old, received_ms=T0 - DAY)
+        insert(db, [record(time=rfc3339(T0))], received_ms=T0)
         db.checkpoint()
         size_before = path.stat().st_size
         assert db.delete_before(T0 - 1, batch=500)[0] == 2000
@@ -171,8 +170,15 @@ def test_the_background_task_applies_logger_retention(tmp_path: Path):
         "LOGGER_RETENTION_INTERVAL_SECONDS": "0.2",
         "LOGGER_RETENTION_BATCH": "300",
     }
+    # The old run arrived 3 hours ago (retention goes by arrival).
+    (tmp_path / "data").mkdir()
+    before = Database(tmp_path / "data" / "logs.sqlite3")
+    try:
+        assert insert(before, old, received_ms=now - 3 * HOUR) == len(old)
+    finally:
+        before.close()
     with Server(tmp_path / "data", **env) as server:
-        r = httpx.post(server.url + "/logs", json=old + recent, timeout=60)
+        r = httpx.post(server.url + "/logs", json=recent, timeout=60)
         assert r.status_code == 200
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
