@@ -122,16 +122,20 @@ for = "4s"
 max_per_episode = 2
 "#,
     );
-    // Five busy containers, one worker each: more runnable tasks than the
-    // machine's cores, so some task is always waiting for a CPU. Their CPU
-    // shares tell them apart under that contention: the first gets most.
+    // Five busy containers, one worker each, all on CPU 0: some task is
+    // always waiting for that CPU. Sharing one run queue, their CPU shares
+    // order what each gets (35, 26, 18, 13 and 9 % of it; with the first
+    // gone, 40, 27, 20 and 13 %). Neither shares spread over two CPUs (two
+    // containers alone on one CPU split it whatever their shares, as a CI
+    // run once saw) nor worker counts (the scheduler is fair between
+    // containers' cgroups, not tasks) would order them.
     let mut names = Vec::new();
     for shares in ["1024", "768", "512", "384", "256"] {
         let name = unique("cpu");
         let id = scope.run_with(
             &name,
             &["gestor.managed=true", "gestor.type=cpu"],
-            &["--cpus", "1", "--cpu-shares", shares],
+            &["--cpus", "1", "--cpuset-cpus", "0", "--cpu-shares", shares],
             "stress --cpu 1",
         );
         names.push((name, id));
