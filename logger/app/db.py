@@ -327,18 +327,16 @@ RETURNING records, time_ms
 # Retention takes records in arrival order, not by time: a run it touched is
 # dropped when none of its records is left, else its span is read back.
 RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = ? AND run_id = ?"
+RUN_DELETE = "DELETE FROM runs WHERE host = ? AND run_id = ?"
+RUN_RESPAN = "UPDATE runs SET first_ms = ?, last_ms = ? WHERE host = ? AND run_id = ?"
 # The run's earliest (latest) record left: what is left lies within the run's
 # old span, so the time index is walked from the old first (last) record and
 # stops at the run's first match: a few rows, not a scan of every record.
-RUN_FIRST_LEFT = f"""
+# {run}: the run's column (PostgreSQL) or RUN_EXPR (SQLite).
+RUN_LEFT = """
 SELECT time_ms FROM logs INDEXED BY logs_time
-WHERE time_ms >= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
-ORDER BY time_ms LIMIT 1
-"""
-RUN_LAST_LEFT = f"""
-SELECT time_ms FROM logs INDEXED BY logs_time
-WHERE time_ms <= ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
-ORDER BY time_ms DESC LIMIT 1
+WHERE time_ms {cmp} ? AND coalesce(host, '') = ? AND {run} = ?
+ORDER BY time_ms {order} LIMIT 1
 """
 USAGE_FIRST_LEFT = f"""
 SELECT min(time_ms) FROM (
@@ -949,7 +947,7 @@ class Database:
                 times = [r[1] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in gone.runs:
-                    self._respan_run(conn, host, run)
+                    respan_run(conn, host, run, RUN_EXPR)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -962,23 +960,6 @@ class Database:
                 self.counters.last_cycle = self.counters.last_cycle_ms = None
             self.generation += 1
             return len(rows)
-
-    @staticmethod
-    def _respan_run(conn: sqlite3.Connection, host: str, run: str) -> None:
-        """A run retention took records of: dropped when none is left, else
-        its span read back (records go in arrival order, not by time)."""
-        span = conn.execute(RUN_SPAN, (host, run)).fetchone()
-        if span is None:
-            return
-        first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
-        if first is None:
-            conn.execute("DELETE FROM runs WHERE host = ? AND run_id = ?", (host, run))
-            return
-        last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
-        conn.execute(
-            "UPDATE runs SET first_ms = ?, last_ms = ? WHERE host = ? AND run_id = ?",
-            (first[0], last[0] if last else first[0], host, run),
-        )
 
     @staticmethod
     def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
@@ -1225,6 +1206,27 @@ def run(conn: Any, sql: str, args: Sequence[Any] = ()) -> list[Any]:
     """Runs a query of the shared layer on either engine's connection."""
     postgres = not isinstance(conn, sqlite3.Connection)
     return conn.execute(dialect(sql, postgres), list(args)).fetchall()
+
+
+def respan_run(conn: Any, host: str, run_id: str, run_column: str) -> None:
+    """A run retention took records of, on either engine: dropped when none
+    is left, else its span read back (records go in arrival order, not by
+    time). ``run_column``: how the engine's ``logs`` names a record's run."""
+    postgres = not isinstance(conn, sqlite3.Connection)
+    span = run(conn, RUN_SPAN, (host, run_id))
+    if not span:
+        return
+    first_ms, last_ms = span[0]
+    left = RUN_LEFT.replace("{run}", run_column)
+    first = run(conn, left.format(cmp=">=", order="ASC"), (first_ms, host, run_id))
+    if not first:
+        conn.execute(dialect(RUN_DELETE, postgres), (host, run_id))
+        return
+    last = run(conn, left.format(cmp="<=", order="DESC"), (last_ms, host, run_id))
+    conn.execute(
+        dialect(RUN_RESPAN, postgres),
+        (first[0][0], last[0][0] if last else first[0][0], host, run_id),
+    )
 
 
 def usage_series(

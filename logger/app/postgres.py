@@ -49,6 +49,7 @@ from .db import (
     host_totals,
     kill_series,
     record_row,
+    respan_run,
     rollup_args,
     runs,
     subtract_args,
@@ -241,18 +242,6 @@ RETURNING records, time_ms
 # Retention takes records in arrival order, not by time: a run it touched is
 # dropped when none of its records is left, else its span is read back; a
 # minute it leaves in part may have lost its newest record.
-RUN_SPAN = "SELECT first_ms, last_ms FROM runs WHERE host = %s AND run_id = %s"
-# Walk the time index from the run's old first (last) record to its first
-# match: what is left lies within the old span, so a few rows are read, not
-# every record of the host.
-RUN_FIRST_LEFT = """
-SELECT time_ms FROM logs WHERE time_ms >= %s AND coalesce(host, '') = %s AND run_id = %s
-ORDER BY time_ms LIMIT 1
-"""
-RUN_LAST_LEFT = """
-SELECT time_ms FROM logs WHERE time_ms <= %s AND coalesce(host, '') = %s AND run_id = %s
-ORDER BY time_ms DESC LIMIT 1
-"""
 ROLLUPS_RELAST = """
 UPDATE rollups SET last_ms = (
     SELECT max(time_ms) FROM logs
@@ -312,23 +301,6 @@ def _without_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
-
-
-def _respan_run(conn: psycopg.Connection, host: str, run: str) -> None:
-    """A run retention took records of: dropped when none is left, else its
-    span read back (records go in arrival order, not by time)."""
-    span = conn.execute(RUN_SPAN, (host, run)).fetchone()
-    if span is None:
-        return
-    first = conn.execute(RUN_FIRST_LEFT, (span[0], host, run)).fetchone()
-    if first is None:
-        conn.execute("DELETE FROM runs WHERE host = %s AND run_id = %s", (host, run))
-        return
-    last = conn.execute(RUN_LAST_LEFT, (span[1], host, run)).fetchone()
-    conn.execute(
-        "UPDATE runs SET first_ms = %s, last_ms = %s WHERE host = %s AND run_id = %s",
-        (first[0], last[0] if last else first[0], host, run),
-    )
 
 
 class PostgresDatabase:
@@ -636,7 +608,7 @@ class PostgresDatabase:
                 times = [r[0] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in sorted(gone.runs):
-                    _respan_run(conn, host, run)
+                    respan_run(conn, host, run, "run_id")
                 self._notify(conn, 0, -1)  # no rows to show: the graphs' data changed
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
