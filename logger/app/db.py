@@ -6,16 +6,19 @@ wait for writes (WAL). A request is acknowledged only after its transaction has
 committed, and with ``synchronous=FULL`` a commit returns only after the WAL
 has been fsync'ed: an acknowledged record survives ``kill -9`` and power loss.
 
-Besides the records, four small tables are kept in the records' own
+Besides the records, five small tables are kept in the records' own
 transactions, so they are exactly as durable and never count a duplicate:
 
 - ``usage``: per host, gestor run, cycle and container type, the summed memory
-  and CPU of that type's containers (the graphs read it, not the records);
+  and CPU of that type's containers (which cycles reported each type: the
+  graphs' divisor, counted into ``rollups``);
 - ``counts``: records per (event, container type), so start-up reads a few
   rows instead of counting the whole table;
 - ``runs``: first and last record time of every gestor run (graph markers);
 - ``hosts``: when each host's last record was received (``/metrics``); only
-  gestor's records count, not alerts (event ``alert``, see alerts.py).
+  gestor's records count, not alerts (event ``alert``, see alerts.py);
+- ``rollups``: per minute, host and type, what the records add up to: the
+  host totals and the graphs read these (ROLLUPS_SCHEMA).
 
 Retention deletes old records in small batches and subtracts them from these
 tables in the same transaction.
@@ -47,7 +50,8 @@ log = logging.getLogger("logger.db")
 # PRAGMA user_version of the current schema. 0: the first schema (usage keyed
 # by host, cycle and type; counters computed at start-up). 4: per-minute
 # rollups (ROLLUPS_SCHEMA). 5: records expire by arrival (logs_received).
-SCHEMA_VERSION = 5
+# 6: the graphs read the rollups too (cycles per type, the host CPU line).
+SCHEMA_VERSION = 6
 
 LOGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -69,16 +73,14 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 """
 # host_cpu_ratio: a cycle record's details.host_cpu_ratio (the CPU graph's
-# host line), so that graph reads one small partial index, not every cycle
-# record's JSON. Added to the first schema's table by the migration.
+# host line, summed per minute in the rollups), a column so that a migration
+# backfills the rollups without parsing every cycle record's JSON.
 LOGS_INDEXES = """
 CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ms, id);
 CREATE INDEX IF NOT EXISTS logs_event_time ON logs (event, time_ms);
 CREATE INDEX IF NOT EXISTS logs_name_time ON logs (container_name, time_ms);
 CREATE INDEX IF NOT EXISTS logs_cid_time ON logs (container_id, time_ms);
 CREATE INDEX IF NOT EXISTS logs_host_time ON logs (host, time_ms);
-CREATE INDEX IF NOT EXISTS logs_host_cpu ON logs (time_ms, host_cpu_ratio)
-    WHERE host_cpu_ratio IS NOT NULL;
 CREATE INDEX IF NOT EXISTS logs_received ON logs (received_ms, id);
 """
 HOST_CPU_BACKFILL = """
@@ -104,8 +106,6 @@ CREATE TABLE usage (
     records        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (host, run_id, cycle, container_type)
 ) WITHOUT ROWID;
-CREATE INDEX usage_time ON usage
-    (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
 CREATE TABLE counts (
     event          TEXT NOT NULL,
     container_type TEXT NOT NULL,
@@ -161,9 +161,13 @@ BACKFILL = [
 ]
 
 # Per minute, host and container type ('' for records without one), what
-# gestor's records (alerts left out) add up to: the host totals read these
-# rows, so their cost grows with minutes x hosts, not with records. Written in
-# the records' transaction like the other side tables.
+# gestor's records (alerts left out) add up to: the host totals and the graphs
+# read these rows, so their cost grows with minutes x hosts, not with records.
+# Written in the records' transaction like the other side tables.
+# memory_cycles, cpu_cycles: how many (host, run, cycle) usage rows that
+# started in the minute have a memory (CPU) figure for the type, the divisor
+# of "the mean over cycles of the type's total"; host_cpu_sum, host_cpu_n: the
+# cycle records' host CPU ratios (the CPU graph's host line, '' rows only).
 ROLLUPS_SCHEMA = """
 CREATE TABLE rollups (
     minute_ms      INTEGER NOT NULL,
@@ -180,13 +184,19 @@ CREATE TABLE rollups (
     cpu_sum        REAL NOT NULL DEFAULT 0,
     cpu_n          INTEGER NOT NULL DEFAULT 0,
     last_ms        INTEGER NOT NULL,
+    host_cpu_sum   REAL NOT NULL DEFAULT 0,
+    host_cpu_n     INTEGER NOT NULL DEFAULT 0,
+    memory_cycles  INTEGER NOT NULL DEFAULT 0,
+    cpu_cycles     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (minute_ms, host, container_type)
-)
+) WITHOUT ROWID
 """
 MINUTE_MS = 60_000
 _IS_USAGE = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
+# Schema 4's rollups (the columns up to last_ms), from the records.
 ROLLUPS_BACKFILL = f"""
-INSERT INTO rollups
+INSERT INTO rollups (minute_ms, host, container_type, records, cycles, kills, kill_failed,
+                     errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, last_ms)
 SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, ''), count(*),
        sum(CASE WHEN event = 'cycle' THEN 1 ELSE 0 END),
        sum(CASE WHEN event = 'kill' THEN 1 ELSE 0 END),
@@ -200,10 +210,31 @@ SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, '
        max(time_ms)
 FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3
 """
+# Schema 6's columns: the host CPU line from the cycle records, the cycles
+# per type from the usage rows (both engines run these, after the above).
+ROLLUPS_BACKFILL_6 = [
+    """
+UPDATE rollups SET host_cpu_sum = s.total, host_cpu_n = s.n
+FROM (SELECT (time_ms / 60000) * 60000 AS m, coalesce(host, '') AS h,
+             sum(host_cpu_ratio) AS total, count(*) AS n
+      FROM logs WHERE event = 'cycle' AND host_cpu_ratio BETWEEN 0 AND 1 GROUP BY 1, 2) AS s
+WHERE rollups.minute_ms = s.m AND rollups.host = s.h AND rollups.container_type = ''
+""",
+    """
+INSERT INTO rollups (minute_ms, host, container_type, memory_cycles, cpu_cycles, last_ms)
+SELECT (time_ms / 60000) * 60000, host, container_type,
+       sum(CASE WHEN memory_n > 0 THEN 1 ELSE 0 END), sum(CASE WHEN cpu_n > 0 THEN 1 ELSE 0 END),
+       max(time_ms)
+FROM usage WHERE true GROUP BY 1, 2, 3
+ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
+    memory_cycles = excluded.memory_cycles, cpu_cycles = excluded.cpu_cycles
+""",
+]
 ROLLUPS_UPSERT = """
 INSERT INTO rollups (minute_ms, host, container_type, records, cycles, kills, kill_failed,
-                     errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, last_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, host_cpu_sum,
+                     host_cpu_n, memory_cycles, cpu_cycles, last_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
     records = records + excluded.records,
     cycles = cycles + excluded.cycles,
@@ -215,6 +246,10 @@ ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
     memory_n = memory_n + excluded.memory_n,
     cpu_sum = cpu_sum + excluded.cpu_sum,
     cpu_n = cpu_n + excluded.cpu_n,
+    host_cpu_sum = host_cpu_sum + excluded.host_cpu_sum,
+    host_cpu_n = host_cpu_n + excluded.host_cpu_n,
+    memory_cycles = memory_cycles + excluded.memory_cycles,
+    cpu_cycles = cpu_cycles + excluded.cpu_cycles,
     last_ms = max(last_ms, excluded.last_ms)
 """
 # Retention deletes the oldest records first: a minute it leaves in part
@@ -226,17 +261,23 @@ UPDATE rollups SET
     memory_sum = CASE WHEN memory_n = ? THEN 0 ELSE memory_sum - ? END,
     memory_n = memory_n - ?,
     cpu_sum = CASE WHEN cpu_n = ? THEN 0 ELSE cpu_sum - ? END,
-    cpu_n = cpu_n - ?
+    cpu_n = cpu_n - ?,
+    host_cpu_sum = CASE WHEN host_cpu_n = ? THEN 0 ELSE host_cpu_sum - ? END,
+    host_cpu_n = host_cpu_n - ?,
+    memory_cycles = memory_cycles - ?, cpu_cycles = cpu_cycles - ?
 WHERE minute_ms = ? AND host = ? AND container_type = ?
 """
-ROLLUPS_DROP_EMPTY = "DELETE FROM rollups WHERE minute_ms <= ? AND records <= 0"
+ROLLUPS_DROP_EMPTY = (
+    "DELETE FROM rollups WHERE minute_ms <= ? AND records <= 0"
+    " AND memory_cycles <= 0 AND cpu_cycles <= 0"
+)
 # Retention takes records in arrival order, so a minute it leaves in part may
 # have lost its newest record: last_ms is read back from what is left.
 ROLLUPS_RELAST = """
-UPDATE rollups SET last_ms = (
+UPDATE rollups SET last_ms = coalesce((
     SELECT max(time_ms) FROM logs
     WHERE coalesce(host, '') = rollups.host AND time_ms >= ? AND time_ms < ? + 60000
-      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert')
+      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert'), last_ms)
 WHERE minute_ms = ? AND host = ? AND container_type = ?
 """
 # Host totals: whole minutes from the rollups, the records of the partial
@@ -246,14 +287,43 @@ SELECT host, sum(records), sum(cycles), sum(kills), sum(kill_failed), sum(errors
 FROM rollups WHERE minute_ms >= ? GROUP BY 1 ORDER BY 1"""
 
 
+# A minute's accumulator (Summary.minutes): the rollups' columns in
+# ROLLUPS_UPSERT's order after the key, last_ms last.
+(M_RECORDS, M_CYCLES, M_KILLS, M_FAILED, M_ERRORS, M_REMOVALS, M_MEMORY, M_MEMORY_N, M_CPU,
+ M_CPU_N, M_HOST_CPU, M_HOST_CPU_N, M_MEMORY_CYCLES, M_CPU_CYCLES, M_LAST) = range(15)  # fmt: skip
+
+
+def new_minute(time_ms: int) -> list[Any]:
+    return [0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0, 0.0, 0, 0, 0, time_ms]
+
+
 def rollup_args(key: tuple[int, str, str], acc: list[Any]) -> tuple[Any, ...]:
     return (*key, *acc)
 
 
 def subtract_args(key: tuple[int, str, str], acc: list[Any]) -> tuple[Any, ...]:
-    records, cycles, kills, failed, errors, removals, mem, mem_n, cpu, cpu_n, _ = acc
+    (records, cycles, kills, failed, errors, removals, mem, mem_n, cpu, cpu_n, host_cpu,
+     host_cpu_n, mem_cycles, cpu_cycles, _) = acc  # fmt: skip
     return (records, cycles, kills, failed, errors, removals,
-            mem_n, mem, mem_n, cpu_n, cpu, cpu_n, *key)  # fmt: skip
+            mem_n, mem, mem_n, cpu_n, cpu, cpu_n, host_cpu_n, host_cpu, host_cpu_n,
+            mem_cycles, cpu_cycles, *key)  # fmt: skip
+
+
+def cycle_changes(before_n: int, after_n: int) -> int:
+    """+1 when a usage row gains its first figure of a kind, -1 when it
+    loses its last: what the rollups' cycle count of its minute changes by."""
+    return (after_n > 0) - (before_n > 0)
+
+
+def build_rollups(conn: sqlite3.Connection) -> None:
+    """The rollups table made and filled from the records and the usage rows;
+    the indexes the graphs read before schema 6 dropped."""
+    conn.execute(ROLLUPS_SCHEMA)
+    conn.execute(ROLLUPS_BACKFILL)
+    for statement in ROLLUPS_BACKFILL_6:
+        conn.execute(statement)
+    conn.execute("DROP INDEX IF EXISTS logs_host_cpu")
+    conn.execute("DROP INDEX IF EXISTS usage_time")
 
 
 def merge_host_totals(
@@ -288,6 +358,7 @@ ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
     cpu_sum = cpu_sum + excluded.cpu_sum,
     cpu_n = cpu_n + excluded.cpu_n,
     records = records + excluded.records
+RETURNING memory_n, cpu_n, time_ms
 """
 COUNTS_UPSERT = """
 INSERT INTO counts (event, container_type, n) VALUES (?, ?, ?)
@@ -320,7 +391,7 @@ UPDATE usage SET
     cpu_n = cpu_n - ?,
     records = records - ?
 WHERE host = ? AND run_id = ? AND cycle = ? AND container_type = ?
-RETURNING records, time_ms
+RETURNING records, time_ms, memory_n, cpu_n
 """
 # The earliest record left of a summary row whose first records were deleted;
 # the remaining ones come right after the deleted ones in time order.
@@ -520,6 +591,7 @@ class Summary:
         time_ms: int,
         memory: int | None,
         cpu: float | None,
+        host_cpu: float | None = None,
     ) -> None:
         key = (event, ctype or "")
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -538,7 +610,7 @@ class Summary:
                 acc[4] += 1
             acc[5] += 1
         if event != "alert":
-            self._add_minute(host, event, ctype, time_ms, memory, cpu)
+            self._add_minute(host, event, ctype, time_ms, memory, cpu, host_cpu)
 
     def _add_minute(
         self,
@@ -548,23 +620,52 @@ class Summary:
         time_ms: int,
         memory: int | None,
         cpu: float | None,
+        host_cpu: float | None,
     ) -> None:
-        key = (time_ms - time_ms % MINUTE_MS, host, ctype or "")
-        acc = self.minutes.setdefault(key, [0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0, time_ms])
-        acc[0] += 1
-        acc[1] += event == "cycle"
-        acc[2] += event == "kill"
-        acc[3] += event == "kill_failed"
-        acc[4] += event == "error"
-        acc[5] += event == "remove"
+        acc = self.minute(time_ms, host, ctype or "")
+        acc[M_RECORDS] += 1
+        acc[M_CYCLES] += event == "cycle"
+        acc[M_KILLS] += event == "kill"
+        acc[M_FAILED] += event == "kill_failed"
+        acc[M_ERRORS] += event == "error"
+        acc[M_REMOVALS] += event == "remove"
         if event in USAGE_EVENTS:
             if memory is not None:
-                acc[6] += float(memory)
-                acc[7] += 1
+                acc[M_MEMORY] += float(memory)
+                acc[M_MEMORY_N] += 1
             if cpu is not None:
-                acc[8] += cpu
-                acc[9] += 1
-        acc[10] = max(acc[10], time_ms)
+                acc[M_CPU] += cpu
+                acc[M_CPU_N] += 1
+        if event == "cycle" and host_cpu is not None and 0 <= host_cpu <= 1:
+            acc[M_HOST_CPU] += host_cpu
+            acc[M_HOST_CPU_N] += 1
+
+    def minute(self, time_ms: int, host: str, ctype: str) -> list[Any]:
+        """The accumulator of the minute holding ``time_ms``, made on first use."""
+        acc = self.minutes.setdefault(
+            (time_ms - time_ms % MINUTE_MS, host, ctype), new_minute(time_ms)
+        )
+        acc[M_LAST] = max(acc[M_LAST], time_ms)
+        return acc
+
+    def move_cycles(
+        self, key: tuple[str, str, int, str], from_ms: int, to_ms: int, memory_n: int, cpu_n: int
+    ) -> None:
+        """In a Summary of what retention takes: a usage row that now starts
+        at ``to_ms`` (its first records went) counts in that minute."""
+        if from_ms - from_ms % MINUTE_MS != to_ms - to_ms % MINUTE_MS:
+            self.count_cycles(key, from_ms, memory_n > 0, cpu_n > 0)
+            self.count_cycles(key, to_ms, -(memory_n > 0), -(cpu_n > 0))
+
+    def count_cycles(
+        self, key: tuple[str, str, int, str], time_ms: int, memory: int, cpu: int
+    ) -> None:
+        """A usage row ``key`` (which started at ``time_ms``) gained (> 0) or
+        lost (< 0) its memory or CPU figures: its minute's cycle counts move."""
+        if memory or cpu:
+            acc = self.minute(time_ms, key[0], key[3])
+            acc[M_MEMORY_CYCLES] += memory
+            acc[M_CPU_CYCLES] += cpu
 
 
 @dataclass
@@ -706,14 +807,18 @@ class Database:
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             self._convert_to_incremental_vacuum()
 
-    def _add_arrival_index(self) -> None:
-        """Schema 4 -> 5: retention by arrival reads (received_ms, id)."""
+    def _rebuild_rollups(self, arrival_index: bool) -> None:
+        """Schema 4 or 5 -> 6: the rollups rebuilt with the graphs' columns
+        (and, from 4, the arrival index retention reads)."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in LOGS_INDEXES.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if arrival_index:
+                for statement in LOGS_INDEXES.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute("DROP TABLE rollups")
+            build_rollups(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -728,8 +833,8 @@ class Database:
         after a gestor restart new cycles were added into old rows. It is
         rebuilt per run from the records, with the counters, runs and hosts.
         """
-        if version == 4:  # 5 only adds an index: no rebuild of the side tables
-            self._add_arrival_index()
+        if version in (4, 5):  # no rebuild of the side tables but the rollups
+            self._rebuild_rollups(arrival_index=version == 4)
             return
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
@@ -751,8 +856,7 @@ class Database:
                     conn.execute(statement)
             for statement in BACKFILL:
                 conn.execute(statement)
-            conn.execute(ROLLUPS_SCHEMA)
-            conn.execute(ROLLUPS_BACKFILL)
+            build_rollups(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -886,11 +990,18 @@ class Database:
                     row[1],
                     rec.memory_bytes,
                     rec.cpu_ratio,
+                    row[14],
                 )
                 if rec.event != ALERT_EVENT:  # an alert is not a record from that host
                     summary.hosts[rec.host] = row[12]
-        if summary.usage:
-            conn.executemany(USAGE_UPSERT, [(*k, *v) for k, v in summary.usage.items()])
+        for key, acc in summary.usage.items():
+            memory_n, cpu_n, time_ms = conn.execute(USAGE_UPSERT, (*key, *acc)).fetchone()
+            summary.count_cycles(
+                key,
+                time_ms,
+                cycle_changes(memory_n - acc[2], memory_n),
+                cycle_changes(cpu_n - acc[4], cpu_n),
+            )
         if summary.counts:
             conn.executemany(COUNTS_UPSERT, [(*k, n) for k, n in summary.counts.items()])
         if summary.runs:
@@ -930,7 +1041,8 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
                 rows = conn.execute(
                     f"SELECT rowid, time_ms, coalesce(host, ''), cycle, event, container_type,"
-                    f" memory_bytes, cpu_ratio, {RUN_EXPR} FROM logs INDEXED BY logs_received"
+                    f" memory_bytes, cpu_ratio, {RUN_EXPR}, host_cpu_ratio"
+                    " FROM logs INDEXED BY logs_received"
                     " WHERE received_ms < ? ORDER BY received_ms LIMIT ?",
                     (cut_ms, limit),
                 ).fetchall()
@@ -938,8 +1050,8 @@ class Database:
                     conn.execute("COMMIT")
                     return 0
                 gone = Summary()
-                for _, ms, host, cycle, event, ctype, memory, cpu, run in rows:
-                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
+                for _, ms, host, cycle, event, ctype, memory, cpu, run, host_cpu in rows:
+                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu, host_cpu)
                 conn.execute(
                     "DELETE FROM logs WHERE rowid IN (SELECT value FROM json_each(?))",
                     (json.dumps([r[0] for r in rows]),),
@@ -965,7 +1077,7 @@ class Database:
     def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
         """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
         arrival order, so not the oldest by time) out of the side tables."""
-        for (host, run, cycle, ctype), acc in gone.usage.items():
+        for (host, run, cycle, ctype), acc in list(gone.usage.items()):
             _, mem, mem_n, cpu, cpu_n, records = acc
             left = conn.execute(
                 USAGE_SUBTRACT,
@@ -973,6 +1085,12 @@ class Database:
             ).fetchone()
             if left is None:
                 continue
+            gone.count_cycles(
+                (host, run, cycle, ctype),
+                left[1],
+                -cycle_changes(left[2] + mem_n, left[2]),
+                -cycle_changes(left[3] + cpu_n, left[3]),
+            )
             if left[0] <= 0:
                 conn.execute(
                     "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
@@ -991,6 +1109,7 @@ class Database:
                         " AND cycle = ? AND container_type = ?",
                         (first, host, run, cycle, ctype),
                     )
+                    gone.move_cycles((host, run, cycle, ctype), left[1], first, left[2], left[3])
         for (event, ctype), n in gone.counts.items():
             conn.execute(
                 "UPDATE counts SET n = n - ? WHERE event = ? AND container_type = ?",
@@ -1230,7 +1349,7 @@ def respan_run(conn: Any, host: str, run_id: str, run_column: str) -> None:
 
 
 def usage_series(
-    conn: sqlite3.Connection,
+    conn: Any,
     column: str,
     since_ms: int,
     until_ms: int,
@@ -1240,51 +1359,54 @@ def usage_series(
     """Per bucket and container type: the mean over cycles of the type's total.
 
     ``column`` is ``memory_bytes`` or ``cpu_ratio``. Each cycle's records are
-    summed per type first (what all containers of a type used together),
-    then averaged over the cycles (of every host and run) in the bucket.
+    summed per type (what all containers of a type used together), then
+    averaged over the cycles (of every host and run) in the bucket: the
+    rollups' sums over their cycle counts, whole minutes from ``since_ms``
+    (buckets are whole minutes) to before ``until_ms``.
     """
     if column == "memory_bytes":
-        total, count = "memory_sum", "memory_n"
+        total, cycles = "memory_sum", "memory_cycles"
     elif column == "cpu_ratio":
-        total, count = "cpu_sum", "cpu_n"
+        total, cycles = "cpu_sum", "cpu_cycles"
     else:
         raise ValueError(f"no usage series for column {column!r}")
     by_host, host_args = _host_clause(host)
     sql = f"""
-        SELECT (time_ms - ?) / ? AS b, container_type, avg({total})
-        FROM usage INDEXED BY usage_time
-        WHERE time_ms BETWEEN ? AND ? AND {count} > 0{by_host}
-        GROUP BY b, container_type ORDER BY b
+        SELECT (minute_ms - ?) / ? AS b, container_type, sum({total}) / sum({cycles})
+        FROM rollups
+        WHERE minute_ms >= ? AND minute_ms < ? AND container_type != ''{by_host}
+        GROUP BY b, container_type HAVING sum({cycles}) > 0 ORDER BY b
     """
     return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 
 
 def host_cpu_series(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
+    conn: Any, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
 ) -> list[tuple[int, float]]:
-    """Per bucket: the mean host CPU ratio the cycle records report (from a
-    partial covering index; values outside 0..1 are left out)."""
+    """Per bucket: the mean host CPU ratio the cycle records report (values
+    outside 0..1 are left out when summed)."""
     by_host, host_args = _host_clause(host)
     sql = f"""
-        SELECT (time_ms - ?) / ? AS b, avg(host_cpu_ratio)
-        FROM logs INDEXED BY logs_host_cpu
-        WHERE host_cpu_ratio IS NOT NULL AND time_ms BETWEEN ? AND ?
-          AND host_cpu_ratio BETWEEN 0 AND 1{by_host}
+        SELECT (minute_ms - ?) / ? AS b, sum(host_cpu_sum) / sum(host_cpu_n)
+        FROM rollups
+        WHERE minute_ms >= ? AND minute_ms < ? AND host_cpu_n > 0{by_host}
         GROUP BY b ORDER BY b
     """
     return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 
 
 def kill_series(
-    conn: sqlite3.Connection, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
+    conn: Any, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
 ) -> list[tuple[int, str, int]]:
     """Per bucket and container type: how many containers were killed."""
     by_host, host_args = _host_clause(host)
     sql = f"""
-        SELECT (time_ms - ?) / ? AS b, coalesce(container_type, 'unknown'), count(*)
-        FROM logs
-        WHERE event = 'kill' AND time_ms BETWEEN ? AND ?{by_host}
-        GROUP BY b, 2 ORDER BY b
+        SELECT (minute_ms - ?) / ? AS b,
+               CASE WHEN container_type = '' THEN 'unknown' ELSE container_type END AS t,
+               CAST(sum(kills) AS BIGINT)
+        FROM rollups
+        WHERE minute_ms >= ? AND minute_ms < ? AND kills > 0{by_host}
+        GROUP BY b, t ORDER BY b
     """
     return run(conn, sql, [since_ms, bucket_ms, since_ms, until_ms, *host_args])
 

@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from .db import (
     ROLLUPS_BACKFILL,
+    ROLLUPS_BACKFILL_6,
     ROLLUPS_DROP_EMPTY,
     ROLLUPS_SUBTRACT,
     USAGE_EVENTS,
@@ -44,6 +45,7 @@ from .db import (
     Record,
     StorageError,
     Summary,
+    cycle_changes,
     dialect,
     host_cpu_series,
     host_totals,
@@ -167,6 +169,24 @@ MIGRATIONS.append(
     # Records expire by arrival (received_ms), not by the sender's clock.
     (5, "CREATE INDEX logs_received ON logs (received_ms)")
 )
+MIGRATIONS.append(
+    # The graphs read the rollups: cycles per type and the host CPU line.
+    (
+        6,
+        """
+ALTER TABLE rollups
+    ADD COLUMN host_cpu_sum double precision NOT NULL DEFAULT 0,
+    ADD COLUMN host_cpu_n bigint NOT NULL DEFAULT 0,
+    ADD COLUMN memory_cycles bigint NOT NULL DEFAULT 0,
+    ADD COLUMN cpu_cycles bigint NOT NULL DEFAULT 0;
+"""
+        + ";\n".join(ROLLUPS_BACKFILL_6)
+        + """;
+DROP INDEX logs_host_cpu;
+DROP INDEX usage_time;
+""",
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 COLUMNS = (
@@ -184,10 +204,14 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id, seq
 """
 ARRAY_TYPES = (str, int, str, int, str, str, str, str, float, float, int, float, int, str, float)
+# One statement for a transaction's usage rows; each row's figures after it
+# tell whether the row gained its first memory or CPU figure (a cycle more
+# in the rollups).
 USAGE_UPSERT = """
 INSERT INTO usage AS u (host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,
                         cpu_sum, cpu_n, records)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[],
+                     %s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::bigint[])
 ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
     time_ms = least(u.time_ms, excluded.time_ms),
     memory_sum = u.memory_sum + excluded.memory_sum,
@@ -195,6 +219,7 @@ ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
     cpu_sum = u.cpu_sum + excluded.cpu_sum,
     cpu_n = u.cpu_n + excluded.cpu_n,
     records = u.records + excluded.records
+RETURNING host, run_id, cycle, container_type, memory_n, cpu_n, time_ms
 """
 COUNTS_UPSERT = f"""
 INSERT INTO counts AS c (event, container_type, shard, n)
@@ -209,8 +234,9 @@ ON CONFLICT (host, run_id) DO UPDATE SET
 """
 ROLLUPS_UPSERT = """
 INSERT INTO rollups AS r (minute_ms, host, container_type, records, cycles, kills, kill_failed,
-                          errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, last_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                          errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, host_cpu_sum,
+                          host_cpu_n, memory_cycles, cpu_cycles, last_ms)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
     records = r.records + excluded.records,
     cycles = r.cycles + excluded.cycles,
@@ -222,6 +248,10 @@ ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
     memory_n = r.memory_n + excluded.memory_n,
     cpu_sum = r.cpu_sum + excluded.cpu_sum,
     cpu_n = r.cpu_n + excluded.cpu_n,
+    host_cpu_sum = r.host_cpu_sum + excluded.host_cpu_sum,
+    host_cpu_n = r.host_cpu_n + excluded.host_cpu_n,
+    memory_cycles = r.memory_cycles + excluded.memory_cycles,
+    cpu_cycles = r.cpu_cycles + excluded.cpu_cycles,
     last_ms = greatest(r.last_ms, excluded.last_ms)
 """
 HOSTS_UPSERT = """
@@ -237,16 +267,16 @@ UPDATE usage SET
     cpu_n = cpu_n - %s,
     records = records - %s
 WHERE host = %s AND run_id = %s AND cycle = %s AND container_type = %s
-RETURNING records, time_ms
+RETURNING records, time_ms, memory_n, cpu_n
 """
 # Retention takes records in arrival order, not by time: a run it touched is
 # dropped when none of its records is left, else its span is read back; a
 # minute it leaves in part may have lost its newest record.
 ROLLUPS_RELAST = """
-UPDATE rollups SET last_ms = (
+UPDATE rollups SET last_ms = coalesce((
     SELECT max(time_ms) FROM logs
     WHERE coalesce(host, '') = rollups.host AND time_ms >= %s AND time_ms < %s + 60000
-      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert')
+      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert'), last_ms)
 WHERE minute_ms = %s AND host = %s AND container_type = %s
 """
 USAGE_FIRST_LEFT = """
@@ -532,6 +562,7 @@ class PostgresDatabase:
                         row[1],
                         rec.memory_bytes,
                         rec.cpu_ratio,
+                        row[14],
                     )
                     if rec.event != ALERT_EVENT:
                         summary.hosts[rec.host] = received_ms
@@ -558,15 +589,27 @@ class PostgresDatabase:
     @staticmethod
     def _write_summary(conn: psycopg.Connection, summary: Summary) -> None:
         """The side tables, keys in one order everywhere: no two transactions
-        wait for each other's rows in opposite orders (no deadlock)."""
+        wait for each other's rows in opposite orders (no deadlock). The usage
+        rows first: the cycles they gain go into the rollups."""
         usage = [_without_nul((*k, *v)) for k, v in sorted(summary.usage.items())]
+        if usage:
+            fixed = {row[:4]: key for row, key in zip(usage, sorted(summary.usage), strict=True)}
+            columns = [list(col) for col in zip(*usage, strict=True)]
+            for *row_key, memory_n, cpu_n, time_ms in conn.execute(USAGE_UPSERT, columns):
+                key = fixed[tuple(row_key)]
+                acc = summary.usage[key]
+                summary.count_cycles(
+                    key,
+                    time_ms,
+                    cycle_changes(memory_n - acc[2], memory_n),
+                    cycle_changes(cpu_n - acc[4], cpu_n),
+                )
         counts = [_without_nul((*k, n)) for k, n in sorted(summary.counts.items())]
         spans = [_without_nul((*k, *v)) for k, v in sorted(summary.runs.items())]
         hosts = [_without_nul(item) for item in sorted(summary.hosts.items())]
         minutes = [_without_nul(rollup_args(k, v)) for k, v in sorted(summary.minutes.items())]
         with conn.cursor() as cur:
             for sql, params in (
-                (USAGE_UPSERT, usage),
                 (COUNTS_UPSERT, counts),
                 (RUNS_UPSERT, spans),
                 (HOSTS_UPSERT, hosts),
@@ -597,14 +640,14 @@ class PostgresDatabase:
                     "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE received_ms < %s"
                     " ORDER BY received_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
                     " RETURNING time_ms, coalesce(host, ''), cycle, event, container_type,"
-                    " memory_bytes, cpu_ratio, run_id",
+                    " memory_bytes, cpu_ratio, run_id, host_cpu_ratio",
                     (cut_ms, limit),
                 ).fetchall()
                 if not rows:
                     return 0
                 gone = Summary()
-                for ms, host, cycle, event, ctype, memory, cpu, run in rows:
-                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu)
+                for ms, host, cycle, event, ctype, memory, cpu, run, host_cpu in rows:
+                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu, host_cpu)
                 times = [r[0] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in sorted(gone.runs):
@@ -629,6 +672,12 @@ class PostgresDatabase:
             ).fetchone()
             if left is None:
                 continue
+            gone.count_cycles(
+                (host, run, cycle, ctype),
+                left[1],
+                -cycle_changes(left[2] + mem_n, left[2]),
+                -cycle_changes(left[3] + cpu_n, left[3]),
+            )
             if left[0] <= 0:
                 conn.execute(
                     "DELETE FROM usage WHERE host = %s AND run_id = %s AND cycle = %s"
@@ -638,13 +687,14 @@ class PostgresDatabase:
             elif left[1] <= last_ms:
                 # What is left of the group is no older than the oldest taken.
                 first = conn.execute(USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run))
-                first_ms = first.fetchone()[0]
-                if first_ms is not None:
+                first_left = first.fetchone()[0]
+                if first_left is not None:
                     conn.execute(
                         "UPDATE usage SET time_ms = %s WHERE host = %s AND run_id = %s"
                         " AND cycle = %s AND container_type = %s",
-                        (first_ms, host, run, cycle, ctype),
+                        (first_left, host, run, cycle, ctype),
                     )
+                    gone.move_cycles((host, run, cycle, ctype), left[1], first_left, *left[2:])
         for key, acc in sorted(gone.minutes.items()):
             conn.execute(dialect(ROLLUPS_SUBTRACT, True), subtract_args(key, acc))
         if gone.minutes:

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from .models import MAX_MS
 
-# Bucket widths to pick from (ms): one gestor cycle (10 s) is the finest.
+# Bucket widths to pick from (ms): whole minutes, the rollups' grain (the
+# graphs read per-minute rollups, so a graph's cost follows its minutes and
+# hosts, not its records).
+MINUTE_MS = 60_000
 NICE_BUCKETS_MS = [
-    s * 1000 for s in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+    s * 1000 for s in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 ] + [7 * 86400 * 1000, 30 * 86400 * 1000]
 
 
@@ -47,7 +50,8 @@ def bucket_ms(window: Window, max_buckets: int) -> int:
     for width in NICE_BUCKETS_MS:
         if window.span_ms / width <= max_buckets:
             return width
-    return -(-window.span_ms // max_buckets)
+    width = -(-window.span_ms // max_buckets)
+    return -(-width // MINUTE_MS) * MINUTE_MS
 
 
 def max_buckets(kind: str, width: int) -> int:

@@ -149,3 +149,44 @@ CREATE TABLE usage (
 CREATE INDEX usage_time ON usage
     (time_ms, container_type, memory_n, memory_sum, cpu_n, cpu_sum);
 """
+
+
+def expected_series(records: list[dict], since: int, bucket: int) -> dict[str, dict]:
+    """The graphs' series computed the slow way, from the records themselves:
+    per bucket and type, the type's summed figures over the cycles that
+    reported it (a record's figures count in its own bucket, a cycle in the
+    bucket of its first record of the type; gestor stamps a cycle's records
+    with one time, so both are the same); the mean host CPU of the cycle
+    records; the kills per type."""
+    sums: dict[tuple, list[float]] = {}
+    starts: dict[tuple, int] = {}
+    host_cpu: dict[int, list[float]] = {}
+    kills: dict[tuple, int] = {}
+    for rec in records:
+        ms = ms_of(rec["time"])
+        b = (ms - since) // bucket
+        if rec["event"] == "cycle":
+            host_cpu.setdefault(b, []).append(rec["details"]["host_cpu_ratio"])
+            continue
+        kind = rec["container_type"]
+        if rec["event"] == "kill":
+            kills[(b, kind)] = kills.get((b, kind), 0) + 1
+        acc = sums.setdefault((b, kind), [0.0, 0.0])
+        acc[0] += rec["memory_bytes"]
+        acc[1] += rec["cpu_ratio"]
+        cycle = (rec["host"], rec.get("run_id", ""), rec["cycle"], kind)
+        starts[cycle] = min(starts.get(cycle, ms), ms)
+    cycles: dict[tuple, int] = {}
+    for (_, _, _, kind), first in starts.items():
+        key = ((first - since) // bucket, kind)
+        cycles[key] = cycles.get(key, 0) + 1
+    return {
+        "memory": {k: sums.get(k, [0.0, 0.0])[0] / n for k, n in cycles.items()},
+        "cpu": {k: sums.get(k, [0.0, 0.0])[1] / n for k, n in cycles.items()},
+        "host_cpu": {b: sum(v) / len(v) for b, v in host_cpu.items()},
+        "kills": kills,
+    }
+
+
+def ms_of(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

@@ -79,15 +79,18 @@ def test_records_expire_by_arrival_not_by_their_own_time(
 
 
 def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> None:
-    """SQLite 4 -> 5 adds only the (received_ms, id) index: the side tables,
-    which a full migration rebuilds, are left as they were."""
+    """SQLite 4 -> 6 adds the (received_ms, id) index and rebuilds only the
+    rollups (schema 6's columns): the other side tables, which a full
+    migration rebuilds, are left as they were."""
     path = tmp_path / "logs.sqlite3"
     db = Database(path)
     store(db, [record()], now_ms())
     db.close()
     conn = sqlite3.connect(path)
     conn.execute("DROP INDEX logs_received")
-    # A mark only a rebuild from the records would wipe out.
+    # Marks only a rebuild from the records would wipe out (counts), and one
+    # the rollups' rebuild must (rollups).
+    conn.execute("UPDATE counts SET n = 99")
     conn.execute("UPDATE rollups SET records = 99")
     conn.execute("PRAGMA user_version=4")
     conn.commit()
@@ -95,9 +98,10 @@ def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> No
     Database(path).close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
         index = "SELECT name FROM sqlite_master WHERE name = 'logs_received'"
         assert conn.execute(index).fetchall() == [("logs_received",)]
-        assert conn.execute("SELECT records FROM rollups").fetchall() == [(99,)]
+        assert conn.execute("SELECT n FROM counts").fetchall() == [(99,)]
+        assert conn.execute("SELECT sum(records) FROM rollups").fetchall() == [(1,)]
     finally:
         conn.close()

@@ -205,7 +205,9 @@ def test_bucket_width_keeps_points_bounded():
     for span in (1, 60_000, HOUR, 24 * HOUR, 365 * 24 * HOUR, 10**13):
         width = bucket_ms(Window(0, span), 200)
         assert span / width <= 200
-    assert bucket_ms(Window(0, HOUR), 200) == 30_000
+        assert width % 60_000 == 0, "buckets are whole minutes, the rollups' grain"
+    assert bucket_ms(Window(0, HOUR), 200) == 60_000
+    assert bucket_ms(Window(0, 6 * HOUR), 200) == 120_000
 
 
 def test_records_at_the_time_limits_still_draw(client):

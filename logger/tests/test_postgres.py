@@ -240,3 +240,48 @@ def test_migrate_on_sqlite_and_refused_settings(tmp_path: Path) -> None:
     refused = migrate({"LOGGER_DATA_DIR": str(tmp_path), "LOGGER_WORKERS": "2"})
     assert refused.wait(timeout=60) == 1
     assert "LOGGER_WORKERS=2 needs PostgreSQL" in refused.stdout.read()  # type: ignore[union-attr]
+
+
+def test_schema_5_with_records_is_migrated_to_the_graphs_rollups(pg_cluster) -> None:
+    """PostgreSQL 5 -> 6 on a database with records: the rollups gain the
+    graphs' columns, filled from the records and the usage rows, and the
+    graphs read what they read before the downgrade."""
+    from app.postgres import PostgresDatabase, migrate
+    from app.routers.logs import parse_records
+
+    url = pg_cluster.database()
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    records = simulate(t0, 30, per_type=2, seed=3, host="alpha", run_id="c" * 32)
+    records += simulate(t0 + 4_000, 20, per_type=1, seed=4, host="beta")
+    db = PostgresDatabase(url)
+    try:
+        db.insert(parse_records(json.dumps(records).encode()))
+        until = t0 + 10 * 60_000
+
+        def series() -> list:
+            """Every series' rows, values rounded (sums in another order)."""
+            return [
+                [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
+                for rows in (
+                    db.usage_series("memory_bytes", t0, until, 120_000),
+                    db.usage_series("cpu_ratio", t0, until, 60_000),
+                    db.host_cpu_series(t0, until, 60_000),
+                    db.kill_series(t0, until, 60_000),
+                )
+            ]
+
+        before = series()
+        assert all(before), before
+        with psycopg.connect(url, autocommit=True) as conn:  # back to schema 5
+            conn.execute(
+                "ALTER TABLE rollups DROP COLUMN host_cpu_sum, DROP COLUMN host_cpu_n,"
+                " DROP COLUMN memory_cycles, DROP COLUMN cpu_cycles;"
+                " CREATE INDEX logs_host_cpu ON logs (time_ms, host_cpu_ratio)"
+                "  WHERE host_cpu_ratio IS NOT NULL;"
+                " CREATE INDEX usage_time ON usage (time_ms, container_type);"
+                " DELETE FROM schema_version WHERE version = 6"
+            )
+        assert migrate(url) == 5
+        assert series() == before
+    finally:
+        db.close()

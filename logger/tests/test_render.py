@@ -79,12 +79,12 @@ def test_windows_inside_the_same_buckets_share_one_render(with_data):
 
 
 def test_align_widens_to_whole_buckets():
-    window, bucket = align(T0 + 1_000, T0 + HOUR + 1_000, max_buckets=266)
-    assert bucket == 30_000
+    window, bucket = align(T0 + 1_000, T0 + 6 * HOUR + 1_000, max_buckets=266)
+    assert bucket == 120_000
     assert window.since_ms % bucket == 0
     assert window.until_ms % bucket == 0
     assert window.since_ms <= T0 + 1_000
-    assert window.until_ms >= T0 + HOUR + 1_000
+    assert window.until_ms >= T0 + 6 * HOUR + 1_000
     assert (window.until_ms - window.since_ms) // bucket <= 266 + 2
 
 

@@ -61,8 +61,23 @@ def expected_state(path: Path) -> dict[str, list]:
                 " sum(event = 'kill'), sum(event = 'kill_failed'), sum(event = 'error'),"
                 f" sum(event = 'remove'), total(iif({usage}, memory_bytes, NULL)),"
                 f" count(iif({usage}, memory_bytes, NULL)), total(iif({usage}, cpu_ratio, NULL)),"
-                f" count(iif({usage}, cpu_ratio, NULL)), max(time_ms) FROM logs"
-                " WHERE event != 'alert' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                f" count(iif({usage}, cpu_ratio, NULL)), max(time_ms),"
+                " total(iif(event = 'cycle' AND host_cpu_ratio BETWEEN 0 AND 1,"
+                " host_cpu_ratio, NULL)),"
+                " count(iif(event = 'cycle' AND host_cpu_ratio BETWEEN 0 AND 1, 1, NULL)),"
+                # The cycles per type: usage rows (recomputed as above) that
+                # start in the minute, with a memory (CPU) figure.
+                " (SELECT count(*) FROM (SELECT min(u.time_ms) AS t, count(u.memory_bytes) AS m"
+                f"  FROM logs u WHERE u.{usage} AND u.container_type IS NOT NULL"
+                "   AND u.host = logs.host AND u.container_type = logs.container_type"
+                f"  GROUP BY u.host, {run.replace('record', 'u.record')}, u.cycle,"
+                "   u.container_type) WHERE t / 60000 = logs.time_ms / 60000 AND m > 0),"
+                " (SELECT count(*) FROM (SELECT min(u.time_ms) AS t, count(u.cpu_ratio) AS c"
+                f"  FROM logs u WHERE u.{usage} AND u.container_type IS NOT NULL"
+                "   AND u.host = logs.host AND u.container_type = logs.container_type"
+                f"  GROUP BY u.host, {run.replace('record', 'u.record')}, u.cycle,"
+                "   u.container_type) WHERE t / 60000 = logs.time_ms / 60000 AND c > 0)"
+                " FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
             ).fetchall(),
         }
     finally:
@@ -106,7 +121,9 @@ def assert_consistent(path: Path) -> None:
         assert g[9] == pytest.approx(w[9], rel=1e-9, abs=1e-3)
         assert g[10] == w[10]
         assert g[11] == pytest.approx(w[11], rel=1e-9, abs=1e-9)
-        assert g[12:] == w[12:]
+        assert g[12:14] == w[12:14]
+        assert g[14] == pytest.approx(w[14], rel=1e-9, abs=1e-9)
+        assert g[15:] == w[15:]
     # A run's span may only shrink to what is left (its start is history).
     assert [r[:2] for r in got["runs"]] == [r[:2] for r in want["runs"]]
 

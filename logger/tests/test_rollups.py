@@ -3,9 +3,14 @@ give the answers the records give (on both engines: conftest BOTH_ENGINES)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
-from tests.factory import record, rfc3339, simulate
+import pytest
+
+from app.deps import now_ms
+from app.routers.logs import parse_records
+from tests.factory import expected_series, record, rfc3339, simulate
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000  # on a minute
 MINUTE = 60_000
@@ -67,3 +72,45 @@ def test_host_totals_come_from_the_rollups(client, engine):
         conn.execute("DELETE FROM logs")
     conn.close()
     assert hosts(client, T0) == before
+
+
+def graph_series(db, since: int, until: int, bucket: int) -> dict[str, dict]:
+    return {
+        "memory": {(b, t): v for b, t, v in db.usage_series("memory_bytes", since, until, bucket)},
+        "cpu": {(b, t): v for b, t, v in db.usage_series("cpu_ratio", since, until, bucket)},
+        "host_cpu": dict(db.host_cpu_series(since, until, bucket)),
+        "kills": {(b, t): n for b, t, n in db.kill_series(since, until, bucket)},
+    }
+
+
+def assert_series(got: dict[str, dict], want: dict[str, dict]) -> None:
+    for name in ("memory", "cpu", "host_cpu"):
+        assert got[name] == pytest.approx(want[name]), name
+    assert got["kills"] == want["kills"]
+
+
+def test_the_graphs_match_the_records_before_and_after_retention(client):
+    """The graphs' series (read from the rollups) equal what the records left
+    say, on either engine: after retention took records by arrival, a cycle
+    whose first records went among them (its cycle moves to the next minute),
+    and a whole minute."""
+    db = client.app.state.db
+    old = simulate(T0, 18, per_type=2, seed=7, host="alpha", run_id="a" * 32)
+    # A cycle straddling a minute: its first record (the only one in the
+    # earlier minute, a cpu container's; two more are in the next) arrives early.
+    straddle = simulate(T0 + 3 * MINUTE - 2, 1, per_type=3, seed=8, host="alpha", run_id="b" * 32)
+    new = simulate(T0 + 3 * MINUTE + 5_000, 30, per_type=1, seed=9, host="beta")
+    cut = now_ms() - 3_600_000
+    db.insert(parse_records(json.dumps(old + straddle[:1]).encode()), received_ms=cut - 1)
+    db.insert(parse_records(json.dumps(straddle[1:] + new).encode()), received_ms=cut + 1)
+    until = T0 + 12 * MINUTE
+    for bucket in (MINUTE, 2 * MINUTE):
+        want = expected_series(old + straddle + new, T0, bucket)
+        assert want["kills"]
+        assert want["host_cpu"]
+        assert_series(graph_series(db, T0, until, bucket), want)
+    db.delete_before(cut)
+    for bucket in (MINUTE, 2 * MINUTE):
+        assert_series(
+            graph_series(db, T0, until, bucket), expected_series(straddle[1:] + new, T0, bucket)
+        )

@@ -20,7 +20,7 @@ from app.db import Database
 from app.routers.logs import parse_records
 from tests.factory import OLD_SCHEMA, record, rfc3339, simulate
 
-T0 = 1_795_000_000_000
+T0 = 1_794_999_960_000  # a whole minute: the graphs' buckets are whole minutes
 HOUR = 3_600_000
 RUN_A = "a" * 32
 RUN_B = "b" * 32
@@ -33,7 +33,7 @@ def insert(db: Database, records: list[dict]) -> int:
 
 def series(db: Database, since: int, until: int) -> dict[str, list]:
     return {
-        column: db.usage_series(column, since, until, 10_000)
+        column: db.usage_series(column, since, until, 60_000)
         for column in ("memory_bytes", "cpu_ratio")
     }
 
@@ -45,7 +45,7 @@ def test_a_restart_with_the_same_host_and_cycle_numbers_keeps_both_runs(tmp_path
         insert(db, first)
         window1 = (T0, T0 + 300_000)
         before = series(db, *window1)
-        assert len(before["memory_bytes"]) == 30 * 4
+        assert len(before["memory_bytes"]) == 5 * 4  # 30 cycles: 5 minutes x 4 types
 
         # gestor restarts an hour later: cycles 1..30 again, same host.
         second = simulate(T0 + HOUR, 30, per_type=2, seed=2, run_id=RUN_B)
@@ -53,8 +53,8 @@ def test_a_restart_with_the_same_host_and_cycle_numbers_keeps_both_runs(tmp_path
         assert series(db, *window1) == before, "the first run's graph data changed"
         window2 = (T0 + HOUR, T0 + HOUR + 300_000)
         after = series(db, *window2)
-        assert len(after["memory_bytes"]) == 30 * 4, "the second run does not appear"
-        assert len(after["cpu_ratio"]) == 30 * 4
+        assert len(after["memory_bytes"]) == 5 * 4, "the second run does not appear"
+        assert len(after["cpu_ratio"]) == 5 * 4  # 30 cycles: 5 minutes x 4 types
     finally:
         db.close()
 
@@ -64,13 +64,13 @@ def test_records_without_run_id_form_one_legacy_run_per_host(tmp_path: Path):
     try:
         insert(db, simulate(T0, 5, per_type=1, seed=1, host="alpha"))
         insert(db, simulate(T0, 5, per_type=1, seed=2, host="beta"))
-        rows = db.usage_series("memory_bytes", T0, T0 + 60_000, 10_000)
+        rows = db.usage_series("memory_bytes", T0, T0 + 60_000, 60_000)
         # Two hosts, same cycles: each keeps its own rows (averaged per bucket).
         conn = sqlite3.connect(db.path)
         keys = conn.execute("SELECT DISTINCT host, run_id FROM usage ORDER BY 1").fetchall()
         conn.close()
         assert keys == [("alpha", ""), ("beta", "")]
-        assert len(rows) == 5 * 4
+        assert len(rows) == 1 * 4  # 5 cycles: one minute x 4 types, both hosts in each
         assert db.runs(T0 - HOUR, T0 + HOUR) == []  # legacy runs have no known start
     finally:
         db.close()
@@ -166,13 +166,13 @@ def test_an_old_database_is_migrated_at_start_up(tmp_path: Path):
         assert db.counters.total == len(legacy) + len(newer)
         assert db.counters.by_event["cycle"] == 40
         # Each run is back where it belongs: 20 cycles x 4 types in each window.
-        first = db.usage_series("memory_bytes", T0, T0 + 200_000, 10_000)
-        second = db.usage_series("memory_bytes", T0 + HOUR, T0 + HOUR + 200_000, 10_000)
-        assert len(first) == 20 * 4
-        assert len(second) == 20 * 4
+        first = db.usage_series("memory_bytes", T0, T0 + 200_000, 60_000)
+        second = db.usage_series("memory_bytes", T0 + HOUR, T0 + HOUR + 200_000, 60_000)
+        assert len(first) == 4 * 4
+        assert len(second) == 4 * 4
         assert [r[1] for r in db.runs(T0, T0 + 2 * HOUR)] == [RUN_B]
         # The CPU graph's host line, from the cycle records' details.
-        assert len(db.host_cpu_series(T0, T0 + 2 * HOUR, 10_000)) == 40
+        assert len(db.host_cpu_series(T0, T0 + 2 * HOUR, 60_000)) == 8  # 4 minutes of each run
         version = db._writer.execute("PRAGMA user_version").fetchone()[0]
     finally:
         db.close()
@@ -180,7 +180,7 @@ def test_an_old_database_is_migrated_at_start_up(tmp_path: Path):
     db = Database(path)
     try:
         assert db._writer.execute("PRAGMA user_version").fetchone()[0] == version
-        assert db.usage_series("memory_bytes", T0, T0 + 200_000, 10_000) == first
+        assert db.usage_series("memory_bytes", T0, T0 + 200_000, 60_000) == first
         assert db.counters.total == len(legacy) + len(newer)
         insert(db, [record(run_id=RUN_B, cycle=21, time=rfc3339(T0 + HOUR + 210_000))])
         assert db.counters.total == len(legacy) + len(newer) + 1

@@ -17,7 +17,7 @@ import pytest
 import app.db
 from app.db import Database, Filters
 from app.routers.logs import parse_records
-from tests.factory import record, simulate
+from tests.factory import expected_series, record, simulate
 
 T0 = 1_795_000_000_000
 
@@ -160,18 +160,37 @@ def test_healthz_is_503_when_the_disk_is_almost_full(tmp_path: Path):
         assert "free" in r.json()["detail"]
 
 
-def test_the_cpu_graphs_host_line_reads_only_a_covering_index(tmp_path: Path):
+def test_the_graphs_read_the_rollups_and_match_the_records(tmp_path: Path):
+    """Every graph series equals what the records say (two hosts, kills, whole
+    minutes and 2-minute buckets), and is read from the rollups' rows of the
+    window alone: no scan of the records, nor of the usage rows."""
+    since = T0 - T0 % 120_000
+    records = simulate(since, 40, per_type=2, seed=4, host="alpha", run_id="a" * 32)
+    records += simulate(since + 3_000, 33, per_type=3, seed=5, host="beta")
     db = Database(tmp_path / "logs.sqlite3")
     try:
-        insert(db, simulate(T0, 20, per_type=1, seed=4))
-        with db._read() as conn:
-            traced: list[str] = []  # statements with their values filled in
-            conn.set_trace_callback(traced.append)
-            rows = app.db.host_cpu_series(conn, T0, T0 + 200_000, 10_000)
-            conn.set_trace_callback(None)
-            steps = plan(conn, traced[-1], [])
-        assert len(rows) == 20
-        assert any("COVERING INDEX logs_host_cpu" in step for step in steps), steps
-        assert not any(step.startswith("SCAN logs") for step in steps), steps
+        insert(db, records)
+        until = since + 400_000 + 120_000
+        for bucket in (60_000, 120_000):
+            want = expected_series(records, since, bucket)
+            with db._read() as conn:
+                traced: list[str] = []  # statements with their values filled in
+                conn.set_trace_callback(traced.append)
+                got = {
+                    "memory": app.db.usage_series(conn, "memory_bytes", since, until, bucket),
+                    "cpu": app.db.usage_series(conn, "cpu_ratio", since, until, bucket),
+                    "host_cpu": app.db.host_cpu_series(conn, since, until, bucket),
+                    "kills": app.db.kill_series(conn, since, until, bucket),
+                }
+                conn.set_trace_callback(None)
+                steps = [step for sql in traced for step in plan(conn, sql, [])]
+            for name in ("memory", "cpu"):
+                assert {(b, t): v for b, t, v in got[name]} == pytest.approx(want[name]), name
+            assert dict(got["host_cpu"]) == pytest.approx(want["host_cpu"])
+            assert {(b, t): n for b, t, n in got["kills"]} == want["kills"]
+            assert want["kills"], "the data has kills to draw"
+            reads = [step for step in steps if step.startswith(("SEARCH", "SCAN"))]
+            assert len(reads) == 4, steps
+            assert all(step.startswith("SEARCH rollups USING PRIMARY KEY") for step in reads), steps
     finally:
         db.close()
