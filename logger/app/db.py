@@ -708,7 +708,98 @@ def connect(path: Path | str, synchronous: str = "FULL", *, read_only: bool = Fa
     return conn
 
 
-class Database:
+class SharedReads:
+    """The reads both engines answer with the same queries (the shared layer
+    below): an engine gives ``_fetch(sql, args)`` (rows of one query) and
+    ``_with_conn(fn, *args)`` (``fn(connection, *args)`` on one of its
+    connections)."""
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _with_conn(self, fn: Any, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def page(
+        self,
+        filters: Filters,
+        limit: int,
+        offset: int = 0,
+        before: tuple[int, str] | None = None,
+    ) -> list[tuple[int, str, str]]:
+        """Records newest first as (time_ms, id, record JSON)."""
+        where, args = filters.where()
+        if before is not None:
+            where += " AND (time_ms, id) < (?, ?)"
+            args += [before[0], before[1]]
+        sql = (
+            f"SELECT time_ms, id, record FROM logs WHERE {where} "
+            "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?"
+        )
+        return self._fetch(sql, [*args, limit, offset])
+
+    def export(self, filters: Filters, chunk: int = 2000) -> Iterator[list[str]]:
+        """Record JSON texts oldest first, in chunks (each chunk one short read)."""
+        where, args = filters.where()
+        after: tuple[int, str] | None = None
+        while True:
+            extra, extra_args = "", []
+            if after is not None:
+                extra = " AND (time_ms, id) > (?, ?)"
+                extra_args = [after[0], after[1]]
+            sql = (
+                f"SELECT time_ms, id, record FROM logs WHERE {where}{extra} "
+                "ORDER BY time_ms, id LIMIT ?"
+            )
+            rows = self._fetch(sql, [*args, *extra_args, chunk])
+            if not rows:
+                return
+            yield [r[2] for r in rows]
+            if len(rows) < chunk:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def time_bounds(self) -> tuple[int | None, int | None]:
+        # Two subqueries: each is one index lookup; min() and max() in one
+        # SELECT would read the whole index.
+        row = self._fetch(
+            "SELECT (SELECT min(time_ms) FROM logs), (SELECT max(time_ms) FROM logs)"
+        )[0]
+        return row[0], row[1]
+
+    def hosts(self) -> list[tuple[str, int]]:
+        """(host, last record received, epoch ms) for every host."""
+        return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
+
+    def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
+        """Per host, gestor's records (alerts left out) since ``since_ms`` (all
+        when None): (host, records, cycles, kills, kill failures, errors, last
+        record's time in epoch ms), ordered by host. From the per-minute
+        rollups, and the records of the partial first minute."""
+        return host_totals(self._fetch, since_ms)
+
+    def usage_series(
+        self, column: str, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
+    ) -> list[tuple[int, str, float]]:
+        return self._with_conn(usage_series, column, since_ms, until_ms, bucket_ms, host)
+
+    def host_cpu_series(
+        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
+    ) -> list[tuple[int, float]]:
+        return self._with_conn(host_cpu_series, since_ms, until_ms, bucket_ms, host)
+
+    def kill_series(
+        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
+    ) -> list[tuple[int, str, int]]:
+        return self._with_conn(kill_series, since_ms, until_ms, bucket_ms, host)
+
+    def runs(
+        self, since_ms: int, until_ms: int, host: str | None = None
+    ) -> list[tuple[str, str, int, int]]:
+        return self._with_conn(runs, since_ms, until_ms, host)
+
+
+class Database(SharedReads):
     """The log store. Thread-safe: FastAPI runs sync work in a thread pool."""
 
     engine = "sqlite"
@@ -899,6 +990,10 @@ class Database:
     def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._read() as conn:
             return conn.execute(sql, args).fetchall()
+
+    def _with_conn(self, fn: Any, *args: Any) -> Any:
+        with self._read() as conn:
+            return fn(conn, *args)
 
     def close(self) -> None:
         with self._pool_lock:
@@ -1200,88 +1295,6 @@ class Database:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
-
-    def page(
-        self,
-        filters: Filters,
-        limit: int,
-        offset: int = 0,
-        before: tuple[int, str] | None = None,
-    ) -> list[tuple[int, str, str]]:
-        """Records newest first as (time_ms, id, record JSON)."""
-        where, args = filters.where()
-        if before is not None:
-            where += " AND (time_ms, id) < (?, ?)"
-            args += [before[0], before[1]]
-        sql = (
-            f"SELECT time_ms, id, record FROM logs WHERE {where} "
-            "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?"
-        )
-        return self._fetch(sql, [*args, limit, offset])
-
-    def export(self, filters: Filters, chunk: int = 2000) -> Iterator[list[str]]:
-        """Record JSON texts oldest first, in chunks (each chunk one short read)."""
-        where, args = filters.where()
-        after: tuple[int, str] | None = None
-        while True:
-            extra, extra_args = "", []
-            if after is not None:
-                extra = " AND (time_ms, id) > (?, ?)"
-                extra_args = [after[0], after[1]]
-            sql = (
-                f"SELECT time_ms, id, record FROM logs WHERE {where}{extra} "
-                "ORDER BY time_ms, id LIMIT ?"
-            )
-            rows = self._fetch(sql, [*args, *extra_args, chunk])
-            if not rows:
-                return
-            yield [r[2] for r in rows]
-            if len(rows) < chunk:
-                return
-            after = (rows[-1][0], rows[-1][1])
-
-    def time_bounds(self) -> tuple[int | None, int | None]:
-        # Two subqueries: each is one index lookup; min() and max() in one
-        # SELECT would read the whole index.
-        row = self._fetch(
-            "SELECT (SELECT min(time_ms) FROM logs), (SELECT max(time_ms) FROM logs)"
-        )[0]
-        return row[0], row[1]
-
-    def hosts(self) -> list[tuple[str, int]]:
-        """(host, last record received, epoch ms) for every host."""
-        return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
-
-    def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
-        """Per host, gestor's records (alerts left out) since ``since_ms`` (all
-        when None): (host, records, cycles, kills, kill failures, errors, last
-        record's time in epoch ms), ordered by host. From the per-minute
-        rollups, and the records of the partial first minute."""
-        return host_totals(self._fetch, since_ms)
-
-    def usage_series(
-        self, column: str, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, str, float]]:
-        with self._read() as conn:
-            return usage_series(conn, column, since_ms, until_ms, bucket_ms, host)
-
-    def host_cpu_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, float]]:
-        with self._read() as conn:
-            return host_cpu_series(conn, since_ms, until_ms, bucket_ms, host)
-
-    def kill_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, str, int]]:
-        with self._read() as conn:
-            return kill_series(conn, since_ms, until_ms, bucket_ms, host)
-
-    def runs(
-        self, since_ms: int, until_ms: int, host: str | None = None
-    ) -> list[tuple[str, str, int, int]]:
-        with self._read() as conn:
-            return runs(conn, since_ms, until_ms, host)
 
 
 def host_totals(fetch: Any, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:

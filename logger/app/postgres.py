@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -41,21 +41,16 @@ from .db import (
     ROLLUPS_SUBTRACT,
     USAGE_EVENTS,
     Counters,
-    Filters,
     Record,
+    SharedReads,
     StorageError,
     Summary,
     cycle_changes,
     dialect,
-    host_cpu_series,
-    host_totals,
-    kill_series,
     record_row,
     respan_run,
     rollup_args,
-    runs,
     subtract_args,
-    usage_series,
 )
 from .models import ALERT_EVENT
 
@@ -333,7 +328,7 @@ def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
 
 
-class PostgresDatabase:
+class PostgresDatabase(SharedReads):
     """The log store on PostgreSQL. Thread-safe (a connection pool)."""
 
     engine = "postgresql"
@@ -443,54 +438,6 @@ class PostgresDatabase:
     def ping(self) -> None:
         self._fetch("SELECT 1 FROM logs LIMIT 1")
 
-    def page(
-        self,
-        filters: Filters,
-        limit: int,
-        offset: int = 0,
-        before: tuple[int, str] | None = None,
-    ) -> list[tuple[int, str, str]]:
-        where, args = filters.where()
-        if before is not None:
-            where += " AND (time_ms, id) < (?, ?)"
-            args += [before[0], before[1]]
-        sql = (
-            f"SELECT time_ms, id, record FROM logs WHERE {where} "
-            "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?"
-        )
-        return self._fetch(sql, [*args, limit, offset])
-
-    def export(self, filters: Filters, chunk: int = 2000) -> Iterator[list[str]]:
-        where, args = filters.where()
-        after: tuple[int, str] | None = None
-        while True:
-            extra, extra_args = "", []
-            if after is not None:
-                extra, extra_args = " AND (time_ms, id) > (?, ?)", [after[0], after[1]]
-            rows = self._fetch(
-                f"SELECT time_ms, id, record FROM logs WHERE {where}{extra} "
-                "ORDER BY time_ms, id LIMIT ?",
-                [*args, *extra_args, chunk],
-            )
-            if not rows:
-                return
-            yield [r[2] for r in rows]
-            if len(rows) < chunk:
-                return
-            after = (rows[-1][0], rows[-1][1])
-
-    def time_bounds(self) -> tuple[int | None, int | None]:
-        row = self._fetch(
-            "SELECT (SELECT min(time_ms) FROM logs), (SELECT max(time_ms) FROM logs)"
-        )[0]
-        return row[0], row[1]
-
-    def hosts(self) -> list[tuple[str, int]]:
-        return self._fetch("SELECT host, last_received_ms FROM hosts ORDER BY host")
-
-    def host_totals(self, since_ms: int | None) -> list[tuple[str, int, int, int, int, int, int]]:
-        return host_totals(self._fetch, since_ms)
-
     def size_bytes(self) -> int:
         return int(self._fetch("SELECT pg_database_size(current_database())")[0][0])
 
@@ -500,26 +447,6 @@ class PostgresDatabase:
                 return fn(conn, *args)
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
-
-    def usage_series(
-        self, column: str, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, str, float]]:
-        return self._with_conn(usage_series, column, since_ms, until_ms, bucket_ms, host)
-
-    def host_cpu_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, float]]:
-        return self._with_conn(host_cpu_series, since_ms, until_ms, bucket_ms, host)
-
-    def kill_series(
-        self, since_ms: int, until_ms: int, bucket_ms: int, host: str | None = None
-    ) -> list[tuple[int, str, int]]:
-        return self._with_conn(kill_series, since_ms, until_ms, bucket_ms, host)
-
-    def runs(
-        self, since_ms: int, until_ms: int, host: str | None = None
-    ) -> list[tuple[str, str, int, int]]:
-        return self._with_conn(runs, since_ms, until_ms, host)
 
     # -- writes -----------------------------------------------------------------
 
