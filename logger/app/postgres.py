@@ -467,7 +467,7 @@ class PostgresDatabase(SharedReads):
         ]
         columns = [list(col) for col in zip(*rows, strict=True)]
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 inserted = dict(conn.execute(INSERT, columns).fetchall())
                 stored: list[dict[str, Any]] = []
                 added: list[tuple[Record, dict[str, Any]]] = []
