@@ -297,6 +297,10 @@ WHERE seq BETWEEN ? AND ? AND xmin::text = ?
 ORDER BY time_ms DESC, id DESC LIMIT ?
 """
 FOLLOW_LIMIT = 50
+# A notification carries its transaction's records when they fit (PostgreSQL
+# takes payloads under 8,000 bytes): a gestor cycle's 8 records do (about
+# 5.5 kB), and the other workers need no query to show them.
+NOTIFY_MAX_BYTES = 7_900
 
 
 def migrate(url: str) -> int:
@@ -408,11 +412,16 @@ class PostgresDatabase(SharedReads):
         self.generation += 1
         if not self._followers:
             return
-        # From the pool: the listening connection is busy inside notifies().
-        rows = self._fetch(
-            FOLLOW, (note["lo"], note["hi"], str(int(note["tx"]) % 2**32), FOLLOW_LIMIT)
-        )
-        records = [json.loads(r[0]) for r in rows]
+        records = note.get("r")
+        if not isinstance(records, list):
+            if note["lo"] > note["hi"]:
+                return  # no rows (retention): only the graphs' data changed
+            # Too many to carry: read from the pool (the listening connection
+            # is busy inside notifies()).
+            rows = self._fetch(
+                FOLLOW, (note["lo"], note["hi"], str(int(note["tx"]) % 2**32), FOLLOW_LIMIT)
+            )
+            records = [json.loads(r[0]) for r in rows]
         if records:
             for callback in self._followers:
                 callback(records)
@@ -482,6 +491,7 @@ class PostgresDatabase(SharedReads):
                 stored: list[dict[str, Any]] = []
                 added: list[tuple[Record, dict[str, Any]]] = []
                 seqs: list[int] = []
+                texts: list[tuple[int, str, str]] = []  # (time_ms, id, JSON) stored
                 summary = Summary()
                 for (rec, raw), row in zip(records, rows, strict=True):
                     seq = inserted.pop(rec.id, None)
@@ -490,6 +500,7 @@ class PostgresDatabase(SharedReads):
                     seqs.append(seq)
                     stored.append(raw)
                     added.append((rec, raw))
+                    texts.append((row[1], row[0], row[13]))
                     summary.add(
                         rec.host or "",
                         rec.run_id or "",
@@ -505,7 +516,9 @@ class PostgresDatabase(SharedReads):
                         summary.hosts[rec.host] = received_ms
                 if added:
                     self._write_summary(conn, summary)
-                    self._notify(conn, min(seqs), max(seqs))
+                    texts.sort(reverse=True)  # newest first, as the page shows them
+                    newest = [text for _, _, text in texts[:FOLLOW_LIMIT]]
+                    self._notify(conn, min(seqs), max(seqs), newest)
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
         for rec, raw in added:
@@ -514,9 +527,18 @@ class PostgresDatabase(SharedReads):
             self.generation += 1
         return stored
 
-    def _notify(self, conn: psycopg.Connection, lo: int, hi: int) -> None:
+    def _notify(
+        self, conn: psycopg.Connection, lo: int, hi: int, newest: list[str] | None = None
+    ) -> None:
         """Tells every worker (at COMMIT, in commit order) which rows this
-        transaction stored: ``seq`` from ``lo`` to ``hi`` written by it."""
+        transaction stored: ``newest``, the texts of its newest records
+        (newest first), when they fit in a notification, else ``seq`` from
+        ``lo`` to ``hi`` written by it (the others read them)."""
+        if newest:
+            payload = f'{{"w":"{self.worker}","r":[{",".join(newest)}]}}'
+            if len(payload.encode()) <= NOTIFY_MAX_BYTES:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                return
         conn.execute(
             "SELECT pg_notify(%s, json_build_object('w', %s::text, 'lo', %s::bigint,"
             " 'hi', %s::bigint, 'tx', pg_current_xact_id()::text)::text)",

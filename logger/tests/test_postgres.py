@@ -137,7 +137,12 @@ def test_the_live_stream_shows_what_every_worker_stored(workers: Server) -> None
         posted = [record() for _ in range(20)]
         for rec in posted:  # new connections: about half land on the other worker
             assert post(workers.url, [rec]).status_code == 200
-        ids = {rec["id"] for rec in posted}
+        # Batches too large for a notification (each record's reason 1,000
+        # characters): the other worker reads them from the database.
+        large = [[record(reason="x" * 1_000) for _ in range(10)] for _ in range(6)]
+        for batch in large:
+            assert post(workers.url, batch).status_code == 200
+        ids = {rec["id"] for rec in posted} | {rec["id"] for b in large for rec in b}
         assert wait_for(lambda: ids <= seen, timeout=5), len(ids - seen)
     finally:
         stop.set()
