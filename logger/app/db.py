@@ -34,6 +34,7 @@ import re
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -657,6 +658,34 @@ class Summary:
             self.count_cycles(key, from_ms, memory_n > 0, cpu_n > 0)
             self.count_cycles(key, to_ms, -(memory_n > 0), -(cpu_n > 0))
 
+    def usage_written(
+        self, key: tuple[str, str, int, str], memory_n: int, cpu_n: int, time_ms: int
+    ) -> None:
+        """Usage row ``key`` now holds ``memory_n`` and ``cpu_n`` figures after
+        this Summary's were added to it: a figure it gained first counts its
+        cycle in the minute it starts (``time_ms``)."""
+        acc = self.usage[key]
+        self.count_cycles(
+            key,
+            time_ms,
+            cycle_changes(memory_n - acc[2], memory_n),
+            cycle_changes(cpu_n - acc[4], cpu_n),
+        )
+
+    def usage_taken(
+        self, key: tuple[str, str, int, str], memory_n: int, cpu_n: int, time_ms: int
+    ) -> None:
+        """In a Summary of what retention takes: usage row ``key`` keeps
+        ``memory_n`` and ``cpu_n`` figures; a figure it lost last takes its
+        cycle out of its minute."""
+        acc = self.usage[key]
+        self.count_cycles(
+            key,
+            time_ms,
+            -cycle_changes(memory_n + acc[2], memory_n),
+            -cycle_changes(cpu_n + acc[4], cpu_n),
+        )
+
     def count_cycles(
         self, key: tuple[str, str, int, str], time_ms: int, memory: int, cpu: int
     ) -> None:
@@ -708,17 +737,17 @@ def connect(path: Path | str, synchronous: str = "FULL", *, read_only: bool = Fa
     return conn
 
 
-class SharedReads:
+class SharedReads(ABC):
     """The reads both engines answer with the same queries (the shared layer
-    below): an engine gives ``_fetch(sql, args)`` (rows of one query) and
-    ``_with_conn(fn, *args)`` (``fn(connection, *args)`` on one of its
-    connections)."""
+    below), on the two ways each engine gives to run them."""
 
+    @abstractmethod
     def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+        """The rows of one query of the shared layer (SQLite's text)."""
 
+    @abstractmethod
     def _with_conn(self, fn: Any, *args: Any) -> Any:
-        raise NotImplementedError
+        """``fn(connection, *args)`` on one of the engine's connections."""
 
     def page(
         self,
@@ -1090,13 +1119,7 @@ class Database(SharedReads):
                 if rec.event != ALERT_EVENT:  # an alert is not a record from that host
                     summary.hosts[rec.host] = row[12]
         for key, acc in summary.usage.items():
-            memory_n, cpu_n, time_ms = conn.execute(USAGE_UPSERT, (*key, *acc)).fetchone()
-            summary.count_cycles(
-                key,
-                time_ms,
-                cycle_changes(memory_n - acc[2], memory_n),
-                cycle_changes(cpu_n - acc[4], cpu_n),
-            )
+            summary.usage_written(key, *conn.execute(USAGE_UPSERT, (*key, *acc)).fetchone())
         if summary.counts:
             conn.executemany(COUNTS_UPSERT, [(*k, n) for k, n in summary.counts.items()])
         if summary.runs:
@@ -1180,12 +1203,7 @@ class Database(SharedReads):
             ).fetchone()
             if left is None:
                 continue
-            gone.count_cycles(
-                (host, run, cycle, ctype),
-                left[1],
-                -cycle_changes(left[2] + mem_n, left[2]),
-                -cycle_changes(left[3] + cpu_n, left[3]),
-            )
+            gone.usage_taken((host, run, cycle, ctype), left[2], left[3], left[1])
             if left[0] <= 0:
                 conn.execute(
                     "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
@@ -1326,8 +1344,9 @@ _INDEX_HINT = re.compile(r"\s+INDEXED BY \w+")
 
 def dialect(sql: str, postgres: bool) -> str:
     """One query text for both engines: written for SQLite (``?``
-    placeholders, index hints), turned into PostgreSQL's (``%s``, no hints,
-    ``greatest``/``least`` for two-argument ``max``/``min``) when asked."""
+    placeholders, index hints), turned into PostgreSQL's (``%s``, no hints)
+    when asked. Two-argument ``max``/``min`` are not translated: statements
+    that use them keep a PostgreSQL text of their own (``greatest``)."""
     if not postgres:
         return sql
     sql = _INDEX_HINT.sub("", sql).replace("%", "%%").replace("?", "%s")

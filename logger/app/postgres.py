@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from . import db
 from .db import (
     ROLLUPS_BACKFILL,
     ROLLUPS_BACKFILL_6,
@@ -45,7 +46,6 @@ from .db import (
     SharedReads,
     StorageError,
     Summary,
-    cycle_changes,
     dialect,
     record_row,
     respan_run,
@@ -264,26 +264,9 @@ INSERT INTO hosts AS h (host, last_received_ms) VALUES (%s, %s)
 ON CONFLICT (host) DO UPDATE SET
     last_received_ms = greatest(h.last_received_ms, excluded.last_received_ms)
 """
-USAGE_SUBTRACT = """
-UPDATE usage SET
-    memory_sum = CASE WHEN memory_n = %s THEN 0 ELSE memory_sum - %s END,
-    memory_n = memory_n - %s,
-    cpu_sum = CASE WHEN cpu_n = %s THEN 0 ELSE cpu_sum - %s END,
-    cpu_n = cpu_n - %s,
-    records = records - %s
-WHERE host = %s AND run_id = %s AND cycle = %s AND container_type = %s
-RETURNING records, time_ms, memory_n, cpu_n
-"""
-# Retention takes records in arrival order, not by time: a run it touched is
-# dropped when none of its records is left, else its span is read back; a
-# minute it leaves in part may have lost its newest record.
-ROLLUPS_RELAST = """
-UPDATE rollups SET last_ms = coalesce((
-    SELECT max(time_ms) FROM logs
-    WHERE coalesce(host, '') = rollups.host AND time_ms >= %s AND time_ms < %s + 60000
-      AND coalesce(container_type, '') = rollups.container_type AND event != 'alert'), last_ms)
-WHERE minute_ms = %s AND host = %s AND container_type = %s
-"""
+# Retention: the shared layer's statements (db.py), in PostgreSQL's text.
+USAGE_SUBTRACT = dialect(db.USAGE_SUBTRACT, True)
+ROLLUPS_RELAST = dialect(db.ROLLUPS_RELAST, True)
 USAGE_FIRST_LEFT = """
 SELECT min(time_ms) FROM logs
 WHERE time_ms >= %s AND coalesce(host, '') = %s AND cycle = %s AND container_type = %s
@@ -555,14 +538,7 @@ class PostgresDatabase(SharedReads):
             fixed = {row[:4]: key for row, key in zip(usage, sorted(summary.usage), strict=True)}
             rows = conn.execute(USAGE_UPSERT, (json.dumps(usage),))
             for *row_key, memory_n, cpu_n, time_ms in rows:
-                key = fixed[tuple(row_key)]
-                acc = summary.usage[key]
-                summary.count_cycles(
-                    key,
-                    time_ms,
-                    cycle_changes(memory_n - acc[2], memory_n),
-                    cycle_changes(cpu_n - acc[4], cpu_n),
-                )
+                summary.usage_written(fixed[tuple(row_key)], memory_n, cpu_n, time_ms)
         counts = [_without_nul((*k, n)) for k, n in sorted(summary.counts.items())]
         spans = [_without_nul((*k, *v)) for k, v in sorted(summary.runs.items())]
         hosts = [_without_nul(item) for item in sorted(summary.hosts.items())]
@@ -631,12 +607,7 @@ class PostgresDatabase(SharedReads):
             ).fetchone()
             if left is None:
                 continue
-            gone.count_cycles(
-                (host, run, cycle, ctype),
-                left[1],
-                -cycle_changes(left[2] + mem_n, left[2]),
-                -cycle_changes(left[3] + cpu_n, left[3]),
-            )
+            gone.usage_taken((host, run, cycle, ctype), left[2], left[3], left[1])
             if left[0] <= 0:
                 conn.execute(
                     "DELETE FROM usage WHERE host = %s AND run_id = %s AND cycle = %s"
