@@ -37,7 +37,14 @@ def with_data(client):
     return client
 
 
-def test_an_identical_request_is_served_from_the_cache(with_data):
+@pytest.fixture
+def still_clock(monkeypatch):
+    """The graphs' clock held still: the cache's time bucket (the clock
+    rounded to 10 s) cannot turn between two requests of one test."""
+    monkeypatch.setattr("app.routers.graphs.now_ms", lambda: T0 + 2 * HOUR)
+
+
+def test_an_identical_request_is_served_from_the_cache(with_data, still_clock):
     params = {"since": rfc3339(T0), "until": rfc3339(T0 + HOUR)}
     first = with_data.get("/graphs/memory.png", params=params)
     second = with_data.get("/graphs/memory.png", params=params)
@@ -68,8 +75,8 @@ def test_under_steady_ingest_a_graph_is_drawn_once_per_time_bucket(with_data, mo
     assert later.content != first.content
 
 
-def test_windows_inside_the_same_buckets_share_one_render(with_data):
-    # 1 h at 800 px: 30 s buckets. These windows differ by a few seconds.
+def test_windows_inside_the_same_buckets_share_one_render(with_data, still_clock):
+    # 1 h at 800 px: 1 min buckets. These windows differ by a few seconds.
     a = {"since": rfc3339(T0 + 1_000), "until": rfc3339(T0 + HOUR + 1_000)}
     b = {"since": rfc3339(T0 + 7_000), "until": rfc3339(T0 + HOUR + 9_000)}
     first = with_data.get("/graphs/cpu.png", params=a)
