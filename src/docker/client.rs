@@ -535,8 +535,8 @@ impl DockerClient {
 }
 
 /// The container events the inventory follows.
-pub const EVENT_ACTIONS: [&str; 9] = [
-    "create", "start", "restart", "die", "destroy", "rename", "pause", "unpause", "update",
+pub const EVENT_ACTIONS: [&str; 10] = [
+    "create", "start", "restart", "die", "destroy", "rename", "pause", "unpause", "update", "oom",
 ];
 
 /// One container event from Docker.

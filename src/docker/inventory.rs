@@ -29,12 +29,21 @@
 //! In both modes only the stopped containers gestor may act on ([`ActsOn`])
 //! are inspected for how they ended: the policy removes no other, and a host
 //! may hold many stopped containers of other people's.
+//!
+//! An OOM kill: dockerd hears of it and of the exit in two notices from
+//! containerd's shim, and sets `State.OOMKilled` only when the OOM notice
+//! came first. Under load it can come second: the flag then stays false for
+//! good, but Docker still sends an `oom` event (after `die`). The events
+//! inventory keeps those events (`State::ooms`) and holds back a fresh
+//! death's facts for [`OOM_SETTLE`] while they do not say OOM, so the policy
+//! judges it (and names its cause) once a late notice has had time to come.
+//! The list inventory has only Docker's flag.
 
 use crate::docker::client::{ContainerEvent, DockerClient, DockerError};
 use crate::docker::container::{ActsOn, ContainerInfo, ExitFacts};
 use futures_util::stream::{self, StreamExt};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -234,6 +243,10 @@ struct State {
     /// Since when the current subscription has been followed (listed and
     /// applying events); the supervisor takes it when the attempt ends.
     following_since: Option<Instant>,
+    /// Containers Docker sent an `oom` event for in their current run.
+    ooms: HashSet<String>,
+    /// When the death of each container that recently died was applied.
+    died: HashMap<String, Instant>,
 }
 
 /// The state, even after a panic while it was locked (a poisoned lock): the
@@ -255,7 +268,38 @@ impl State {
         self.seq += 1;
         self.touched.insert(id.to_string(), self.seq);
     }
+
+    /// Forgets the OOM kills and deaths of containers no longer held.
+    fn forget_gone(&mut self) {
+        let held = &self.containers;
+        self.ooms.retain(|id| held.contains_key(id));
+        self.died.retain(|id, _| held.contains_key(id));
+    }
+
+    /// A container as the policy should see it `now`: an OOM kill Docker
+    /// told of by event counts even when its inspect says otherwise, and a
+    /// death younger than [`OOM_SETTLE`] whose facts do not say OOM has no
+    /// facts yet (judged next cycle).
+    fn as_judged(&self, c: &ContainerInfo, now: Instant) -> ContainerInfo {
+        let mut c = c.clone();
+        let oom = self.ooms.contains(&c.id);
+        if let Some(e) = c.exit.as_mut() {
+            e.oom_killed |= oom;
+            let fresh = self
+                .died
+                .get(&c.id)
+                .is_some_and(|t| now.saturating_duration_since(*t) < OOM_SETTLE);
+            if fresh && !e.oom_killed {
+                c.exit = None;
+            }
+        }
+        c
+    }
 }
+
+/// How long a death's facts are held back when they do not say OOM: the
+/// time a late `oom` event is given (see the module's documentation).
+const OOM_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long a reconciliation waits for events still on their way when the
 /// stream says nothing.
@@ -474,6 +518,7 @@ fn correct(s: &mut State, listed: Vec<ContainerInfo>, seq0: u64) -> Vec<String> 
         }
     }
     s.touched.retain(|_, t| *t > seq0);
+    s.forget_gone();
     drift
 }
 
@@ -491,10 +536,18 @@ where
 {
     let known = lock(state).containers.contains_key(&event.id);
     let simple = {
-        let mut s = lock(state);
+        let mut guard = lock(state);
+        let s = &mut *guard;
         let done = match (event.action.as_str(), s.containers.get_mut(&event.id)) {
             ("destroy", _) => {
                 s.containers.remove(&event.id);
+                s.ooms.remove(&event.id);
+                s.died.remove(&event.id);
+                true
+            }
+            // Docker names the container but says nothing else: no inspect.
+            ("oom", _) => {
+                s.ooms.insert(event.id.clone());
                 true
             }
             ("create", Some(_)) => true,
@@ -505,6 +558,10 @@ where
             }
             ("die", Some(c)) if c.is_stopped() && c.exit.is_some() => true,
             ("start" | "restart" | "unpause", Some(c)) => {
+                if event.action != "unpause" {
+                    // A new run: Docker's OOM flag starts false again.
+                    s.ooms.remove(&event.id);
+                }
                 c.state = "running".into();
                 c.exit = None;
                 true
@@ -537,11 +594,15 @@ where
     match inspected {
         Ok(Some(c)) => {
             s.touch(&event.id);
+            if event.action == "die" && c.is_stopped() {
+                s.died.insert(c.id.clone(), Instant::now());
+            }
             s.containers.insert(c.id.clone(), c);
         }
         Ok(None) => {
             s.touch(&event.id);
             s.containers.remove(&event.id);
+            s.forget_gone();
         }
         Err(e) => {
             // Not knowing what became of it: stale until the next listing.
@@ -643,7 +704,8 @@ impl EventInventory {
             return Err(format!("the container inventory is stale: {why}"));
         }
         self.metrics.set_stale(false);
-        Ok(s.containers.values().cloned().collect())
+        let now = Instant::now();
+        Ok(s.containers.values().map(|c| s.as_judged(c, now)).collect())
     }
 
     /// A full listing, compared with the inventory: what differs is drift,
@@ -827,6 +889,7 @@ async fn follow_once(f: Arc<Follower>) -> Result<String, DockerError> {
         let (down, gap) = (s.stream_down.take(), s.gap.take());
         let was = down.or(gap);
         s.containers = listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+        s.forget_gone();
         s.following_since = Some(Instant::now());
         f.metrics.set_stale(false);
         tracing::info!(containers = s.containers.len(), after = ?was, "container inventory listed; following Docker's events");
@@ -954,6 +1017,81 @@ mod tests {
                 .exit_code,
             137
         );
+    }
+
+    /// The policy's view of one container now, and `later` (after the settle).
+    fn judged(state: &Mutex<State>, id: &str) -> (Option<ExitFacts>, Option<ExitFacts>) {
+        let s = state.lock().unwrap();
+        let now = Instant::now();
+        (
+            s.as_judged(&s.containers[id], now).exit,
+            s.as_judged(&s.containers[id], now + OOM_SETTLE).exit,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_oom_event_after_the_death_still_names_the_oom_killer() {
+        let mut c = container("ram", &[(LABEL_MANAGED, "true")], "stress --vm 1");
+        let id = c.id.clone();
+        let state = state_with(vec![c.clone()]);
+        // Docker's flag lost the race: the inspect after `die` says no OOM.
+        c.state = "exited".into();
+        c.exit = Some(ExitFacts {
+            exit_code: 1,
+            oom_killed: false,
+            finished_at: Some(5),
+        });
+        let died = c.clone();
+        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
+            Ok(Some(died))
+        })
+        .await;
+        // Fresh and not OOM: not judged yet; after the settle, as Docker says.
+        assert_eq!(judged(&state, &id), (None, c.exit));
+        apply(&state, &event(&id, "oom", None), &acts(), never).await;
+        let oom = Some(ExitFacts {
+            oom_killed: true,
+            ..c.exit.unwrap()
+        });
+        assert_eq!(judged(&state, &id), (oom, oom));
+        // A full listing keeps what the event said.
+        {
+            let mut s = state.lock().unwrap();
+            let seq0 = s.seq;
+            assert!(correct(&mut s, vec![c.clone()], seq0).is_empty());
+            assert!(
+                s.as_judged(&s.containers[&id], Instant::now())
+                    .exit
+                    .unwrap()
+                    .oom_killed
+            );
+        }
+        // Started again: a new run, Docker's flag starts false again.
+        apply(&state, &event(&id, "start", None), &acts(), never).await;
+        assert!(state.lock().unwrap().ooms.is_empty());
+        apply(&state, &event(&id, "destroy", None), &acts(), never).await;
+        let s = state.lock().unwrap();
+        assert!(s.died.is_empty() && s.containers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_oom_event_before_the_death_is_judged_at_once() {
+        let mut c = container("ram", &[(LABEL_MANAGED, "true")], "stress --vm 1");
+        let id = c.id.clone();
+        let state = state_with(vec![c.clone()]);
+        apply(&state, &event(&id, "oom", None), &acts(), never).await;
+        c.state = "exited".into();
+        c.exit = Some(ExitFacts {
+            exit_code: 1,
+            oom_killed: true,
+            finished_at: Some(5),
+        });
+        let died = c.clone();
+        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
+            Ok(Some(died))
+        })
+        .await;
+        assert_eq!(judged(&state, &id), (c.exit, c.exit));
     }
 
     #[tokio::test]

@@ -87,12 +87,20 @@ def test_sigterm_during_kills_with_the_log_service_down_loses_no_record(scope, m
 def test_sigkill_while_shipping_loses_no_finished_cycle(scope, make_gestor):
     for kind in ("cpu", "cpu", "ram", "ram", "io", "io"):
         scope.start(kind, "stress --cpu 1" if kind == "cpu" else "stress --io 1")
-    # One that the OOM killer ends at once: its removal is a record too.
+    g = make_gestor("--interval", "0.3", "--dry-run", "--stopped-grace", "0")
+    wait_until("a first cycle", 30, lambda: g.events("cycle"), 0.1)
+    # One that the OOM killer ends at once, while gestor follows Docker's
+    # events (as on a host): its removal is a record too, naming the cause.
     oom = scope.start(
         "ram", "stress --vm 1 --vm-bytes 64M --vm-keep", "--memory", "16m", "--memory-swap", "16m"
     )
-    g = make_gestor("--interval", "0.3", "--dry-run", "--stopped-grace", "0")
     wait_until("the log service", 120, lambda: http_get(g.logger_url("/healthz")))
+    wait_until(
+        "the OOM-killed container judged",
+        60,
+        lambda: any(e.get("container") == oom for e in g.events("would_remove")),
+        0.1,
+    )
     wait_until("records being shipped", 30, lambda: g.metric("gestor_log_records_sent_total") > 20)
     run_id = g.run_id()
     g.proc.send_signal(signal.SIGKILL)  # no shutdown code runs
@@ -109,7 +117,11 @@ def test_sigkill_while_shipping_loses_no_finished_cycle(scope, make_gestor):
     have = stored(records, run_id)
     missing = {k: n for k, n in mine.items() if have[k] < n}
     assert not missing, f"records of finished cycles lost: {missing}"
-    removals = [r for r in records if r["event"] == "would_remove" and r["container_name"] == oom]
+    removals = [
+        r
+        for r in records
+        if r["event"] == "would_remove" and r["container_name"] == oom and r["run_id"] == run_id
+    ]
     assert removals, "no would_remove record of the OOM-killed container"
     assert "OOM killer" in removals[0]["reason"], removals[:1]
     print(
