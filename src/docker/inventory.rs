@@ -991,17 +991,7 @@ mod tests {
         )
         .await;
         assert_eq!(state.lock().unwrap().containers[&id].name, "new");
-        c.state = "exited".into();
-        c.exit = Some(ExitFacts {
-            exit_code: 137,
-            oom_killed: true,
-            finished_at: Some(5),
-        });
-        let died = c.clone();
-        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
-            Ok(Some(died))
-        })
-        .await;
+        die(&state, &mut c, 137, true).await;
         {
             let s = state.lock().unwrap();
             assert_eq!(s.containers[&id].exit.unwrap().exit_code, 137);
@@ -1017,6 +1007,22 @@ mod tests {
                 .exit_code,
             137
         );
+    }
+
+    /// `c` dies with `exit_code`; the inspect after the `die` event says
+    /// `oom_killed`.
+    async fn die(state: &Mutex<State>, c: &mut ContainerInfo, exit_code: i64, oom_killed: bool) {
+        c.state = "exited".into();
+        c.exit = Some(ExitFacts {
+            exit_code,
+            oom_killed,
+            finished_at: Some(5),
+        });
+        let died = c.clone();
+        apply(state, &event(&c.id, "die", None), &acts(), |_| async move {
+            Ok(Some(died))
+        })
+        .await;
     }
 
     /// The policy's view of one container now, and `later` (after the settle).
@@ -1035,17 +1041,7 @@ mod tests {
         let id = c.id.clone();
         let state = state_with(vec![c.clone()]);
         // Docker's flag lost the race: the inspect after `die` says no OOM.
-        c.state = "exited".into();
-        c.exit = Some(ExitFacts {
-            exit_code: 1,
-            oom_killed: false,
-            finished_at: Some(5),
-        });
-        let died = c.clone();
-        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
-            Ok(Some(died))
-        })
-        .await;
+        die(&state, &mut c, 1, false).await;
         // Fresh and not OOM: not judged yet; after the settle, as Docker says.
         assert_eq!(judged(&state, &id), (None, c.exit));
         apply(&state, &event(&id, "oom", None), &acts(), never).await;
@@ -1080,17 +1076,7 @@ mod tests {
         let id = c.id.clone();
         let state = state_with(vec![c.clone()]);
         apply(&state, &event(&id, "oom", None), &acts(), never).await;
-        c.state = "exited".into();
-        c.exit = Some(ExitFacts {
-            exit_code: 1,
-            oom_killed: true,
-            finished_at: Some(5),
-        });
-        let died = c.clone();
-        apply(&state, &event(&id, "die", None), &acts(), |_| async move {
-            Ok(Some(died))
-        })
-        .await;
+        die(&state, &mut c, 1, true).await;
         assert_eq!(judged(&state, &id), (c.exit, c.exit));
     }
 
