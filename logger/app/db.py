@@ -27,6 +27,7 @@ tables in the same transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -410,13 +411,15 @@ SELECT time_ms FROM logs INDEXED BY logs_time
 WHERE time_ms {cmp} ? AND coalesce(host, '') = ? AND {run} = ?
 ORDER BY time_ms {order} LIMIT 1
 """
-USAGE_FIRST_LEFT = f"""
+# A usage row's first record left, from the oldest taken on. {run}: as in
+# RUN_LEFT.
+USAGE_FIRST_LEFT = """
 SELECT min(time_ms) FROM (
     SELECT time_ms FROM logs INDEXED BY logs_time
     WHERE time_ms >= ? AND coalesce(host, '') = ? AND cycle = ? AND container_type = ?
-      AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND {RUN_EXPR} = ?
+      AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND {run} = ?
     ORDER BY time_ms LIMIT 1
-)
+) AS first_left
 """
 
 READ_POOL_SIZE = 8
@@ -737,6 +740,42 @@ def connect(path: Path | str, synchronous: str = "FULL", *, read_only: bool = Fa
     return conn
 
 
+class BatchedRetention(ABC):
+    """Retention in batches, on either engine: each batch one transaction
+    (``delete_batch``), so ingestion goes on between them."""
+
+    @abstractmethod
+    def delete_batch(self, cut_ms: int, limit: int) -> int:
+        """Deletes up to ``limit`` of the oldest records that arrived before
+        ``cut_ms`` and what they contributed to the side tables."""
+
+    @abstractmethod
+    def forget_hosts(self, cut_ms: int) -> None:
+        """Drops hosts whose last record arrived before ``cut_ms``."""
+
+    def delete_before(
+        self,
+        cut_ms: int,
+        batch: int = 1000,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> tuple[int, int]:
+        """Deletes every record older than ``cut_ms`` in batches; returns
+        (records deleted, batches)."""
+        deleted = batches = 0
+        while stop is None or not stop.is_set():
+            n = self.delete_batch(cut_ms, batch)
+            if n == 0:
+                break
+            deleted += n
+            batches += 1
+            if pause:
+                time.sleep(pause)
+        if deleted:
+            self.forget_hosts(cut_ms)
+        return deleted, batches
+
+
 class SharedReads(ABC):
     """The reads both engines answer with the same queries (the shared layer
     below), on the two ways each engine gives to run them."""
@@ -828,7 +867,7 @@ class SharedReads(ABC):
         return self._with_conn(runs, since_ms, until_ms, host)
 
 
-class Database(SharedReads):
+class Database(SharedReads, BatchedRetention):
     """The log store. Thread-safe: FastAPI runs sync work in a thread pool."""
 
     engine = "sqlite"
@@ -1193,70 +1232,14 @@ class Database(SharedReads):
 
     @staticmethod
     def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
-        """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
-        arrival order, so not the oldest by time) out of the side tables."""
-        for (host, run, cycle, ctype), acc in list(gone.usage.items()):
-            _, mem, mem_n, cpu, cpu_n, records = acc
-            left = conn.execute(
-                USAGE_SUBTRACT,
-                (mem_n, mem, mem_n, cpu_n, cpu, cpu_n, records, host, run, cycle, ctype),
-            ).fetchone()
-            if left is None:
-                continue
-            gone.usage_taken((host, run, cycle, ctype), left[2], left[3], left[1])
-            if left[0] <= 0:
-                conn.execute(
-                    "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
-                    " AND container_type = ?",
-                    (host, run, cycle, ctype),
-                )
-            elif left[1] <= last_ms:
-                # Whatever is left of the group is no older than its old
-                # first record, so no older than the oldest taken.
-                first = conn.execute(
-                    USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run)
-                ).fetchone()[0]
-                if first is not None:
-                    conn.execute(
-                        "UPDATE usage SET time_ms = ? WHERE host = ? AND run_id = ?"
-                        " AND cycle = ? AND container_type = ?",
-                        (first, host, run, cycle, ctype),
-                    )
-                    gone.move_cycles((host, run, cycle, ctype), left[1], first, left[2], left[3])
+        """Takes ``gone`` out of the side tables (see ``subtract_summary``)."""
+        subtract_summary(conn, gone, first_ms, last_ms, RUN_EXPR)
         for (event, ctype), n in gone.counts.items():
             conn.execute(
                 "UPDATE counts SET n = n - ? WHERE event = ? AND container_type = ?",
                 (n, event, ctype),
             )
         conn.execute("DELETE FROM counts WHERE n <= 0")
-        for key, acc in gone.minutes.items():
-            conn.execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
-        if gone.minutes:
-            conn.execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
-        for minute, host, ctype in gone.minutes:
-            conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
-
-    def delete_before(
-        self,
-        cut_ms: int,
-        batch: int = 1000,
-        pause: float = 0.0,
-        stop: threading.Event | None = None,
-    ) -> tuple[int, int]:
-        """Deletes every record older than ``cut_ms`` in batches; returns
-        (records deleted, batches). Ingestion takes the lock between batches."""
-        deleted = batches = 0
-        while stop is None or not stop.is_set():
-            n = self.delete_batch(cut_ms, batch)
-            if n == 0:
-                break
-            deleted += n
-            batches += 1
-            if pause:
-                time.sleep(pause)
-        if deleted:
-            self.forget_hosts(cut_ms)
-        return deleted, batches
 
     def forget_hosts(self, cut_ms: int) -> None:
         """Drops hosts whose last record arrived before ``cut_ms``."""
@@ -1342,6 +1325,7 @@ def _host_clause(host: str | None) -> tuple[str, list[Any]]:
 _INDEX_HINT = re.compile(r"\s+INDEXED BY \w+")
 
 
+@functools.lru_cache(maxsize=512)
 def dialect(sql: str, postgres: bool) -> str:
     """One query text for both engines: written for SQLite (``?``
     placeholders, index hints), turned into PostgreSQL's (``%s``, no hints)
@@ -1357,6 +1341,54 @@ def run(conn: Any, sql: str, args: Sequence[Any] = ()) -> list[Any]:
     """Runs a query of the shared layer on either engine's connection."""
     postgres = not isinstance(conn, sqlite3.Connection)
     return conn.execute(dialect(sql, postgres), list(args)).fetchall()
+
+
+def subtract_summary(
+    conn: Any, gone: Summary, first_ms: int, last_ms: int, run_column: str
+) -> None:
+    """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
+    arrival order, so not the oldest by time) out of the usage rows and the
+    rollups, on either engine; each engine takes its own counts. Rows go in
+    key order, so two PostgreSQL workers' retention never wait on each other
+    in a circle. ``run_column``: as in ``respan_run``."""
+    postgres = not isinstance(conn, sqlite3.Connection)
+
+    def execute(sql: str, args: Sequence[Any]) -> Any:
+        return conn.execute(dialect(sql, postgres), list(args))
+
+    first_left_sql = USAGE_FIRST_LEFT.replace("{run}", run_column)
+    for (host, run_id, cycle, ctype), acc in sorted(gone.usage.items()):
+        key = (host, run_id, cycle, ctype)
+        _, mem, mem_n, cpu, cpu_n, records = acc
+        left = execute(
+            USAGE_SUBTRACT, (mem_n, mem, mem_n, cpu_n, cpu, cpu_n, records, *key)
+        ).fetchone()
+        if left is None:
+            continue
+        gone.usage_taken(key, left[2], left[3], left[1])
+        if left[0] <= 0:
+            execute(
+                "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
+                " AND container_type = ?",
+                key,
+            )
+        elif left[1] <= last_ms:
+            # Whatever is left of the row is no older than its old first
+            # record, so no older than the oldest taken.
+            first = execute(first_left_sql, (first_ms, host, cycle, ctype, run_id)).fetchone()[0]
+            if first is not None:
+                execute(
+                    "UPDATE usage SET time_ms = ? WHERE host = ? AND run_id = ?"
+                    " AND cycle = ? AND container_type = ?",
+                    (first, *key),
+                )
+                gone.move_cycles(key, left[1], first, left[2], left[3])
+    for key, acc in sorted(gone.minutes.items()):
+        execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
+    if gone.minutes:
+        execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
+    for minute, host, ctype in sorted(gone.minutes):
+        execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
 
 
 def respan_run(conn: Any, host: str, run_id: str, run_column: str) -> None:

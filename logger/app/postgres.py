@@ -34,13 +34,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from . import db
 from .db import (
     ROLLUPS_BACKFILL,
     ROLLUPS_BACKFILL_6,
-    ROLLUPS_DROP_EMPTY,
-    ROLLUPS_SUBTRACT,
     USAGE_EVENTS,
+    BatchedRetention,
     Counters,
     Record,
     SharedReads,
@@ -50,7 +48,7 @@ from .db import (
     record_row,
     respan_run,
     rollup_args,
-    subtract_args,
+    subtract_summary,
 )
 from .models import ALERT_EVENT
 
@@ -264,14 +262,6 @@ INSERT INTO hosts AS h (host, last_received_ms) VALUES (%s, %s)
 ON CONFLICT (host) DO UPDATE SET
     last_received_ms = greatest(h.last_received_ms, excluded.last_received_ms)
 """
-# Retention: the shared layer's statements (db.py), in PostgreSQL's text.
-USAGE_SUBTRACT = dialect(db.USAGE_SUBTRACT, True)
-ROLLUPS_RELAST = dialect(db.ROLLUPS_RELAST, True)
-USAGE_FIRST_LEFT = """
-SELECT min(time_ms) FROM logs
-WHERE time_ms >= %s AND coalesce(host, '') = %s AND cycle = %s AND container_type = %s
-  AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND run_id = %s
-"""
 # The rows one transaction stored (its NOTIFY names them): xmin is the
 # low 32 bits of the writing transaction's id.
 FOLLOW = """
@@ -325,7 +315,7 @@ def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
 
 
-class PostgresDatabase(SharedReads):
+class PostgresDatabase(SharedReads, BatchedRetention):
     """The log store on PostgreSQL. Thread-safe (a connection pool)."""
 
     engine = "postgresql"
@@ -597,40 +587,8 @@ class PostgresDatabase(SharedReads):
 
     @staticmethod
     def _subtract(conn: psycopg.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
-        """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
-        arrival order, so not the oldest by time) out of the side tables."""
-        for (host, run, cycle, ctype), acc in sorted(gone.usage.items()):
-            _, mem, mem_n, cpu, cpu_n, records = acc
-            left = conn.execute(
-                USAGE_SUBTRACT,
-                (mem_n, mem, mem_n, cpu_n, cpu, cpu_n, records, host, run, cycle, ctype),
-            ).fetchone()
-            if left is None:
-                continue
-            gone.usage_taken((host, run, cycle, ctype), left[2], left[3], left[1])
-            if left[0] <= 0:
-                conn.execute(
-                    "DELETE FROM usage WHERE host = %s AND run_id = %s AND cycle = %s"
-                    " AND container_type = %s",
-                    (host, run, cycle, ctype),
-                )
-            elif left[1] <= last_ms:
-                # What is left of the group is no older than the oldest taken.
-                first = conn.execute(USAGE_FIRST_LEFT, (first_ms, host, cycle, ctype, run))
-                first_left = first.fetchone()[0]
-                if first_left is not None:
-                    conn.execute(
-                        "UPDATE usage SET time_ms = %s WHERE host = %s AND run_id = %s"
-                        " AND cycle = %s AND container_type = %s",
-                        (first_left, host, run, cycle, ctype),
-                    )
-                    gone.move_cycles((host, run, cycle, ctype), left[1], first_left, *left[2:])
-        for key, acc in sorted(gone.minutes.items()):
-            conn.execute(dialect(ROLLUPS_SUBTRACT, True), subtract_args(key, acc))
-        if gone.minutes:
-            conn.execute(dialect(ROLLUPS_DROP_EMPTY, True), (max(k[0] for k in gone.minutes),))
-        for minute, host, ctype in sorted(gone.minutes):
-            conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
+        """Takes ``gone`` out of the side tables (see ``db.subtract_summary``)."""
+        subtract_summary(conn, gone, first_ms, last_ms, "run_id")
         # Taken from this backend's shard first, then any: the sum is what counts.
         for (event, ctype), n in sorted(gone.counts.items()):
             conn.execute(
@@ -640,28 +598,6 @@ class PostgresDatabase(SharedReads):
                 " + excluded.n",
                 (event, ctype, -n),
             )
-
-    def delete_before(
-        self,
-        cut_ms: int,
-        batch: int = 1000,
-        pause: float = 0.0,
-        stop: threading.Event | None = None,
-    ) -> tuple[int, int]:
-        """Deletes every record older than ``cut_ms`` in batches; returns
-        (records deleted, batches)."""
-        deleted = batches = 0
-        while stop is None or not stop.is_set():
-            n = self.delete_batch(cut_ms, batch)
-            if n == 0:
-                break
-            deleted += n
-            batches += 1
-            if pause:
-                time.sleep(pause)
-        if deleted:
-            self.forget_hosts(cut_ms)
-        return deleted, batches
 
     def forget_hosts(self, cut_ms: int) -> None:
         self._with_conn(
