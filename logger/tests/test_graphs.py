@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from io import BytesIO
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from app.graphs import COLORS, bucket_ms
@@ -259,3 +261,13 @@ def test_host_parameter_filters_the_usage_graphs(hour_of_data):
         other = decode(client.get(f"/graphs/{kind}.png", params={**WINDOW, "host": "no-such"}))
         assert sum(color_pixels(shown, COLORS[t]) for t in ("cpu", "ram", "io", "disk")) > 200
         assert sum(color_pixels(other, COLORS[t]) for t in ("cpu", "ram", "io", "disk")) == 0
+
+
+def test_a_figure_is_freed_as_soon_as_it_is_drawn(client, hour_of_data):
+    """A figure's reference cycles are collected right after its render (a
+    young collection), never left for a full collection in a later one."""
+    gc.collect()
+    assert client.get("/graphs/memory.png", params={**WINDOW, "width": 640}).status_code == 200
+    assert gc.isenabled()
+    figures = [o for o in gc.get_objects() if isinstance(o, Figure)]
+    assert figures == []
