@@ -180,6 +180,14 @@ DROP INDEX usage_time;
 """,
     )
 )
+MIGRATIONS.append(
+    # The rollups keyed by (minute, type, host), as on SQLite (db.ROLLUPS_SCHEMA).
+    (
+        7,
+        "ALTER TABLE rollups DROP CONSTRAINT rollups_pkey,"
+        " ADD PRIMARY KEY (minute_ms, container_type, host)",
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 COLUMNS = (

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.db import Database
+from app.db import SCHEMA_VERSION, Database
 from app.postgres import PostgresDatabase
 from app.routers.logs import parse_records
 from tests.factory import now_ms, record, rfc3339
@@ -79,8 +79,8 @@ def test_records_expire_by_arrival_not_by_their_own_time(
 
 
 def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> None:
-    """SQLite 4 -> 6 adds the (received_ms, id) index and rebuilds only the
-    rollups (schema 6's columns): the other side tables, which a full
+    """SQLite 4 -> 7 adds the (received_ms, id) index and rebuilds only the
+    rollups (schema 6's columns, 7's key): the other side tables, which a full
     migration rebuilds, are left as they were."""
     path = tmp_path / "logs.sqlite3"
     db = Database(path)
@@ -98,7 +98,7 @@ def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> No
     Database(path).close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         index = "SELECT name FROM sqlite_master WHERE name = 'logs_received'"
         assert conn.execute(index).fetchall() == [("logs_received",)]
         assert conn.execute("SELECT n FROM counts").fetchall() == [(99,)]

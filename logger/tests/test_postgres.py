@@ -284,9 +284,52 @@ def test_schema_5_with_records_is_migrated_to_the_graphs_rollups(pg_cluster) -> 
                 " CREATE INDEX logs_host_cpu ON logs (time_ms, host_cpu_ratio)"
                 "  WHERE host_cpu_ratio IS NOT NULL;"
                 " CREATE INDEX usage_time ON usage (time_ms, container_type);"
-                " DELETE FROM schema_version WHERE version = 6"
+                " DELETE FROM schema_version WHERE version >= 6"
             )
         assert migrate(url) == 5
         assert series() == before
+    finally:
+        db.close()
+
+
+def test_schema_6_rollups_are_rekeyed(pg_cluster) -> None:
+    """PostgreSQL 6 -> 7 keys the rollups by (minute, type, host), as SQLite's;
+    their rows and the graphs' series stay as they were."""
+    from app.postgres import PostgresDatabase, migrate
+    from app.routers.logs import parse_records
+
+    url = pg_cluster.database()
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    records = simulate(t0, 20, per_type=2, seed=8, host="alpha")
+    key = (
+        "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i"
+        " CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+        " WHERE i.indrelid = 'rollups'::regclass AND i.indisprimary"
+    )
+    db = PostgresDatabase(url)
+    try:
+        db.insert(parse_records(json.dumps(records).encode()))
+        until = t0 + 10 * 60_000
+        before = [
+            db.usage_series("memory_bytes", t0, until, 60_000),
+            db.kill_series(t0, until, 60_000),
+        ]
+        with psycopg.connect(url, autocommit=True) as conn:  # back to schema 6
+            assert conn.execute(key).fetchone()[0] == ["minute_ms", "container_type", "host"]
+            conn.execute(
+                "ALTER TABLE rollups DROP CONSTRAINT rollups_pkey,"
+                " ADD PRIMARY KEY (minute_ms, host, container_type);"
+                " DELETE FROM schema_version WHERE version = 7"
+            )
+            assert conn.execute(key).fetchone()[0] == ["minute_ms", "host", "container_type"]
+        assert migrate(url) == 6
+        with psycopg.connect(url) as conn:
+            assert conn.execute(key).fetchone()[0] == ["minute_ms", "container_type", "host"]
+        assert [
+            db.usage_series("memory_bytes", t0, until, 60_000),
+            db.kill_series(t0, until, 60_000),
+        ] == before
+        assert all(before), before
     finally:
         db.close()

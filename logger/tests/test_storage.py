@@ -30,6 +30,11 @@ def plan(conn: sqlite3.Connection, sql: str, args) -> list[str]:
     return [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
 
 
+def plan_steps(conn: sqlite3.Connection, sql: str) -> list[tuple[int, int, str]]:
+    """(id, parent's id, what) of each step of the plan."""
+    return [(i, parent, what) for i, parent, _, what in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+
+
 class Traced:
     """Every statement the app's own connections run, with its arguments' count."""
 
@@ -163,7 +168,9 @@ def test_healthz_is_503_when_the_disk_is_almost_full(tmp_path: Path):
 def test_the_graphs_read_the_rollups_and_match_the_records(tmp_path: Path):
     """Every graph series equals what the records say (two hosts, kills, whole
     minutes and 2-minute buckets), and is read from the rollups' rows of the
-    window alone: no scan of the records, nor of the usage rows."""
+    window alone: no scan of the records, nor of the usage rows, and the
+    rows are summed per minute in the rollups' key order (no sort of them:
+    only the per-minute sums are sorted into buckets)."""
     since = T0 - T0 % 120_000
     records = simulate(since, 40, per_type=2, seed=4, host="alpha", run_id="a" * 32)
     records += simulate(since + 3_000, 33, per_type=3, seed=5, host="beta")
@@ -184,13 +191,66 @@ def test_the_graphs_read_the_rollups_and_match_the_records(tmp_path: Path):
                 }
                 conn.set_trace_callback(None)
                 steps = [step for sql in traced for step in plan(conn, sql, [])]
+                trees = [plan_steps(conn, sql) for sql in traced]
             for name in ("memory", "cpu"):
                 assert {(b, t): v for b, t, v in got[name]} == pytest.approx(want[name]), name
             assert dict(got["host_cpu"]) == pytest.approx(want["host_cpu"])
             assert {(b, t): n for b, t, n in got["kills"]} == want["kills"]
             assert want["kills"], "the data has kills to draw"
             reads = [step for step in steps if step.startswith(("SEARCH", "SCAN"))]
-            assert len(reads) == 4, steps
-            assert all(step.startswith("SEARCH rollups USING PRIMARY KEY") for step in reads), steps
+            tables = [step for step in reads if step != "SCAN per_minute"]
+            assert len(tables) == 4, steps
+            assert all(step.startswith("SEARCH rollups USING PRIMARY KEY") for step in tables)
+            for tree in trees:
+                (minutes,) = [i for i, _, what in tree if what == "CO-ROUTINE per_minute"]
+                inside = [what for _, parent, what in tree if parent == minutes]
+                assert len(inside) == 1, tree  # no "USE TEMP B-TREE" of the rollups' rows
+                assert inside[0].startswith("SEARCH rollups USING PRIMARY KEY"), tree
     finally:
         db.close()
+
+
+def test_schema_6_rollups_are_rekeyed_with_their_rows(tmp_path: Path):
+    """SQLite 6 -> 7 copies the rollups under the (minute, type, host) key:
+    the same rows, the same series, nothing rebuilt from the records."""
+    path = tmp_path / "logs.sqlite3"
+    since = T0 - T0 % 60_000
+    records = simulate(since, 30, per_type=2, seed=6, host="alpha")
+    records += simulate(since + 2_000, 20, per_type=1, seed=7, host="beta")
+    db = Database(path)
+    insert(db, records)
+    db.close()
+
+    def rollups_and_series() -> tuple[list, list]:
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute("SELECT * FROM rollups ORDER BY minute_ms, host, container_type")
+            until = since + 10 * 60_000
+            series = [
+                app.db.usage_series(conn, "memory_bytes", since, until, 60_000),
+                app.db.host_cpu_series(conn, since, until, 60_000),
+                app.db.kill_series(conn, since, until, 120_000),
+            ]
+            return rows.fetchall(), series
+
+    before = rollups_and_series()
+    with sqlite3.connect(path) as conn:  # back to schema 6's key
+        conn.execute("ALTER TABLE rollups RENAME TO new_key")
+        old = app.db.ROLLUPS_SCHEMA.replace(
+            "PRIMARY KEY (minute_ms, container_type, host)",
+            "PRIMARY KEY (minute_ms, host, container_type)",
+        )
+        assert old != app.db.ROLLUPS_SCHEMA
+        conn.execute(old)
+        conn.execute("INSERT INTO rollups SELECT * FROM new_key")
+        conn.execute("DROP TABLE new_key")
+        conn.execute("UPDATE counts SET n = n + 1000")  # a full rebuild would undo it
+        conn.execute("PRAGMA user_version=6")
+    Database(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (app.db.SCHEMA_VERSION,)
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'rollups'").fetchone()
+        assert "PRIMARY KEY (minute_ms, container_type, host)" in table[0]
+        assert conn.execute("SELECT min(n) FROM counts").fetchone()[0] > 1000
+    assert rollups_and_series() == before
+    assert before[0], "the data has rollups"
+    assert all(before[1]), before
