@@ -17,7 +17,9 @@ import pytest
 from matplotlib.image import imread
 
 from app.db import Database
+from app.graphs import marker_times
 from app.routers.logs import parse_records
+from app.windows import Window
 from tests.factory import OLD_SCHEMA, record, rfc3339, simulate
 
 T0 = 1_794_999_960_000  # a whole minute: the graphs' buckets are whole minutes
@@ -114,6 +116,18 @@ def test_a_run_start_is_a_vertical_marker_on_the_graphs(client, kind):
     # A window with no run start has no marker.
     quiet = {"since": rfc3339(T0 + 60_000), "until": rfc3339(T0 + 20 * 60_000)}
     assert marker_columns(decode(client.get(f"/graphs/{kind}.png", params=quiet))) == 0
+
+
+def test_starts_within_a_line_width_are_one_marker():
+    """A fleet restarted at once (500 starts within a second) is one line;
+    starts further apart than MARKER_PIXELS each keep theirs, in order."""
+    window = Window(T0, T0 + HOUR)  # 600 px: 12 s a 2-pixel column
+    together = [T0 + 60_000 + i for i in range(0, 1000, 2)]
+    assert marker_times(together, window, 600) == [T0 + 60_000]
+    apart = [T0 + 60_000, T0 + 60_000 + 11_000, T0 + 60_000 + 13_000, T0 + 30 * 60_000]
+    assert marker_times(apart, window, 600) == [apart[0], apart[2], apart[3]]
+    assert marker_times(apart, window, 6_000) == apart  # ten times the pixels
+    assert marker_times([], window, 600) == []
 
 
 def write_old_database(path: Path, records: list[dict]) -> None:
