@@ -971,18 +971,14 @@ class Database(SharedReads, BatchedRetention):
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             self._convert_to_incremental_vacuum()
 
-    def _rebuild_rollups(self, arrival_index: bool) -> None:
-        """Schema 4 or 5 -> 7: the rollups rebuilt with the graphs' columns
-        (and, from 4, the arrival index retention reads)."""
+    @contextlib.contextmanager
+    def _schema_change(self) -> Iterator[sqlite3.Connection]:
+        """The writer in one IMMEDIATE transaction that ends at SCHEMA_VERSION,
+        or is rolled back whole."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if arrival_index:
-                for statement in LOGS_INDEXES.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute("DROP TABLE rollups")
-            build_rollups(conn)
+            yield conn
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -990,22 +986,25 @@ class Database(SharedReads, BatchedRetention):
                 conn.execute("ROLLBACK")
             raise
 
+    def _rebuild_rollups(self, arrival_index: bool) -> None:
+        """Schema 4 or 5 -> 7: the rollups rebuilt with the graphs' columns
+        (and, from 4, the arrival index retention reads)."""
+        with self._schema_change() as conn:
+            if arrival_index:
+                for statement in LOGS_INDEXES.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute("DROP TABLE rollups")
+            build_rollups(conn)
+
     def _rekey_rollups(self) -> None:
         """Schema 6 -> 7: the rollups' rows copied under the new key."""
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._schema_change() as conn:
             conn.execute("ALTER TABLE rollups RENAME TO rollups_6")
             conn.execute(ROLLUPS_SCHEMA)
             columns = ", ".join(row[1] for row in conn.execute("PRAGMA table_info(rollups_6)"))
             conn.execute(f"INSERT INTO rollups ({columns}) SELECT {columns} FROM rollups_6")
             conn.execute("DROP TABLE rollups_6")
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _migrate(self, version: int) -> None:
         """Brings an older database (or a new file) to SCHEMA_VERSION, atomically.
@@ -1020,9 +1019,7 @@ class Database(SharedReads, BatchedRetention):
         if version == 6:
             self._rekey_rollups()
             return
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._schema_change() as conn:
             for statement in LOGS_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -1041,11 +1038,6 @@ class Database(SharedReads, BatchedRetention):
             for statement in BACKFILL:
                 conn.execute(statement)
             build_rollups(conn)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _convert_to_incremental_vacuum(self) -> None:
         """Databases made before retention existed cannot give pages back until
