@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,19 +410,17 @@ RUN_RESPAN = "UPDATE runs SET first_ms = ?, last_ms = ? WHERE host = ? AND run_i
 # The run's earliest (latest) record left: what is left lies within the run's
 # old span, so the time index is walked from the old first (last) record and
 # stops at the run's first match: a few rows, not a scan of every record.
-# {run}: the run's column (PostgreSQL) or RUN_EXPR (SQLite).
-RUN_LEFT = """
+RUN_LEFT = f"""
 SELECT time_ms FROM logs INDEXED BY logs_time
-WHERE time_ms {cmp} ? AND coalesce(host, '') = ? AND {run} = ?
-ORDER BY time_ms {order} LIMIT 1
+WHERE time_ms {{cmp}} ? AND coalesce(host, '') = ? AND {RUN_EXPR} = ?
+ORDER BY time_ms {{order}} LIMIT 1
 """
-# A usage row's first record left, from the oldest taken on. {run}: as in
-# RUN_LEFT.
-USAGE_FIRST_LEFT = """
+# A usage row's first record left, from the oldest taken on.
+USAGE_FIRST_LEFT = f"""
 SELECT min(time_ms) FROM (
     SELECT time_ms FROM logs INDEXED BY logs_time
     WHERE time_ms >= ? AND coalesce(host, '') = ? AND cycle = ? AND container_type = ?
-      AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND {run} = ?
+      AND event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND {RUN_EXPR} = ?
     ORDER BY time_ms LIMIT 1
 ) AS first_left
 """
@@ -745,42 +743,6 @@ def connect(path: Path | str, synchronous: str = "FULL", *, read_only: bool = Fa
     return conn
 
 
-class BatchedRetention(ABC):
-    """Retention in batches, on either engine: each batch one transaction
-    (``delete_batch``), so ingestion goes on between them."""
-
-    @abstractmethod
-    def delete_batch(self, cut_ms: int, limit: int) -> int:
-        """Deletes up to ``limit`` of the oldest records that arrived before
-        ``cut_ms`` and what they contributed to the side tables."""
-
-    @abstractmethod
-    def forget_hosts(self, cut_ms: int) -> None:
-        """Drops hosts whose last record arrived before ``cut_ms``."""
-
-    def delete_before(
-        self,
-        cut_ms: int,
-        batch: int = 1000,
-        pause: float = 0.0,
-        stop: threading.Event | None = None,
-    ) -> tuple[int, int]:
-        """Deletes every record older than ``cut_ms`` in batches; returns
-        (records deleted, batches)."""
-        deleted = batches = 0
-        while stop is None or not stop.is_set():
-            n = self.delete_batch(cut_ms, batch)
-            if n == 0:
-                break
-            deleted += n
-            batches += 1
-            if pause:
-                time.sleep(pause)
-        if deleted:
-            self.forget_hosts(cut_ms)
-        return deleted, batches
-
-
 class SharedReads(ABC):
     """The reads both engines answer with the same queries (the shared layer
     below), on the two ways each engine gives to run them."""
@@ -872,7 +834,7 @@ class SharedReads(ABC):
         return self._with_conn(runs, since_ms, until_ms, host)
 
 
-class Database(SharedReads, BatchedRetention):
+class Database(SharedReads):
     """The log store. Thread-safe: FastAPI runs sync work in a thread pool."""
 
     engine = "sqlite"
@@ -1206,6 +1168,32 @@ class Database(SharedReads, BatchedRetention):
 
     # -- retention ----------------------------------------------------------
 
+    def delete_before(
+        self,
+        cut_ms: int,
+        batch: int = 1000,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Deletes every record older than ``cut_ms`` in batches, each one
+        transaction, so ingestion goes on between them (``on_batch``
+        is told each one's count); returns (records deleted, batches)."""
+        deleted = batches = 0
+        while stop is None or not stop.is_set():
+            n = self.delete_batch(cut_ms, batch)
+            if n == 0:
+                break
+            deleted += n
+            batches += 1
+            if on_batch is not None:
+                on_batch(n)
+            if pause:
+                time.sleep(pause)
+        if deleted:
+            self.forget_hosts(cut_ms)
+        return deleted, batches
+
     def delete_batch(self, cut_ms: int, limit: int) -> int:
         """Deletes up to ``limit`` of the oldest records older than ``cut_ms``,
         and what they contributed to the summary tables, in one transaction."""
@@ -1233,7 +1221,7 @@ class Database(SharedReads, BatchedRetention):
                 times = [r[1] for r in rows]
                 self._subtract(conn, gone, min(times), max(times))
                 for host, run in gone.runs:
-                    respan_run(conn, host, run, RUN_EXPR)
+                    respan_run(conn, host, run)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -1250,7 +1238,7 @@ class Database(SharedReads, BatchedRetention):
     @staticmethod
     def _subtract(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
         """Takes ``gone`` out of the side tables (see ``subtract_summary``)."""
-        subtract_summary(conn, gone, first_ms, last_ms, RUN_EXPR)
+        subtract_summary(conn, gone, first_ms, last_ms)
         for (event, ctype), n in gone.counts.items():
             conn.execute(
                 "UPDATE counts SET n = n - ? WHERE event = ? AND container_type = ?",
@@ -1360,31 +1348,21 @@ def run(conn: Any, sql: str, args: Sequence[Any] = ()) -> list[Any]:
     return conn.execute(dialect(sql, postgres), list(args)).fetchall()
 
 
-def subtract_summary(
-    conn: Any, gone: Summary, first_ms: int, last_ms: int, run_column: str
-) -> None:
+def subtract_summary(conn: sqlite3.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
     """Takes ``gone`` (records whose times span first_ms..last_ms, taken in
     arrival order, so not the oldest by time) out of the usage rows and the
-    rollups, on either engine; each engine takes its own counts. Rows go in
-    key order, so two PostgreSQL workers' retention never wait on each other
-    in a circle. ``run_column``: as in ``respan_run``."""
-    postgres = not isinstance(conn, sqlite3.Connection)
-
-    def execute(sql: str, args: Sequence[Any]) -> Any:
-        return conn.execute(dialect(sql, postgres), list(args))
-
-    first_left_sql = USAGE_FIRST_LEFT.replace("{run}", run_column)
+    rollups (SQLite's retention; PostgreSQL drops whole days instead)."""
     for (host, run_id, cycle, ctype), acc in sorted(gone.usage.items()):
         key = (host, run_id, cycle, ctype)
         _, mem, mem_n, cpu, cpu_n, records = acc
-        left = execute(
+        left = conn.execute(
             USAGE_SUBTRACT, (mem_n, mem, mem_n, cpu_n, cpu, cpu_n, records, *key)
         ).fetchone()
         if left is None:
             continue
         gone.usage_taken(key, left[2], left[3], left[1])
         if left[0] <= 0:
-            execute(
+            conn.execute(
                 "DELETE FROM usage WHERE host = ? AND run_id = ? AND cycle = ?"
                 " AND container_type = ?",
                 key,
@@ -1392,41 +1370,38 @@ def subtract_summary(
         elif left[1] <= last_ms:
             # Whatever is left of the row is no older than its old first
             # record, so no older than the oldest taken.
-            first = execute(first_left_sql, (first_ms, host, cycle, ctype, run_id)).fetchone()[0]
+            args = (first_ms, host, cycle, ctype, run_id)
+            first = conn.execute(USAGE_FIRST_LEFT, args).fetchone()[0]
             if first is not None:
-                execute(
+                conn.execute(
                     "UPDATE usage SET time_ms = ? WHERE host = ? AND run_id = ?"
                     " AND cycle = ? AND container_type = ?",
                     (first, *key),
                 )
                 gone.move_cycles(key, left[1], first, left[2], left[3])
     for key, acc in sorted(gone.minutes.items()):
-        execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
+        conn.execute(ROLLUPS_SUBTRACT, subtract_args(key, acc))
     if gone.minutes:
-        execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
+        conn.execute(ROLLUPS_DROP_EMPTY, (max(k[0] for k in gone.minutes),))
     for minute, host, ctype in sorted(gone.minutes):
-        execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
+        conn.execute(ROLLUPS_RELAST, (minute, minute, minute, host, ctype))
 
 
-def respan_run(conn: Any, host: str, run_id: str, run_column: str) -> None:
-    """A run retention took records of, on either engine: dropped when none
-    is left, else its span read back (records go in arrival order, not by
-    time). ``run_column``: how the engine's ``logs`` names a record's run."""
-    postgres = not isinstance(conn, sqlite3.Connection)
-    span = run(conn, RUN_SPAN, (host, run_id))
-    if not span:
+def respan_run(conn: sqlite3.Connection, host: str, run_id: str) -> None:
+    """A run retention took records of: dropped when none is left, else its
+    span read back (records go in arrival order, not by time)."""
+    span = conn.execute(RUN_SPAN, (host, run_id)).fetchone()
+    if span is None:
         return
-    first_ms, last_ms = span[0]
-    left = RUN_LEFT.replace("{run}", run_column)
-    first = run(conn, left.format(cmp=">=", order="ASC"), (first_ms, host, run_id))
-    if not first:
-        conn.execute(dialect(RUN_DELETE, postgres), (host, run_id))
+    first_ms, last_ms = span
+    first = conn.execute(RUN_LEFT.format(cmp=">=", order="ASC"), (first_ms, host, run_id))
+    first_left = first.fetchone()
+    if first_left is None:
+        conn.execute(RUN_DELETE, (host, run_id))
         return
-    last = run(conn, left.format(cmp="<=", order="DESC"), (last_ms, host, run_id))
-    conn.execute(
-        dialect(RUN_RESPAN, postgres),
-        (first[0][0], last[0][0] if last else first[0][0], host, run_id),
-    )
+    last = conn.execute(RUN_LEFT.format(cmp="<=", order="DESC"), (last_ms, host, run_id))
+    last_left = last.fetchone() or first_left
+    conn.execute(RUN_RESPAN, (first_left[0], last_left[0], host, run_id))
 
 
 def usage_series(
@@ -1510,11 +1485,20 @@ def kill_series(
 def runs(
     conn: sqlite3.Connection, since_ms: int, until_ms: int, host: str | None = None
 ) -> list[tuple[str, str, int, int]]:
-    """gestor runs that started within the window: (host, run_id, first, last)."""
+    """gestor runs that started within the window: (host, run_id, first, last).
+
+    PostgreSQL keeps a run's span per day of arrival (one row a day, its
+    partitions): the rows of the runs that have one starting in the window
+    are summed, and those that started before it (a later day's row) left
+    out. SQLite's one row per run gives the same answer."""
     by_host, host_args = _host_clause(host)
     sql = f"""
-        SELECT host, run_id, first_ms, last_ms FROM runs
-        WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
-        ORDER BY first_ms, host LIMIT 500
+        SELECT host, run_id, min(first_ms) AS first, max(last_ms) FROM runs
+        WHERE (host, run_id) IN (
+            SELECT host, run_id FROM runs
+            WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
+        )
+        GROUP BY host, run_id HAVING min(first_ms) >= ?
+        ORDER BY first, host LIMIT 500
     """
-    return run(conn, sql, [since_ms, until_ms, *host_args])
+    return run(conn, sql, [since_ms, until_ms, *host_args, since_ms])

@@ -125,18 +125,16 @@ def retention_pass(state: Any, settings: Settings, stop: threading.Event) -> Non
     db: Database | PostgresDatabase = state.db
     metrics: Metrics = state.metrics
     cut = int(time.time() * 1000) - retention
-    deleted = batches = 0
-    while not stop.is_set():
-        n = db.delete_batch(cut, settings.retention_batch)
-        if n == 0:
-            break
-        deleted += n
-        batches += 1
+
+    def counted(n: int) -> None:
         metrics.retention_deleted.inc(n)
         metrics.retention_batches.inc()
-        time.sleep(0.005)  # room for ingestion between batches
+
+    # A pause between batches leaves room for ingestion.
+    deleted, batches = db.delete_before(
+        cut, settings.retention_batch, pause=0.005, stop=stop, on_batch=counted
+    )
     if deleted:
-        db.forget_hosts(cut)
         log.info(
             "retention: deleted %d records older than %s in %d batches",
             deleted,

@@ -15,6 +15,12 @@ schema and what several processes must share live here:
   hands the rows other workers stored to its own streams (``follow``);
 - the graph cache: ``generation`` moves on every commit of any worker.
 
+The records and the side tables they add to (usage, counts, runs, rollups)
+are partitioned by day of arrival (schema 8): retention drops a day's
+partitions whole, with no row deletes and nothing to subtract, and the reads
+sum a key's rows over the days it spans. A record's id is unique within its
+day and checked against the other days at insert.
+
 ``counts`` is kept per (event, type, shard), the shard being the writing
 backend's pid modulo ``SHARDS``: concurrent transactions update different
 rows instead of queueing on one hot row until each other's commit.
@@ -38,7 +44,6 @@ from .db import (
     ROLLUPS_BACKFILL,
     ROLLUPS_BACKFILL_6,
     USAGE_EVENTS,
-    BatchedRetention,
     Counters,
     Record,
     SharedReads,
@@ -46,9 +51,7 @@ from .db import (
     Summary,
     dialect,
     record_row,
-    respan_run,
     rollup_args,
-    subtract_summary,
 )
 from .models import ALERT_EVENT
 
@@ -60,6 +63,9 @@ POOL_MAX = 8
 CHANNEL = "gestor_records"
 # pg_advisory_lock key of the schema migrations ('gestor' in ASCII).
 MIGRATION_LOCK = 0x676573746F72
+# Taken while a day's partitions are made, and while retention drops days.
+PARTITION_LOCK = MIGRATION_LOCK + 1
+RETENTION_LOCK = MIGRATION_LOCK + 2
 
 # Schema versions share SQLite's numbering (db.SCHEMA_VERSION): version 3 is
 # the first one PostgreSQL has.
@@ -188,7 +194,164 @@ MIGRATIONS.append(
         " ADD PRIMARY KEY (minute_ms, container_type, host)",
     )
 )
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+# One partition per day of arrival (received_ms), for the records and every
+# side table they add to: retention drops a day's partitions whole (no row
+# deletes, no subtraction), and the reads sum the side tables' rows of a key
+# over the days they span. ``day`` is received_ms // DAY_MS (UTC days).
+DAY_MS = 86_400_000
+PARTITIONED = ("logs", "usage", "rollups", "counts", "runs")
+PARTITIONS_SCHEMA = """
+CREATE TABLE logs (
+    seq            bigserial NOT NULL,
+    id             text NOT NULL,
+    time_ms        bigint NOT NULL,
+    host           text,
+    cycle          bigint,
+    event          text NOT NULL,
+    container_id   text,
+    container_name text,
+    container_type text,
+    cpu_ratio      double precision,
+    cpu_cores      double precision,
+    memory_bytes   bigint,
+    memory_ratio   double precision,
+    received_ms    bigint NOT NULL,
+    record         text NOT NULL,
+    host_cpu_ratio double precision,
+    run_id         text NOT NULL DEFAULT '',
+    day            integer NOT NULL,
+    UNIQUE (id, day)
+) PARTITION BY RANGE (day);
+CREATE INDEX logs_seq ON logs (seq);
+CREATE INDEX logs_time ON logs (time_ms, id);
+CREATE INDEX logs_event_time ON logs (event, time_ms);
+CREATE INDEX logs_name_time ON logs (container_name, time_ms);
+CREATE INDEX logs_cid_time ON logs (container_id text_pattern_ops, time_ms);
+CREATE INDEX logs_cid_eq ON logs (container_id, time_ms);
+CREATE INDEX logs_host_time ON logs (host, time_ms);
+CREATE TABLE usage (
+    host           text NOT NULL,
+    run_id         text NOT NULL,
+    cycle          bigint NOT NULL,
+    container_type text NOT NULL,
+    day            integer NOT NULL,
+    time_ms        bigint NOT NULL,
+    memory_sum     double precision NOT NULL DEFAULT 0,
+    memory_n       bigint NOT NULL DEFAULT 0,
+    cpu_sum        double precision NOT NULL DEFAULT 0,
+    cpu_n          bigint NOT NULL DEFAULT 0,
+    records        bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (host, run_id, cycle, container_type, day)
+) PARTITION BY RANGE (day);
+CREATE TABLE counts (
+    event          text NOT NULL,
+    container_type text NOT NULL,
+    shard          integer NOT NULL,
+    day            integer NOT NULL,
+    n              bigint NOT NULL,
+    PRIMARY KEY (event, container_type, shard, day)
+) PARTITION BY RANGE (day);
+CREATE TABLE runs (
+    host     text NOT NULL,
+    run_id   text NOT NULL,
+    day      integer NOT NULL,
+    first_ms bigint NOT NULL,
+    last_ms  bigint NOT NULL,
+    PRIMARY KEY (host, run_id, day)
+) PARTITION BY RANGE (day);
+CREATE INDEX runs_first ON runs (first_ms);
+CREATE TABLE rollups (
+    minute_ms      bigint NOT NULL,
+    host           text NOT NULL,
+    container_type text NOT NULL,
+    day            integer NOT NULL,
+    records        bigint NOT NULL DEFAULT 0,
+    cycles         bigint NOT NULL DEFAULT 0,
+    kills          bigint NOT NULL DEFAULT 0,
+    kill_failed    bigint NOT NULL DEFAULT 0,
+    errors         bigint NOT NULL DEFAULT 0,
+    removals       bigint NOT NULL DEFAULT 0,
+    memory_sum     double precision NOT NULL DEFAULT 0,
+    memory_n       bigint NOT NULL DEFAULT 0,
+    cpu_sum        double precision NOT NULL DEFAULT 0,
+    cpu_n          bigint NOT NULL DEFAULT 0,
+    host_cpu_sum   double precision NOT NULL DEFAULT 0,
+    host_cpu_n     bigint NOT NULL DEFAULT 0,
+    memory_cycles  bigint NOT NULL DEFAULT 0,
+    cpu_cycles     bigint NOT NULL DEFAULT 0,
+    last_ms        bigint NOT NULL,
+    PRIMARY KEY (minute_ms, container_type, host, day)
+) PARTITION BY RANGE (day);
+-- Days first..last's partitions of every partitioned table, those missing.
+-- Under a transaction-level advisory lock: two workers reaching a new day at
+-- once would otherwise race on the catalog.
+CREATE FUNCTION gestor_day_partitions(first bigint, last bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    d bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock({partition_lock});
+    FOR d IN first..last LOOP
+        FOREACH t IN ARRAY ARRAY['logs', 'usage', 'rollups', 'counts', 'runs'] LOOP
+            EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I'
+                           ' FOR VALUES FROM (%s) TO (%s)', t || '_d' || d, t, d, d + 1);
+        END LOOP;
+    END LOOP;
+END
+$$;
+"""
+# A schema 7 database's records copied into the partitions of their arrival
+# day; the side tables rebuilt from them per day (what the writes would have
+# made, had they been partitioned from the start). The hosts table stays.
+_USAGE = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
+_HOST_CPU = "event = 'cycle' AND host_cpu_ratio BETWEEN 0 AND 1"
+PARTITIONS_MIGRATION = f"""
+ALTER TABLE logs RENAME TO logs_v7;
+ALTER INDEX logs_pkey RENAME TO logs_v7_pkey;
+ALTER SEQUENCE logs_seq_seq RENAME TO logs_v7_seq_seq;
+DROP INDEX logs_seq, logs_time, logs_event_time, logs_name_time, logs_cid_time, logs_cid_eq,
+    logs_host_time;
+DROP TABLE usage, rollups, counts, runs;
+{PARTITIONS_SCHEMA}
+SELECT gestor_day_partitions(d, d)
+FROM (SELECT DISTINCT received_ms / {DAY_MS} AS d FROM logs_v7) AS days;
+INSERT INTO logs ({{columns}}, seq, day)
+SELECT {{columns}}, seq, received_ms / {DAY_MS} FROM logs_v7;
+SELECT setval('logs_seq_seq', (SELECT coalesce(max(seq), 0) + 1 FROM logs_v7), false);
+DROP TABLE logs_v7;
+INSERT INTO counts (event, container_type, shard, day, n)
+SELECT event, coalesce(container_type, ''), 0, day, count(*) FROM logs GROUP BY 1, 2, 4;
+INSERT INTO runs (host, run_id, day, first_ms, last_ms)
+SELECT coalesce(host, ''), run_id, day, min(time_ms), max(time_ms)
+FROM logs WHERE run_id != '' GROUP BY 1, 2, 3;
+INSERT INTO usage (host, run_id, cycle, container_type, day, time_ms, memory_sum, memory_n,
+                   cpu_sum, cpu_n, records)
+SELECT coalesce(host, ''), run_id, coalesce(cycle, 0), container_type, day, min(time_ms),
+       coalesce(sum(memory_bytes), 0), count(memory_bytes), coalesce(sum(cpu_ratio), 0),
+       count(cpu_ratio), count(*)
+FROM logs WHERE {_USAGE} AND container_type IS NOT NULL GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO rollups (minute_ms, host, container_type, day, records, cycles, kills, kill_failed,
+                     errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, host_cpu_sum,
+                     host_cpu_n, last_ms)
+SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, ''), day,
+       count(*), count(*) FILTER (WHERE event = 'cycle'), count(*) FILTER (WHERE event = 'kill'),
+       count(*) FILTER (WHERE event = 'kill_failed'), count(*) FILTER (WHERE event = 'error'),
+       count(*) FILTER (WHERE event = 'remove'),
+       coalesce(sum(memory_bytes) FILTER (WHERE {_USAGE}), 0),
+       count(memory_bytes) FILTER (WHERE {_USAGE}),
+       coalesce(sum(cpu_ratio) FILTER (WHERE {_USAGE}), 0),
+       count(cpu_ratio) FILTER (WHERE {_USAGE}),
+       coalesce(sum(host_cpu_ratio) FILTER (WHERE {_HOST_CPU}), 0),
+       count(*) FILTER (WHERE {_HOST_CPU}), max(time_ms)
+FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3, 4;
+INSERT INTO rollups (minute_ms, host, container_type, day, memory_cycles, cpu_cycles, last_ms)
+SELECT (time_ms / 60000) * 60000, host, container_type, day,
+       count(*) FILTER (WHERE memory_n > 0), count(*) FILTER (WHERE cpu_n > 0), max(time_ms)
+FROM usage GROUP BY 1, 2, 3, 4
+ON CONFLICT (minute_ms, container_type, host, day) DO UPDATE SET
+    memory_cycles = excluded.memory_cycles, cpu_cycles = excluded.cpu_cycles;
+"""
 
 COLUMNS = (
     "id, time_ms, host, cycle, event, container_id, container_name, container_type,"
@@ -210,10 +373,25 @@ COLUMN_TYPES = (
     "text bigint text bigint text text text text float8 float8 bigint float8 bigint text float8"
     " text"
 )
+MIGRATIONS.append(
+    (
+        8,
+        PARTITIONS_MIGRATION.replace("{columns}", COLUMNS).replace(
+            "{partition_lock}", str(PARTITION_LOCK)
+        ),
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+# A record is stored once: its id is unique within its day's partition
+# (ON CONFLICT), and one already stored on another day is left out (a copy
+# re-sent across midnight; only one sent twice at once across it, each copy
+# in flight over midnight, could be stored twice).
 INSERT = f"""
-INSERT INTO logs ({COLUMNS})
-{_from_json_rows(COLUMN_TYPES)}
-ON CONFLICT (id) DO NOTHING
+INSERT INTO logs ({COLUMNS}, day)
+SELECT *, %s FROM ({_from_json_rows(COLUMN_TYPES)}) AS b ({COLUMNS})
+WHERE NOT EXISTS (SELECT 1 FROM logs AS l WHERE l.id = b.id AND l.day <> %s)
+ON CONFLICT (id, day) DO NOTHING
 RETURNING id, seq
 """
 # One statement for a transaction's usage rows; each row's figures after it
@@ -221,9 +399,9 @@ RETURNING id, seq
 # in the rollups).
 USAGE_UPSERT = f"""
 INSERT INTO usage AS u (host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,
-                        cpu_sum, cpu_n, records)
-{_from_json_rows("text text bigint text bigint float8 bigint float8 bigint bigint")}
-ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
+                        cpu_sum, cpu_n, records, day)
+{_from_json_rows("text text bigint text bigint float8 bigint float8 bigint bigint int4")}
+ON CONFLICT (host, run_id, cycle, container_type, day) DO UPDATE SET
     time_ms = least(u.time_ms, excluded.time_ms),
     memory_sum = u.memory_sum + excluded.memory_sum,
     memory_n = u.memory_n + excluded.memory_n,
@@ -233,22 +411,22 @@ ON CONFLICT (host, run_id, cycle, container_type) DO UPDATE SET
 RETURNING host, run_id, cycle, container_type, memory_n, cpu_n, time_ms
 """
 COUNTS_UPSERT = f"""
-INSERT INTO counts AS c (event, container_type, shard, n)
-VALUES (%s, %s, mod(pg_backend_pid(), {SHARDS}), %s)
-ON CONFLICT (event, container_type, shard) DO UPDATE SET n = c.n + excluded.n
+INSERT INTO counts AS c (event, container_type, n, day, shard)
+VALUES (%s, %s, %s, %s, mod(pg_backend_pid(), {SHARDS}))
+ON CONFLICT (event, container_type, shard, day) DO UPDATE SET n = c.n + excluded.n
 """
 RUNS_UPSERT = """
-INSERT INTO runs AS r (host, run_id, first_ms, last_ms) VALUES (%s, %s, %s, %s)
-ON CONFLICT (host, run_id) DO UPDATE SET
+INSERT INTO runs AS r (host, run_id, first_ms, last_ms, day) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (host, run_id, day) DO UPDATE SET
     first_ms = least(r.first_ms, excluded.first_ms),
     last_ms = greatest(r.last_ms, excluded.last_ms)
 """
 ROLLUPS_UPSERT = """
 INSERT INTO rollups AS r (minute_ms, host, container_type, records, cycles, kills, kill_failed,
                           errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, host_cpu_sum,
-                          host_cpu_n, memory_cycles, cpu_cycles, last_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (minute_ms, host, container_type) DO UPDATE SET
+                          host_cpu_n, memory_cycles, cpu_cycles, last_ms, day)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (minute_ms, container_type, host, day) DO UPDATE SET
     records = r.records + excluded.records,
     cycles = r.cycles + excluded.cycles,
     kills = r.kills + excluded.kills,
@@ -284,10 +462,11 @@ FOLLOW_LIMIT = 50
 NOTIFY_MAX_BYTES = 7_900
 
 
-def migrate(url: str) -> int:
-    """Brings the database to SCHEMA_VERSION under an advisory lock (workers and
-    one-shot migrations may run at once: one applies, the others wait and find
-    nothing to do); returns the version found before."""
+def migrate(url: str, target: int | None = None) -> int:
+    """Brings the database to SCHEMA_VERSION (``target``: tests of older
+    schemas) under an advisory lock (workers and one-shot migrations may run
+    at once: one applies, the others wait and find nothing to do); returns
+    the version found before."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
@@ -300,7 +479,7 @@ def migrate(url: str) -> int:
                     f" {SCHEMA_VERSION}: run a newer logger image"
                 )
             for version, script in MIGRATIONS:
-                if version <= found:
+                if version <= found or (target is not None and version > target):
                     continue
                 started = time.monotonic()
                 with conn.transaction():
@@ -323,7 +502,7 @@ def _storage_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL: {exc}")
 
 
-class PostgresDatabase(SharedReads, BatchedRetention):
+class PostgresDatabase(SharedReads):
     """The log store on PostgreSQL. Thread-safe (a connection pool)."""
 
     engine = "postgresql"
@@ -343,6 +522,9 @@ class PostgresDatabase(SharedReads, BatchedRetention):
             name=f"logger-{os.getpid()}",
         )
         self._pool.wait(timeout=30)
+        self._days: set[int] = set()  # days whose partitions this worker saw made
+        today = int(time.time() * 1000) // DAY_MS
+        self._ensure_days(today, today + 1)
         self.counters = self._load_counters()
         self._followers: list[Callable[[list[dict[str, Any]]], None]] = []
         self._threads = [
@@ -364,6 +546,8 @@ class PostgresDatabase(SharedReads, BatchedRetention):
     def _refresh_loop(self) -> None:
         while not self._closed.wait(REFRESH_SECONDS):
             try:
+                today = int(time.time() * 1000) // DAY_MS
+                self._ensure_days(today, today + 1)  # tomorrow's, made ahead
                 self.counters = self._load_counters()
             except (psycopg.Error, StorageError) as exc:
                 log.warning("cannot refresh the counters: %s", exc)
@@ -466,9 +650,30 @@ class PostgresDatabase(SharedReads, BatchedRetention):
             for rec, raw in records
         ]
         batch = json.dumps(rows)
+        day = received_ms // DAY_MS
+        try:
+            return self._insert(records, rows, batch, received_ms, day)
+        except psycopg.errors.CheckViolation:
+            # No partition for the day: dropped by another worker's retention
+            # since this one made it (records that arrived days ago: tests).
+            self._days.discard(day)
+        try:
+            return self._insert(records, rows, batch, received_ms, day)
+        except psycopg.errors.CheckViolation as exc:
+            raise _storage_error(exc) from exc
+
+    def _insert(
+        self,
+        records: Sequence[tuple[Record, dict[str, Any]]],
+        rows: list[tuple[Any, ...]],
+        batch: str,
+        received_ms: int,
+        day: int,
+    ) -> list[dict[str, Any]]:
+        self._ensure_days(day, day)
         try:
             with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-                inserted = dict(conn.execute(INSERT, (batch,)).fetchall())
+                inserted = dict(conn.execute(INSERT, (day, batch, day)).fetchall())
                 stored: list[dict[str, Any]] = []
                 added: list[tuple[Record, dict[str, Any]]] = []
                 seqs: list[int] = []
@@ -496,10 +701,12 @@ class PostgresDatabase(SharedReads, BatchedRetention):
                     if rec.event != ALERT_EVENT:
                         summary.hosts[rec.host] = received_ms
                 if added:
-                    self._write_summary(conn, summary)
+                    self._write_summary(conn, summary, day)
                     texts.sort(reverse=True)  # newest first, as the page shows them
                     newest = [text for _, _, text in texts[:FOLLOW_LIMIT]]
                     self._notify(conn, min(seqs), max(seqs), newest)
+        except psycopg.errors.CheckViolation:
+            raise
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
         for rec, raw in added:
@@ -527,20 +734,23 @@ class PostgresDatabase(SharedReads, BatchedRetention):
         )
 
     @staticmethod
-    def _write_summary(conn: psycopg.Connection, summary: Summary) -> None:
-        """The side tables, keys in one order everywhere: no two transactions
-        wait for each other's rows in opposite orders (no deadlock). The usage
-        rows first: the cycles they gain go into the rollups."""
-        usage = [_without_nul((*k, *v)) for k, v in sorted(summary.usage.items())]
+    def _write_summary(conn: psycopg.Connection, summary: Summary, day: int) -> None:
+        """The side tables' rows of arrival day ``day``, keys in one order
+        everywhere: no two transactions wait for each other's rows in opposite
+        orders (no deadlock). The usage rows first: the cycles they gain go
+        into the rollups."""
+        usage = [_without_nul((*k, *v, day)) for k, v in sorted(summary.usage.items())]
         if usage:
             fixed = {row[:4]: key for row, key in zip(usage, sorted(summary.usage), strict=True)}
             rows = conn.execute(USAGE_UPSERT, (json.dumps(usage),))
             for *row_key, memory_n, cpu_n, time_ms in rows:
                 summary.usage_written(fixed[tuple(row_key)], memory_n, cpu_n, time_ms)
-        counts = [_without_nul((*k, n)) for k, n in sorted(summary.counts.items())]
-        spans = [_without_nul((*k, *v)) for k, v in sorted(summary.runs.items())]
+        counts = [_without_nul((*k, n, day)) for k, n in sorted(summary.counts.items())]
+        spans = [_without_nul((*k, *v, day)) for k, v in sorted(summary.runs.items())]
         hosts = [_without_nul(item) for item in sorted(summary.hosts.items())]
-        minutes = [_without_nul(rollup_args(k, v)) for k, v in sorted(summary.minutes.items())]
+        minutes = [
+            _without_nul((*rollup_args(k, v), day)) for k, v in sorted(summary.minutes.items())
+        ]
         with conn.cursor() as cur:
             for sql, params in (
                 (COUNTS_UPSERT, counts),
@@ -562,50 +772,92 @@ class PostgresDatabase(SharedReads, BatchedRetention):
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
 
-    # -- retention ----------------------------------------------------------------
+    # -- partitions and retention ----------------------------------------------
 
-    def delete_batch(self, cut_ms: int, limit: int) -> int:
-        """Deletes up to ``limit`` of the oldest records older than ``cut_ms``
-        and what they contributed to the side tables, in one transaction."""
+    def _ensure_days(self, first: int, last: int) -> None:
+        """Makes the partitions of days ``first``..``last`` that are missing.
+        Each worker makes today's and tomorrow's at start and at every
+        retention pass, so a record's insert finds its day's partitions made
+        (making one locks the parent table, which waits for every read)."""
+        wanted = set(range(first, last + 1))
+        if wanted <= self._days:
+            return
         try:
             with self._pool.connection() as conn, conn.transaction():
-                rows = conn.execute(
-                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE received_ms < %s"
-                    " ORDER BY received_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
-                    " RETURNING time_ms, coalesce(host, ''), cycle, event, container_type,"
-                    " memory_bytes, cpu_ratio, run_id, host_cpu_ratio",
-                    (cut_ms, limit),
-                ).fetchall()
-                if not rows:
-                    return 0
-                gone = Summary()
-                for ms, host, cycle, event, ctype, memory, cpu, run, host_cpu in rows:
-                    gone.add(host, run, cycle, event, ctype, ms, memory, cpu, host_cpu)
-                times = [r[0] for r in rows]
-                self._subtract(conn, gone, min(times), max(times))
-                for host, run in sorted(gone.runs):
-                    respan_run(conn, host, run, "run_id")
+                conn.execute("SET LOCAL lock_timeout = '2s'")
+                conn.execute("SELECT gestor_day_partitions(%s, %s)", (first, last))
+        except psycopg.Error as exc:
+            raise _storage_error(exc) from exc
+        self._days |= wanted
+
+    def stored_days(self) -> list[int]:
+        """The arrival days that have partitions, oldest first."""
+        rows = self._fetch(
+            "SELECT substr(c.relname, 7)::integer FROM pg_inherits AS i"
+            " JOIN pg_class AS c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'logs'::regclass AND c.relname ~ '^logs_d[0-9]+$'"
+            " ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    def delete_before(
+        self,
+        cut_ms: int,
+        batch: int = 1000,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Drops the partitions of every arrival day that ended at or before
+        ``cut_ms``, one day (a "batch") per transaction; returns (records
+        dropped, days dropped). A day that ends after the cut is kept whole:
+        a record is kept between the retention and the retention plus a day.
+        ``batch`` is SQLite's (rows per batch); nothing here is a row delete."""
+        first_kept = cut_ms // DAY_MS
+        dropped = days = 0
+        for day in self.stored_days():
+            if day >= first_kept or (stop is not None and stop.is_set()):
+                break
+            n = self._drop_day(day)
+            if n is None:
+                break  # another worker is dropping days
+            dropped += n
+            days += 1
+            if on_batch is not None:
+                on_batch(n)
+            if pause:
+                time.sleep(pause)
+        if days:
+            self.forget_hosts(first_kept * DAY_MS)
+            self.counters = self._load_counters()
+            self.generation += 1
+        return dropped, days
+
+    def _drop_day(self, day: int) -> int | None:
+        """Drops day ``day``'s partitions in one transaction; how many records
+        they held, or None when another worker holds the retention lock.
+        Dropping a partition locks its parent table: the lock is waited for
+        briefly (inserts queue behind the waiting DROP) and the drop tried
+        again at the next pass when a read holds it longer."""
+        names = ", ".join(f"{table}_d{day}" for table in PARTITIONED)
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                if not conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (RETENTION_LOCK,)
+                ).fetchone()[0]:
+                    return None
+                conn.execute("SET LOCAL lock_timeout = '200ms'")
+                exists = conn.execute("SELECT to_regclass(%s)", (f"counts_d{day}",)).fetchone()
+                n = 0
+                if exists and exists[0] is not None:
+                    n = conn.execute(f"SELECT coalesce(sum(n), 0) FROM counts_d{day}").fetchone()[0]
+                conn.execute(f"DROP TABLE IF EXISTS {names}")
                 self._notify(conn, 0, -1)  # no rows to show: the graphs' data changed
         except psycopg.Error as exc:
             raise _storage_error(exc) from exc
-        for (event, ctype), n in gone.counts.items():
-            self.counters.count(event, ctype or None, -n)
-        self.generation += 1
-        return len(rows)
-
-    @staticmethod
-    def _subtract(conn: psycopg.Connection, gone: Summary, first_ms: int, last_ms: int) -> None:
-        """Takes ``gone`` out of the side tables (see ``db.subtract_summary``)."""
-        subtract_summary(conn, gone, first_ms, last_ms, "run_id")
-        # Taken from this backend's shard first, then any: the sum is what counts.
-        for (event, ctype), n in sorted(gone.counts.items()):
-            conn.execute(
-                f"INSERT INTO counts (event, container_type, shard, n)"
-                f" VALUES (%s, %s, mod(pg_backend_pid(), {SHARDS}), %s)"
-                " ON CONFLICT (event, container_type, shard) DO UPDATE SET n = counts.n"
-                " + excluded.n",
-                (event, ctype, -n),
-            )
+        self._days.discard(day)
+        log.info("retention: dropped the partitions of day %d (%d records)", day, n)
+        return int(n)
 
     def forget_hosts(self, cut_ms: int) -> None:
         self._with_conn(

@@ -47,7 +47,9 @@ def store(db: Any, records: list[dict], received_ms: int) -> None:
 def test_records_expire_by_arrival_not_by_their_own_time(
     name: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    now = now_ms()
+    # Noon today: PostgreSQL expires whole days of arrival, so the cuts below
+    # must not fall within the day the newer records arrived on.
+    now = now_ms() // DAY * DAY + 12 * HOUR
     run = {"run_id": "e" * 32, "event": "keep", "container_type": "cpu", "cycle": 1}
     past = record(time=rfc3339(now - 30 * DAY), memory_bytes=100, **run)
     future = record(time=rfc3339(now + 30 * DAY), memory_bytes=300, **run)
@@ -66,7 +68,7 @@ def test_records_expire_by_arrival_not_by_their_own_time(
         assert sum(r[0] for r in query("SELECT records FROM rollups")) == 2
         assert sum(r[0] for r in query("SELECT n FROM counts")) == 2
 
-        db.delete_before(now - HOUR)  # their arrival has aged out: both go
+        db.delete_before(now + DAY)  # a day on, their arrival has aged out: both go
         assert query("SELECT count(*) FROM logs") == [(0,)]
         assert db.counters.total == 0
         for table in SIDE_TABLES:
@@ -105,3 +107,60 @@ def test_schema_4_gets_the_arrival_index_without_a_rebuild(tmp_path: Path) -> No
         assert conn.execute("SELECT sum(records) FROM rollups").fetchall() == [(1,)]
     finally:
         conn.close()
+
+
+def test_postgresql_drops_whole_days_of_arrival(pg_cluster) -> None:
+    """On PostgreSQL retention drops the partitions of the days of arrival that
+    ended before the cut, every table's at once; a day the cut falls in is
+    kept whole (its records older than the cut too), with its hosts. A worker
+    that made a dropped day's partitions makes them again when it stores a
+    record that arrived that day."""
+    url = pg_cluster.database()
+    db = PostgresDatabase(url)
+    other = PostgresDatabase(url)  # another worker of the same database
+    today = now_ms() // DAY * DAY
+    try:
+        store(db, [record(host="old"), record(host="old")], today - 2 * DAY + HOUR)
+        store(other, [record(host="other")], today - 2 * DAY + 2 * HOUR)
+        store(db, [record(host="kept")], today - DAY + HOUR)
+        store(db, [record(host="new")], today + HOUR)
+        gone = (today - 2 * DAY) // DAY
+        assert db.stored_days()[:3] == [gone, gone + 1, gone + 2]
+
+        # The cut is 6 h into yesterday: the day before goes, yesterday stays
+        # whole (its record arrived at 01:00, before the cut).
+        assert db.delete_before(today - DAY + 6 * HOUR) == (3, 1)
+        assert gone not in db.stored_days()
+        with psycopg.connect(url) as conn:
+            for table in ("logs", "usage", "rollups", "counts", "runs"):
+                name = f"{table}_d{gone}"
+                assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)
+            hosts = [h for (h,) in conn.execute("SELECT host FROM hosts ORDER BY 1")]
+        assert hosts == ["kept", "new"]
+        assert db.counters.total == 2
+        assert {h for h, *_ in db.host_totals(None)} == {"kept", "new"}
+        assert db.delete_before(today - DAY + 6 * HOUR) == (0, 0)  # nothing left to drop
+
+        store(other, [record(host="late")], today - 2 * DAY + 3 * HOUR)
+        assert gone in db.stored_days()
+        assert {h for h, *_ in db.host_totals(None)} == {"kept", "new", "late"}
+    finally:
+        other.close()
+        db.close()
+
+
+def test_postgresql_stores_a_record_once_across_days(pg_cluster) -> None:
+    """A record re-sent on another day of arrival (its first POST's answer was
+    lost before midnight) is not stored again, nor twice in one batch."""
+    db = PostgresDatabase(pg_cluster.database())
+    today = now_ms() // DAY * DAY
+    rec, other = record(host="h"), record(host="h")
+    try:
+        store(db, [rec], today - HOUR)
+        again = parse_records(json.dumps([rec, other, other]).encode())
+        assert [r["id"] for r in db.insert(again, received_ms=today + HOUR)] == [other["id"]]
+        assert db.insert(again, received_ms=today - 2 * HOUR) == []
+        assert db.counters.total == 2
+        assert db._fetch("SELECT count(*) FROM logs WHERE id = ?", [rec["id"]]) == [(1,)]
+    finally:
+        db.close()

@@ -247,89 +247,64 @@ def test_migrate_on_sqlite_and_refused_settings(tmp_path: Path) -> None:
     assert "LOGGER_WORKERS=2 needs PostgreSQL" in refused.stdout.read()  # type: ignore[union-attr]
 
 
-def test_schema_5_with_records_is_migrated_to_the_graphs_rollups(pg_cluster) -> None:
-    """PostgreSQL 5 -> 6 on a database with records: the rollups gain the
-    graphs' columns, filled from the records and the usage rows, and the
-    graphs read what they read before the downgrade."""
-    from app.postgres import PostgresDatabase, migrate
+@pytest.mark.parametrize("found", [5, 7])
+def test_an_older_schema_with_records_is_migrated_to_day_partitions(pg_cluster, found) -> None:
+    """PostgreSQL 5 or 7 -> 8 on a database with records that arrived on two
+    days: each record lands in its arrival day's partition and the side tables
+    are rebuilt per day from the records, so every read answers what it
+    answers on a database that stored the same records partitioned (the
+    schema 7 side tables are set aside: made with a row of nonsense)."""
+    from app.postgres import COLUMNS, DAY_MS, PostgresDatabase, migrate
     from app.routers.logs import parse_records
 
-    url = pg_cluster.database()
     t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
     records = simulate(t0, 30, per_type=2, seed=3, host="alpha", run_id="c" * 32)
-    records += simulate(t0 + 4_000, 20, per_type=1, seed=4, host="beta")
-    db = PostgresDatabase(url)
-    try:
-        db.insert(parse_records(json.dumps(records).encode()))
-        until = t0 + 10 * 60_000
+    records += simulate(t0 + 4_000, 20, per_type=1, seed=4, host="beta", run_id="d" * 32)
+    day = now_ms() // DAY_MS * DAY_MS
+    until = t0 + 10 * 60_000
 
-        def series() -> list:
-            """Every series' rows, values rounded (sums in another order)."""
-            return [
-                [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
-                for rows in (
-                    db.usage_series("memory_bytes", t0, until, 120_000),
-                    db.usage_series("cpu_ratio", t0, until, 60_000),
-                    db.host_cpu_series(t0, until, 60_000),
-                    db.kill_series(t0, until, 60_000),
-                )
-            ]
-
-        before = series()
-        assert all(before), before
-        with psycopg.connect(url, autocommit=True) as conn:  # back to schema 5
-            conn.execute(
-                "ALTER TABLE rollups DROP COLUMN host_cpu_sum, DROP COLUMN host_cpu_n,"
-                " DROP COLUMN memory_cycles, DROP COLUMN cpu_cycles;"
-                " CREATE INDEX logs_host_cpu ON logs (time_ms, host_cpu_ratio)"
-                "  WHERE host_cpu_ratio IS NOT NULL;"
-                " CREATE INDEX usage_time ON usage (time_ms, container_type);"
-                " DELETE FROM schema_version WHERE version >= 6"
+    def reads(db: PostgresDatabase) -> list:
+        """Every read's rows, values rounded (sums in another order)."""
+        return [
+            [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
+            for rows in (
+                db.usage_series("memory_bytes", t0, until, 120_000),
+                db.usage_series("cpu_ratio", t0, until, 60_000),
+                db.host_cpu_series(t0, until, 60_000),
+                db.kill_series(t0, until, 60_000),
+                db.host_totals(None),
+                db.host_totals(t0 + 90_001),
+                db.runs(t0, until),
+                db.hosts(),
+                [(db.stored_days(),)],
+                [(db.counters.as_dict(),)],
             )
-        assert migrate(url) == 5
-        assert series() == before
+        ]
+
+    partitioned = PostgresDatabase(pg_cluster.database())
+    try:
+        half = len(records) // 2
+        partitioned.insert(parse_records(json.dumps(records[:half]).encode()), day - 1)
+        partitioned.insert(parse_records(json.dumps(records[half:]).encode()), day + 1)
+        want = reads(partitioned)
+        rows = partitioned._fetch(f"SELECT {COLUMNS} FROM logs")
+        hosts = partitioned._fetch("SELECT host, last_received_ms FROM hosts")
     finally:
-        db.close()
-
-
-def test_schema_6_rollups_are_rekeyed(pg_cluster) -> None:
-    """PostgreSQL 6 -> 7 keys the rollups by (minute, type, host), as SQLite's;
-    their rows and the graphs' series stay as they were."""
-    from app.postgres import PostgresDatabase, migrate
-    from app.routers.logs import parse_records
+        partitioned.close()
+    assert all(want), want
+    today = day // DAY_MS
+    assert want[8] == [([today - 1, today, today + 1],)]  # and tomorrow's, made ahead
 
     url = pg_cluster.database()
-    t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
-    records = simulate(t0, 20, per_type=2, seed=8, host="alpha")
-    key = (
-        "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i"
-        " CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)"
-        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
-        " WHERE i.indrelid = 'rollups'::regclass AND i.indisprimary"
-    )
-    db = PostgresDatabase(url)
+    assert migrate(url, target=found) == 0
+    with psycopg.connect(url) as conn:
+        conn.cursor().executemany(
+            f"INSERT INTO logs ({COLUMNS}) VALUES ({', '.join(['%s'] * len(rows[0]))})", rows
+        )
+        conn.cursor().executemany("INSERT INTO hosts VALUES (%s, %s)", hosts)
+        conn.execute("INSERT INTO counts VALUES ('kill', 'cpu', 0, 999)")
+    migrated = PostgresDatabase(url)
     try:
-        db.insert(parse_records(json.dumps(records).encode()))
-        until = t0 + 10 * 60_000
-        before = [
-            db.usage_series("memory_bytes", t0, until, 60_000),
-            db.kill_series(t0, until, 60_000),
-        ]
-        with psycopg.connect(url, autocommit=True) as conn:  # back to schema 6
-            assert conn.execute(key).fetchone()[0] == ["minute_ms", "container_type", "host"]
-            conn.execute(
-                "ALTER TABLE rollups DROP CONSTRAINT rollups_pkey,"
-                " ADD PRIMARY KEY (minute_ms, host, container_type);"
-                " DELETE FROM schema_version WHERE version = 7"
-            )
-            assert conn.execute(key).fetchone()[0] == ["minute_ms", "host", "container_type"]
-        assert migrate(url) == 6
-        with psycopg.connect(url) as conn:
-            assert conn.execute(key).fetchone()[0] == ["minute_ms", "container_type", "host"]
-        assert [
-            db.usage_series("memory_bytes", t0, until, 60_000),
-            db.kill_series(t0, until, 60_000),
-        ] == before
-        assert all(before), before
+        assert reads(migrated) == want
     finally:
-        db.close()
+        migrated.close()
