@@ -17,6 +17,9 @@
    timed with 10 hosts x 10 minutes (~5k records) and with 1,000 hosts x 10
    minutes (~480k) in the window; p50/p99 and the 500k/5k ratio. Goal:
    <= 150 ms at 500k and within 2x of the time at 5k.
+4. Retention (fleetbench/retention.py): PostgreSQL's schema 7 -> 8 migration
+   of a database of records over three days of arrival, one day's partitions
+   dropped, and SQLite deleting a day of the same size row by row.
 
 The log service runs as a real uvicorn serving on a Unix socket in a scratch
 directory (the same transport for every configuration); PostgreSQL is
@@ -25,7 +28,8 @@ Unix socket (initdb/pg_ctl as the postgres user). Nothing listens on TCP but
 the one-host run's loopback port 0.
 
 Usage: bench/logger.sh --fleet [--configs sqlite:1,postgresql:2,postgresql:4]
-[--steps 250,500,...] [--step-seconds 20] [--pages 1,3] [--skip one-host,ramp,reads]
+[--steps 250,500,...] [--step-seconds 20] [--pages 1,3]
+[--skip one-host,ramp,reads,retention] [--retention-records 600000]
 [--json FILE]
 """
 
@@ -48,7 +52,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "logger"))
 sys.path.insert(0, str(BENCH))
 
-from fleetbench import ramp  # noqa: E402
+from fleetbench import ramp, retention  # noqa: E402
 from fleetbench.cpu import tree_seconds  # noqa: E402
 from fleetbench.postgres import Postgres  # noqa: E402
 from fleetbench.service import Service  # noqa: E402
@@ -379,12 +383,19 @@ def main() -> int:
         "--logger-dir", type=Path, default=REPO / "logger",
         help="the log service to measure (a logger/ directory; default: this checkout's)",
     )  # fmt: skip
-    parser.add_argument("--skip", default="", help="comma-separated: one-host, ramp, reads")
+    parser.add_argument(
+        "--retention-records", type=int, default=600_000,
+        help="records of the retention part (over 3 days of arrival)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: one-host, ramp, reads, retention"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if skip - {"one-host", "ramp", "reads"}:
-        parser.error(f"--skip: unknown part(s) {sorted(skip - {'one-host', 'ramp', 'reads'})}")
+    parts = {"one-host", "ramp", "reads", "retention"}
+    if skip - parts:
+        parser.error(f"--skip: unknown part(s) {sorted(skip - parts)}")
 
     build_load_generator()
     print(
@@ -422,6 +433,8 @@ def main() -> int:
                 )
         finally:
             engines.close()
+    if "retention" not in skip:
+        figures["retention"] = retention.run(args.retention_records, 3)
     print(f"\nload average at end {uptime()}")
     figures["load_average_end"] = uptime()
     if args.json:
