@@ -1488,17 +1488,19 @@ def runs(
     """gestor runs that started within the window: (host, run_id, first, last).
 
     PostgreSQL keeps a run's span per day of arrival (one row a day, its
-    partitions): the rows of the runs that have one starting in the window
-    are summed, and those that started before it (a later day's row) left
-    out. SQLite's one row per run gives the same answer."""
+    partitions): a run's first row is the one no other row of it precedes,
+    its last record the latest of its rows (both looked up by the key).
+    SQLite's one row per run gives the same answer."""
     by_host, host_args = _host_clause(host)
     sql = f"""
-        SELECT host, run_id, min(first_ms) AS first, max(last_ms) FROM runs
-        WHERE (host, run_id) IN (
-            SELECT host, run_id FROM runs
-            WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
-        )
-        GROUP BY host, run_id HAVING min(first_ms) >= ?
-        ORDER BY first, host LIMIT 500
+        SELECT host, run_id, first_ms,
+               (SELECT max(l.last_ms) FROM runs AS l
+                WHERE l.host = f.host AND l.run_id = f.run_id)
+        FROM runs AS f
+        WHERE first_ms BETWEEN ? AND ? AND run_id != ''{by_host}
+          AND NOT EXISTS (SELECT 1 FROM runs AS e
+                          WHERE e.host = f.host AND e.run_id = f.run_id
+                            AND e.first_ms < f.first_ms)
+        ORDER BY first_ms, host LIMIT 500
     """
-    return run(conn, sql, [since_ms, until_ms, *host_args, since_ms])
+    return run(conn, sql, [since_ms, until_ms, *host_args])

@@ -150,7 +150,7 @@ def test_postgresql_drops_whole_days_of_arrival(pg_cluster) -> None:
 
 
 def test_postgresql_stores_a_record_once_across_days(pg_cluster) -> None:
-    """A record re-sent on another day of arrival (its first POST's answer was
+    """A record re-sent the next day of arrival (its first POST's answer was
     lost before midnight) is not stored again, nor twice in one batch."""
     db = PostgresDatabase(pg_cluster.database())
     today = now_ms() // DAY * DAY
@@ -159,8 +159,35 @@ def test_postgresql_stores_a_record_once_across_days(pg_cluster) -> None:
         store(db, [rec], today - HOUR)
         again = parse_records(json.dumps([rec, other, other]).encode())
         assert [r["id"] for r in db.insert(again, received_ms=today + HOUR)] == [other["id"]]
-        assert db.insert(again, received_ms=today - 2 * HOUR) == []
+        assert db.insert(again, received_ms=today + 2 * HOUR) == []
         assert db.counters.total == 2
         assert db._fetch("SELECT count(*) FROM logs WHERE id = ?", [rec["id"]]) == [(1,)]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgresql"])
+def test_a_run_whose_records_arrived_on_several_days_is_one_run(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """PostgreSQL keeps a run's span per day of arrival: the graphs' markers
+    still get one row per run, its first and last record's times, and only
+    for runs that started in the window."""
+    today = now_ms() // DAY * DAY
+    t0 = today - 2 * HOUR
+    run = {"run_id": "f" * 32, "host": "h", "event": "cycle"}
+    early = {"run_id": "a" * 32, "host": "h", "event": "cycle"}
+    db, _ = open_db(name, tmp_path, request)
+    try:
+        store(db, [record(time=rfc3339(t0 - HOUR), **early)], today - DAY + HOUR)
+        store(db, [record(time=rfc3339(t0 + 60_000), **run)], today - DAY + HOUR)
+        store(db, [record(time=rfc3339(t0), **run)], today - DAY + 2 * HOUR)
+        store(db, [record(time=rfc3339(t0 + 120_000), **run)], today + HOUR)
+        store(db, [record(time=rfc3339(t0 + 180_000), **early)], today + HOUR)
+        assert db.runs(t0 - 1, t0 + DAY) == [("h", "f" * 32, t0, t0 + 120_000)]
+        assert db.runs(t0 - 2 * HOUR, t0 + DAY) == [
+            ("h", "a" * 32, t0 - HOUR, t0 + 180_000),
+            ("h", "f" * 32, t0, t0 + 120_000),
+        ]
     finally:
         db.close()
