@@ -57,6 +57,17 @@ impl Node {
         }
     }
 
+    /// The same node in gestor run `run_id` (a node's cycles filled with
+    /// seeds of their own still belong to one run, as on a host).
+    pub fn in_run(mut self, run_id: &str) -> Node {
+        self.run_id = run_id.to_owned();
+        self
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     fn id(&mut self, cycle: u64) -> String {
         self.seq += 1;
         format!("{}-{cycle}-{}", self.run_id, self.seq - 1)

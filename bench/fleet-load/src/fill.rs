@@ -59,7 +59,11 @@ pub async fn run(pool: Arc<Pool>, token: Option<String>, fill: &Fill) -> Result<
                 };
                 let mut records = Vec::with_capacity(chunk.len() * RECORDS_PER_CYCLE);
                 for (host, cycle, at) in chunk {
-                    records.extend(Node::new(host, seed ^ cycle).cycle(cycle, at));
+                    // One gestor run per host for the whole window, as on a
+                    // fleet (a run per cycle made 60,000 runs of 1,000 hosts).
+                    let run = Node::new(host, seed);
+                    let mut node = Node::new(host, seed ^ cycle).in_run(run.run_id());
+                    records.extend(node.cycle(cycle, at));
                 }
                 let body = Bytes::from(serde_json::to_vec(&records)?);
                 let (status, answer) = pool
