@@ -780,9 +780,10 @@ class PostgresDatabase(SharedReads):
 
     def _ensure_days(self, first: int, last: int) -> None:
         """Makes the partitions of days ``first``..``last`` that are missing.
-        Each worker makes today's and tomorrow's at start and at every
-        retention pass, so a record's insert finds its day's partitions made
-        (making one locks the parent table, which waits for every read)."""
+        Each worker makes today's and tomorrow's at start and checks every
+        second (the counters' thread), so a record's insert finds its day's
+        partitions made (making one locks the parent table, which waits for
+        every read)."""
         wanted = set(range(first, last + 1))
         if wanted <= self._days:
             return
