@@ -400,14 +400,25 @@ fn unreadable_segments_are_read_again_later_and_a_corrupt_one_is_moved_aside() {
     d.wait_for("the readable old records", Duration::from_secs(30), || {
         receiver.ids().is_superset(&old_ids(&old[2..5]))
     });
+    // The metric counts before the segment is renamed, and a delivered
+    // segment is deleted after the receiver has its records: each waited
+    // for, not looked at once.
     d.wait_for(
-        "the corrupt segment moved aside",
+        "the corrupt segment counted",
         Duration::from_secs(30),
         || metric_required(&d.metrics(), "gestor_log_spool_corrupt_total") == 1.0,
     );
     let aside = spool.join("00000000000000000003-3.jsonl.corrupt");
-    assert!(aside.is_file() && !corrupt.exists());
-    assert!(!torn.exists(), "a torn segment, delivered, is deleted");
+    d.wait_for(
+        "the corrupt segment moved aside",
+        Duration::from_secs(30),
+        || aside.is_file() && !corrupt.exists(),
+    );
+    d.wait_for(
+        "the torn segment, delivered, deleted",
+        Duration::from_secs(30),
+        || !torn.exists(),
+    );
     let m = d.metrics();
     assert_eq!(
         metric_required(&m, "gestor_log_records_dropped_total{reason=\"corrupt\"}"),
