@@ -142,16 +142,16 @@ RUN_EXPR = (
     " THEN json_extract(record, '$.run_id') ELSE '' END"
 )
 USAGE_EVENTS = ("keep", "kill", "would_kill", "kill_failed")
-_USAGE_WHERE = (
-    "event IN ('keep', 'kill', 'would_kill', 'kill_failed') AND container_type IS NOT NULL"
-)
+# The records the usage rows sum (SQL, both engines' migrations).
+IS_USAGE = f"event IN ({', '.join(repr(e) for e in USAGE_EVENTS)})"
+USAGE_WHERE = f"{IS_USAGE} AND container_type IS NOT NULL"
 
 BACKFILL = [
     f"""INSERT INTO usage (host, run_id, cycle, container_type, time_ms, memory_sum, memory_n,
                           cpu_sum, cpu_n, records)
     SELECT coalesce(host, ''), {RUN_EXPR} AS run, cycle, container_type, min(time_ms),
            total(memory_bytes), count(memory_bytes), total(cpu_ratio), count(cpu_ratio), count(*)
-    FROM logs WHERE {_USAGE_WHERE}
+    FROM logs WHERE {USAGE_WHERE}
     GROUP BY 1, 2, 3, 4""",
     """INSERT INTO counts (event, container_type, n)
     SELECT event, coalesce(container_type, ''), count(*) FROM logs GROUP BY 1, 2""",
@@ -199,7 +199,6 @@ CREATE TABLE rollups (
 ) WITHOUT ROWID
 """
 MINUTE_MS = 60_000
-_IS_USAGE = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
 # Schema 4's rollups (the columns up to last_ms), from the records.
 ROLLUPS_BACKFILL = f"""
 INSERT INTO rollups (minute_ms, host, container_type, records, cycles, kills, kill_failed,
@@ -210,10 +209,10 @@ SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, '
        sum(CASE WHEN event = 'kill_failed' THEN 1 ELSE 0 END),
        sum(CASE WHEN event = 'error' THEN 1 ELSE 0 END),
        sum(CASE WHEN event = 'remove' THEN 1 ELSE 0 END),
-       coalesce(sum(CASE WHEN {_IS_USAGE} THEN memory_bytes END), 0),
-       count(CASE WHEN {_IS_USAGE} THEN memory_bytes END),
-       coalesce(sum(CASE WHEN {_IS_USAGE} THEN cpu_ratio END), 0),
-       count(CASE WHEN {_IS_USAGE} THEN cpu_ratio END),
+       coalesce(sum(CASE WHEN {IS_USAGE} THEN memory_bytes END), 0),
+       count(CASE WHEN {IS_USAGE} THEN memory_bytes END),
+       coalesce(sum(CASE WHEN {IS_USAGE} THEN cpu_ratio END), 0),
+       count(CASE WHEN {IS_USAGE} THEN cpu_ratio END),
        max(time_ms)
 FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3
 """

@@ -41,9 +41,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from .db import (
+    IS_USAGE,
     ROLLUPS_BACKFILL,
     ROLLUPS_BACKFILL_6,
     USAGE_EVENTS,
+    USAGE_WHERE,
     Counters,
     Record,
     SharedReads,
@@ -304,7 +306,6 @@ $$;
 # A schema 7 database's records copied into the partitions of their arrival
 # day; the side tables rebuilt from them per day (what the writes would have
 # made, had they been partitioned from the start). The hosts table stays.
-_USAGE = "event IN ('keep', 'kill', 'would_kill', 'kill_failed')"
 _HOST_CPU = "event = 'cycle' AND host_cpu_ratio BETWEEN 0 AND 1"
 PARTITIONS_MIGRATION = f"""
 ALTER TABLE logs RENAME TO logs_v7;
@@ -330,7 +331,7 @@ INSERT INTO usage (host, run_id, cycle, container_type, day, time_ms, memory_sum
 SELECT coalesce(host, ''), run_id, coalesce(cycle, 0), container_type, day, min(time_ms),
        coalesce(sum(memory_bytes), 0), count(memory_bytes), coalesce(sum(cpu_ratio), 0),
        count(cpu_ratio), count(*)
-FROM logs WHERE {_USAGE} AND container_type IS NOT NULL GROUP BY 1, 2, 3, 4, 5;
+FROM logs WHERE {USAGE_WHERE} GROUP BY 1, 2, 3, 4, 5;
 INSERT INTO rollups (minute_ms, host, container_type, day, records, cycles, kills, kill_failed,
                      errors, removals, memory_sum, memory_n, cpu_sum, cpu_n, host_cpu_sum,
                      host_cpu_n, last_ms)
@@ -338,10 +339,10 @@ SELECT (time_ms / 60000) * 60000, coalesce(host, ''), coalesce(container_type, '
        count(*), count(*) FILTER (WHERE event = 'cycle'), count(*) FILTER (WHERE event = 'kill'),
        count(*) FILTER (WHERE event = 'kill_failed'), count(*) FILTER (WHERE event = 'error'),
        count(*) FILTER (WHERE event = 'remove'),
-       coalesce(sum(memory_bytes) FILTER (WHERE {_USAGE}), 0),
-       count(memory_bytes) FILTER (WHERE {_USAGE}),
-       coalesce(sum(cpu_ratio) FILTER (WHERE {_USAGE}), 0),
-       count(cpu_ratio) FILTER (WHERE {_USAGE}),
+       coalesce(sum(memory_bytes) FILTER (WHERE {IS_USAGE}), 0),
+       count(memory_bytes) FILTER (WHERE {IS_USAGE}),
+       coalesce(sum(cpu_ratio) FILTER (WHERE {IS_USAGE}), 0),
+       count(cpu_ratio) FILTER (WHERE {IS_USAGE}),
        coalesce(sum(host_cpu_ratio) FILTER (WHERE {_HOST_CPU}), 0),
        count(*) FILTER (WHERE {_HOST_CPU}), max(time_ms)
 FROM logs WHERE event != 'alert' GROUP BY 1, 2, 3, 4;
